@@ -1,0 +1,320 @@
+"""The embedded tracking store: one SQLite file, zero set-up.
+
+Why these settings:
+- The stdlib ``sqlite3`` runs on one dedicated worker thread, so the event
+  loop never blocks on disk and the connection never crosses threads; no
+  extra dependency is needed.
+- WAL lets ``mash-gateway track`` read while the router writes.
+- ``synchronous=FULL``: the router acks a broker message only after its state
+  change is durable. Under WAL, NORMAL may lose the last commits on power
+  loss, which would forget a claim (re-opening a replay window) or a routed
+  state (making the later receipt illegal). FULL fsyncs each commit; the
+  router batches nothing, so that is one fsync per state change.
+- ``busy_timeout`` lets a second process (the CLI, a second router) wait for
+  the write lock instead of failing at once; writes take it up front with
+  ``BEGIN IMMEDIATE`` so a read-then-write never deadlocks.
+- Timestamps are stored as fixed-width UTC ISO-8601 text (``...000000Z``),
+  so text order is time order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from gateway.clock import utc_now
+from gateway.lifecycle import State
+from gateway.store import ClaimResult, MessageRecord, StoreError, TimelineEntry, UnknownMessage
+from gateway.store.migrations import CREATE_MIGRATIONS_TABLE, MIGRATIONS
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 5000
+
+
+def to_text(at: datetime) -> str:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise StoreError(f"timestamp {at.isoformat()} has no timezone; pass an aware UTC datetime")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_text(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+class SqliteStore:
+    """A TrackingStore in the SQLite file at ``path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def open(self) -> None:
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        try:
+            await self._run(self._connect)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+        executor.shutdown(wait=True)
+
+    async def _run(self, work: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise StoreError(f"tracking store {self.path} is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"tracking store {self.path} is not open")
+        return self._conn
+
+    def _connect(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open tracking store {self.path}: {exc}") from exc
+        self._conn = conn
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"tracking store {self.path} cannot use WAL (journal mode {mode})")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate(conn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot prepare tracking store {self.path}: {exc}") from exc
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute(CREATE_MIGRATIONS_TABLE)
+        with self._write(conn):
+            row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+            current = row[0] or 0
+            newest = MIGRATIONS[-1].version
+            if current > newest:
+                raise StoreError(
+                    f"tracking store {self.path} has schema version {current}, newer than this "
+                    f"gateway's {newest}; upgrade the gateway"
+                )
+            for migration in MIGRATIONS:
+                if migration.version <= current:
+                    continue
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, description, applied_at)"
+                    " VALUES (?, ?, ?)",
+                    (migration.version, migration.description, to_text(utc_now())),
+                )
+
+    @contextmanager
+    def _write(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """One write transaction, taking the write lock up front."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    async def _transaction(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn = self._db()
+            try:
+                with self._write(conn):
+                    return work(conn)
+            except sqlite3.Error as exc:
+                raise StoreError(f"tracking store {self.path}: {what} failed: {exc}") from exc
+
+        return await self._run(run)
+
+    async def _query(self, what: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            try:
+                return work(self._db())
+            except sqlite3.Error as exc:
+                raise StoreError(f"tracking store {self.path}: {what} failed: {exc}") from exc
+
+        return await self._run(run)
+
+    async def schema_version(self) -> int:
+        row = await self._query(
+            "reading the schema version",
+            lambda c: c.execute("SELECT MAX(version) FROM schema_migrations").fetchone(),
+        )
+        return int(row[0] or 0)
+
+    async def record_submitted(self, message: MessageRecord, at: datetime) -> bool:
+        """Record ``message`` as submitted at ``at`` (its ``state`` is ignored)."""
+        stamp = to_text(at)
+        deadline = None if message.deadline is None else to_text(message.deadline)
+        created = to_text(message.created_at)
+
+        def work(conn: sqlite3.Connection) -> bool:
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO messages (message_id, correlation_id, in_reply_to,"
+                " message_type, sender, rag, deadline, created_at, state, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    message.message_id,
+                    message.correlation_id,
+                    message.in_reply_to,
+                    message.message_type,
+                    message.sender,
+                    message.rag,
+                    deadline,
+                    created,
+                    State.SUBMITTED.value,
+                    stamp,
+                ),
+            ).rowcount
+            if not inserted:
+                return False
+            conn.executemany(
+                "INSERT INTO message_recipients (message_id, position, agency) VALUES (?, ?, ?)",
+                [(message.message_id, i, r) for i, r in enumerate(message.recipients)],
+            )
+            conn.execute(
+                "INSERT INTO transitions (message_id, state, at) VALUES (?, ?, ?)",
+                (message.message_id, State.SUBMITTED.value, stamp),
+            )
+            return True
+
+        return await self._transaction(f"recording message {message.message_id}", work)
+
+    async def record_transition(
+        self,
+        message_id: str,
+        state: State,
+        at: datetime,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        if state is State.REJECTED and not reason:
+            raise StoreError(f"message {message_id}: a rejected transition needs a reason")
+        stamp = to_text(at)
+
+        def work(conn: sqlite3.Connection) -> None:
+            updated = conn.execute(
+                "UPDATE messages SET state = ?, updated_at = ? WHERE message_id = ?",
+                (state.value, stamp, message_id),
+            ).rowcount
+            if not updated:
+                raise UnknownMessage(f"tracking store has no message {message_id}")
+            conn.execute(
+                "INSERT INTO transitions (message_id, state, at, reason, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (message_id, state.value, stamp, reason, detail),
+            )
+
+        await self._transaction(f"recording {state.value} for {message_id}", work)
+
+    async def claim_message(self, message_id: str, header_digest: str) -> ClaimResult:
+        def work(conn: sqlite3.Connection) -> ClaimResult:
+            if conn.execute(
+                "INSERT OR IGNORE INTO claims (message_id, header_digest) VALUES (?, ?)",
+                (message_id, header_digest),
+            ).rowcount:
+                return ClaimResult.FIRST
+            (seen,) = conn.execute(
+                "SELECT header_digest FROM claims WHERE message_id = ?", (message_id,)
+            ).fetchone()
+            return ClaimResult.REPEAT if seen == header_digest else ClaimResult.REPLAY
+
+        return await self._transaction(f"claiming {message_id}", work)
+
+    async def mark_handled(self, agency: str, message_id: str) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            return bool(
+                conn.execute(
+                    "INSERT OR IGNORE INTO handled (agency, message_id) VALUES (?, ?)",
+                    (agency, message_id),
+                ).rowcount
+            )
+
+        return await self._transaction(f"marking {message_id} handled by {agency}", work)
+
+    async def message(self, message_id: str) -> MessageRecord | None:
+        found = await self._query(
+            f"reading message {message_id}",
+            lambda c: self._messages(c, "m.message_id = ?", message_id),
+        )
+        return found[0] if found else None
+
+    async def case_messages(self, correlation_id: str) -> list[MessageRecord]:
+        return await self._query(
+            f"reading case {correlation_id}",
+            lambda c: self._messages(c, "m.correlation_id = ?", correlation_id),
+        )
+
+    async def timeline(self, message_id: str) -> list[TimelineEntry]:
+        return await self._query(
+            f"reading the timeline of {message_id}",
+            lambda c: self._timeline(c, "t.message_id = ?", message_id),
+        )
+
+    async def case_timeline(self, correlation_id: str) -> list[TimelineEntry]:
+        return await self._query(
+            f"reading the timeline of case {correlation_id}",
+            lambda c: self._timeline(c, "m.correlation_id = ?", correlation_id),
+        )
+
+    @staticmethod
+    def _messages(conn: sqlite3.Connection, where: str, value: str) -> list[MessageRecord]:
+        """Messages matching ``where`` (a constant of this module, never user text)."""
+        rows = conn.execute(
+            "SELECT message_id, correlation_id, in_reply_to, message_type, sender, rag,"  # noqa: S608
+            " deadline, created_at, state"
+            f" FROM messages m WHERE {where} ORDER BY created_at, message_id",
+            (value,),
+        ).fetchall()
+        recipients: dict[str, list[str]] = {r[0]: [] for r in rows}
+        for message_id, agency in conn.execute(
+            "SELECT r.message_id, r.agency FROM message_recipients r"  # noqa: S608
+            f" JOIN messages m ON m.message_id = r.message_id WHERE {where}"
+            " ORDER BY r.message_id, r.position",
+            (value,),
+        ):
+            recipients[message_id].append(agency)
+        return [
+            MessageRecord(
+                message_id=r[0],
+                correlation_id=r[1],
+                in_reply_to=r[2],
+                message_type=r[3],
+                sender=r[4],
+                recipients=tuple(recipients[r[0]]),
+                rag=r[5],
+                deadline=None if r[6] is None else from_text(r[6]),
+                created_at=from_text(r[7]),
+                state=State(r[8]),
+            )
+            for r in rows
+        ]
+
+    @staticmethod
+    def _timeline(conn: sqlite3.Connection, where: str, value: str) -> list[TimelineEntry]:
+        rows = conn.execute(
+            "SELECT t.message_id, t.state, t.at, t.reason, t.detail FROM transitions t"  # noqa: S608
+            f" JOIN messages m ON m.message_id = t.message_id WHERE {where}"
+            " ORDER BY t.at, t.seq",
+            (value,),
+        ).fetchall()
+        return [TimelineEntry(r[0], State(r[1]), from_text(r[2]), r[3], r[4]) for r in rows]

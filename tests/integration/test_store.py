@@ -1,0 +1,222 @@
+"""The TrackingStore contract, run against every implementation of the ``store`` fixture."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from gateway.lifecycle import State
+from gateway.store import (
+    ClaimResult,
+    MessageRecord,
+    StoreError,
+    TimelineEntry,
+    TrackingStore,
+    UnknownMessage,
+    store_from_url,
+)
+from gateway.store.migrations import MIGRATIONS
+from gateway.store.sqlite import SqliteStore
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+CASE = "case-2026-0001"
+
+
+def record(message_id: str, **changes: object) -> MessageRecord:
+    facts: dict[str, object] = {
+        "message_id": message_id,
+        "correlation_id": CASE,
+        "in_reply_to": None,
+        "message_type": "InformationRequest",
+        "sender": "hub",
+        "recipients": ("health", "police", "csc"),
+        "rag": "Red",
+        "deadline": T0 + timedelta(hours=4),
+        "created_at": T0,
+    }
+    return MessageRecord(**{**facts, **changes})  # type: ignore[arg-type]
+
+
+async def test_a_submitted_message_reads_back_with_its_facts(store: TrackingStore) -> None:
+    assert await store.record_submitted(record("m-1"), at=T0)
+    assert await store.message("m-1") == record("m-1")
+    assert await store.message("m-unknown") is None
+
+
+async def test_recording_the_same_message_twice_changes_nothing(store: TrackingStore) -> None:
+    assert await store.record_submitted(record("m-1"), at=T0)
+    await store.record_transition("m-1", State.ROUTED, T0 + timedelta(seconds=1))
+    assert not await store.record_submitted(record("m-1"), at=T0 + timedelta(seconds=2))
+    assert [e.state for e in await store.timeline("m-1")] == [State.SUBMITTED, State.ROUTED]
+    assert (await store.message("m-1")) == record("m-1", state=State.ROUTED)
+
+
+async def test_every_transition_is_timestamped_in_order(store: TrackingStore) -> None:
+    await store.record_submitted(record("m-1"), at=T0)
+    plus = [T0 + timedelta(seconds=s) for s in (1, 2, 3)]
+    await store.record_transition("m-1", State.ROUTED, plus[0], detail="to health,police,csc")
+    await store.record_transition("m-1", State.DELIVERED, plus[1], detail="sha256:ab12")
+    await store.record_transition("m-1", State.ANSWERED, plus[2])
+    assert await store.timeline("m-1") == [
+        TimelineEntry("m-1", State.SUBMITTED, T0),
+        TimelineEntry("m-1", State.ROUTED, plus[0], detail="to health,police,csc"),
+        TimelineEntry("m-1", State.DELIVERED, plus[1], detail="sha256:ab12"),
+        TimelineEntry("m-1", State.ANSWERED, plus[2]),
+    ]
+    assert (await store.message("m-1")).state is State.ANSWERED  # type: ignore[union-attr]
+
+
+async def test_timestamps_come_back_in_utc_whatever_zone_went_in(store: TrackingStore) -> None:
+    bst = timezone(timedelta(hours=1))
+    await store.record_submitted(record("m-1", created_at=T0.astimezone(bst)), at=T0)
+    await store.record_transition("m-1", State.ROUTED, datetime(2026, 6, 1, 10, 0, 0, 5, bst))
+    got = await store.message("m-1")
+    assert got is not None and got.created_at == T0 and got.created_at.tzinfo is UTC
+    routed = (await store.timeline("m-1"))[-1].at
+    assert routed == datetime(2026, 6, 1, 9, 0, 0, 5, UTC)
+
+
+async def test_naive_timestamps_are_refused(store: TrackingStore) -> None:
+    with pytest.raises(StoreError, match="has no timezone"):
+        await store.record_submitted(record("m-1"), at=datetime(2026, 1, 5, 9, 0))
+
+
+async def test_rejection_keeps_its_reason(store: TrackingStore) -> None:
+    await store.record_submitted(record("m-1"), at=T0)
+    reason = "agreement isa-01 does not allow lawful basis cda-1998-s115"
+    await store.record_transition("m-1", State.REJECTED, T0, reason=reason)
+    assert (await store.timeline("m-1"))[-1] == TimelineEntry("m-1", State.REJECTED, T0, reason)
+    with pytest.raises(StoreError, match="m-1: a rejected transition needs a reason"):
+        await store.record_transition("m-1", State.REJECTED, T0)
+
+
+async def test_a_transition_for_an_unknown_message_is_refused(store: TrackingStore) -> None:
+    with pytest.raises(UnknownMessage, match="no message m-404"):
+        await store.record_transition("m-404", State.ROUTED, T0)
+    assert await store.timeline("m-404") == []
+
+
+async def test_claims_tell_first_sighting_redelivery_and_replay(store: TrackingStore) -> None:
+    assert await store.claim_message("m-1", "digest-a") is ClaimResult.FIRST
+    assert await store.claim_message("m-1", "digest-a") is ClaimResult.REPEAT
+    assert await store.claim_message("m-1", "digest-b") is ClaimResult.REPLAY
+    assert await store.claim_message("m-2", "digest-b") is ClaimResult.FIRST
+
+
+async def test_concurrent_claims_of_one_id_have_exactly_one_winner(store: TrackingStore) -> None:
+    results = await asyncio.gather(*(store.claim_message("m-1", "d") for _ in range(20)))
+    assert sorted(results) == sorted([ClaimResult.FIRST] + [ClaimResult.REPEAT] * 19)
+
+
+async def test_mark_handled_is_true_once_per_agency(store: TrackingStore) -> None:
+    assert await store.mark_handled("health", "m-1")
+    assert not await store.mark_handled("health", "m-1")
+    assert await store.mark_handled("police", "m-1")
+
+
+async def test_a_case_timeline_interleaves_its_messages(store: TrackingStore) -> None:
+    referral = record("m-ref", message_type="Referral", sender="police", recipients=("hub",))
+    request = record("m-req", created_at=T0 + timedelta(minutes=5))
+    response = record(
+        "m-resp",
+        message_type="InformationResponse",
+        sender="health",
+        recipients=("hub",),
+        in_reply_to="m-req",
+        rag=None,
+        deadline=None,
+        created_at=T0 + timedelta(minutes=9),
+    )
+    other = record("m-other", correlation_id="case-2026-0002")
+    await store.record_submitted(referral, at=T0)
+    await store.record_submitted(other, at=T0)
+    await store.record_transition("m-ref", State.ROUTED, T0 + timedelta(minutes=1))
+    await store.record_submitted(request, at=T0 + timedelta(minutes=5))
+    await store.record_transition("m-req", State.ROUTED, T0 + timedelta(minutes=6))
+    await store.record_submitted(response, at=T0 + timedelta(minutes=9))
+    await store.record_transition("m-req", State.ANSWERED, T0 + timedelta(minutes=10))
+
+    assert [(e.message_id, e.state) for e in await store.case_timeline(CASE)] == [
+        ("m-ref", State.SUBMITTED),
+        ("m-ref", State.ROUTED),
+        ("m-req", State.SUBMITTED),
+        ("m-req", State.ROUTED),
+        ("m-resp", State.SUBMITTED),
+        ("m-req", State.ANSWERED),
+    ]
+    messages = await store.case_messages(CASE)
+    assert [m.message_id for m in messages] == ["m-ref", "m-req", "m-resp"]
+    assert messages[2].in_reply_to == "m-req" and messages[2].deadline is None
+    assert messages[0].recipients == ("hub",)
+
+
+async def test_data_survives_reopening_and_migrations_run_once(
+    store: TrackingStore, make_store: Callable[[], TrackingStore]
+) -> None:
+    await store.record_submitted(record("m-1"), at=T0)
+    await store.close()
+    again = make_store()
+    await again.open()
+    await again.open()  # a second open of an open store is harmless
+    try:
+        assert (await again.message("m-1")) == record("m-1")
+    finally:
+        await again.close()
+
+
+# SQLite specifics: the file's settings and the migration bookkeeping.
+
+
+async def test_sqlite_file_uses_wal_foreign_keys_and_records_its_migrations(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "track.db"
+    for _ in range(2):
+        s = SqliteStore(str(path))
+        await s.open()
+        assert await s.schema_version() == MIGRATIONS[-1].version
+        await s.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        rows = raw.execute("SELECT version FROM schema_migrations").fetchall()
+        assert rows == [(m.version,) for m in MIGRATIONS]
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            raw.execute("PRAGMA foreign_keys = ON")
+            raw.execute(
+                "INSERT INTO transitions (message_id, state, at) VALUES ('x', 'routed', 't')"
+            )
+
+
+async def test_a_store_newer_than_the_gateway_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "track.db"
+    s = SqliteStore(str(path))
+    await s.open()
+    await s.close()
+    with sqlite3.connect(path) as raw:
+        raw.execute("INSERT INTO schema_migrations VALUES (999, 'from the future', 'x')")
+    with pytest.raises(StoreError, match="schema version 999, newer than this gateway's"):
+        await SqliteStore(str(path)).open()
+
+
+async def test_an_unopenable_path_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir" / "track.db"
+    with pytest.raises(StoreError, match=f"cannot open tracking store {missing}"):
+        await SqliteStore(str(missing)).open()
+
+
+def test_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = store_from_url("sqlite:///var/track.db")
+    absolute = store_from_url(f"sqlite:///{tmp_path}/track.db")
+    assert isinstance(relative, SqliteStore) and relative.path == "var/track.db"
+    assert isinstance(absolute, SqliteStore) and absolute.path == f"{tmp_path}/track.db"
+    for bad in ("postgres://db/track", "sqlite://track.db", "sqlite:///"):
+        with pytest.raises(StoreError, match="unsupported store URL"):
+            store_from_url(bad)
