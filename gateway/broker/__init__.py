@@ -1,0 +1,1 @@
+"""The RabbitMQ shell: connections, the topology, confirmed publishing and broker administration."""

@@ -1,0 +1,78 @@
+"""Publishing that either lands a message in a queue or raises: persistent, confirmed, mandatory.
+
+A publish returns only after the broker has confirmed that every queue it
+routed to holds the message. Anything else raises ``PublishFailed`` naming
+the exchange, the routing key and the message id:
+- returned: no queue matched (an unknown or deleted inbox);
+- nacked: a queue refused it (a full ``reject-publish`` queue) or the broker
+  could not store it;
+- the channel closed first: the outcome is unknown, so the caller retries and
+  the receiver's idempotency (by message id) absorbs a duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractExchange, DeliveryMode, FieldValue
+from pamqp.commands import Basic
+
+from gateway.errors import GatewayError
+
+
+class PublishFailed(GatewayError):
+    """The broker did not take responsibility for a message."""
+
+
+async def publish(
+    exchange: AbstractExchange,
+    body: bytes,
+    *,
+    routing_key: str,
+    message_id: str,
+    headers: Mapping[str, FieldValue] | None = None,
+    correlation_id: str | None = None,
+    message_type: str | None = None,
+    timestamp: datetime | None = None,
+    content_type: str = "application/octet-stream",
+    mandatory: bool = True,
+    timeout: float | None = None,
+) -> None:
+    """Publish ``body`` persistently and wait for the broker's confirm.
+
+    ``mandatory=False`` is for the events exchange only, where no subscriber
+    is not an error.
+    """
+    message = aio_pika.Message(
+        body,
+        headers=dict(headers or {}),
+        content_type=content_type,
+        delivery_mode=DeliveryMode.PERSISTENT,
+        message_id=message_id,
+        correlation_id=correlation_id,
+        type=message_type,
+        timestamp=timestamp,
+    )
+    where = f"message {message_id} to exchange {exchange.name!r} with routing key {routing_key!r}"
+    try:
+        confirmation = await exchange.publish(
+            message, routing_key, mandatory=mandatory, timeout=timeout
+        )
+    except aiormq.exceptions.PublishError as exc:
+        raise PublishFailed(f"{where} was returned unroutable: no queue is bound for it") from exc
+    except aiormq.exceptions.ChannelAccessRefused as exc:
+        raise PublishFailed(f"{where} was refused: this user may not publish there") from exc
+    except aiormq.exceptions.DeliveryError as exc:
+        raise PublishFailed(
+            f"{where} was refused by the broker (nack): the queue is full or unavailable"
+        ) from exc
+    except (aiormq.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
+        raise PublishFailed(f"{where} is unconfirmed, retry it: {exc!r}") from exc
+    if not isinstance(confirmation, Basic.Ack):
+        raise PublishFailed(
+            f"{where} was not confirmed ({type(confirmation).__name__}): publish on a channel "
+            "with publisher confirms and on_return_raises (connection.confirmed_channel)"
+        )

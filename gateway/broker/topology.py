@@ -1,0 +1,163 @@
+"""The broker topology: its names, its plan, and declaring it idempotently at start-up.
+
+The plan is pure data (``plan``), so the declaration and the exported
+definitions (definitions.py) cannot drift apart.
+
+- Edges publish to ``mash.ingress`` (direct) with routing key ``submit``; it
+  feeds the router's quorum queue ``gateway.router``.
+- The router publishes to ``mash.deliver`` (direct, routing key = agency id),
+  which feeds each quorum inbox ``agency.<id>.inbox``.
+- ``mash.events`` (topic) carries escalations, notices and metrics events;
+  subscribers bind their own queues.
+- ``mash.quarantine`` (fanout) feeds ``gateway.quarantine``. The inboxes and
+  the router queue dead-letter there, at least once, when a message is
+  returned more than the delivery limit allows (a poison message then stops
+  blocking the queue); RabbitMQ records why in the ``x-death`` header. The
+  router also publishes its rejects there, naming the check in
+  ``QUARANTINE_REASON_HEADER``. The quarantine queue has no limit: it never drops.
+- Queues are bounded with ``reject-publish`` overflow: a full queue nacks new
+  publishes, so the publisher learns at once instead of a message vanishing.
+  A quorum queue notices the bound one message late, so it may hold
+  max-length + 1. At-least-once dead-lettering requires this overflow mode.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, ExchangeType
+
+from gateway.errors import GatewayError
+
+INGRESS_EXCHANGE = "mash.ingress"
+INGRESS_ROUTING_KEY = "submit"
+ROUTER_QUEUE = "gateway.router"
+DELIVER_EXCHANGE = "mash.deliver"
+EVENTS_EXCHANGE = "mash.events"
+QUARANTINE_EXCHANGE = "mash.quarantine"
+QUARANTINE_QUEUE = "gateway.quarantine"
+QUARANTINE_REASON_HEADER = "x-mash-quarantine-reason"
+
+# The same pattern as AgencyId in schemas/common.xsd: safe in queue names and permission regexes.
+AGENCY_ID = re.compile(r"[a-z][a-z0-9-]{1,31}")
+
+
+class InvalidAgencyId(GatewayError):
+    """An agency id that cannot name a queue or appear in a permission regex."""
+
+
+class TopologyMismatch(GatewayError):
+    """An existing exchange or queue was declared with other settings than the plan's."""
+
+
+def checked_agency(agency: str) -> str:
+    if not AGENCY_ID.fullmatch(agency):
+        raise InvalidAgencyId(f"agency id {agency!r} does not match {AGENCY_ID.pattern}")
+    return agency
+
+
+def inbox_queue(agency: str) -> str:
+    return f"agency.{checked_agency(agency)}.inbox"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Queue bounds. RabbitMQ refuses to redeclare a queue with others: re-create it."""
+
+    inbox_delivery_limit: int = 5
+    inbox_max_length: int = 100_000
+    router_delivery_limit: int = 5
+    router_max_length: int = 100_000
+
+
+@dataclass(frozen=True)
+class Exchange:
+    name: str
+    type: ExchangeType
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    arguments: Mapping[str, str | int]
+
+
+@dataclass(frozen=True)
+class Binding:
+    exchange: str
+    queue: str
+    routing_key: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    exchanges: tuple[Exchange, ...]
+    queues: tuple[Queue, ...]
+    bindings: tuple[Binding, ...]
+
+
+def bounded_quorum(delivery_limit: int, max_length: int) -> dict[str, str | int]:
+    """Arguments of a bounded quorum queue that quarantines its poison messages."""
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": delivery_limit,
+        "x-dead-letter-exchange": QUARANTINE_EXCHANGE,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+        "x-max-length": max_length,
+    }
+
+
+def plan(agencies: Iterable[str], limits: Limits) -> Plan:
+    """Everything the gateway declares for ``agencies``, in declaration order."""
+    ids = sorted({checked_agency(a) for a in agencies})
+    inboxes = [
+        Queue(inbox_queue(a), bounded_quorum(limits.inbox_delivery_limit, limits.inbox_max_length))
+        for a in ids
+    ]
+    return Plan(
+        exchanges=(
+            Exchange(QUARANTINE_EXCHANGE, ExchangeType.FANOUT),
+            Exchange(INGRESS_EXCHANGE, ExchangeType.DIRECT),
+            Exchange(DELIVER_EXCHANGE, ExchangeType.DIRECT),
+            Exchange(EVENTS_EXCHANGE, ExchangeType.TOPIC),
+        ),
+        queues=(
+            Queue(QUARANTINE_QUEUE, {"x-queue-type": "quorum"}),
+            Queue(
+                ROUTER_QUEUE,
+                bounded_quorum(limits.router_delivery_limit, limits.router_max_length),
+            ),
+            *inboxes,
+        ),
+        bindings=(
+            Binding(QUARANTINE_EXCHANGE, QUARANTINE_QUEUE, ""),
+            Binding(INGRESS_EXCHANGE, ROUTER_QUEUE, INGRESS_ROUTING_KEY),
+            *(Binding(DELIVER_EXCHANGE, inbox_queue(a), a) for a in ids),
+        ),
+    )
+
+
+async def declare(channel: AbstractChannel, agencies: Iterable[str], limits: Limits) -> Plan:
+    """Declare the plan for ``agencies``; repeating it with the same limits changes nothing."""
+    wanted = plan(agencies, limits)
+    try:
+        for exchange in wanted.exchanges:
+            await channel.declare_exchange(exchange.name, exchange.type, durable=True)
+        queues = {}
+        for queue in wanted.queues:
+            queues[queue.name] = await channel.declare_queue(
+                queue.name, durable=True, arguments=dict(queue.arguments)
+            )
+        for binding in wanted.bindings:
+            await queues[binding.queue].bind(binding.exchange, routing_key=binding.routing_key)
+    except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+        raise TopologyMismatch(
+            f"RabbitMQ refused to redeclare part of the topology with the planned settings "
+            f"({exc}); an existing queue keeps its arguments: drain and delete it, or restore "
+            "the limits it was created with"
+        ) from exc
+    return wanted
