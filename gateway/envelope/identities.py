@@ -1,0 +1,36 @@
+"""The keys an edge holds (private) or looks up (public) to seal and open envelopes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+
+@dataclass(frozen=True)
+class SigningIdentity:
+    """The sending agency's Ed25519 key and the id the registry knows it by."""
+
+    agency: str
+    key_id: str
+    private_key: Ed25519PrivateKey
+
+
+@dataclass(frozen=True)
+class RecipientKey:
+    """A recipient agency's current X25519 key, as the registry publishes it."""
+
+    agency: str
+    key_id: str
+    public_key: X25519PublicKey
+
+
+@dataclass(frozen=True)
+class DecryptionIdentity:
+    """An agency's X25519 private keys by key id: several, because messages sealed
+    to a key that has since been rotated must still open."""
+
+    agency: str
+    private_keys: Mapping[str, X25519PrivateKey]
