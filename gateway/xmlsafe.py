@@ -46,12 +46,12 @@ def parse(data: bytes, source: str = "<bytes>", limits: XmlLimits = XmlLimits())
     if len(data) > limits.max_bytes:
         raise UnsafeXmlError(f"{source}: document is {len(data)} bytes, limit {limits.max_bytes}")
     try:
-        root = etree.fromstring(data, parser=_new_parser(), base_url=None)
+        root: etree._Element = etree.fromstring(data, parser=_new_parser())
     except etree.XMLSyntaxError as exc:
         line = exc.lineno if exc.lineno else "?"
         raise UnsafeXmlError(f"{source}:{line}: not well-formed XML: {exc.msg}") from None
     tree = root.getroottree()
-    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:  # type: ignore[attr-defined]
         raise UnsafeXmlError(f"{source}:1: DOCTYPE declarations are not allowed")
     _check_depth(root, source, limits.max_depth)
     return root

@@ -1,0 +1,64 @@
+"""`mash-gateway` command line: parses arguments and dispatches to one module per command group.
+
+Each command module exposes ``register(subparsers)`` and sets ``handler`` on
+its parser; a handler returns the process exit code. Expected failures are
+GatewayErrors and print as one line naming the file, key or check that failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from gateway.cli import (
+    broker_cmds,
+    demo_cmd,
+    envelope_cmds,
+    init_cmd,
+    keys_cmds,
+    track_cmd,
+    validate_cmd,
+)
+from gateway.errors import GatewayError
+
+COMMAND_MODULES = (
+    demo_cmd,
+    init_cmd,
+    keys_cmds,
+    validate_cmd,
+    envelope_cmds,
+    broker_cmds,
+    track_cmd,
+)
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mash-gateway",
+        description="Secure message-exchange gateway for a Multi-Agency Safeguarding Hub.",
+    )
+    parser.add_argument(
+        "--config",
+        help="path to gateway.toml (default: $MASH_GATEWAY_CONFIG, then ./gateway.toml)",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except GatewayError as exc:
+        print(f"mash-gateway {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    return code

@@ -1,0 +1,135 @@
+"""`mash-gateway keys list|generate|rotate|revoke`: manage an area's agency keys.
+
+Every change appends to gateway.toml (public half) and keys/private (0600
+private half); nothing is rewritten, so the key history stays auditable.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime, timedelta
+
+from gateway import keystore
+from gateway.clock import utc_now
+from gateway.config import AreaConfig, ConfigError, load_config
+from gateway.registry import KeyRejected, KeyUse, PublicKeyRecord
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("keys", help="list, generate, rotate or revoke agency keys")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    listing = actions.add_parser("list", help="show every key with its status")
+    listing.add_argument("--agency")
+    listing.set_defaults(handler=run_list)
+
+    for name, helptext, handler in (
+        ("generate", "add a new key pair for an agency", run_generate),
+        ("rotate", "add a successor key; older keys keep verifying until they expire", run_rotate),
+    ):
+        action = actions.add_parser(name, help=helptext)
+        action.add_argument("--agency", required=True)
+        action.add_argument(
+            "--use", choices=[u.value for u in KeyUse], help="sign or encrypt (default: both)"
+        )
+        action.add_argument(
+            "--days",
+            type=int,
+            default=keystore.DEFAULT_VALIDITY.days,
+            help="validity in days (default: %(default)s)",
+        )
+        action.set_defaults(handler=handler)
+
+    revoke = actions.add_parser("revoke", help="revoke a key: it never verifies again")
+    revoke.add_argument("key_id")
+    revoke.add_argument("--reason", required=True)
+    revoke.set_defaults(handler=run_revoke)
+
+
+def status(record: PublicKeyRecord, current_ids: set[str], now: datetime) -> str:
+    if record.revoked_at is not None:
+        return "revoked"
+    if record.problem_at(now):
+        return "expired" if now >= record.expires else "not yet valid"
+    return "current" if record.key_id in current_ids else "valid (rotated)"
+
+
+def _current_ids(config: AreaConfig, now: datetime) -> set[str]:
+    ids = set()
+    for agency in config.registry.agencies:
+        for use in KeyUse:
+            try:
+                ids.add(config.registry.current_key(agency, use, now).key_id)
+            except KeyRejected:
+                continue  # an agency without a usable key of this use has no current one
+    return ids
+
+
+def run_list(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    now = utc_now()
+    agencies = [args.agency] if args.agency else sorted(config.registry.agencies)
+    current = _current_ids(config, now)
+    print(f"{'KEY ID':<44} {'USE':<8} {'NOT BEFORE':<20} {'EXPIRES':<20} STATUS")
+    for agency in agencies:
+        config.registry.agency(agency)
+        for record in config.registry.keys_of(agency):
+            print(
+                f"{record.key_id:<44} {record.use.value:<8} "
+                f"{record.not_before:%Y-%m-%d %H:%M}Z{'':<3} "
+                f"{record.expires:%Y-%m-%d %H:%M}Z{'':<3} "
+                f"{status(record, current, now)}"
+            )
+    return 0
+
+
+def _uses(args: argparse.Namespace) -> tuple[KeyUse, ...]:
+    return (KeyUse(args.use),) if args.use else (KeyUse.SIGN, KeyUse.ENCRYPT)
+
+
+def _add_keys(config: AreaConfig, agency: str, uses: tuple[KeyUse, ...], days: int) -> None:
+    if days <= 0:
+        raise ConfigError(f"--days must be positive, not {days}")
+    now = utc_now().replace(microsecond=0)
+    for use in uses:
+        new = keystore.generate(config.private_keys_dir, agency, use, now, timedelta(days=days))
+        keystore.append_to_config(config.path, keystore.key_block(new.record))
+        print(
+            f"added {new.record.key_id} ({use.value}), valid until {new.record.expires:%Y-%m-%d}; "
+            f"private key {new.private_path}"
+        )
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    config.registry.agency(args.agency)
+    _add_keys(config, args.agency, _uses(args), args.days)
+    return 0
+
+
+def run_rotate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    now = utc_now()
+    uses = _uses(args)
+    for use in uses:
+        old = config.registry.current_key(args.agency, use, now)
+        print(
+            f"{old.key_id} stays valid for verifying until {old.expires:%Y-%m-%d}; "
+            "new messages use its successor"
+        )
+    _add_keys(config, args.agency, uses, args.days)
+    return 0
+
+
+def run_revoke(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    record = config.registry.keys.get(args.key_id)
+    if record is None:
+        raise ConfigError(f"unknown key id {args.key_id!r} (see `mash-gateway keys list`)")
+    if record.revoked_at is not None:
+        raise ConfigError(f"{args.key_id} is already revoked")
+    keystore.append_to_config(
+        config.path, keystore.revocation_block(args.key_id, utc_now(), args.reason)
+    )
+    print(f"revoked {args.key_id}: it will never verify again")
+    return 0
