@@ -1,0 +1,67 @@
+"""`mash-gateway track MESSAGE_ID | --correlation ID`: where a message, or a whole case, has got to.
+
+Reads the tracking store named by the area config (WAL lets it read while
+the router writes) and prints ids, types, agencies, states, times and
+reasons: the store holds no payload, and the view shows nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from gateway import timeline_view
+from gateway.config import AreaConfig, load_config
+from gateway.errors import GatewayError
+from gateway.store import TrackingStore, store_from_url
+
+
+class NotTracked(GatewayError):
+    """The tracking store has no message with that id, or no case with that correlation id."""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "track", help="show a message's timeline, or with --correlation a whole case"
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("message_id", nargs="?", metavar="MESSAGE_ID")
+    which.add_argument("--correlation", metavar="ID", help="show every message of the case ID")
+    parser.set_defaults(handler=run)
+
+
+async def message_report(store: TrackingStore, message_id: str, where: str) -> str:
+    message = await store.message(message_id)
+    if message is None:
+        raise NotTracked(f"no message {message_id!r} in the tracking store ({where})")
+    return timeline_view.message_view(message, await store.timeline(message_id))
+
+
+async def case_report(store: TrackingStore, correlation_id: str, where: str) -> str:
+    messages = await store.case_messages(correlation_id)
+    if not messages:
+        raise NotTracked(
+            f"no messages with correlation id {correlation_id!r} in the tracking store ({where})"
+        )
+    return timeline_view.case_view(
+        correlation_id, messages, await store.case_timeline(correlation_id)
+    )
+
+
+async def report(config: AreaConfig, message_id: str | None, correlation_id: str | None) -> str:
+    store = store_from_url(config.store_url)
+    where = f"[store].url in {config.path}"
+    await store.open()
+    try:
+        if correlation_id is not None:
+            return await case_report(store, correlation_id, where)
+        assert message_id is not None  # argparse requires one of the two
+        return await message_report(store, message_id, where)
+    finally:
+        await store.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(asyncio.run(report(config, args.message_id, args.correlation)))
+    return 0

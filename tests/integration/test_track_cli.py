@@ -1,0 +1,122 @@
+"""`mash-gateway track` through the real CLI, on a real SQLite store filled via the store API."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.config import load_config
+from gateway.lifecycle import State
+from gateway.store import MessageRecord, store_from_url
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+CASE = "CASE-7F3A"
+REFERRAL = "0b7c5a34-3f0e-4d43-9a55-7c4f7c1d0a01"
+REQUEST = "6d1e2f90-8a3b-4c5d-b6e7-f8091a2b3c02"
+
+
+def message(
+    message_id: str, kind: str, sender: str, to: tuple[str, ...], offset: int
+) -> MessageRecord:
+    return MessageRecord(
+        message_id=message_id,
+        correlation_id=CASE,
+        in_reply_to=REFERRAL if message_id != REFERRAL else None,
+        message_type=kind,
+        sender=sender,
+        recipients=to,
+        rag="Amber",
+        deadline=None,
+        created_at=T0 + timedelta(seconds=offset),
+    )
+
+
+async def populate(store_url: str) -> None:
+    store = store_from_url(store_url)
+    await store.open()
+    try:
+        await store.record_submitted(message(REFERRAL, "Referral", "police", ("hub",), 0), T0)
+        await store.record_transition(REFERRAL, State.ROUTED, T0 + timedelta(seconds=1))
+        await store.record_transition(
+            REFERRAL, State.DELIVERED, T0 + timedelta(seconds=2), detail="sha256:receipt-digest"
+        )
+        request = message(REQUEST, "InformationRequest", "hub", ("health", "probation"), 10)
+        await store.record_submitted(request, T0 + timedelta(seconds=10))
+        await store.record_transition(
+            REQUEST, State.REJECTED, T0 + timedelta(seconds=11), reason="policy: no agreement"
+        )
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> str:
+    area = tmp_path / "area"
+    assert main(["init", str(area)]) == 0
+    path = str(area / "gateway.toml")
+    asyncio.run(populate(load_config(path).store_url))
+    return path
+
+
+def track(config_path: str, *args: str) -> int:
+    return main(["--config", config_path, "track", *args])
+
+
+def test_track_prints_a_messages_timeline_oldest_first(
+    config_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert track(config_path, REFERRAL) == 0
+    out = capsys.readouterr().out
+    assert "route:    police -> hub" in out
+    assert "state:    delivered" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("2026-")]
+    assert rows == [
+        ["2026-11-23T09:00:00.000Z", "submitted"],
+        ["2026-11-23T09:00:01.000Z", "routed"],
+        ["2026-11-23T09:00:02.000Z", "delivered"],
+    ]
+    assert "receipt-digest" not in out
+
+
+def test_track_correlation_prints_every_message_of_the_case_with_reasons(
+    config_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert track(config_path, "--correlation", CASE) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"case {CASE}: 2 messages"
+    referral = lines.index(f"Referral {REFERRAL}  police -> hub  [delivered]")
+    request = lines.index(
+        f"InformationRequest {REQUEST}  hub -> health, probation  [rejected]  reply to {REFERRAL}"
+    )
+    assert referral < request
+    assert [line.split()[1] for line in lines[referral + 1 : referral + 4]] == [
+        "submitted",
+        "routed",
+        "delivered",
+    ]
+    assert lines[request + 2].split(None, 2)[1:] == ["rejected", "policy: no agreement"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("no-such-id",), "no message 'no-such-id'"),
+        (("--correlation", "CASE-NONE"), "no messages with correlation id 'CASE-NONE'"),
+    ],
+)
+def test_an_unknown_id_exits_1_naming_it(
+    config_path: str, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], expected: str
+) -> None:
+    capsys.readouterr()
+    assert track(config_path, *args) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert expected in captured.err
