@@ -24,7 +24,11 @@ from gateway.errors import GatewayError
 
 
 class PublishFailed(GatewayError):
-    """The broker did not take responsibility for a message."""
+    """The broker did not take responsibility for a message; retrying may succeed."""
+
+
+class PublishRefused(PublishFailed):
+    """The broker answered no: unroutable, a full queue, or no permission. Retrying won't help."""
 
 
 async def publish(
@@ -62,11 +66,11 @@ async def publish(
             message, routing_key, mandatory=mandatory, timeout=timeout
         )
     except aiormq.exceptions.PublishError as exc:
-        raise PublishFailed(f"{where} was returned unroutable: no queue is bound for it") from exc
+        raise PublishRefused(f"{where} was returned unroutable: no queue is bound for it") from exc
     except aiormq.exceptions.ChannelAccessRefused as exc:
-        raise PublishFailed(f"{where} was refused: this user may not publish there") from exc
+        raise PublishRefused(f"{where} was refused: this user may not publish there") from exc
     except aiormq.exceptions.DeliveryError as exc:
-        raise PublishFailed(
+        raise PublishRefused(
             f"{where} was refused by the broker (nack): the queue is full or unavailable"
         ) from exc
     except (aiormq.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:

@@ -96,6 +96,9 @@ class TrackingStore(Protocol):
     async def mark_handled(self, agency: str, message_id: str) -> bool:
         """True the first time ``agency`` handles ``message_id`` only: the edge's idempotency."""
 
+    async def was_handled(self, agency: str, message_id: str) -> bool:
+        """Whether ``agency`` has already handed ``message_id`` to its system."""
+
 
 SQLITE_PREFIX = "sqlite:///"
 

@@ -251,6 +251,15 @@ class SqliteStore:
 
         return await self._transaction(f"marking {message_id} handled by {agency}", work)
 
+    async def was_handled(self, agency: str, message_id: str) -> bool:
+        found = await self._query(
+            f"reading whether {agency} handled {message_id}",
+            lambda c: c.execute(
+                "SELECT 1 FROM handled WHERE agency = ? AND message_id = ?", (agency, message_id)
+            ).fetchone(),
+        )
+        return found is not None
+
     async def message(self, message_id: str) -> MessageRecord | None:
         found = await self._query(
             f"reading message {message_id}",

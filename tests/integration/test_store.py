@@ -116,8 +116,11 @@ async def test_concurrent_claims_of_one_id_have_exactly_one_winner(store: Tracki
 
 
 async def test_mark_handled_is_true_once_per_agency(store: TrackingStore) -> None:
+    assert not await store.was_handled("health", "m-1")
     assert await store.mark_handled("health", "m-1")
+    assert await store.was_handled("health", "m-1")
     assert not await store.mark_handled("health", "m-1")
+    assert not await store.was_handled("police", "m-1")
     assert await store.mark_handled("police", "m-1")
 
 

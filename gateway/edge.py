@@ -1,0 +1,279 @@
+"""The edge client: what every adapter, the e-mail intake and the CLI use to talk to the exchange.
+
+An edge holds one agency's private keys. ``submit`` checks a payload's
+schema, seals it and publishes it to ingress. ``consume`` takes the agency's
+inbox: it opens each message (verify, decrypt, content signature), checks
+the payload schema, hands it to the agency's handler, and then sends a signed
+DeliveryReceipt back through the router. A message it cannot accept gets a
+negative receipt naming the failed check and is rejected to quarantine; it is
+never dropped.
+
+Exactly-once to the handler: a message is handed over only if the edge's
+store has not recorded it as handled; it is recorded after the handler
+returns, and the broker ack comes last. A crash between the handler's
+durable write and that record is the only window for a repeat, so handlers
+key their writes by message id (the inbox writer names files by it).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+
+from gateway import keystore, notices, schemas
+from gateway.broker import topology
+from gateway.broker.connection import confirmed_channel, connect
+from gateway.broker.publisher import publish
+from gateway.clock import utc_now
+from gateway.config import AreaConfig
+from gateway.envelope import (
+    EnvelopeError,
+    Header,
+    HeaderFields,
+    RecipientKey,
+    open_bytes,
+    seal_bytes,
+)
+from gateway.envelope.claimed import claimed_header
+from gateway.schemas import SchemaViolation
+from gateway.store import TrackingStore
+from gateway.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
+from gateway.xmlsafe import UnsafeXmlError
+
+log = structlog.get_logger("gateway.edge")
+
+RECEIPT_LAWFUL_BASIS = ("uk-gdpr-6-1-e",)
+# Envelope checks an edge reports in a negative receipt, as common.xsd FailedCheck values.
+OPEN_CHECKS = {
+    "recipient": "not-a-recipient",
+    "segments": "segments",
+    "content-signature": "content-signature",
+    "ciphertext": "ciphertext",
+    "signature": "signature",
+    "key": "key",
+    "header": "header-schema",
+    "container": "undecodable",
+}
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """An opened, verified, schema-valid message, as the agency system receives it."""
+
+    header: Header
+    payload: bytes
+    plaintext_sha256: str
+    ciphertext_sha256: str
+
+
+Handler = Callable[[Delivered], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What the agency states when it sends; the edge adds ids, time and keys."""
+
+    payload: bytes
+    recipients: tuple[str, ...]
+    purpose: str
+    lawful_bases: tuple[str, ...]
+    correlation_id: str | None = None
+    in_reply_to: str | None = None
+    rag: str | None = None
+    deadline: datetime | None = None
+    source: str = "<submission>"
+
+
+class Edge:
+    """One agency's connection to the exchange."""
+
+    def __init__(
+        self, config: AreaConfig, agency: str, store: TrackingStore, broker_url: str | None = None
+    ) -> None:
+        config.registry.agency(agency)
+        self.config = config
+        self.agency = agency
+        self.store = store
+        self.broker_url = broker_url or config.broker_url
+        self.identity = keystore.load_decryption_identity(config, agency)
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._ingress: AbstractExchange | None = None
+
+    async def __aenter__(self) -> Edge:
+        self._connection = await connect(self.broker_url)
+        self._channel = await confirmed_channel(self._connection, prefetch=32)
+        self._ingress = await self._channel.get_exchange(topology.INGRESS_EXCHANGE, ensure=False)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    @property
+    def ingress(self) -> AbstractExchange:
+        if self._ingress is None:
+            raise RuntimeError("use the Edge as an async context manager")
+        return self._ingress
+
+    async def submit(self, submission: Submission) -> HeaderFields:
+        """Check, seal and publish; returns the header fields (with the new message id)."""
+        message_type = schemas.message_type(schemas.validate(submission.payload, submission.source))
+        now = utc_now()
+        fields = HeaderFields(
+            message_id=str(uuid.uuid4()),
+            correlation_id=submission.correlation_id or str(uuid.uuid4()),
+            message_type=message_type,
+            sender=self.agency,
+            recipients=submission.recipients,
+            created_at=now,
+            purpose=submission.purpose,
+            lawful_bases=submission.lawful_bases,
+            in_reply_to=submission.in_reply_to,
+            rag=submission.rag,
+            deadline=submission.deadline,
+        )
+        await self._seal_and_publish(fields, submission.payload, now)
+        log.info(
+            "message.submitted",
+            message_id=fields.message_id,
+            correlation_id=fields.correlation_id,
+            message_type=message_type,
+            recipients=list(fields.recipients),
+        )
+        return fields
+
+    async def _seal_and_publish(self, fields: HeaderFields, payload: bytes, now: datetime) -> None:
+        signer = keystore.load_signing_identity(self.config, self.agency, now)
+        keys = []
+        for recipient in fields.recipients:
+            key_id, public = self.config.registry.encryption_key(recipient, now)
+            keys.append(RecipientKey(recipient, key_id, public))
+        sealed = seal_bytes(fields, payload, signer, keys)
+        await publish(
+            self.ingress,
+            sealed,
+            routing_key=topology.INGRESS_ROUTING_KEY,
+            message_id=fields.message_id,
+            correlation_id=fields.correlation_id,
+            message_type=fields.message_type,
+        )
+
+    async def consume(self, handler: Handler) -> tuple[AbstractQueue, str]:
+        """Start consuming the inbox; returns the queue and consumer tag to cancel with."""
+        if self._channel is None:
+            raise RuntimeError("use the Edge as an async context manager")
+        queue = await self._channel.get_queue(topology.inbox_queue(self.agency), ensure=False)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            await self._receive(message, handler)
+
+        tag = await queue.consume(on_message)
+        return queue, tag
+
+    async def _receive(self, message: AbstractIncomingMessage, handler: Handler) -> None:
+        received_at = utc_now()
+        body = message.body
+        try:
+            opened, payload = open_bytes(
+                body, self.config.registry, self.identity, received_at, None, None
+            )
+        except EnvelopeError as exc:
+            await self._refuse(
+                message, body, OPEN_CHECKS.get(exc.check, "undecodable"), str(exc), received_at
+            )
+            return
+        fields = opened.header.fields
+        try:
+            schemas.validate(payload, f"message {fields.message_id}", fields.message_type)
+        except SchemaViolation as exc:
+            await self._refuse(message, body, "payload-schema", exc.redacted(), received_at)
+            return
+        except UnsafeXmlError as exc:
+            await self._refuse(message, body, "undecodable", str(exc), received_at)
+            return
+        delivered = Delivered(
+            opened.header, payload, opened.plaintext_sha256, opened.ciphertext_sha256
+        )
+        if not await self.store.was_handled(self.agency, fields.message_id):
+            try:
+                await handler(delivered)
+            except Exception:
+                # The agency system did not take it: redeliver later; past the
+                # inbox's delivery limit RabbitMQ quarantines it.
+                log.exception("handler.failed", message_id=fields.message_id)
+                await message.nack(requeue=True)
+                return
+            await self.store.mark_handled(self.agency, fields.message_id)
+        else:
+            log.info("redelivery.not_handed_over", message_id=fields.message_id)
+        if fields.message_type not in SYSTEM_MESSAGE_TYPES:
+            receipt = notices.positive_receipt(
+                fields.message_id,
+                self.agency,
+                received_at,
+                opened.ciphertext_sha256,
+                opened.plaintext_sha256,
+                utc_now(),
+            )
+            await self._send_receipt(fields, receipt, "positive", None)
+        await message.ack()
+
+    async def _refuse(
+        self,
+        message: AbstractIncomingMessage,
+        body: bytes,
+        check: str,
+        reason: str,
+        received_at: datetime,
+    ) -> None:
+        """Negative receipt to the claimed sender (if it verifies as an agency), then quarantine."""
+        log.warning("message.refused", message_id=message.message_id, check=check)
+        header = claimed_header(body)
+        if header is not None and header.fields.message_type not in SYSTEM_MESSAGE_TYPES:
+            receipt = notices.negative_receipt(
+                header.fields.message_id,
+                self.agency,
+                received_at,
+                header.ciphertext_sha256,
+                check,
+                reason,
+            )
+            try:
+                await self._send_receipt(header.fields, receipt, "negative", check)
+            except Exception:
+                await message.nack(requeue=True)
+                raise
+        await message.reject(requeue=False)
+
+    async def _send_receipt(
+        self, original: HeaderFields, receipt: bytes, outcome: str, check: str | None
+    ) -> None:
+        if original.sender not in self.config.registry.agencies:
+            return
+        now = utc_now()
+        fields = HeaderFields(
+            message_id=str(uuid.uuid4()),
+            correlation_id=original.correlation_id,
+            message_type="DeliveryReceipt",
+            sender=self.agency,
+            recipients=(original.sender,),
+            created_at=now,
+            purpose=SYSTEM_PURPOSE,
+            lawful_bases=RECEIPT_LAWFUL_BASIS,
+            in_reply_to=original.message_id,
+            receipt_outcome=outcome,
+            receipt_check=check,
+        )
+        await self._seal_and_publish(fields, receipt, now)

@@ -1,0 +1,98 @@
+"""The XML of the gateway's own messages: DeliveryReceipt and NonDelivery payloads.
+
+Pure: values in, canonical XML bytes out (valid against their schemas).
+Reasons carried here name checks and ids, never personal data.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from lxml import etree
+
+from gateway.schemas import NAMESPACE
+
+SCHEMA_VERSION = "1.0"
+
+
+def _q(name: str) -> str:
+    return f"{{{NAMESPACE}}}{name}"
+
+
+def _instant(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def _root(name: str) -> etree._Element:
+    nsmap: dict[str | None, str] = {None: NAMESPACE}
+    root = etree.Element(_q(name), nsmap=nsmap)  # type: ignore[arg-type]
+    root.set("schemaVersion", SCHEMA_VERSION)
+    return root
+
+
+def _add(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
+    child = etree.SubElement(parent, _q(name))
+    if text is not None:
+        child.text = text
+    return child
+
+
+def _bytes(root: etree._Element) -> bytes:
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+def non_delivery(
+    failed_message_id: str,
+    intended_recipient: str | None,
+    check: str,
+    reason: str,
+    detected_at: datetime,
+) -> bytes:
+    root = _root("NonDelivery")
+    _add(root, "FailedMessageId", failed_message_id)
+    if intended_recipient is not None:
+        _add(root, "IntendedRecipient", intended_recipient)
+    _add(root, "FailedCheck", check)
+    _add(root, "Reason", reason)
+    _add(root, "DetectedAt", _instant(detected_at))
+    return _bytes(root)
+
+
+def positive_receipt(
+    message_id: str,
+    recipient: str,
+    received_at: datetime,
+    ciphertext_sha256: str,
+    plaintext_sha256: str,
+    handed_over_at: datetime,
+) -> bytes:
+    root = _root("DeliveryReceipt")
+    _add(root, "ReceiptedMessageId", message_id)
+    _add(root, "Recipient", recipient)
+    _add(root, "ReceivedAt", _instant(received_at))
+    positive = _add(root, "Positive")
+    nri = _add(positive, "NonRepudiationInformation")
+    _add(nri, "CiphertextSha256", ciphertext_sha256)
+    _add(nri, "PlaintextSha256", plaintext_sha256)
+    _add(positive, "HandedOverAt", _instant(handed_over_at))
+    return _bytes(root)
+
+
+def negative_receipt(
+    message_id: str,
+    recipient: str,
+    received_at: datetime,
+    ciphertext_sha256: str,
+    check: str,
+    reason: str,
+) -> bytes:
+    root = _root("DeliveryReceipt")
+    _add(root, "ReceiptedMessageId", message_id)
+    _add(root, "Recipient", recipient)
+    _add(root, "ReceivedAt", _instant(received_at))
+    negative = _add(root, "Negative")
+    nri = _add(negative, "NonRepudiationInformation")
+    _add(nri, "CiphertextSha256", ciphertext_sha256)
+    _add(negative, "FailedCheck", check)
+    _add(negative, "Reason", reason)
+    return _bytes(root)

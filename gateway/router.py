@@ -1,0 +1,395 @@
+"""The router service: the imperative shell around routing.route.
+
+For each message on ``gateway.router`` it verifies the sender's signature
+against the registry (origin without decrypting), the header schema, the
+ciphertext digest, the timestamp window and replay; then asks
+``routing.route`` who may receive it; then publishes, records the state
+change, and only then acks. Anything it rejects is copied to quarantine with
+its reason and answered with a NonDelivery signed by the gateway principal,
+so nothing is dropped and the sender always learns why.
+
+Crash safety: the ack is the last step. A message redelivered after a crash
+is recognised by its id and header digest (``claim_message``); if it had
+not yet been routed, routing is repeated, and edges absorb the duplicate by
+message id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustChannel
+
+from gateway import keystore, notices, routing
+from gateway.broker import topology
+from gateway.broker.connection import confirmed_channel, connect
+from gateway.broker.publisher import PublishRefused, publish
+from gateway.clock import utc_now
+from gateway.config import AreaConfig
+from gateway.envelope import (
+    EnvelopeError,
+    Header,
+    HeaderFields,
+    RecipientKey,
+    SigningIdentity,
+    TimeWindow,
+    check_ciphertext,
+    seal_bytes,
+    verify,
+)
+from gateway.envelope.claimed import claimed_header
+from gateway.lifecycle import Event, IllegalTransition, State, transition
+from gateway.store import ClaimResult, MessageRecord, TrackingStore
+from gateway.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
+
+log = structlog.get_logger("gateway.router")
+
+DEFAULT_WINDOW = TimeWindow(max_age=timedelta(hours=24), max_future_skew=timedelta(minutes=5))
+ENVELOPE_CHECKS = {
+    "container": "undecodable",
+    "header": "header-schema",
+    "signature": "signature",
+    "key": "key",
+    "timestamp": "timestamp",
+    "replay": "replay",
+    "ciphertext": "ciphertext",
+}
+NOTICE_LAWFUL_BASIS = ("uk-gdpr-6-1-e",)
+# A redelivered message in these states is routed again (edges absorb duplicates by id).
+REDO_STATES = frozenset({State.SUBMITTED, State.ROUTED})
+
+
+@dataclass
+class RouterChannels:
+    deliver: AbstractExchange
+    quarantine: AbstractExchange
+
+
+class Router:
+    """Routes one ingress message at a time; ``handle`` is the unit the tests drive."""
+
+    def __init__(
+        self,
+        config: AreaConfig,
+        store: TrackingStore,
+        signer: SigningIdentity,
+        window: TimeWindow = DEFAULT_WINDOW,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.signer = signer
+        self.window = window
+
+    async def handle(self, body: bytes, exchanges: RouterChannels) -> None:
+        now = utc_now()
+        try:
+            verified = verify(body, self.config.registry, now, self.window, None)
+            check_ciphertext(verified, body)
+        except EnvelopeError as exc:
+            await self._reject_unverified(body, exc, now, exchanges)
+            return
+        header = verified.header
+        fields = header.fields
+        claim = await self.store.claim_message(fields.message_id, header.sha256)
+        if claim is ClaimResult.REPLAY:
+            reason = f"message id {fields.message_id} was already used by another message"
+            await self._quarantine(body, fields.message_id, "replay", reason, exchanges)
+            await self._non_delivery(fields, "replay", reason, exchanges, now)
+            return
+        existing = (
+            None if claim is ClaimResult.FIRST else await self.store.message(fields.message_id)
+        )
+        if existing is None:
+            await self.store.record_submitted(_record(fields), now)
+        elif existing.state not in REDO_STATES:
+            log.info("redelivery.skipped", message_id=fields.message_id, state=existing.state.value)
+            return
+        original = await self.store.message(fields.in_reply_to) if fields.in_reply_to else None
+        decision = routing.route(
+            _facts(header),
+            self.config.registry,
+            self.config.agreements,
+            self.config.gateway,
+            now.date(),
+            original,
+        )
+        if isinstance(decision, routing.Reject):
+            await self._reject(body, header, decision, exchanges, now)
+        elif isinstance(decision, routing.ForwardReceipt):
+            await self._forward_receipt(body, header, decision, exchanges, now)
+        else:
+            await self._deliver(body, header, decision, exchanges, now)
+
+    async def _advance(
+        self,
+        message_id: str,
+        event: Event,
+        now: datetime,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Apply ``event`` via the lifecycle: repeats change nothing, illegal moves are logged."""
+        record = await self.store.message(message_id)
+        if record is None:
+            return
+        try:
+            outcome = transition(record.state, event)
+        except IllegalTransition as exc:
+            log.warning("transition.ignored", message_id=message_id, reason=str(exc))
+            return
+        if outcome.changed:
+            await self.store.record_transition(message_id, outcome.state, now, reason, detail)
+
+    async def _deliver(
+        self,
+        body: bytes,
+        header: Header,
+        decision: routing.Deliver,
+        exchanges: RouterChannels,
+        now: datetime,
+    ) -> None:
+        """Record routed first, so a fast receipt never finds the message still submitted."""
+        fields = header.fields
+        await self._advance(
+            fields.message_id,
+            Event.ROUTED,
+            now,
+            detail=f"to {', '.join(decision.recipients)} under {', '.join(decision.agreement_ids)}",
+        )
+        for recipient in decision.recipients:
+            try:
+                await publish(
+                    exchanges.deliver,
+                    body,
+                    routing_key=recipient,
+                    message_id=fields.message_id,
+                    correlation_id=fields.correlation_id,
+                    message_type=fields.message_type,
+                )
+            except PublishRefused:
+                reason = f"the inbox of {recipient} is missing or full"
+                await self._reject(
+                    body, header, routing.Reject("inbox-unavailable", reason), exchanges, now
+                )
+                return
+        if decision.answers is not None:
+            await self._advance(
+                decision.answers, Event.ANSWERED, now, detail=f"answered by {fields.message_id}"
+            )
+        log.info(
+            "message.routed",
+            message_id=fields.message_id,
+            correlation_id=fields.correlation_id,
+            message_type=fields.message_type,
+            sender=fields.sender,
+            recipients=list(decision.recipients),
+        )
+
+    async def _forward_receipt(
+        self,
+        body: bytes,
+        header: Header,
+        decision: routing.ForwardReceipt,
+        exchanges: RouterChannels,
+        now: datetime,
+    ) -> None:
+        fields = header.fields
+        await self._advance(
+            fields.message_id, Event.ROUTED, now, detail=f"receipt to {decision.to}"
+        )
+        await publish(
+            exchanges.deliver,
+            body,
+            routing_key=decision.to,
+            message_id=fields.message_id,
+            correlation_id=fields.correlation_id,
+            message_type=fields.message_type,
+        )
+        if decision.positive:
+            await self._advance(
+                decision.original_id,
+                Event.RECEIPTED_POSITIVE,
+                now,
+                detail=f"receipted by {fields.sender} in {fields.message_id}",
+            )
+        else:
+            await self._advance(
+                decision.original_id,
+                Event.RECEIPTED_NEGATIVE,
+                now,
+                reason=f"negative receipt from {fields.sender}: {fields.receipt_check}",
+                detail=fields.message_id,
+            )
+        log.info(
+            "receipt.forwarded",
+            message_id=fields.message_id,
+            receipted_id=decision.original_id,
+            positive=decision.positive,
+        )
+
+    async def _reject(
+        self,
+        body: bytes,
+        header: Header,
+        decision: routing.Reject,
+        exchanges: RouterChannels,
+        now: datetime,
+    ) -> None:
+        fields = header.fields
+        await self._quarantine(body, fields.message_id, decision.check, decision.reason, exchanges)
+        await self._advance(
+            fields.message_id, Event.REJECTED, now, reason=f"{decision.check}: {decision.reason}"
+        )
+        if fields.message_type != routing.RECEIPT:
+            await self._non_delivery(fields, decision.check, decision.reason, exchanges, now)
+
+    async def _reject_unverified(
+        self, body: bytes, exc: EnvelopeError, now: datetime, exchanges: RouterChannels
+    ) -> None:
+        """Quarantine a message whose origin did not verify, and tell its claimed sender.
+
+        A NonDelivery goes to the claimed sender only when that is a registered
+        agency: it is the agency whose name was used, forged or not.
+        """
+        claimed = claimed_header(body)
+        check = ENVELOPE_CHECKS.get(exc.check, "undecodable")
+        if claimed is not None and claimed.fields.sender not in self.config.registry.agencies:
+            check = "unknown-sender"
+        message_id = claimed.fields.message_id if claimed is not None else None
+        await self._quarantine(body, message_id, check, str(exc), exchanges)
+        if claimed is not None and claimed.fields.message_type not in SYSTEM_MESSAGE_TYPES:
+            await self._non_delivery(claimed.fields, check, str(exc), exchanges, now)
+
+    async def _quarantine(
+        self,
+        body: bytes,
+        message_id: str | None,
+        check: str,
+        reason: str,
+        exchanges: RouterChannels,
+    ) -> None:
+        await publish(
+            exchanges.quarantine,
+            body,
+            routing_key="",
+            message_id=message_id or f"unverified-{uuid.uuid4()}",
+            headers={topology.QUARANTINE_REASON_HEADER: f"{check}: {reason}"},
+        )
+        log.warning("message.quarantined", message_id=message_id, check=check, reason=reason)
+
+    async def _non_delivery(
+        self,
+        failed: HeaderFields,
+        check: str,
+        reason: str,
+        exchanges: RouterChannels,
+        now: datetime,
+    ) -> None:
+        if (
+            failed.sender not in self.config.registry.agencies
+            or failed.sender == self.config.gateway
+        ):
+            return
+        payload = notices.non_delivery(failed.message_id, None, check, reason, now)
+        key_id, public = self.config.registry.encryption_key(failed.sender, now)
+        fields = HeaderFields(
+            message_id=str(uuid.uuid4()),
+            correlation_id=failed.correlation_id,
+            message_type="NonDelivery",
+            sender=self.config.gateway,
+            recipients=(failed.sender,),
+            created_at=now,
+            purpose=SYSTEM_PURPOSE,
+            lawful_bases=NOTICE_LAWFUL_BASIS,
+            in_reply_to=failed.message_id,
+        )
+        sealed = seal_bytes(
+            fields, payload, self.signer, [RecipientKey(failed.sender, key_id, public)]
+        )
+        await publish(
+            exchanges.deliver,
+            sealed,
+            routing_key=failed.sender,
+            message_id=fields.message_id,
+            correlation_id=fields.correlation_id,
+            message_type="NonDelivery",
+        )
+        log.info(
+            "non_delivery.sent",
+            message_id=fields.message_id,
+            failed_id=failed.message_id,
+            check=check,
+        )
+
+
+def _facts(header: Header) -> routing.Facts:
+    f = header.fields
+    return routing.Facts(
+        message_id=f.message_id,
+        message_type=f.message_type,
+        sender=f.sender,
+        recipients=f.recipients,
+        purpose=f.purpose,
+        lawful_bases=f.lawful_bases,
+        in_reply_to=f.in_reply_to,
+        receipt_outcome=f.receipt_outcome,
+        receipt_check=f.receipt_check,
+    )
+
+
+def _record(f: HeaderFields) -> MessageRecord:
+    return MessageRecord(
+        message_id=f.message_id,
+        correlation_id=f.correlation_id,
+        in_reply_to=f.in_reply_to,
+        message_type=f.message_type,
+        sender=f.sender,
+        recipients=f.recipients,
+        rag=f.rag,
+        deadline=f.deadline,
+        created_at=f.created_at,
+    )
+
+
+async def run_router(
+    config: AreaConfig,
+    store: TrackingStore,
+    stop: asyncio.Event,
+    ready: asyncio.Event | None = None,
+    prefetch: int = 32,
+    window: TimeWindow = DEFAULT_WINDOW,
+) -> None:
+    """Consume ``gateway.router`` until ``stop`` is set; acks only after each message is done.
+
+    ``ready`` is set once the topology is declared and the consumer is running.
+    """
+    signer = keystore.load_signing_identity(config, config.gateway, utc_now())
+    router = Router(config, store, signer, window)
+    connection = await connect(config.broker_url)
+    async with connection:
+        channel: AbstractRobustChannel = await confirmed_channel(connection, prefetch=prefetch)
+        await topology.declare(channel, config.inbox_agencies, topology.Limits())
+        exchanges = RouterChannels(
+            deliver=await channel.get_exchange(topology.DELIVER_EXCHANGE),
+            quarantine=await channel.get_exchange(topology.QUARANTINE_EXCHANGE),
+        )
+        queue = await channel.get_queue(topology.ROUTER_QUEUE)
+        lock = asyncio.Lock()  # one message at a time, in queue order
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            # A failure requeues the message; past the queue's delivery limit
+            # RabbitMQ dead-letters it to quarantine, so a poison message
+            # neither blocks the queue nor disappears.
+            async with lock, message.process(requeue=True):
+                await router.handle(message.body, exchanges)
+
+        tag = await queue.consume(on_message)
+        log.info("router.started", queue=topology.ROUTER_QUEUE)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        await queue.cancel(tag)

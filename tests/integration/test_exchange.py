@@ -1,0 +1,356 @@
+"""The exchange end to end on the real broker: routing, receipts, answers, and every refusal."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import aio_pika
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from gateway import keystore, schemas
+from gateway.broker import topology
+from gateway.broker.publisher import publish
+from gateway.broker.vhost import BrokerAdmin
+from gateway.cli import main
+from gateway.clock import utc_now
+from gateway.edge import Submission
+from gateway.envelope import HeaderFields, RecipientKey, TimeWindow, seal_bytes
+from gateway.lifecycle import State
+from gateway.registry import KeyUse, key_id_for
+from gateway.resources import schemas_dir
+from tests.integration.conftest import AMQP_URL
+from tests.integration.exchange_harness import (
+    BASES,
+    PURPOSE,
+    Exchange,
+    eventually,
+    running_exchange,
+)
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = schemas_dir() / "examples" / "valid"
+REQUEST = (EXAMPLES / "information-request.xml").read_bytes()
+RESPONSE = (EXAMPLES / "information-response.xml").read_bytes()
+REFERRAL = (EXAMPLES / "referral.xml").read_bytes()
+
+
+@pytest.fixture
+async def exchange(broker_admin: BrokerAdmin, tmp_path: Path) -> AsyncIterator[Exchange]:
+    async with running_exchange(broker_admin, AMQP_URL, tmp_path) as running:
+        yield running
+
+
+async def state_of(exchange: Exchange, message_id: str) -> State | None:
+    record = await exchange.router_store.message(message_id)
+    return record.state if record else None
+
+
+async def reaches(exchange: Exchange, message_id: str, state: State) -> None:
+    async def check() -> bool:
+        return await state_of(exchange, message_id) is state
+
+    await eventually(check)
+
+
+def non_deliveries(exchange: Exchange, agency: str) -> list[bytes]:
+    return [m.payload for m in exchange.inboxes[agency].of_type("NonDelivery")]
+
+
+async def quarantined(exchange: Exchange) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    connection = await aio_pika.connect(exchange.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(topology.QUARANTINE_QUEUE, ensure=False)
+        found = []
+        while (message := await queue.get(fail=False, no_ack=True)) is not None:
+            found.append(message)
+        return found
+
+
+async def test_request_is_delivered_receipted_and_answered(exchange: Exchange) -> None:
+    hub, police = await exchange.edge("hub"), await exchange.edge("police")
+    request = await hub.submit(
+        Submission(REQUEST, ("police",), PURPOSE, BASES, "CASE-1", rag="Red")
+    )
+    await eventually(lambda: _has(exchange, "police", "InformationRequest"))
+    delivered = exchange.inboxes["police"].of_type("InformationRequest")[0]
+    assert delivered.payload == REQUEST
+    assert delivered.header.fields.sender == "hub"
+    await reaches(exchange, request.message_id, State.DELIVERED)
+    await eventually(lambda: _has(exchange, "hub", "DeliveryReceipt"))
+    receipt = exchange.inboxes["hub"].of_type("DeliveryReceipt")[0]
+    assert receipt.header.fields.in_reply_to == request.message_id
+    assert delivered.plaintext_sha256.encode() in receipt.payload
+
+    response = await police.submit(
+        Submission(RESPONSE, ("hub",), PURPOSE, BASES, "CASE-1", in_reply_to=request.message_id)
+    )
+    await eventually(lambda: _has(exchange, "hub", "InformationResponse"))
+    await reaches(exchange, request.message_id, State.ANSWERED)
+    await reaches(exchange, response.message_id, State.DELIVERED)
+    states = [e.state for e in await exchange.router_store.timeline(request.message_id)]
+    assert states == [State.SUBMITTED, State.ROUTED, State.DELIVERED, State.ANSWERED]
+
+
+async def test_share_without_agreement_gets_a_non_delivery_and_is_quarantined(
+    exchange: Exchange,
+) -> None:
+    police = await exchange.edge("police")
+    await exchange.edge("education")
+    sent = await police.submit(Submission(REFERRAL, ("education",), PURPOSE, BASES))
+    await reaches(exchange, sent.message_id, State.REJECTED)
+    await eventually(lambda: _has(exchange, "police", "NonDelivery"))
+    (notice,) = non_deliveries(exchange, "police")
+    assert b"<FailedCheck>policy</FailedCheck>" in notice
+    assert b"no agreement lets police send Referral to education" in notice
+    assert exchange.inboxes["education"].messages == []
+    (held,) = await quarantined(exchange)
+    assert held.message_id == sent.message_id
+    assert str(held.headers[topology.QUARANTINE_REASON_HEADER]).startswith("policy:")
+
+
+async def test_unknown_recipient_is_refused(exchange: Exchange) -> None:
+    hub = await exchange.edge("hub")
+    fields = _fields(exchange, "hub", ("fire00",), "InformationRequest")
+    stranger = X25519PrivateKey.generate().public_key()
+    signer = keystore.load_signing_identity(exchange.config, "hub", utc_now())
+    sealed = seal_bytes(
+        fields,
+        REQUEST,
+        signer,
+        [
+            RecipientKey(
+                "fire00",
+                key_id_for("fire00", KeyUse.ENCRYPT, stranger.public_bytes_raw()),
+                stranger,
+            )
+        ],
+    )
+    await publish(
+        hub.ingress, sealed, routing_key=topology.INGRESS_ROUTING_KEY, message_id=fields.message_id
+    )
+    await eventually(lambda: _has(exchange, "hub", "NonDelivery"))
+    notice = non_deliveries(exchange, "hub")[0]
+    assert b"<FailedCheck>unknown-recipient</FailedCheck>" in notice
+    assert b"'fire00' is not a registered agency" in notice
+
+
+async def test_tampered_signature_is_quarantined_with_a_non_delivery(exchange: Exchange) -> None:
+    hub = await exchange.edge("hub")
+    fields = _fields(exchange, "hub", ("police",), "InformationRequest")
+    sealed = bytearray(_seal(exchange, fields, REQUEST))
+    header_end = 12 + int.from_bytes(sealed[8:12], "big")
+    sealed[header_end + 5] ^= 0x01  # a byte of the signature
+    await publish(
+        hub.ingress,
+        bytes(sealed),
+        routing_key=topology.INGRESS_ROUTING_KEY,
+        message_id=fields.message_id,
+    )
+    await eventually(lambda: _has(exchange, "hub", "NonDelivery"))
+    assert b"<FailedCheck>signature</FailedCheck>" in non_deliveries(exchange, "hub")[0]
+    (held,) = await quarantined(exchange)
+    assert str(held.headers[topology.QUARANTINE_REASON_HEADER]).startswith("signature:")
+    assert await state_of(exchange, fields.message_id) is None
+
+
+async def test_revoked_sender_key_is_refused(exchange: Exchange) -> None:
+    hub = await exchange.edge("hub")
+    fields = _fields(exchange, "hub", ("police",), "InformationRequest")
+    sealed = _seal(exchange, fields, REQUEST)
+    hub_sign = exchange.config.registry.current_key("hub", KeyUse.SIGN, utc_now())
+    assert (
+        main(
+            [
+                "--config",
+                str(exchange.config.path),
+                "keys",
+                "revoke",
+                hub_sign.key_id,
+                "--reason",
+                "test: key compromised",
+            ]
+        )
+        == 0
+    )
+    await exchange.restart_router()  # the router reads the registry at start-up
+    await publish(
+        hub.ingress, sealed, routing_key=topology.INGRESS_ROUTING_KEY, message_id=fields.message_id
+    )
+    await eventually(lambda: _has(exchange, "hub", "NonDelivery"))
+    notice = non_deliveries(exchange, "hub")[0]
+    assert b"<FailedCheck>key</FailedCheck>" in notice and b"revoked" in notice
+
+
+async def test_replayed_id_with_other_content_is_refused(exchange: Exchange) -> None:
+    hub = await exchange.edge("hub")
+    await exchange.edge("police")
+    first = _fields(exchange, "hub", ("police",), "InformationRequest")
+    await publish(
+        hub.ingress,
+        _seal(exchange, first, REQUEST),
+        routing_key=topology.INGRESS_ROUTING_KEY,
+        message_id=first.message_id,
+    )
+    await reaches(exchange, first.message_id, State.DELIVERED)
+    again = HeaderFields(**{**first.__dict__, "correlation_id": "OTHER-CASE"})
+    await publish(
+        hub.ingress,
+        _seal(exchange, again, REQUEST),
+        routing_key=topology.INGRESS_ROUTING_KEY,
+        message_id=first.message_id,
+    )
+    await eventually(lambda: _has(exchange, "hub", "NonDelivery"))
+    assert b"<FailedCheck>replay</FailedCheck>" in non_deliveries(exchange, "hub")[0]
+    assert len(exchange.inboxes["police"].of_type("InformationRequest")) == 1
+
+
+async def test_duplicate_submission_reaches_the_handler_once(exchange: Exchange) -> None:
+    hub = await exchange.edge("hub")
+    await exchange.edge("police")
+    fields = _fields(exchange, "hub", ("police",), "InformationRequest")
+    sealed = _seal(exchange, fields, REQUEST)
+    for _ in range(3):
+        await publish(
+            hub.ingress,
+            sealed,
+            routing_key=topology.INGRESS_ROUTING_KEY,
+            message_id=fields.message_id,
+        )
+    await reaches(exchange, fields.message_id, State.DELIVERED)
+    await asyncio.sleep(0.5)
+    assert len(exchange.inboxes["police"].of_type("InformationRequest")) == 1
+    assert non_deliveries(exchange, "hub") == []
+
+
+async def test_message_older_than_the_window_is_refused(exchange: Exchange) -> None:
+    hub = await exchange.edge("hub")
+    await exchange.restart_router(TimeWindow(timedelta(seconds=1), timedelta(minutes=5)))
+    stale = _fields(exchange, "hub", ("police",), "InformationRequest")
+    sealed = _seal(exchange, stale, REQUEST)
+    await asyncio.sleep(1.5)
+    await publish(
+        hub.ingress, sealed, routing_key=topology.INGRESS_ROUTING_KEY, message_id=stale.message_id
+    )
+    await eventually(lambda: _has(exchange, "hub", "NonDelivery"))
+    notice = non_deliveries(exchange, "hub")[0]
+    assert b"<FailedCheck>timestamp</FailedCheck>" in notice and b"is older than" in notice
+
+
+async def test_message_from_the_future_is_refused(exchange: Exchange) -> None:
+    hub = await exchange.edge("hub")
+    future = _fields(
+        exchange,
+        "hub",
+        ("police",),
+        "InformationRequest",
+        created_at=utc_now() + timedelta(hours=1),
+    )
+    await publish(
+        hub.ingress,
+        _seal(exchange, future, REQUEST),
+        routing_key=topology.INGRESS_ROUTING_KEY,
+        message_id=future.message_id,
+    )
+    await eventually(lambda: _has(exchange, "hub", "NonDelivery"))
+    notice = non_deliveries(exchange, "hub")[0]
+    assert b"<FailedCheck>timestamp</FailedCheck>" in notice and b"in the future" in notice
+
+
+async def test_schema_invalid_payload_reaches_the_sender_as_a_negative_receipt(
+    exchange: Exchange,
+) -> None:
+    hub = await exchange.edge("hub")
+    await exchange.edge("police")
+    bad = REQUEST.replace(b"9434765870", b"9434765871")
+    with pytest.raises(schemas.SchemaViolation):
+        await hub.submit(Submission(bad, ("police",), PURPOSE, BASES))  # the edge refuses first
+    fields = _fields(exchange, "hub", ("police",), "InformationRequest")
+    await publish(
+        hub.ingress,
+        _seal(exchange, fields, bad),
+        routing_key=topology.INGRESS_ROUTING_KEY,
+        message_id=fields.message_id,
+    )
+    await reaches(exchange, fields.message_id, State.REJECTED)
+    await eventually(lambda: _has(exchange, "hub", "DeliveryReceipt"))
+    receipt = exchange.inboxes["hub"].of_type("DeliveryReceipt")[0].payload
+    assert b"<FailedCheck>payload-schema</FailedCheck>" in receipt
+    assert b"9434765871" not in receipt  # the reason is redacted: no identifiers travel back
+    assert exchange.inboxes["police"].messages == []
+
+
+async def test_poison_message_lands_in_quarantine_after_the_delivery_limit(
+    exchange: Exchange,
+) -> None:
+    hub = await exchange.edge("hub")
+    police = await exchange.edge("police", consume=False)
+    attempts = 0
+
+    async def failing(_: object) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise RuntimeError("case system is down")
+
+    await police.consume(failing)  # type: ignore[arg-type]
+    sent = await hub.submit(Submission(REQUEST, ("police",), PURPOSE, BASES))
+
+    async def dead_lettered() -> bool:
+        return attempts >= topology.Limits().inbox_delivery_limit
+
+    await eventually(dead_lettered, timeout=20)
+    await asyncio.sleep(0.5)
+    held = await quarantined(exchange)
+    assert [m.message_id for m in held] == [sent.message_id]
+    assert held[0].headers["x-death"][0]["reason"] == "delivery_limit"  # type: ignore[index]
+
+
+async def test_message_for_a_deleted_inbox_gets_a_non_delivery(exchange: Exchange) -> None:
+    hub = await exchange.edge("hub")
+    connection = await aio_pika.connect(exchange.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(topology.inbox_queue("probation"))
+    sent = await hub.submit(Submission(REQUEST, ("probation",), PURPOSE, BASES))
+    await reaches(exchange, sent.message_id, State.REJECTED)
+    await eventually(lambda: _has(exchange, "hub", "NonDelivery"))
+    assert b"<FailedCheck>inbox-unavailable</FailedCheck>" in non_deliveries(exchange, "hub")[0]
+
+
+async def _has(exchange: Exchange, agency: str, message_type: str) -> bool:
+    return bool(exchange.inboxes[agency].of_type(message_type))
+
+
+def _fields(
+    exchange: Exchange,
+    sender: str,
+    recipients: tuple[str, ...],
+    message_type: str,
+    created_at: datetime | None = None,
+) -> HeaderFields:
+    return HeaderFields(
+        message_id=str(uuid.uuid4()),
+        correlation_id="CASE-T",
+        message_type=message_type,
+        sender=sender,
+        recipients=recipients,
+        created_at=created_at or utc_now(),
+        purpose=PURPOSE,
+        lawful_bases=BASES,
+    )
+
+
+def _seal(exchange: Exchange, fields: HeaderFields, payload: bytes) -> bytes:
+    now = utc_now()
+    signer = keystore.load_signing_identity(exchange.config, fields.sender, now)
+    keys = []
+    for agency in fields.recipients:
+        key_id, public = exchange.config.registry.encryption_key(agency, now)
+        keys.append(RecipientKey(agency, key_id, public))
+    return seal_bytes(fields, payload, signer, keys)
