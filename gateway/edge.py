@@ -46,6 +46,7 @@ from gateway.envelope import (
     seal_bytes,
 )
 from gateway.envelope.claimed import claimed_header
+from gateway.payload_facts import HeaderPayloadMismatch, merge, payload_facts
 from gateway.schemas import SchemaViolation
 from gateway.store import TrackingStore
 from gateway.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
@@ -86,8 +87,8 @@ class Submission:
 
     payload: bytes
     recipients: tuple[str, ...]
-    purpose: str
-    lawful_bases: tuple[str, ...]
+    purpose: str | None = None  # taken from the payload when it states one
+    lawful_bases: tuple[str, ...] = ()  # likewise
     correlation_id: str | None = None
     in_reply_to: str | None = None
     rag: str | None = None
@@ -129,7 +130,24 @@ class Edge:
 
     async def submit(self, submission: Submission) -> HeaderFields:
         """Check, seal and publish; returns the header fields (with the new message id)."""
-        message_type = schemas.message_type(schemas.validate(submission.payload, submission.source))
+        root = schemas.validate(submission.payload, submission.source)
+        message_type = schemas.message_type(root)
+        stated = payload_facts(root)
+        purpose = merge("purpose", submission.purpose, stated.purpose)
+        lawful_bases = stated.lawful_bases or submission.lawful_bases
+        if (
+            submission.lawful_bases
+            and stated.lawful_bases
+            and (set(submission.lawful_bases) != set(stated.lawful_bases))
+        ):
+            raise HeaderPayloadMismatch(
+                f"lawful bases {', '.join(submission.lawful_bases)} differ from the payload's "
+                f"{', '.join(stated.lawful_bases)}"
+            )
+        if purpose is None or not lawful_bases:
+            raise HeaderPayloadMismatch(
+                f"{submission.source}: state a purpose and at least one lawful basis"
+            )
         now = utc_now()
         fields = HeaderFields(
             message_id=str(uuid.uuid4()),
@@ -138,11 +156,11 @@ class Edge:
             sender=self.agency,
             recipients=submission.recipients,
             created_at=now,
-            purpose=submission.purpose,
-            lawful_bases=submission.lawful_bases,
+            purpose=purpose,
+            lawful_bases=lawful_bases,
             in_reply_to=submission.in_reply_to,
-            rag=submission.rag,
-            deadline=submission.deadline,
+            rag=merge("RAG", submission.rag, stated.rag),
+            deadline=stated.deadline or submission.deadline,
         )
         await self._seal_and_publish(fields, submission.payload, now)
         log.info(

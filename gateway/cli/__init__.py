@@ -15,8 +15,11 @@ from gateway.cli import (
     broker_cmds,
     demo_cmd,
     envelope_cmds,
+    inbox_cmd,
     init_cmd,
     keys_cmds,
+    run_cmd,
+    send_cmd,
     track_cmd,
     validate_cmd,
 )
@@ -29,6 +32,9 @@ COMMAND_MODULES = (
     validate_cmd,
     envelope_cmds,
     broker_cmds,
+    run_cmd,
+    send_cmd,
+    inbox_cmd,
     track_cmd,
 )
 

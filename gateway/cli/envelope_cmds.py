@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     opener.set_defaults(handler=run_open)
 
 
-def _read(path: Path) -> bytes:
+def read_file(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
@@ -62,7 +62,7 @@ def run_seal(args: argparse.Namespace) -> int:
     recipients = tuple(dict.fromkeys(a.strip() for a in args.to.split(",") if a.strip()))
     if not recipients:
         raise ConfigError("--to names no agency")
-    document = _read(args.file)
+    document = read_file(args.file)
     message_type = schemas.message_type(schemas.validate(document, str(args.file)))
     now = utc_now()
     signer = keystore.load_signing_identity(config, args.sender, now)

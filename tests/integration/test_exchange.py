@@ -21,6 +21,7 @@ from gateway.clock import utc_now
 from gateway.edge import Submission
 from gateway.envelope import HeaderFields, RecipientKey, TimeWindow, seal_bytes
 from gateway.lifecycle import State
+from gateway.payload_facts import HeaderPayloadMismatch
 from gateway.registry import KeyUse, key_id_for
 from gateway.resources import schemas_dir
 from tests.integration.conftest import AMQP_URL
@@ -75,12 +76,12 @@ async def quarantined(exchange: Exchange) -> list[aio_pika.abc.AbstractIncomingM
 
 async def test_request_is_delivered_receipted_and_answered(exchange: Exchange) -> None:
     hub, police = await exchange.edge("hub"), await exchange.edge("police")
-    request = await hub.submit(
-        Submission(REQUEST, ("police",), PURPOSE, BASES, "CASE-1", rag="Red")
-    )
+    request = await hub.submit(Submission(REQUEST, ("police",), correlation_id="CASE-1"))
     await eventually(lambda: _has(exchange, "police", "InformationRequest"))
     delivered = exchange.inboxes["police"].of_type("InformationRequest")[0]
     assert delivered.payload == REQUEST
+    assert (delivered.header.fields.rag, delivered.header.fields.purpose) == ("Amber", PURPOSE)
+    assert delivered.header.fields.lawful_bases == ("uk-gdpr-9-2-g-dpa-sch1-18", "ca-2004-s11")
     assert delivered.header.fields.sender == "hub"
     await reaches(exchange, request.message_id, State.DELIVERED)
     await eventually(lambda: _has(exchange, "hub", "DeliveryReceipt"))
@@ -89,7 +90,7 @@ async def test_request_is_delivered_receipted_and_answered(exchange: Exchange) -
     assert delivered.plaintext_sha256.encode() in receipt.payload
 
     response = await police.submit(
-        Submission(RESPONSE, ("hub",), PURPOSE, BASES, "CASE-1", in_reply_to=request.message_id)
+        Submission(RESPONSE, ("hub",), correlation_id="CASE-1", in_reply_to=request.message_id)
     )
     await eventually(lambda: _has(exchange, "hub", "InformationResponse"))
     await reaches(exchange, request.message_id, State.ANSWERED)
@@ -98,12 +99,22 @@ async def test_request_is_delivered_receipted_and_answered(exchange: Exchange) -
     assert states == [State.SUBMITTED, State.ROUTED, State.DELIVERED, State.ANSWERED]
 
 
+async def test_header_that_contradicts_the_payload_is_refused_before_sealing(
+    exchange: Exchange,
+) -> None:
+    hub = await exchange.edge("hub")
+    with pytest.raises(HeaderPayloadMismatch, match="RAG 'Red' differs from the payload's 'Amber'"):
+        await hub.submit(Submission(REQUEST, ("police",), rag="Red"))
+    with pytest.raises(HeaderPayloadMismatch, match="lawful bases cda-1998-s115 differ"):
+        await hub.submit(Submission(REQUEST, ("police",), lawful_bases=("cda-1998-s115",)))
+
+
 async def test_share_without_agreement_gets_a_non_delivery_and_is_quarantined(
     exchange: Exchange,
 ) -> None:
     police = await exchange.edge("police")
     await exchange.edge("education")
-    sent = await police.submit(Submission(REFERRAL, ("education",), PURPOSE, BASES))
+    sent = await police.submit(Submission(REFERRAL, ("education",)))
     await reaches(exchange, sent.message_id, State.REJECTED)
     await eventually(lambda: _has(exchange, "police", "NonDelivery"))
     (notice,) = non_deliveries(exchange, "police")
@@ -270,7 +281,7 @@ async def test_schema_invalid_payload_reaches_the_sender_as_a_negative_receipt(
     await exchange.edge("police")
     bad = REQUEST.replace(b"9434765870", b"9434765871")
     with pytest.raises(schemas.SchemaViolation):
-        await hub.submit(Submission(bad, ("police",), PURPOSE, BASES))  # the edge refuses first
+        await hub.submit(Submission(bad, ("police",)))  # the edge refuses first
     fields = _fields(exchange, "hub", ("police",), "InformationRequest")
     await publish(
         hub.ingress,
@@ -299,7 +310,7 @@ async def test_poison_message_lands_in_quarantine_after_the_delivery_limit(
         raise RuntimeError("case system is down")
 
     await police.consume(failing)  # type: ignore[arg-type]
-    sent = await hub.submit(Submission(REQUEST, ("police",), PURPOSE, BASES))
+    sent = await hub.submit(Submission(REQUEST, ("police",)))
 
     async def dead_lettered() -> bool:
         return attempts >= topology.Limits().inbox_delivery_limit
@@ -317,7 +328,7 @@ async def test_message_for_a_deleted_inbox_gets_a_non_delivery(exchange: Exchang
     async with connection:
         channel = await connection.channel()
         await channel.queue_delete(topology.inbox_queue("probation"))
-    sent = await hub.submit(Submission(REQUEST, ("probation",), PURPOSE, BASES))
+    sent = await hub.submit(Submission(REQUEST, ("probation",)))
     await reaches(exchange, sent.message_id, State.REJECTED)
     await eventually(lambda: _has(exchange, "hub", "NonDelivery"))
     assert b"<FailedCheck>inbox-unavailable</FailedCheck>" in non_deliveries(exchange, "hub")[0]

@@ -1,0 +1,74 @@
+"""`mash-gateway send`: submit a canonical XML message from one agency's edge.
+
+The payload is schema-checked before anything is sealed or published; the
+router then applies the sharing agreements, and a refusal comes back to the
+sender's inbox as a NonDelivery naming the failed check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from gateway.cli.envelope_cmds import read_file
+from gateway.config import AreaConfig, ConfigError, load_config
+from gateway.edge import Edge, Submission
+from gateway.envelope import HeaderFields
+from gateway.store import store_from_url
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("send", help="send a canonical message through the exchange")
+    parser.add_argument("--as", dest="agency", required=True, metavar="AGENCY")
+    parser.add_argument("--to", required=True, metavar="AGENCY[,AGENCY]")
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--correlation", help="case or thread id (default: a new UUID)")
+    parser.add_argument("--in-reply-to")
+    parser.add_argument("--purpose", help="required unless the payload states <Purpose>")
+    parser.add_argument(
+        "--lawful-basis",
+        action="append",
+        dest="lawful_bases",
+        default=[],
+        help="repeatable; required unless the payload states <LawfulBasis>",
+    )
+    parser.add_argument("--rag", choices=["Red", "Amber", "Green"])
+    parser.set_defaults(handler=run)
+
+
+def recipients_of(text: str) -> tuple[str, ...]:
+    found = tuple(dict.fromkeys(a.strip() for a in text.split(",") if a.strip()))
+    if not found:
+        raise ConfigError("--to names no agency")
+    return found
+
+
+async def send(config: AreaConfig, agency: str, submission: Submission) -> HeaderFields:
+    store = store_from_url(config.store_url)
+    await store.open()
+    try:
+        async with Edge(config, agency, store) as edge:
+            return await edge.submit(submission)
+    finally:
+        await store.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    submission = Submission(
+        payload=read_file(args.file),
+        recipients=recipients_of(args.to),
+        purpose=args.purpose,
+        lawful_bases=tuple(args.lawful_bases),
+        correlation_id=args.correlation,
+        in_reply_to=args.in_reply_to,
+        rag=args.rag,
+        source=str(args.file),
+    )
+    fields = asyncio.run(send(config, args.agency, submission))
+    print(
+        f"sent {fields.message_type} {fields.message_id} (case {fields.correlation_id}) "
+        f"from {fields.sender} to {', '.join(fields.recipients)}"
+    )
+    return 0
