@@ -13,8 +13,11 @@ import sys
 import structlog
 
 
-def configure(json: bool | None = None, level: int = logging.INFO) -> None:
-    """JSON when ``json`` is True, or when stderr is not a terminal and ``json`` is None."""
+def configure(json: bool | None = None, level: int = logging.INFO, quiet: bool = False) -> None:
+    """JSON when ``json`` is True, or when stderr is not a terminal and ``json`` is None.
+
+    ``quiet`` keeps warnings and errors only, for commands whose own output tells the story.
+    """
     as_json = (not sys.stderr.isatty()) if json is None else json
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
@@ -27,7 +30,7 @@ def configure(json: bool | None = None, level: int = logging.INFO) -> None:
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING if quiet else level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )

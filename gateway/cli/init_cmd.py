@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway import keystore
 from gateway.clock import utc_now
-from gateway.config import DEFAULT_CONFIG_NAME, ConfigError, load_config
+from gateway.config import DEFAULT_CONFIG_NAME, AreaConfig, ConfigError, load_config
 from gateway.demo_area import DEMO_AGENCIES, demo_config
 from gateway.registry import KeyUse
 
@@ -22,19 +23,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    directory: Path = args.dir
+def create_area(
+    directory: Path, broker_url: str, replace: bool, say: Callable[[str], None] = print
+) -> AreaConfig:
+    """Write DIR/gateway.toml and a key pair per agency; ``replace`` wipes an older area first."""
     config_path = directory / DEFAULT_CONFIG_NAME
-    if config_path.exists() and not args.force:
+    if config_path.exists() and not replace:
         raise ConfigError(f"{config_path}: already exists (use --force to replace the area)")
     keys_dir = directory / "keys" / "private"
-    if args.force and keys_dir.exists():
+    if replace:
         for old in keys_dir.glob("*.key"):
+            old.unlink()
+        for old in (directory / "state").glob("gateway.db*"):
             old.unlink()
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "state").mkdir(exist_ok=True)
     now = utc_now().replace(microsecond=0)
-    blocks = [demo_config(args.broker_url, now.date())]
+    blocks = [demo_config(broker_url, now.date())]
     for agency in DEMO_AGENCIES:
         for use in (KeyUse.SIGN, KeyUse.ENCRYPT):
             blocks.append(
@@ -42,9 +47,14 @@ def run(args: argparse.Namespace) -> int:
             )
     config_path.write_text("".join(blocks), encoding="utf-8")
     config = load_config(str(config_path))
-    print(
+    say(
         f"created area {config.area_id!r} in {directory}: {len(DEMO_AGENCIES)} agencies, "
-        f"{len(config.registry.keys)} keys, {len(config.agreements)} sharing agreements"
+        f"{len(config.registry.keys)} keys, {len(config.agreements)} sharing agreements; "
+        f"private keys in {keys_dir} (mode 0600, never commit them)"
     )
-    print(f"private keys: {keys_dir} (mode 0600, never commit them)")
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    create_area(args.dir, args.broker_url, args.force)
     return 0

@@ -1,6 +1,5 @@
 """init, keys and seal/open through the real CLI, on real files."""
 
-import shutil
 import stat
 from pathlib import Path
 
@@ -159,9 +158,3 @@ def test_private_key_readable_by_others_is_refused(
         == 1
     )
     assert "readable by group or others" in capsys.readouterr().err
-
-
-def test_demo_runs_in_a_fresh_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--area", str(tmp_path / "demo")]) == 0
-    assert "matches" in capsys.readouterr().out
-    shutil.rmtree(tmp_path / "demo")

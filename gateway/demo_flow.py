@@ -1,0 +1,215 @@
+"""The demo's multi-agency flow, run over a real exchange in a fresh vhost.
+
+1. police refer a child to the hub;
+2. the hub asks health, children's social care and probation for information;
+3. each partner answers through its edge;
+4. every delivery is receipted back to its sender;
+5. the hub records its decision and sends it to the police.
+
+Each agency is an Edge with a handler that plays its case system; the router
+runs beside them. The payloads are the shipped examples, re-dated so the
+deadlines they carry are in the future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from lxml import etree
+
+from gateway import timeline_view
+from gateway.broker.vhost import admin_for, vhost_url
+from gateway.cli import init_cmd
+from gateway.clock import utc_now
+from gateway.config import DEFAULT_CONFIG_NAME, load_config
+from gateway.edge import Delivered, Edge, Submission
+from gateway.errors import GatewayError
+from gateway.lifecycle import State
+from gateway.resources import schemas_dir
+from gateway.router import run_router
+from gateway.schemas import NAMESPACE
+from gateway.store import TrackingStore, store_from_url
+from gateway.vocabulary import SYSTEM_MESSAGE_TYPES
+from gateway.xmlsafe import parse
+
+PARTNERS = ("health", "csc", "probation")
+DECISION_BASES = ("uk-gdpr-6-1-e", "ca-1989-s17")
+AMBER_RESPONSE_TIME = timedelta(hours=24)
+FLOW_TIMEOUT_S = 60.0
+
+
+def _example(*parts: str) -> bytes:
+    return schemas_dir().joinpath("examples", *parts).read_bytes()
+
+
+def redated(payload: bytes, element: str, at: datetime) -> bytes:
+    """The payload with ``element`` set to ``at``: the hub's case system dating its request."""
+    root = parse(payload, "demo payload")
+    node = root.find(f"{{{NAMESPACE}}}{element}")
+    if node is None:
+        raise GatewayError(f"demo payload has no {element}")
+    node.text = at.isoformat().replace("+00:00", "Z")
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+@dataclass
+class DemoCase:
+    """The hub's and partners' case systems, reduced to what the demo needs to react."""
+
+    correlation_id: str
+    edges: dict[str, Edge] = field(default_factory=dict)
+    responses: set[str] = field(default_factory=set)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    say: Callable[[str], None] = print
+
+    def handler_for(self, agency: str) -> Callable[[Delivered], object]:
+        async def handle(delivered: Delivered) -> None:
+            await self.on_message(agency, delivered)
+
+        return handle
+
+    async def on_message(self, agency: str, delivered: Delivered) -> None:
+        fields = delivered.header.fields
+        kind = fields.message_type
+        if kind in {"DeliveryReceipt", "NonDelivery"}:
+            self.say(f"   {agency} got a {kind} for {fields.in_reply_to}")
+            if kind == "NonDelivery":
+                self.finished.set()
+            return
+        self.say(f"   {agency} received {kind} {fields.message_id} from {fields.sender}")
+        if agency == "hub" and kind == "Referral":
+            await self.request_information(fields.message_id)
+        elif agency in PARTNERS and kind == "InformationRequest":
+            await self.respond(agency, fields.message_id)
+        elif agency == "hub" and kind == "InformationResponse":
+            self.responses.add(fields.sender)
+            if self.responses == set(PARTNERS):
+                await self.decide()
+        elif agency == "police" and kind == "Decision":
+            self.finished.set()
+
+    async def request_information(self, referral_id: str) -> None:
+        request = redated(
+            _example("valid", "information-request.xml"),
+            "ResponseDue",
+            utc_now() + AMBER_RESPONSE_TIME,
+        )
+        self.say(f"2. the hub rates the referral Amber and asks {', '.join(PARTNERS)}")
+        for partner in PARTNERS:
+            await self.edges["hub"].submit(
+                Submission(
+                    request,
+                    (partner,),
+                    correlation_id=self.correlation_id,
+                    in_reply_to=referral_id,
+                    source="hub request",
+                )
+            )
+
+    async def respond(self, agency: str, request_id: str) -> None:
+        self.say(f"3. {agency} researches its records and answers")
+        await self.edges[agency].submit(
+            Submission(
+                _example("valid", "information-response.xml"),
+                ("hub",),
+                correlation_id=self.correlation_id,
+                in_reply_to=request_id,
+                source=f"{agency} response",
+            )
+        )
+
+    async def decide(self) -> None:
+        self.say("5. all partners answered: the hub records its decision and tells the police")
+        await self.edges["hub"].submit(
+            Submission(
+                _example("valid", "decision.xml"),
+                ("police",),
+                purpose="child-safeguarding",
+                lawful_bases=DECISION_BASES,
+                correlation_id=self.correlation_id,
+                source="hub decision",
+            )
+        )
+
+
+async def _settled(store: TrackingStore, correlation_id: str) -> bool:
+    """Every case message is receipted or answered (receipts themselves are never receipted)."""
+    messages = [
+        m
+        for m in await store.case_messages(correlation_id)
+        if m.message_type not in SYSTEM_MESSAGE_TYPES
+    ]
+    return bool(messages) and all(
+        m.state in {State.DELIVERED, State.ANSWERED, State.REJECTED} for m in messages
+    )
+
+
+async def run(area: Path, base_url: str, say: Callable[[str], None] = print) -> str:
+    """Run the flow in a fresh vhost and area; return the case's correlation id."""
+    admin = await admin_for(base_url)
+    vhost = f"mash-demo-{uuid.uuid4().hex[:8]}"
+    await admin.create_vhost(vhost, urlsplit(base_url).username or "guest")
+    try:
+        return await _run_in(area, vhost_url(base_url, vhost), vhost, say)
+    finally:
+        await admin.delete_vhost(vhost)
+
+
+async def _run_in(area: Path, url: str, vhost: str, say: Callable[[str], None]) -> str:
+    init_cmd.create_area(area, url, replace=True, say=say)
+    config = load_config(str(area / DEFAULT_CONFIG_NAME))
+    store = store_from_url(config.store_url)
+    await store.open()
+    stop, ready = asyncio.Event(), asyncio.Event()
+    router = asyncio.create_task(run_router(config, store, stop, ready))
+    case = DemoCase(f"MASH-DEMO-{uuid.uuid4().hex[:8].upper()}", say=say)
+    try:
+        await asyncio.wait_for(ready.wait(), 15)
+        say(f"router running on vhost {vhost}; tracking store {config.store_url}")
+        for agency in ("hub", "police", *PARTNERS):
+            edge = Edge(config, agency, store)
+            await edge.__aenter__()
+            case.edges[agency] = edge
+            await edge.consume(case.handler_for(agency))  # type: ignore[arg-type]
+        say(f"1. police refer a child to the hub (case {case.correlation_id})")
+        await case.edges["police"].submit(
+            Submission(
+                _example("demo", "police-referral.xml"),
+                ("hub",),
+                correlation_id=case.correlation_id,
+                source="police referral",
+            )
+        )
+        await asyncio.wait_for(case.finished.wait(), FLOW_TIMEOUT_S)
+        await _wait_settled(store, case.correlation_id)
+        say("\nCase timeline (ids, states and times only):")
+        say(await _case_text(store, case.correlation_id))
+        return case.correlation_id
+    finally:
+        for edge in case.edges.values():
+            await edge.__aexit__(None, None, None)
+        stop.set()
+        await router
+        await store.close()
+
+
+async def _wait_settled(store: TrackingStore, correlation_id: str) -> None:
+    for _ in range(int(FLOW_TIMEOUT_S * 10)):
+        if await _settled(store, correlation_id):
+            return
+        await asyncio.sleep(0.1)
+    raise GatewayError(f"case {correlation_id} did not settle within {FLOW_TIMEOUT_S:.0f} s")
+
+
+async def _case_text(store: TrackingStore, correlation_id: str) -> str:
+    return timeline_view.case_view(
+        correlation_id,
+        await store.case_messages(correlation_id),
+        await store.case_timeline(correlation_id),
+    )
