@@ -41,7 +41,8 @@ from gateway.envelope import (
     seal_bytes,
     verify,
 )
-from gateway.envelope.claimed import claimed_header
+from gateway.envelope.claimed import ClaimedFacts, claimed_facts
+from gateway.errors import GatewayError
 from gateway.lifecycle import Event, IllegalTransition, State, transition
 from gateway.store import ClaimResult, MessageRecord, TrackingStore
 from gateway.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
@@ -255,14 +256,14 @@ class Router:
         A NonDelivery goes to the claimed sender only when that is a registered
         agency: it is the agency whose name was used, forged or not.
         """
-        claimed = claimed_header(body)
+        claimed = claimed_facts(body)
         check = ENVELOPE_CHECKS.get(exc.check, "undecodable")
-        if claimed is not None and claimed.fields.sender not in self.config.registry.agencies:
+        if claimed is not None and claimed.sender not in self.config.registry.agencies:
             check = "unknown-sender"
-        message_id = claimed.fields.message_id if claimed is not None else None
+        message_id = claimed.message_id if claimed is not None else None
         await self._quarantine(body, message_id, check, str(exc), exchanges)
-        if claimed is not None and claimed.fields.message_type not in SYSTEM_MESSAGE_TYPES:
-            await self._non_delivery(claimed.fields, check, str(exc), exchanges, now)
+        if claimed is not None and claimed.message_type not in SYSTEM_MESSAGE_TYPES:
+            await self._non_delivery(claimed, check, str(exc), exchanges, now)
 
     async def _quarantine(
         self,
@@ -283,17 +284,46 @@ class Router:
 
     async def _non_delivery(
         self,
-        failed: HeaderFields,
+        failed: HeaderFields | ClaimedFacts,
         check: str,
         reason: str,
         exchanges: RouterChannels,
         now: datetime,
     ) -> None:
+        """Tell the sender why, signed by the gateway; skipped when it cannot be addressed.
+
+        A sender that is not a registered agency, has no valid encryption key,
+        or whose claimed ids are malformed gets no notice; the quarantined copy
+        and its reason remain.
+        """
         if (
             failed.sender not in self.config.registry.agencies
             or failed.sender == self.config.gateway
         ):
             return
+        try:
+            sealed, fields = self._sealed_non_delivery(failed, check, reason, now)
+        except GatewayError as exc:
+            log.warning("non_delivery.unaddressable", failed_id=failed.message_id, reason=str(exc))
+            return
+        await publish(
+            exchanges.deliver,
+            sealed,
+            routing_key=failed.sender,
+            message_id=fields.message_id,
+            correlation_id=fields.correlation_id,
+            message_type="NonDelivery",
+        )
+        log.info(
+            "non_delivery.sent",
+            message_id=fields.message_id,
+            failed_id=failed.message_id,
+            check=check,
+        )
+
+    def _sealed_non_delivery(
+        self, failed: HeaderFields | ClaimedFacts, check: str, reason: str, now: datetime
+    ) -> tuple[bytes, HeaderFields]:
         payload = notices.non_delivery(failed.message_id, None, check, reason, now)
         key_id, public = self.config.registry.encryption_key(failed.sender, now)
         fields = HeaderFields(
@@ -310,20 +340,7 @@ class Router:
         sealed = seal_bytes(
             fields, payload, self.signer, [RecipientKey(failed.sender, key_id, public)]
         )
-        await publish(
-            exchanges.deliver,
-            sealed,
-            routing_key=failed.sender,
-            message_id=fields.message_id,
-            correlation_id=fields.correlation_id,
-            message_type="NonDelivery",
-        )
-        log.info(
-            "non_delivery.sent",
-            message_id=fields.message_id,
-            failed_id=failed.message_id,
-            check=check,
-        )
+        return sealed, fields
 
 
 def _facts(header: Header) -> routing.Facts:

@@ -7,9 +7,15 @@ verified: never route, record state or trust anything on these values.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from gateway import xmlsafe
 from gateway.envelope.container import split_head
 from gateway.envelope.errors import EnvelopeError
 from gateway.envelope.header import Header, parse_header
+from gateway.envelope.protocol import NAMESPACE
+
+_NS = f"{{{NAMESPACE}}}"
 
 
 def claimed_header(container: bytes) -> Header | None:
@@ -18,3 +24,29 @@ def claimed_header(container: bytes) -> Header | None:
         return parse_header(split_head(container).header_bytes)
     except EnvelopeError:
         return None
+
+
+@dataclass(frozen=True)
+class ClaimedFacts:
+    """Who a failed container says sent it; lenient, so a schema-invalid header still answers."""
+
+    message_id: str
+    correlation_id: str
+    sender: str
+    message_type: str
+
+
+def claimed_facts(container: bytes) -> ClaimedFacts | None:
+    """The addressing facts of a container's header, even one that fails its schema."""
+    try:
+        root = xmlsafe.parse(split_head(container).header_bytes, "claimed header")
+    except (EnvelopeError, xmlsafe.UnsafeXmlError):
+        return None
+    sender = root.find(f"{_NS}Sender")
+    found = ClaimedFacts(
+        message_id=(root.findtext(f"{_NS}MessageId") or "").strip(),
+        correlation_id=(root.findtext(f"{_NS}CorrelationId") or "").strip(),
+        sender=(sender.get("agency", "") if sender is not None else "").strip(),
+        message_type=(root.findtext(f"{_NS}MessageType") or "").strip(),
+    )
+    return found if found.message_id and found.sender else None

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
+from gateway.schemas import NAMESPACE
+
+__all__ = ["NAMESPACE"]  # one namespace for headers and payloads; re-exported here
+
 MAGIC = b"MASHENV1"
-NAMESPACE = "urn:mash-gateway:v1"
 SCHEMA_VERSION = "1.0"
 CIPHER = "AES-256-GCM-SEGMENTED"
 

@@ -20,6 +20,8 @@ from gateway.cli import main
 from gateway.clock import utc_now
 from gateway.edge import Submission
 from gateway.envelope import HeaderFields, RecipientKey, TimeWindow, seal_bytes
+from gateway.envelope.container import encode_head, split_head
+from gateway.envelope.protocol import HEADER_SIGNATURE_LABEL
 from gateway.lifecycle import State
 from gateway.payload_facts import HeaderPayloadMismatch
 from gateway.registry import KeyUse, key_id_for
@@ -169,6 +171,59 @@ async def test_tampered_signature_is_quarantined_with_a_non_delivery(exchange: E
     (held,) = await quarantined(exchange)
     assert str(held.headers[topology.QUARANTINE_REASON_HEADER]).startswith("signature:")
     assert await state_of(exchange, fields.message_id) is None
+
+
+async def test_undecodable_message_is_quarantined_never_dropped(exchange: Exchange) -> None:
+    hub = await exchange.edge("hub")
+    await publish(
+        hub.ingress,
+        b"not an envelope at all",
+        routing_key=topology.INGRESS_ROUTING_KEY,
+        message_id="garbage-1",
+    )
+    held = await _quarantine_holds(exchange, 1)
+    assert held[0].body == b"not an envelope at all"
+    assert str(held[0].headers[topology.QUARANTINE_REASON_HEADER]).startswith("undecodable:")
+    assert non_deliveries(exchange, "hub") == []
+
+
+async def test_unknown_sender_is_quarantined_without_a_notice(exchange: Exchange) -> None:
+    hub = await exchange.edge("hub")
+    sealed = _seal(exchange, _fields(exchange, "hub", ("police",), "InformationRequest"), REQUEST)
+    head = split_head(sealed)
+    stranger = head.header_bytes.replace(b'agency="hub"', b'agency="rogue"', 1)
+    forged = encode_head(stranger, head.signature) + sealed[head.size :]
+    await publish(
+        hub.ingress, forged, routing_key=topology.INGRESS_ROUTING_KEY, message_id="forged-1"
+    )
+    held = await _quarantine_holds(exchange, 1)
+    assert str(held[0].headers[topology.QUARANTINE_REASON_HEADER]).startswith("unknown-sender:")
+    await asyncio.sleep(0.3)
+    assert non_deliveries(exchange, "hub") == []
+
+
+async def test_schema_invalid_header_signed_by_its_sender_gets_a_non_delivery(
+    exchange: Exchange,
+) -> None:
+    hub = await exchange.edge("hub")
+    fields = _fields(exchange, "hub", ("police",), "InformationRequest")
+    sealed = _seal(exchange, fields, REQUEST)
+    head = split_head(sealed)
+    invalid = head.header_bytes.replace(
+        b"<Purpose>child-safeguarding</Purpose>", b"<Purpose>curiosity</Purpose>", 1
+    )
+    signer = keystore.load_signing_identity(exchange.config, "hub", utc_now())
+    resigned = signer.private_key.sign(HEADER_SIGNATURE_LABEL + invalid)
+    await publish(
+        hub.ingress,
+        encode_head(invalid, resigned) + sealed[head.size :],
+        routing_key=topology.INGRESS_ROUTING_KEY,
+        message_id=fields.message_id,
+    )
+    await eventually(lambda: _has(exchange, "hub", "NonDelivery"))
+    notice = non_deliveries(exchange, "hub")[0]
+    assert b"<FailedCheck>header-schema</FailedCheck>" in notice and b"curiosity" in notice
+    assert fields.message_id.encode() in notice
 
 
 async def test_revoked_sender_key_is_refused(exchange: Exchange) -> None:
@@ -332,6 +387,19 @@ async def test_message_for_a_deleted_inbox_gets_a_non_delivery(exchange: Exchang
     await reaches(exchange, sent.message_id, State.REJECTED)
     await eventually(lambda: _has(exchange, "hub", "NonDelivery"))
     assert b"<FailedCheck>inbox-unavailable</FailedCheck>" in non_deliveries(exchange, "hub")[0]
+
+
+async def _quarantine_holds(
+    exchange: Exchange, count: int
+) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    held: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    async def enough() -> bool:
+        held.extend(await quarantined(exchange))
+        return len(held) >= count
+
+    await eventually(enough)
+    return held
 
 
 async def _has(exchange: Exchange, agency: str, message_type: str) -> bool:
