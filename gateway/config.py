@@ -30,6 +30,8 @@ from gateway.policy import Agreement
 from gateway.registry import Agency, KeyUse, PublicKeyRecord, Registry, key_id_for
 
 CONFIG_ENV = "MASH_GATEWAY_CONFIG"
+AGENCY_USER_PREFIX = "mash-"  # RabbitMQ users are <prefix><agency id>, unless [broker].user_prefix
+
 DEFAULT_CONFIG_NAME = "gateway.toml"
 
 AGENCY_ID = re.compile(r"[a-z][a-z0-9-]{1,31}")
@@ -49,6 +51,7 @@ class AreaConfig:
     gateway: str
     private_keys_dir: Path
     broker_url: str
+    broker_user_prefix: str
     store_url: str
     registry: Registry
     agreements: tuple[Agreement, ...]
@@ -206,6 +209,7 @@ class _Parser:
                 self.text(area, "area", "private_keys", "keys/private")
             ),
             broker_url=self.text(broker, "broker", "url"),
+            broker_user_prefix=self.text(broker, "broker", "user_prefix", AGENCY_USER_PREFIX),
             store_url=self.store_url(self.text(store, "store", "url")),
             registry=Registry.build(agencies, keys),
             agreements=agreements,

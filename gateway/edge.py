@@ -34,6 +34,7 @@ from aio_pika.abc import (
 from gateway import keystore, notices, schemas
 from gateway.broker import topology
 from gateway.broker.connection import confirmed_channel, connect
+from gateway.broker.credentials import agency_broker_url
 from gateway.broker.publisher import publish
 from gateway.clock import utc_now
 from gateway.config import AreaConfig
@@ -106,7 +107,7 @@ class Edge:
         self.config = config
         self.agency = agency
         self.store = store
-        self.broker_url = broker_url or config.broker_url
+        self.broker_url = broker_url or agency_broker_url(config, agency)
         self.identity = keystore.load_decryption_identity(config, agency)
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None

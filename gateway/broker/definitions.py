@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.broker.topology import INGRESS_EXCHANGE, Limits, checked_agency, inbox_queue, plan
+from gateway.config import AGENCY_USER_PREFIX
 
 GATEWAY_USER = "mash-gateway"
-AGENCY_USER_PREFIX = "mash-"
 RABBITMQ_HASHING = "rabbit_password_hashing_sha256"
 
 

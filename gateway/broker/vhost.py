@@ -25,7 +25,6 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import aiohttp
 
 from gateway.broker.definitions import (
-    AGENCY_USER_PREFIX,
     GATEWAY_PERMISSIONS,
     GATEWAY_USER,
     Permissions,
@@ -33,6 +32,7 @@ from gateway.broker.definitions import (
     agency_user,
 )
 from gateway.broker.topology import checked_agency
+from gateway.config import AGENCY_USER_PREFIX
 from gateway.errors import GatewayError
 
 MANAGEMENT_PORT = 15672

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import secrets
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,12 @@ from urllib.parse import unquote, urlsplit
 
 from gateway.atomic import atomic_writer
 from gateway.broker.connection import connect, safe_url
+from gateway.broker.credentials import (
+    default_credentials_dir,
+    kept_password,
+    password_file,
+)
 from gateway.broker.definitions import (
-    AGENCY_USER_PREFIX,
     GATEWAY_PERMISSIONS,
     Permissions,
     agency_permissions,
@@ -47,18 +50,18 @@ from gateway.broker.topology import Limits, declare
 from gateway.broker.vhost import admin_for, new_password, vhost_url
 from gateway.cli import init_cmd
 from gateway.clock import utc_now
-from gateway.config import DEFAULT_CONFIG_NAME, AreaConfig, load_config, parse_config
+from gateway.config import (
+    AGENCY_USER_PREFIX,
+    DEFAULT_CONFIG_NAME,
+    AreaConfig,
+    load_config,
+    parse_config,
+)
 from gateway.demo_area import demo_config
 from gateway.errors import GatewayError
 
-CREDENTIALS_SUBDIR = "broker"
-PASSWORD_SUFFIX = ".password"  # noqa: S105 (a file name, not a password)
 PRIVATE_MODE = 0o600
 PUBLIC_MODE = 0o644
-
-
-class CredentialsError(GatewayError):
-    """A password file cannot be trusted or written; the message names the file."""
 
 
 @dataclass(frozen=True)
@@ -120,9 +123,8 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vhost", help="default: the vhost of the config's broker URL")
     parser.add_argument(
         "--user-prefix",
-        default=AGENCY_USER_PREFIX,
-        help="prefix of the RabbitMQ user names (default: %(default)s); give each area its own "
-        "when several share one broker",
+        help="prefix of the RabbitMQ user names (default: [broker].user_prefix, else "
+        f"{AGENCY_USER_PREFIX}); give each area its own when several share one broker",
     )
 
 
@@ -162,27 +164,6 @@ def write_text(path: Path, text: str, mode: int) -> None:
         out.write(text.encode("utf-8"))
 
 
-def password_file(directory: Path, principal: str) -> Path:
-    return directory / f"{principal}{PASSWORD_SUFFIX}"
-
-
-def kept_password(path: Path) -> str | None:
-    """The password already issued in ``path``, if any; refuses a file others can read."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return None
-    if stat.S_IMODE(mode) & 0o077:
-        raise CredentialsError(
-            f"{path}: readable by others (mode {stat.S_IMODE(mode):04o}); the password may have "
-            "leaked: rerun with --rotate-passwords"
-        )
-    password = path.read_text(encoding="utf-8").strip()
-    if not password:
-        raise CredentialsError(f"{path}: empty password file; rerun with --rotate-passwords")
-    return password
-
-
 def issue_password(path: Path, rotate: bool) -> tuple[str, bool]:
     """The password kept in ``path``, or a new one written there first; True if new."""
     kept = None if rotate else kept_password(path)
@@ -194,7 +175,7 @@ def issue_password(path: Path, rotate: bool) -> tuple[str, bool]:
 
 
 def _credentials_dir(config: AreaConfig, explicit: Path | None) -> Path:
-    directory = explicit or config.private_keys_dir / CREDENTIALS_SUBDIR
+    directory = explicit or default_credentials_dir(config)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     return directory
 
@@ -233,6 +214,7 @@ def run_setup(args: argparse.Namespace) -> int:
     if args.with_password_hashes and args.export is None:
         raise GatewayError("--with-password-hashes only applies with --export FILE")
     config = load_config(args.config)
+    args.user_prefix = args.user_prefix or config.broker_user_prefix
     vhost = args.vhost or url_vhost(config.broker_url)
     credentials_dir = _credentials_dir(config, args.credentials_dir)
     passwords = asyncio.run(
@@ -261,6 +243,7 @@ def demo_area_config() -> AreaConfig:
 
 def run_export(args: argparse.Namespace) -> int:
     config = demo_area_config() if args.demo else load_config(args.config)
+    args.user_prefix = args.user_prefix or config.broker_user_prefix
     vhost = args.vhost or url_vhost(config.broker_url)
     doc = area_definitions(config, vhost, args.user_prefix)
     write_text(args.output, definitions_text(doc), PUBLIC_MODE)
