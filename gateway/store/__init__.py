@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from gateway.errors import GatewayError
-from gateway.lifecycle import State
+from gateway.lifecycle import Event, Outcome, State
 
 
 class StoreError(GatewayError):
@@ -33,6 +33,18 @@ class ClaimResult(StrEnum):
     FIRST = "first"  # never seen: process it
     REPEAT = "repeat"  # the same header seen again: an at-least-once redelivery, skip quietly
     REPLAY = "replay"  # a different header reusing the id: reject as a replay
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The outcome of admitting a message: its claim, and its state after admission.
+
+    ``state`` is None for a replay; for a repeat it is where the first
+    delivery got to, so the router knows whether to finish the work.
+    """
+
+    claim: ClaimResult
+    state: State | None
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,22 @@ class TrackingStore(Protocol):
         detail: str | None = None,
     ) -> None:
         """Append a transition and make ``state`` current; rejected needs a reason."""
+
+    async def admit(self, message: MessageRecord, header_digest: str, at: datetime) -> Admission:
+        """Claim the id for the header digest and record the message, atomically."""
+
+    async def advance(
+        self,
+        message_id: str,
+        event: Event,
+        at: datetime,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> Outcome | None:
+        """Apply ``event`` via the lifecycle atomically; None for an unknown message.
+
+        Raises IllegalTransition (writing nothing) for an impossible move.
+        """
 
     async def claim_message(self, message_id: str, header_digest: str) -> ClaimResult:
         """Claim a message id for the digest of its header, atomically."""

@@ -28,8 +28,15 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from gateway.clock import utc_now
-from gateway.lifecycle import State
-from gateway.store import ClaimResult, MessageRecord, StoreError, TimelineEntry, UnknownMessage
+from gateway.lifecycle import Event, Outcome, State, transition
+from gateway.store import (
+    Admission,
+    ClaimResult,
+    MessageRecord,
+    StoreError,
+    TimelineEntry,
+    UnknownMessage,
+)
 from gateway.store.migrations import CREATE_MIGRATIONS_TABLE, MIGRATIONS
 
 T = TypeVar("T")
@@ -163,41 +170,46 @@ class SqliteStore:
 
     async def record_submitted(self, message: MessageRecord, at: datetime) -> bool:
         """Record ``message`` as submitted at ``at`` (its ``state`` is ignored)."""
-        stamp = to_text(at)
-        deadline = None if message.deadline is None else to_text(message.deadline)
-        created = to_text(message.created_at)
+        return await self._transaction(
+            f"recording message {message.message_id}",
+            lambda conn: _insert_message(conn, message, to_text(at)),
+        )
 
-        def work(conn: sqlite3.Connection) -> bool:
-            inserted = conn.execute(
-                "INSERT OR IGNORE INTO messages (message_id, correlation_id, in_reply_to,"
-                " message_type, sender, rag, deadline, created_at, state, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    message.message_id,
-                    message.correlation_id,
-                    message.in_reply_to,
-                    message.message_type,
-                    message.sender,
-                    message.rag,
-                    deadline,
-                    created,
-                    State.SUBMITTED.value,
-                    stamp,
-                ),
-            ).rowcount
-            if not inserted:
-                return False
-            conn.executemany(
-                "INSERT INTO message_recipients (message_id, position, agency) VALUES (?, ?, ?)",
-                [(message.message_id, i, r) for i, r in enumerate(message.recipients)],
-            )
-            conn.execute(
-                "INSERT INTO transitions (message_id, state, at) VALUES (?, ?, ?)",
-                (message.message_id, State.SUBMITTED.value, stamp),
-            )
-            return True
+    async def admit(self, message: MessageRecord, header_digest: str, at: datetime) -> Admission:
+        """Claim the id and record the message as submitted, in one transaction."""
 
-        return await self._transaction(f"recording message {message.message_id}", work)
+        def work(conn: sqlite3.Connection) -> Admission:
+            claimed = _claim(conn, message.message_id, header_digest)
+            if claimed is ClaimResult.REPLAY:
+                return Admission(claimed, None)
+            current = _state(conn, message.message_id)
+            if current is None:
+                _insert_message(conn, message, to_text(at))
+                current = State.SUBMITTED
+            return Admission(claimed, current)
+
+        return await self._transaction(f"admitting {message.message_id}", work)
+
+    async def advance(
+        self,
+        message_id: str,
+        event: Event,
+        at: datetime,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> Outcome | None:
+        """Apply ``event`` through the lifecycle inside one write transaction."""
+
+        def work(conn: sqlite3.Connection) -> Outcome | None:
+            current = _state(conn, message_id)
+            if current is None:
+                return None
+            outcome = transition(current, event)
+            if outcome.changed:
+                _append_transition(conn, message_id, outcome.state, to_text(at), reason, detail)
+            return outcome
+
+        return await self._transaction(f"applying {event.value} to {message_id}", work)
 
     async def record_transition(
         self,
@@ -207,38 +219,16 @@ class SqliteStore:
         reason: str | None = None,
         detail: str | None = None,
     ) -> None:
-        if state is State.REJECTED and not reason:
-            raise StoreError(f"message {message_id}: a rejected transition needs a reason")
         stamp = to_text(at)
-
-        def work(conn: sqlite3.Connection) -> None:
-            updated = conn.execute(
-                "UPDATE messages SET state = ?, updated_at = ? WHERE message_id = ?",
-                (state.value, stamp, message_id),
-            ).rowcount
-            if not updated:
-                raise UnknownMessage(f"tracking store has no message {message_id}")
-            conn.execute(
-                "INSERT INTO transitions (message_id, state, at, reason, detail)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (message_id, state.value, stamp, reason, detail),
-            )
-
-        await self._transaction(f"recording {state.value} for {message_id}", work)
+        await self._transaction(
+            f"recording {state.value} for {message_id}",
+            lambda conn: _append_transition(conn, message_id, state, stamp, reason, detail),
+        )
 
     async def claim_message(self, message_id: str, header_digest: str) -> ClaimResult:
-        def work(conn: sqlite3.Connection) -> ClaimResult:
-            if conn.execute(
-                "INSERT OR IGNORE INTO claims (message_id, header_digest) VALUES (?, ?)",
-                (message_id, header_digest),
-            ).rowcount:
-                return ClaimResult.FIRST
-            (seen,) = conn.execute(
-                "SELECT header_digest FROM claims WHERE message_id = ?", (message_id,)
-            ).fetchone()
-            return ClaimResult.REPEAT if seen == header_digest else ClaimResult.REPLAY
-
-        return await self._transaction(f"claiming {message_id}", work)
+        return await self._transaction(
+            f"claiming {message_id}", lambda conn: _claim(conn, message_id, header_digest)
+        )
 
     async def mark_handled(self, agency: str, message_id: str) -> bool:
         def work(conn: sqlite3.Connection) -> bool:
@@ -327,3 +317,73 @@ class SqliteStore:
             (value,),
         ).fetchall()
         return [TimelineEntry(r[0], State(r[1]), from_text(r[2]), r[3], r[4]) for r in rows]
+
+
+def _claim(conn: sqlite3.Connection, message_id: str, header_digest: str) -> ClaimResult:
+    if conn.execute(
+        "INSERT OR IGNORE INTO claims (message_id, header_digest) VALUES (?, ?)",
+        (message_id, header_digest),
+    ).rowcount:
+        return ClaimResult.FIRST
+    (seen,) = conn.execute(
+        "SELECT header_digest FROM claims WHERE message_id = ?", (message_id,)
+    ).fetchone()
+    return ClaimResult.REPEAT if seen == header_digest else ClaimResult.REPLAY
+
+
+def _state(conn: sqlite3.Connection, message_id: str) -> State | None:
+    row = conn.execute("SELECT state FROM messages WHERE message_id = ?", (message_id,)).fetchone()
+    return None if row is None else State(row[0])
+
+
+def _insert_message(conn: sqlite3.Connection, message: MessageRecord, stamp: str) -> bool:
+    inserted = conn.execute(
+        "INSERT OR IGNORE INTO messages (message_id, correlation_id, in_reply_to,"
+        " message_type, sender, rag, deadline, created_at, state, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            message.message_id,
+            message.correlation_id,
+            message.in_reply_to,
+            message.message_type,
+            message.sender,
+            message.rag,
+            None if message.deadline is None else to_text(message.deadline),
+            to_text(message.created_at),
+            State.SUBMITTED.value,
+            stamp,
+        ),
+    ).rowcount
+    if not inserted:
+        return False
+    conn.executemany(
+        "INSERT INTO message_recipients (message_id, position, agency) VALUES (?, ?, ?)",
+        [(message.message_id, i, r) for i, r in enumerate(message.recipients)],
+    )
+    conn.execute(
+        "INSERT INTO transitions (message_id, state, at) VALUES (?, ?, ?)",
+        (message.message_id, State.SUBMITTED.value, stamp),
+    )
+    return True
+
+
+def _append_transition(
+    conn: sqlite3.Connection,
+    message_id: str,
+    state: State,
+    stamp: str,
+    reason: str | None,
+    detail: str | None,
+) -> None:
+    if state is State.REJECTED and not reason:
+        raise StoreError(f"message {message_id}: a rejected transition needs a reason")
+    updated = conn.execute(
+        "UPDATE messages SET state = ?, updated_at = ? WHERE message_id = ?",
+        (state.value, stamp, message_id),
+    ).rowcount
+    if not updated:
+        raise UnknownMessage(f"tracking store has no message {message_id}")
+    conn.execute(
+        "INSERT INTO transitions (message_id, state, at, reason, detail) VALUES (?, ?, ?, ?, ?)",
+        (message_id, state.value, stamp, reason, detail),
+    )

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.lifecycle import State
+from gateway.lifecycle import Event, IllegalTransition, State
 from gateway.store import (
+    Admission,
     ClaimResult,
     MessageRecord,
     StoreError,
@@ -113,6 +114,41 @@ async def test_claims_tell_first_sighting_redelivery_and_replay(store: TrackingS
 async def test_concurrent_claims_of_one_id_have_exactly_one_winner(store: TrackingStore) -> None:
     results = await asyncio.gather(*(store.claim_message("m-1", "d") for _ in range(20)))
     assert sorted(results) == sorted([ClaimResult.FIRST] + [ClaimResult.REPEAT] * 19)
+
+
+async def test_admit_claims_and_records_in_one_step(store: TrackingStore) -> None:
+    first = await store.admit(record("m-1"), "digest-a", T0)
+    assert first == Admission(ClaimResult.FIRST, State.SUBMITTED)
+    await store.advance("m-1", Event.ROUTED, T0 + timedelta(seconds=1))
+    again = await store.admit(record("m-1"), "digest-a", T0 + timedelta(seconds=2))
+    assert again == Admission(ClaimResult.REPEAT, State.ROUTED)
+    assert await store.admit(record("m-1"), "digest-b", T0) == Admission(ClaimResult.REPLAY, None)
+    assert [e.state for e in await store.timeline("m-1")] == [State.SUBMITTED, State.ROUTED]
+
+
+async def test_admit_after_a_bare_claim_still_records_the_message(store: TrackingStore) -> None:
+    assert await store.claim_message("m-1", "d") is ClaimResult.FIRST  # a crash right after this
+    assert await store.admit(record("m-1"), "d", T0) == Admission(
+        ClaimResult.REPEAT, State.SUBMITTED
+    )
+    assert await store.message("m-1") is not None
+
+
+async def test_advance_applies_the_lifecycle_and_ignores_repeats(store: TrackingStore) -> None:
+    await store.admit(record("m-1"), "d", T0)
+    routed = await store.advance("m-1", Event.ROUTED, T0)
+    assert routed is not None and routed.changed and routed.state is State.ROUTED
+    repeat = await store.advance("m-1", Event.ROUTED, T0 + timedelta(seconds=1))
+    assert repeat is not None and not repeat.changed
+    assert [e.state for e in await store.timeline("m-1")] == [State.SUBMITTED, State.ROUTED]
+    assert await store.advance("nope", Event.ROUTED, T0) is None
+
+
+async def test_an_illegal_advance_writes_nothing(store: TrackingStore) -> None:
+    await store.admit(record("m-1"), "d", T0)
+    with pytest.raises(IllegalTransition):
+        await store.advance("m-1", Event.RECEIPTED_POSITIVE, T0)
+    assert [e.state for e in await store.timeline("m-1")] == [State.SUBMITTED]
 
 
 async def test_mark_handled_is_true_once_per_agency(store: TrackingStore) -> None:
