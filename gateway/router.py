@@ -3,15 +3,19 @@
 For each message on ``gateway.router`` it verifies the sender's signature
 against the registry (origin without decrypting), the header schema, the
 ciphertext digest, the timestamp window and replay; then asks
-``routing.route`` who may receive it; then publishes, records the state
-change, and only then acks. Anything it rejects is copied to quarantine with
-its reason and answered with a NonDelivery signed by the gateway principal,
-so nothing is dropped and the sender always learns why.
+``routing.route`` who may receive it; then records the state change,
+publishes, and only then acks. Anything it rejects is copied to quarantine
+with its reason and answered with a NonDelivery signed by the gateway
+principal, so nothing is dropped and the sender always learns why.
+
+Order: messages of one case (correlation id) are routed one at a time in
+arrival order; different cases overlap, up to the channel's prefetch, so
+one case's fsyncs and confirms do not hold up every other case.
 
 Crash safety: the ack is the last step. A message redelivered after a crash
-is recognised by its id and header digest (``claim_message``); if it had
-not yet been routed, routing is repeated, and edges absorb the duplicate by
-message id.
+is recognised by its id and header digest (``TrackingStore.admit``); if it
+had not yet been delivered, routing is repeated, and edges absorb the
+duplicate by message id.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from gateway import keystore, notices, routing
 from gateway.broker import topology
 from gateway.broker.connection import confirmed_channel, connect
 from gateway.broker.publisher import PublishRefused, publish
+from gateway.case_locks import CaseLocks
 from gateway.clock import utc_now
 from gateway.config import AreaConfig
 from gateway.envelope import (
@@ -43,7 +48,7 @@ from gateway.envelope import (
 )
 from gateway.envelope.claimed import ClaimedFacts, claimed_facts
 from gateway.errors import GatewayError
-from gateway.lifecycle import Event, IllegalTransition, State, transition
+from gateway.lifecycle import Event, IllegalTransition, State
 from gateway.store import ClaimResult, MessageRecord, TrackingStore
 from gateway.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
 
@@ -84,6 +89,7 @@ class Router:
         self.store = store
         self.signer = signer
         self.window = window
+        self.cases = CaseLocks()
 
     async def handle(self, body: bytes, exchanges: RouterChannels) -> None:
         now = utc_now()
@@ -93,21 +99,21 @@ class Router:
         except EnvelopeError as exc:
             await self._reject_unverified(body, exc, now, exchanges)
             return
-        header = verified.header
+        async with self.cases.hold(verified.header.fields.correlation_id):
+            await self._route_verified(body, verified.header, exchanges, now)
+
+    async def _route_verified(
+        self, body: bytes, header: Header, exchanges: RouterChannels, now: datetime
+    ) -> None:
         fields = header.fields
-        claim = await self.store.claim_message(fields.message_id, header.sha256)
-        if claim is ClaimResult.REPLAY:
+        admission = await self.store.admit(_record(fields), header.sha256, now)
+        if admission.claim is ClaimResult.REPLAY:
             reason = f"message id {fields.message_id} was already used by another message"
             await self._quarantine(body, fields.message_id, "replay", reason, exchanges)
             await self._non_delivery(fields, "replay", reason, exchanges, now)
             return
-        existing = (
-            None if claim is ClaimResult.FIRST else await self.store.message(fields.message_id)
-        )
-        if existing is None:
-            await self.store.record_submitted(_record(fields), now)
-        elif existing.state not in REDO_STATES:
-            log.info("redelivery.skipped", message_id=fields.message_id, state=existing.state.value)
+        if admission.state not in REDO_STATES:
+            log.info("redelivery.skipped", message_id=fields.message_id, state=str(admission.state))
             return
         original = await self.store.message(fields.in_reply_to) if fields.in_reply_to else None
         decision = routing.route(
@@ -134,16 +140,10 @@ class Router:
         detail: str | None = None,
     ) -> None:
         """Apply ``event`` via the lifecycle: repeats change nothing, illegal moves are logged."""
-        record = await self.store.message(message_id)
-        if record is None:
-            return
         try:
-            outcome = transition(record.state, event)
+            await self.store.advance(message_id, event, now, reason, detail)
         except IllegalTransition as exc:
             log.warning("transition.ignored", message_id=message_id, reason=str(exc))
-            return
-        if outcome.changed:
-            await self.store.record_transition(message_id, outcome.state, now, reason, detail)
 
     async def _deliver(
         self,
@@ -395,13 +395,12 @@ async def run_router(
             quarantine=await channel.get_exchange(topology.QUARANTINE_EXCHANGE),
         )
         queue = await channel.get_queue(topology.ROUTER_QUEUE)
-        lock = asyncio.Lock()  # one message at a time, in queue order
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             # A failure requeues the message; past the queue's delivery limit
             # RabbitMQ dead-letters it to quarantine, so a poison message
             # neither blocks the queue nor disappears.
-            async with lock, message.process(requeue=True):
+            async with message.process(requeue=True):
                 await router.handle(message.body, exchanges)
 
         tag = await queue.consume(on_message)
