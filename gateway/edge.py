@@ -47,6 +47,7 @@ from gateway.envelope import (
     seal_bytes,
 )
 from gateway.envelope.claimed import claimed_header
+from gateway.keyed_locks import KeyedLocks
 from gateway.payload_facts import HeaderPayloadMismatch, merge, payload_facts
 from gateway.schemas import SchemaViolation
 from gateway.store import TrackingStore
@@ -112,6 +113,7 @@ class Edge:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._ingress: AbstractExchange | None = None
+        self._handling = KeyedLocks()
 
     async def __aenter__(self) -> Edge:
         self._connection = await connect(self.broker_url)
@@ -225,18 +227,19 @@ class Edge:
         delivered = Delivered(
             opened.header, payload, opened.plaintext_sha256, opened.ciphertext_sha256
         )
-        if not await self.store.was_handled(self.agency, fields.message_id):
-            try:
-                await handler(delivered)
-            except Exception:
-                # The agency system did not take it: redeliver later; past the
-                # inbox's delivery limit RabbitMQ quarantines it.
-                log.exception("handler.failed", message_id=fields.message_id)
-                await message.nack(requeue=True)
-                return
-            await self.store.mark_handled(self.agency, fields.message_id)
-        else:
-            log.info("redelivery.not_handed_over", message_id=fields.message_id)
+        async with self._handling.hold(fields.message_id):  # a concurrent copy waits here
+            if not await self.store.was_handled(self.agency, fields.message_id):
+                try:
+                    await handler(delivered)
+                except Exception:
+                    # The agency system did not take it: redeliver later; past the
+                    # inbox's delivery limit RabbitMQ quarantines it.
+                    log.exception("handler.failed", message_id=fields.message_id)
+                    await message.nack(requeue=True)
+                    return
+                await self.store.mark_handled(self.agency, fields.message_id)
+            else:
+                log.info("redelivery.not_handed_over", message_id=fields.message_id)
         if fields.message_type not in SYSTEM_MESSAGE_TYPES:
             receipt = notices.positive_receipt(
                 fields.message_id,

@@ -32,7 +32,6 @@ from gateway import keystore, notices, routing
 from gateway.broker import topology
 from gateway.broker.connection import confirmed_channel, connect
 from gateway.broker.publisher import PublishRefused, publish
-from gateway.case_locks import CaseLocks
 from gateway.clock import utc_now
 from gateway.config import AreaConfig
 from gateway.envelope import (
@@ -48,6 +47,7 @@ from gateway.envelope import (
 )
 from gateway.envelope.claimed import ClaimedFacts, claimed_facts
 from gateway.errors import GatewayError
+from gateway.keyed_locks import KeyedLocks
 from gateway.lifecycle import Event, IllegalTransition, State
 from gateway.store import ClaimResult, MessageRecord, TrackingStore
 from gateway.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
@@ -89,7 +89,7 @@ class Router:
         self.store = store
         self.signer = signer
         self.window = window
-        self.cases = CaseLocks()
+        self.cases = KeyedLocks()
 
     async def handle(self, body: bytes, exchanges: RouterChannels) -> None:
         now = utc_now()

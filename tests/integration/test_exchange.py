@@ -295,6 +295,25 @@ async def test_duplicate_submission_reaches_the_handler_once(exchange: Exchange)
     assert non_deliveries(exchange, "hub") == []
 
 
+async def test_two_copies_racing_into_an_inbox_reach_the_handler_once(exchange: Exchange) -> None:
+    await exchange.edge("police")
+    fields = _fields(exchange, "hub", ("police",), "InformationRequest")
+    sealed = _seal(exchange, fields, REQUEST)
+    connection = await aio_pika.connect(exchange.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        deliver = await channel.get_exchange(topology.DELIVER_EXCHANGE, ensure=False)
+        await asyncio.gather(
+            *(
+                publish(deliver, sealed, routing_key="police", message_id=fields.message_id)
+                for _ in range(2)
+            )
+        )
+    await eventually(lambda: _has(exchange, "police", "InformationRequest"))
+    await asyncio.sleep(0.5)
+    assert len(exchange.inboxes["police"].of_type("InformationRequest")) == 1
+
+
 async def test_message_older_than_the_window_is_refused(exchange: Exchange) -> None:
     hub = await exchange.edge("hub")
     await exchange.restart_router(TimeWindow(timedelta(seconds=1), timedelta(minutes=5)))

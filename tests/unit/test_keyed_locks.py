@@ -4,13 +4,13 @@ import asyncio
 
 import pytest
 
-from gateway.case_locks import CaseLocks
+from gateway.keyed_locks import KeyedLocks
 
 pytestmark = pytest.mark.unit
 
 
 async def test_one_case_is_serialised_in_arrival_order_and_others_overlap() -> None:
-    locks = CaseLocks()
+    locks = KeyedLocks()
     events: list[str] = []
     release = asyncio.Event()
 
