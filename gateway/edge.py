@@ -35,7 +35,7 @@ from gateway import keystore, notices, schemas
 from gateway.broker import topology
 from gateway.broker.connection import confirmed_channel, connect
 from gateway.broker.credentials import agency_broker_url
-from gateway.broker.publisher import publish
+from gateway.broker.publisher import publish_until_confirmed
 from gateway.clock import utc_now
 from gateway.config import AreaConfig
 from gateway.envelope import (
@@ -182,7 +182,9 @@ class Edge:
             key_id, public = self.config.registry.encryption_key(recipient, now)
             keys.append(RecipientKey(recipient, key_id, public))
         sealed = seal_bytes(fields, payload, signer, keys)
-        await publish(
+        # The same bytes until confirmed: a retry after a lost confirm is a
+        # repeat the router recognises by header digest, never a second message.
+        await publish_until_confirmed(
             self.ingress,
             sealed,
             routing_key=topology.INGRESS_ROUTING_KEY,
@@ -195,7 +197,9 @@ class Edge:
         """Start consuming the inbox; returns the queue and consumer tag to cancel with."""
         if self._channel is None:
             raise RuntimeError("use the Edge as an async context manager")
-        queue = await self._channel.get_queue(topology.inbox_queue(self.agency), ensure=False)
+        # A passive declare (not ensure=False) registers the queue with the robust
+        # channel, so the consumer is restored after a broker restart.
+        queue = await self._channel.get_queue(topology.inbox_queue(self.agency))
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             await self._receive(message, handler)

@@ -6,14 +6,18 @@ the exchange, the routing key and the message id:
 - returned: no queue matched (an unknown or deleted inbox);
 - nacked: a queue refused it (a full ``reject-publish`` queue) or the broker
   could not store it;
-- the channel closed first: the outcome is unknown, so the caller retries and
-  the receiver's idempotency (by message id) absorbs a duplicate.
+- the channel closed first, or is closed while the robust connection
+  reconnects: the outcome is unknown, so the caller retries the same bytes
+  (``publish_until_confirmed``) and the receiver's idempotency (by message
+  id and header digest) absorbs a duplicate.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -21,6 +25,10 @@ from aio_pika.abc import AbstractExchange, DeliveryMode, FieldValue
 from pamqp.commands import Basic
 
 from gateway.errors import GatewayError
+
+RETRY_BUDGET_S = 60.0
+RETRY_FIRST_PAUSE_S = 0.2
+RETRY_MAX_PAUSE_S = 5.0
 
 
 class PublishFailed(GatewayError):
@@ -73,10 +81,47 @@ async def publish(
         raise PublishRefused(
             f"{where} was refused by the broker (nack): the queue is full or unavailable"
         ) from exc
-    except (aiormq.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
+    except (
+        aiormq.exceptions.AMQPError,
+        aiormq.exceptions.ChannelInvalidStateError,  # the channel closed: a reconnect is under way
+        ConnectionError,
+        TimeoutError,
+    ) as exc:
         raise PublishFailed(f"{where} is unconfirmed, retry it: {exc!r}") from exc
     if not isinstance(confirmation, Basic.Ack):
         raise PublishFailed(
             f"{where} was not confirmed ({type(confirmation).__name__}): publish on a channel "
             "with publisher confirms and on_return_raises (connection.confirmed_channel)"
         )
+
+
+async def publish_until_confirmed(
+    exchange: AbstractExchange,
+    body: bytes,
+    *,
+    routing_key: str,
+    message_id: str,
+    give_up_after: float = RETRY_BUDGET_S,
+    **properties: Any,
+) -> None:
+    """``publish``, retried with backoff while the outcome is unknown (a broker restart).
+
+    A refusal (``PublishRefused``) is final and raised at once; after
+    ``give_up_after`` seconds the last ``PublishFailed`` is raised.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + give_up_after
+    pause = RETRY_FIRST_PAUSE_S
+    while True:
+        try:
+            await publish(
+                exchange, body, routing_key=routing_key, message_id=message_id, **properties
+            )
+            return
+        except PublishRefused:
+            raise
+        except PublishFailed:
+            if loop.time() + pause > deadline:
+                raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_MAX_PAUSE_S)
