@@ -32,5 +32,5 @@ def configure(json: bool | None = None, level: int = logging.INFO, quiet: bool =
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING if quiet else level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,  # commands reconfigure after start-up
     )

@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from gateway import logs
 from gateway.cli import (
     broker_cmds,
     demo_cmd,
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logs.configure(quiet=True)  # stdout is the command's own output; services raise the level
     try:
         code: int = args.handler(args)
     except GatewayError as exc:
