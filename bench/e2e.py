@@ -1,0 +1,551 @@
+"""End-to-end exchange benchmark: the gateway beside bare aio-pika doing the same broker hops.
+
+Run: .venv/bin/python bench/e2e.py [--quick] [--profile FILE]
+
+On the local RabbitMQ (127.0.0.1:5672, guest/guest), each part in a fresh
+vhost that is deleted afterwards, it prints from one run (ratios matter more
+than absolute times on shared machines):
+- raw: a bare aio-pika loop with the gateway's topology (the same quorum
+  queues, declared by gateway.broker.topology), persistent messages,
+  publisher confirms, mandatory routing and manual acks, moving random bytes
+  of the sealed request and receipt sizes over the same 4 hops:
+  hub → gateway.router → relay → agency.police.inbox → police → receipt →
+  gateway.router → relay → agency.hub.inbox → hub. The relay runs in its own
+  process and handles one message at a time, like the router;
+- e2e: the same hops through the product: the hub Edge submits the
+  InformationRequest example to police, the router runs as
+  ``python -m gateway --config AREA run`` in its own process (the deployed
+  shape; it uses the second core), the police Edge opens it, checks the
+  schema, hands it over and sends a signed receipt, which the router verifies,
+  records and forwards to the hub Edge;
+- throughput: N messages (20,000; 2,000 with --quick) with at most 500 in
+  flight. A message is done when its receipt reaches the hub's handler; the
+  run ends when all are done and the router's store shows every one
+  delivered. Target: at least 50% of raw;
+- latency at an offered load of 100 msg/s (3,000 messages; 500 with
+  --quick), submitted on a fixed schedule, not waiting for each other:
+  p50/p99 from the start of submit to the receipt at the hub's handler
+  (target p99 <= 50 ms), and, from the router's own timestamps, from the
+  header's created_at to the delivered transition.
+
+Each request opens its own case (correlation id), so a router that orders
+per case may work on several at once. The edges run in this process with
+their own SQLite stores and log warnings only; the router logs at info to
+a file, as deployed. ``--profile FILE`` runs the router under cProfile and
+prints its top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import pstats
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
+
+from gateway import keystore, logs, notices
+from gateway.broker import topology
+from gateway.broker.vhost import admin_for, vhost_url
+from gateway.cli import main as cli_main
+from gateway.clock import utc_now
+from gateway.config import AreaConfig, load_config
+from gateway.edge import Delivered, Edge, Submission
+from gateway.envelope import HeaderFields, RecipientKey, seal_bytes
+from gateway.lifecycle import State
+from gateway.store.sqlite import SqliteStore, from_text
+from gateway.vocabulary import SYSTEM_PURPOSE
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_URL = "amqp://guest:guest@127.0.0.1:5672/"
+REQUEST = (ROOT / "schemas" / "examples" / "valid" / "information-request.xml").read_bytes()
+SENDER, RECIPIENT = "hub", "police"
+PREFETCH = 32  # the Edge's and the router's default
+SUBMITTERS = 64  # concurrent submit calls in the throughput run
+IN_FLIGHT = 500  # submitted but not yet receipted, in the throughput run
+WARM_UP = 200
+RATE = 100.0  # msg/s offered in the latency run
+READY_TIMEOUT_S = 30
+
+
+@dataclass
+class Tracker:
+    """Submit and receipt times of one phase, keyed by the original message id."""
+
+    expected: int
+    window: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT))
+    sent: dict[str, float] = field(default_factory=dict)
+    arrived: dict[str, float] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def arrive(self, original_id: str) -> None:
+        if original_id in self.arrived:
+            return  # a redelivered receipt
+        self.arrived[original_id] = time.perf_counter()
+        self.window.release()
+        if len(self.arrived) == self.expected:
+            self.done.set()
+
+    def latencies_ms(self) -> list[float]:
+        return sorted((self.arrived[i] - t) * 1000 for i, t in self.sent.items())
+
+
+Submit = Callable[[str], Awaitable[str]]  # phase -> message id
+
+
+@dataclass
+class Phases:
+    """Routes each receipt to the tracker of the phase running now."""
+
+    current: Tracker = field(default_factory=lambda: Tracker(0))
+
+    def start(self, expected: int) -> Tracker:
+        self.current = Tracker(expected)
+        return self.current
+
+
+async def wait_done(tracker: Tracker, what: str) -> None:
+    timeout = 60 + tracker.expected / 20
+    try:
+        await asyncio.wait_for(tracker.done.wait(), timeout)
+    except TimeoutError:
+        raise SystemExit(
+            f"{what}: only {len(tracker.arrived)} of {tracker.expected} receipts within "
+            f"{timeout:.0f} s; see the router log"
+        ) from None
+
+
+async def closed_loop(submit: Submit, phases: Phases, n: int, phase: str) -> float:
+    """Submit ``n`` as fast as the exchange takes them; seconds until all are receipted."""
+    tracker = phases.start(n)
+    remaining = iter(range(n))
+
+    async def submitter() -> None:
+        for _ in remaining:
+            await tracker.window.acquire()
+            started = time.perf_counter()
+            tracker.sent[await submit(phase)] = started
+
+    started = time.perf_counter()
+    await asyncio.gather(*(submitter() for _ in range(SUBMITTERS)))
+    await wait_done(tracker, phase)
+    return time.perf_counter() - started
+
+
+async def paced(submit: Submit, phases: Phases, n: int, phase: str) -> list[float]:
+    """Submit ``n`` at RATE msg/s on a fixed schedule; the latencies in ms, sorted."""
+    tracker = phases.start(n)
+
+    async def one() -> None:
+        started = time.perf_counter()
+        tracker.sent[await submit(phase)] = started
+
+    tasks = []
+    start = time.perf_counter()
+    for i in range(n):
+        delay = start + i / RATE - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.gather(*tasks)
+    await wait_done(tracker, phase)
+    return tracker.latencies_ms()
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(p / 100 * len(sorted_values)))]
+
+
+# --- sizes -----------------------------------------------------------------------------
+
+
+def sealed_sizes(config: AreaConfig) -> tuple[int, int]:
+    """Bytes on the wire of a sealed request and of its receipt, sealed as the Edge does."""
+    now = utc_now()
+
+    def sealed(sender: str, recipient: str, fields: HeaderFields, payload: bytes) -> int:
+        signer = keystore.load_signing_identity(config, sender, now)
+        key_id, public = config.registry.encryption_key(recipient, now)
+        return len(seal_bytes(fields, payload, signer, [RecipientKey(recipient, key_id, public)]))
+
+    request_id = str(uuid.uuid4())
+    request = HeaderFields(
+        message_id=request_id,
+        correlation_id=str(uuid.uuid4()),
+        message_type="InformationRequest",
+        sender=SENDER,
+        recipients=(RECIPIENT,),
+        created_at=now,
+        purpose="child-safeguarding",
+        lawful_bases=("uk-gdpr-9-2-g-dpa-sch1-18", "ca-2004-s11"),
+        rag="Amber",
+        deadline=now,
+    )
+    receipt = HeaderFields(
+        message_id=str(uuid.uuid4()),
+        correlation_id=request.correlation_id,
+        message_type="DeliveryReceipt",
+        sender=RECIPIENT,
+        recipients=(SENDER,),
+        created_at=now,
+        purpose=SYSTEM_PURPOSE,
+        lawful_bases=("uk-gdpr-6-1-e",),
+        in_reply_to=request_id,
+        receipt_outcome="positive",
+    )
+    digest = "0" * 64
+    return (
+        sealed(SENDER, RECIPIENT, request, REQUEST),
+        sealed(
+            RECIPIENT,
+            SENDER,
+            receipt,
+            notices.positive_receipt(request_id, RECIPIENT, now, digest, digest, now),
+        ),
+    )
+
+
+# --- raw: bare aio-pika over the same topology -------------------------------------------
+
+
+async def relay(url: str, serial: bool) -> None:
+    """The raw stand-in for the router: publish confirmed, then ack.
+
+    ``serial`` handles one message at a time in queue order, as the router does;
+    otherwise up to PREFETCH at once, the transport's own ceiling.
+    """
+    connection = await aio_pika.connect_robust(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        await channel.set_qos(prefetch_count=PREFETCH)
+        deliver = await channel.get_exchange(topology.DELIVER_EXCHANGE)
+        queue = await channel.get_queue(topology.ROUTER_QUEUE)
+        lock: AbstractAsyncContextManager[object] = asyncio.Lock() if serial else nullcontext()
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            async with lock, message.process(requeue=True):
+                to = RECIPIENT if message.type == "request" else SENDER
+                await deliver.publish(forward(message.body, message.type, message.message_id), to)
+
+        await queue.consume(on_message)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        print("ready", flush=True)
+        await stop.wait()
+
+
+def forward(body: bytes, kind: str | None, message_id: str | None) -> aio_pika.Message:
+    return aio_pika.Message(
+        body, delivery_mode=DeliveryMode.PERSISTENT, type=kind, message_id=message_id
+    )
+
+
+@dataclass
+class RawEdges:
+    """Hub and police ends of the raw loop: police answers each request with a receipt."""
+
+    url: str
+    request_size: int
+    receipt_size: int
+    phases: Phases
+    connection: aio_pika.abc.AbstractRobustConnection | None = None
+    ingress: aio_pika.abc.AbstractExchange | None = None
+
+    async def start(self) -> None:
+        self.connection = await aio_pika.connect_robust(self.url)
+        channels = []
+        for _ in (SENDER, RECIPIENT):  # one channel per edge, as each Edge has its own
+            channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+            await channel.set_qos(prefetch_count=PREFETCH)
+            channels.append(channel)
+        hub, police = channels
+        self.ingress = await hub.get_exchange(topology.INGRESS_EXCHANGE)
+        police_ingress = await police.get_exchange(topology.INGRESS_EXCHANGE)
+        receipt_body = os.urandom(self.receipt_size)
+
+        async def at_police(message: AbstractIncomingMessage) -> None:
+            receipt = forward(receipt_body, "receipt", message.message_id)
+            await police_ingress.publish(receipt, topology.INGRESS_ROUTING_KEY, mandatory=True)
+            await message.ack()
+
+        async def at_hub(message: AbstractIncomingMessage) -> None:
+            self.phases.current.arrive(str(message.message_id))
+            await message.ack()
+
+        await (await police.get_queue(topology.inbox_queue(RECIPIENT))).consume(at_police)
+        await (await hub.get_queue(topology.inbox_queue(SENDER))).consume(at_hub)
+
+    async def submit(self, phase: str) -> str:
+        assert self.ingress is not None
+        message_id = str(uuid.uuid4())
+        message = forward(os.urandom(self.request_size), "request", message_id)
+        await self.ingress.publish(message, topology.INGRESS_ROUTING_KEY, mandatory=True)
+        return message_id
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            await self.connection.close()
+
+
+# --- processes and vhosts ------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise SystemExit(f"{self.process.args!r} did not stop within 30 s on SIGTERM") from None
+
+
+async def spawn(args: list[str], log: Path, ready_marker: str) -> Child:
+    """Start ``args`` with output to ``log``; return once ``ready_marker`` shows in it."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while ready_marker not in log.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit(f"{' '.join(args)} did not start:\n{log.read_text()[-2000:]}")
+        await asyncio.sleep(0.05)
+    return Child(process, log)
+
+
+async def fresh_vhost(label: str) -> tuple[str, Callable[[], Awaitable[None]]]:
+    admin = await admin_for(BASE_URL)
+    vhost = f"mash-bench-{label}-{uuid.uuid4().hex[:8]}"
+    await admin.create_vhost(vhost, "guest")
+    return vhost_url(BASE_URL, vhost), lambda: admin.delete_vhost(vhost)
+
+
+@dataclass
+class Run:
+    messages: int
+    paced: int
+    profile: Path | None
+    results: dict[str, float] = field(default_factory=dict)
+
+
+async def run_raw(run: Run, request_size: int, receipt_size: int, mode: str) -> None:
+    """``mode`` is "serial" (the router's shape) or "concurrent" (the relay's own ceiling)."""
+    url, delete = await fresh_vhost(f"raw-{mode}")
+    edges: RawEdges | None = None
+    child: Child | None = None
+    try:
+        connection = await aio_pika.connect_robust(url)
+        async with connection:
+            await topology.declare(
+                await connection.channel(), [SENDER, RECIPIENT], topology.Limits()
+            )
+        with tempfile.TemporaryDirectory(prefix="mash-bench-raw-") as tmp:
+            child = await spawn(
+                [sys.executable, __file__, "--relay", mode, url], Path(tmp, "relay.log"), "ready"
+            )
+            phases = Phases()
+            edges = RawEdges(url, request_size, receipt_size, phases)
+            await edges.start()
+            await closed_loop(edges.submit, phases, WARM_UP, "warmup")
+            seconds = await closed_loop(edges.submit, phases, run.messages, "rate")
+            latencies = await paced(edges.submit, phases, run.paced, "paced")
+            child.stop()
+            child = None
+    finally:
+        if child is not None:
+            child.stop()
+        if edges is not None:
+            await edges.close()
+        await delete()
+    run.results |= {
+        f"{mode}_rate": run.messages / seconds,
+        f"{mode}_p50": percentile(latencies, 50),
+        f"{mode}_p99": percentile(latencies, 99),
+    }
+
+
+# --- e2e: the product ------------------------------------------------------------------------
+
+
+def store_delivered(db: Path, phase: str) -> list[tuple[str, str]]:
+    """(created_at, delivered at) of the phase's requests the router has recorded delivered."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return conn.execute(
+            "SELECT m.created_at, t.at FROM messages m JOIN transitions t"
+            " ON t.message_id = m.message_id"
+            " WHERE m.correlation_id LIKE ? AND m.message_type = 'InformationRequest'"
+            " AND t.state = ?",
+            (f"{phase}/%", State.DELIVERED.value),
+        ).fetchall()
+
+
+async def all_delivered(db: Path, phase: str, n: int) -> list[tuple[str, str]]:
+    deadline = time.monotonic() + 30
+    while len(rows := store_delivered(db, phase)) < n:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{phase}: the router recorded {len(rows)} of {n} delivered")
+        await asyncio.sleep(0.02)
+    return rows
+
+
+async def run_e2e(run: Run, area: Path) -> None:
+    url, delete = await fresh_vhost("e2e")
+    assert cli_main(["init", str(area), "--broker-url", url]) == 0
+    config_path = area / "gateway.toml"
+    config = load_config(str(config_path))
+    db = Path(config.store_url.removeprefix("sqlite:///"))
+    phases = Phases()
+    edges: list[Edge] = []
+    child: Child | None = None
+    router = [sys.executable, "-m", "gateway", "--config", str(config_path), "run", "--json-logs"]
+    if run.profile is not None:
+        router[1:3] = ["-m", "cProfile", "-o", str(run.profile), "-m", "gateway"]
+    try:
+        child = await spawn(router, area / "router.log", "router.started")
+        for agency in (SENDER, RECIPIENT):
+            store = SqliteStore(str(area / f"edge-{agency}.db"))
+            await store.open()
+            edge = Edge(config, agency, store)
+            await edge.__aenter__()
+            edges.append(edge)
+        hub, police = edges
+
+        async def at_hub(delivered: Delivered) -> None:
+            original = delivered.header.fields.in_reply_to
+            if original is not None:
+                phases.current.arrive(original)
+
+        async def at_police(delivered: Delivered) -> None:
+            return None  # the agency system takes it
+
+        await hub.consume(at_hub)
+        await police.consume(at_police)
+
+        async def submit(phase: str) -> str:
+            case = f"{phase}/{uuid.uuid4()}"  # each request opens its own case
+            sent = await hub.submit(Submission(REQUEST, (RECIPIENT,), correlation_id=case))
+            return sent.message_id
+
+        await closed_loop(submit, phases, WARM_UP, "warmup")
+        await all_delivered(db, "warmup", WARM_UP)
+        started = time.perf_counter()
+        await closed_loop(submit, phases, run.messages, "rate")
+        await all_delivered(db, "rate", run.messages)
+        seconds = time.perf_counter() - started
+        latencies = await paced(submit, phases, run.paced, "paced")
+        recorded = sorted(
+            (from_text(at) - from_text(created)).total_seconds() * 1000
+            for created, at in await all_delivered(db, "paced", run.paced)
+        )
+    finally:
+        for edge in edges:
+            await edge.__aexit__(None, None, None)
+            await edge.store.close()
+        if child is not None:
+            child.stop()
+        await delete()
+    run.results |= {
+        "e2e_rate": run.messages / seconds,
+        "e2e_p50": percentile(latencies, 50),
+        "e2e_p99": percentile(latencies, 99),
+        "store_p50": percentile(recorded, 50),
+        "store_p99": percentile(recorded, 99),
+    }
+
+
+def report(run: Run, request_size: int, receipt_size: int) -> None:
+    r = run.results
+    n = run.messages
+
+    def latency(key: str) -> str:
+        return f"{r[key + '_p50']:.1f} / {r[key + '_p99']:.1f} ms"
+
+    rows = [
+        ("sealed request / receipt size", f"{request_size} / {receipt_size} B"),
+        (f"raw, relay one at a time, {n} with receipts", f"{r['serial_rate']:.0f} msg/s"),
+        (
+            f"raw, relay {PREFETCH} at a time, {n} with receipts",
+            f"{r['concurrent_rate']:.0f} msg/s",
+        ),
+        (f"e2e, router process, {n} with receipts", f"{r['e2e_rate']:.0f} msg/s"),
+        ("  e2e / raw one at a time (target >= 50%)", f"{r['e2e_rate'] / r['serial_rate']:.0%}"),
+        (f"  e2e / raw {PREFETCH} at a time", f"{r['e2e_rate'] / r['concurrent_rate']:.0%}"),
+        (f"raw one at a time, p50 / p99 at {RATE:.0f} msg/s", latency("serial")),
+        (f"raw {PREFETCH} at a time, p50 / p99 at {RATE:.0f} msg/s", latency("concurrent")),
+        (f"e2e p50 / p99 at {RATE:.0f} msg/s (target p99 <= 50)", latency("e2e")),
+        ("  router's created_at to delivered, p50 / p99", latency("store")),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print(f"| {'What':<{width}} | Measured |")
+    print(f"|{'-' * (width + 2)}|----------|")
+    for name, value in rows:
+        print(f"| {name:<{width}} | {value} |")
+    if run.profile is not None:
+        print(f"\n# router profile ({run.profile}), top 25 by own time")
+        pstats.Stats(str(run.profile)).sort_stats("tottime").print_stats(25)
+
+
+async def bench(run: Run) -> None:
+    """Every part; SIGTERM or SIGINT cancels it, so its subprocess and vhosts are cleaned up."""
+    task = asyncio.current_task()
+    assert task is not None
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, task.cancel)
+    with tempfile.TemporaryDirectory(prefix="mash-bench-e2e-") as tmp:
+        area = Path(tmp, "area")
+        await run_e2e(run, area)
+        request_size, receipt_size = sealed_sizes(load_config(str(area / "gateway.toml")))
+    for mode in ("serial", "concurrent"):
+        await run_raw(run, request_size, receipt_size, mode)
+    report(run, request_size, receipt_size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2,000 messages, 500 paced")
+    parser.add_argument("--profile", type=Path, help="run the router under cProfile into FILE")
+    parser.add_argument("--relay", nargs=2, metavar=("MODE", "URL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.relay:
+        mode, url = args.relay
+        asyncio.run(relay(url, serial=mode == "serial"))
+        return
+    logs.configure(json=True, quiet=True)
+    run = Run(
+        messages=2_000 if args.quick else 20_000,
+        paced=500 if args.quick else 3_000,
+        profile=args.profile.resolve() if args.profile else None,
+    )
+    print(f"# end-to-end exchange benchmark, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, router in its own process"
+    )
+    try:
+        asyncio.run(bench(run))
+    except asyncio.CancelledError:
+        raise SystemExit("interrupted; the router and the vhosts are cleaned up") from None
+
+
+if __name__ == "__main__":
+    main()
