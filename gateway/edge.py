@@ -42,8 +42,8 @@ from gateway.envelope import (
     EnvelopeError,
     Header,
     HeaderFields,
-    RecipientKey,
     open_bytes,
+    recipient_keys,
     seal_bytes,
 )
 from gateway.envelope.claimed import claimed_header
@@ -177,10 +177,7 @@ class Edge:
 
     async def _seal_and_publish(self, fields: HeaderFields, payload: bytes, now: datetime) -> None:
         signer = keystore.load_signing_identity(self.config, self.agency, now)
-        keys = []
-        for recipient in fields.recipients:
-            key_id, public = self.config.registry.encryption_key(recipient, now)
-            keys.append(RecipientKey(recipient, key_id, public))
+        keys = recipient_keys(self.config.registry, fields.recipients, now)
         sealed = seal_bytes(fields, payload, signer, keys)
         # The same bytes until confirmed: a retry after a lost confirm is a
         # repeat the router recognises by header digest, never a second message.

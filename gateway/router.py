@@ -38,10 +38,10 @@ from gateway.envelope import (
     EnvelopeError,
     Header,
     HeaderFields,
-    RecipientKey,
     SigningIdentity,
     TimeWindow,
     check_ciphertext,
+    recipient_keys,
     seal_bytes,
     verify,
 )
@@ -163,14 +163,7 @@ class Router:
         )
         for recipient in decision.recipients:
             try:
-                await publish(
-                    exchanges.deliver,
-                    body,
-                    routing_key=recipient,
-                    message_id=fields.message_id,
-                    correlation_id=fields.correlation_id,
-                    message_type=fields.message_type,
-                )
+                await _to_inbox(exchanges, recipient, body, fields)
             except PublishRefused:
                 reason = f"the inbox of {recipient} is missing or full"
                 await self._reject(
@@ -202,14 +195,7 @@ class Router:
         await self._advance(
             fields.message_id, Event.ROUTED, now, detail=f"receipt to {decision.to}"
         )
-        await publish(
-            exchanges.deliver,
-            body,
-            routing_key=decision.to,
-            message_id=fields.message_id,
-            correlation_id=fields.correlation_id,
-            message_type=fields.message_type,
-        )
+        await _to_inbox(exchanges, decision.to, body, fields)
         if decision.positive:
             await self._advance(
                 decision.original_id,
@@ -306,14 +292,7 @@ class Router:
         except GatewayError as exc:
             log.warning("non_delivery.unaddressable", failed_id=failed.message_id, reason=str(exc))
             return
-        await publish(
-            exchanges.deliver,
-            sealed,
-            routing_key=failed.sender,
-            message_id=fields.message_id,
-            correlation_id=fields.correlation_id,
-            message_type="NonDelivery",
-        )
+        await _to_inbox(exchanges, failed.sender, sealed, fields)
         log.info(
             "non_delivery.sent",
             message_id=fields.message_id,
@@ -325,7 +304,6 @@ class Router:
         self, failed: HeaderFields | ClaimedFacts, check: str, reason: str, now: datetime
     ) -> tuple[bytes, HeaderFields]:
         payload = notices.non_delivery(failed.message_id, None, check, reason, now)
-        key_id, public = self.config.registry.encryption_key(failed.sender, now)
         fields = HeaderFields(
             message_id=str(uuid.uuid4()),
             correlation_id=failed.correlation_id,
@@ -338,9 +316,22 @@ class Router:
             in_reply_to=failed.message_id,
         )
         sealed = seal_bytes(
-            fields, payload, self.signer, [RecipientKey(failed.sender, key_id, public)]
+            fields, payload, self.signer, recipient_keys(self.config.registry, [failed.sender], now)
         )
         return sealed, fields
+
+
+async def _to_inbox(
+    exchanges: RouterChannels, agency: str, body: bytes, fields: HeaderFields
+) -> None:
+    await publish(
+        exchanges.deliver,
+        body,
+        routing_key=agency,
+        message_id=fields.message_id,
+        correlation_id=fields.correlation_id,
+        message_type=fields.message_type,
+    )
 
 
 def _facts(header: Header) -> routing.Facts:

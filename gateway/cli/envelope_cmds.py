@@ -17,7 +17,7 @@ from gateway import keystore, schemas
 from gateway.atomic import atomic_writer
 from gateway.clock import utc_now
 from gateway.config import ConfigError, load_config
-from gateway.envelope import HeaderFields, RecipientKey, seal
+from gateway.envelope import HeaderFields, recipient_keys, seal
 from gateway.envelope import open as open_envelope
 from gateway.errors import GatewayError
 
@@ -66,10 +66,7 @@ def run_seal(args: argparse.Namespace) -> int:
     message_type = schemas.message_type(schemas.validate(document, str(args.file)))
     now = utc_now()
     signer = keystore.load_signing_identity(config, args.sender, now)
-    keys = []
-    for agency in recipients:
-        key_id, public = config.registry.encryption_key(agency, now)
-        keys.append(RecipientKey(agency, key_id, public))
+    keys = recipient_keys(config.registry, recipients, now)
     fields = HeaderFields(
         message_id=str(uuid.uuid4()),
         correlation_id=args.correlation or str(uuid.uuid4()),

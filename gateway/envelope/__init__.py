@@ -35,7 +35,12 @@ The DESIGN.md section 4 properties and the tests (tests/unit) that prove them:
 from gateway.envelope.errors import Check, EnvelopeError
 from gateway.envelope.fields import HeaderFields
 from gateway.envelope.header import Header, WrappedKey
-from gateway.envelope.identities import DecryptionIdentity, RecipientKey, SigningIdentity
+from gateway.envelope.identities import (
+    DecryptionIdentity,
+    RecipientKey,
+    SigningIdentity,
+    recipient_keys,
+)
 from gateway.envelope.opening import Opened, open, open_bytes
 from gateway.envelope.sealing import seal, seal_bytes
 from gateway.envelope.verification import (
@@ -62,6 +67,7 @@ __all__ = [
     "check_ciphertext",
     "open",
     "open_bytes",
+    "recipient_keys",
     "seal",
     "seal_bytes",
     "verify",

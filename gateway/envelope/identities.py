@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from gateway.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,15 @@ class RecipientKey:
     agency: str
     key_id: str
     public_key: X25519PublicKey
+
+
+def recipient_keys(registry: Registry, agencies: Iterable[str], at: datetime) -> list[RecipientKey]:
+    """Each agency's newest encryption key valid at ``at``: whom a message is sealed to."""
+    keys = []
+    for agency in agencies:
+        key_id, public = registry.encryption_key(agency, at)
+        keys.append(RecipientKey(agency, key_id, public))
+    return keys
 
 
 @dataclass(frozen=True)
