@@ -48,7 +48,7 @@ from gateway.envelope import (
 )
 from gateway.envelope.claimed import claimed_header
 from gateway.keyed_locks import KeyedLocks
-from gateway.payload_facts import HeaderPayloadMismatch, merge, payload_facts
+from gateway.payload_facts import PayloadFacts, header_facts, payload_facts
 from gateway.schemas import SchemaViolation
 from gateway.store import TrackingStore
 from gateway.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
@@ -135,22 +135,13 @@ class Edge:
         """Check, seal and publish; returns the header fields (with the new message id)."""
         root = schemas.validate(submission.payload, submission.source)
         message_type = schemas.message_type(root)
-        stated = payload_facts(root)
-        purpose = merge("purpose", submission.purpose, stated.purpose)
-        lawful_bases = stated.lawful_bases or submission.lawful_bases
-        if (
-            submission.lawful_bases
-            and stated.lawful_bases
-            and (set(submission.lawful_bases) != set(stated.lawful_bases))
-        ):
-            raise HeaderPayloadMismatch(
-                f"lawful bases {', '.join(submission.lawful_bases)} differ from the payload's "
-                f"{', '.join(stated.lawful_bases)}"
-            )
-        if purpose is None or not lawful_bases:
-            raise HeaderPayloadMismatch(
-                f"{submission.source}: state a purpose and at least one lawful basis"
-            )
+        facts = header_facts(
+            payload_facts(root),
+            PayloadFacts(
+                submission.purpose, submission.lawful_bases, submission.rag, submission.deadline
+            ),
+            submission.source,
+        )
         now = utc_now()
         fields = HeaderFields(
             message_id=str(uuid.uuid4()),
@@ -159,11 +150,11 @@ class Edge:
             sender=self.agency,
             recipients=submission.recipients,
             created_at=now,
-            purpose=purpose,
-            lawful_bases=lawful_bases,
+            purpose=facts.purpose,
+            lawful_bases=facts.lawful_bases,
             in_reply_to=submission.in_reply_to,
-            rag=merge("RAG", submission.rag, stated.rag),
-            deadline=stated.deadline or submission.deadline,
+            rag=facts.rag,
+            deadline=facts.deadline,
         )
         await self._seal_and_publish(fields, submission.payload, now)
         log.info(

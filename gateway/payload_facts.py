@@ -49,3 +49,39 @@ def merge(name: str, stated: str | None, in_payload: str | None) -> str | None:
     if stated is not None and in_payload is not None and stated != in_payload:
         raise HeaderPayloadMismatch(f"{name} {stated!r} differs from the payload's {in_payload!r}")
     return in_payload if in_payload is not None else stated
+
+
+@dataclass(frozen=True)
+class HeaderFacts:
+    """The settled header values: a purpose and at least one lawful basis are certain."""
+
+    purpose: str
+    lawful_bases: tuple[str, ...]
+    rag: str | None
+    deadline: datetime | None
+
+
+def header_facts(payload: PayloadFacts, stated: PayloadFacts, source: str) -> HeaderFacts:
+    """What the header will say: the payload's facts, completed by what the sender stated.
+
+    Refuses a contradiction, and a share with no purpose or no lawful basis.
+    """
+    if (
+        stated.lawful_bases
+        and payload.lawful_bases
+        and (set(stated.lawful_bases) != set(payload.lawful_bases))
+    ):
+        raise HeaderPayloadMismatch(
+            f"lawful bases {', '.join(stated.lawful_bases)} differ from the payload's "
+            f"{', '.join(payload.lawful_bases)}"
+        )
+    purpose = merge("purpose", stated.purpose, payload.purpose)
+    lawful_bases = payload.lawful_bases or stated.lawful_bases
+    if purpose is None or not lawful_bases:
+        raise HeaderPayloadMismatch(f"{source}: state a purpose and at least one lawful basis")
+    return HeaderFacts(
+        purpose=purpose,
+        lawful_bases=lawful_bases,
+        rag=merge("RAG", stated.rag, payload.rag),
+        deadline=payload.deadline or stated.deadline,
+    )
