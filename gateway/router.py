@@ -21,9 +21,11 @@ duplicate by message id.
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustChannel
@@ -33,7 +35,7 @@ from gateway.broker import topology
 from gateway.broker.connection import confirmed_channel, connect
 from gateway.broker.publisher import PublishRefused, publish
 from gateway.clock import utc_now
-from gateway.config import AreaConfig
+from gateway.config import AreaConfig, load_config
 from gateway.envelope import (
     EnvelopeError,
     Header,
@@ -90,6 +92,14 @@ class Router:
         self.signer = signer
         self.window = window
         self.cases = KeyedLocks()
+
+    def reload(self, config: AreaConfig) -> None:
+        """Take a new registry and agreements (a revoked key stops verifying at once).
+
+        New agencies still need a restart: their inboxes are declared at start-up.
+        """
+        signer = keystore.load_signing_identity(config, config.gateway, utc_now())
+        self.config, self.signer = config, signer
 
     async def handle(self, body: bytes, exchanges: RouterChannels) -> None:
         now = utc_now()
@@ -370,10 +380,13 @@ async def run_router(
     ready: asyncio.Event | None = None,
     prefetch: int = 32,
     window: TimeWindow = DEFAULT_WINDOW,
+    reload_on_sighup: bool = False,
 ) -> None:
     """Consume ``gateway.router`` until ``stop`` is set; acks only after each message is done.
 
     ``ready`` is set once the topology is declared and the consumer is running.
+    With ``reload_on_sighup``, SIGHUP re-reads the config file; a broken one
+    is refused with its error logged, and the running config stays.
     """
     signer = keystore.load_signing_identity(config, config.gateway, utc_now())
     router = Router(config, store, signer, window)
@@ -394,9 +407,26 @@ async def run_router(
             async with message.process(requeue=True):
                 await router.handle(message.body, exchanges)
 
+        if reload_on_sighup:
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGHUP, _reload, router, config.path
+            )
         tag = await queue.consume(on_message)
         log.info("router.started", queue=topology.ROUTER_QUEUE)
         if ready is not None:
             ready.set()
         await stop.wait()
         await queue.cancel(tag)
+
+
+def _reload(router: Router, path: Path) -> None:
+    try:
+        router.reload(load_config(str(path)))
+    except GatewayError as exc:
+        log.error("config.reload_refused", reason=str(exc))
+        return
+    log.info(
+        "config.reloaded",
+        keys=len(router.config.registry.keys),
+        agreements=len(router.config.agreements),
+    )

@@ -1,4 +1,4 @@
-"""`mash-gateway run`: the router service, until SIGTERM or SIGINT.
+"""`mash-gateway run`: the router service, until SIGTERM or SIGINT; SIGHUP re-reads the config.
 
 It declares the topology, consumes ``gateway.router`` and acks each message
 only after its routing is recorded; a stop lets the message in hand finish.
@@ -35,7 +35,7 @@ async def serve(config: AreaConfig) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await run_router(config, store, stop)
+        await run_router(config, store, stop, reload_on_sighup=True)
     finally:
         await store.close()
 

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import aio_pika
 import pytest
 
+from gateway.broker.publisher import publish
+from gateway.broker.topology import INGRESS_EXCHANGE, INGRESS_ROUTING_KEY
 from gateway.broker.vhost import BrokerAdmin, vhost_url
 from gateway.cli import main
+from gateway.clock import utc_now
+from gateway.config import load_config
+from gateway.registry import KeyUse
 from gateway.resources import schemas_dir
 from tests.integration.conftest import AMQP_URL
 
@@ -23,8 +31,23 @@ pytestmark = pytest.mark.integration
 REQUEST = schemas_dir() / "examples" / "valid" / "information-request.xml"
 
 
+@dataclass(frozen=True)
+class RunningArea:
+    config: Path
+    amqp_url: str
+    router: subprocess.Popen[bytes]
+    log: Path
+
+    def wait_for_log(self, text: bytes, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log.read_bytes():
+            assert self.router.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, f"{text!r} not logged: {self.log.read_text()}"
+            time.sleep(0.05)
+
+
 @pytest.fixture
-def area(broker_admin: BrokerAdmin, tmp_path: Path) -> Iterator[Path]:
+def running(broker_admin: BrokerAdmin, tmp_path: Path) -> Iterator[RunningArea]:
     """A demo area on a fresh vhost with the router running in its own process."""
     vhost = f"mash-test-{uuid.uuid4().hex[:8]}"
     asyncio.run(broker_admin.create_vhost(vhost, "guest"))
@@ -38,18 +61,20 @@ def area(broker_admin: BrokerAdmin, tmp_path: Path) -> Iterator[Path]:
         stderr=log,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    area = RunningArea(config, vhost_url(AMQP_URL, vhost), router, tmp_path / "router.log")
     try:
-        deadline = time.monotonic() + 20
-        while b"router.started" not in (tmp_path / "router.log").read_bytes():
-            assert router.poll() is None, (tmp_path / "router.log").read_text()
-            assert time.monotonic() < deadline, "router did not start"
-            time.sleep(0.05)
-        yield config
+        area.wait_for_log(b"router.started")
+        yield area
     finally:
         router.terminate()
         router.wait(10)
         log.close()
         asyncio.run(broker_admin.delete_vhost(vhost))
+
+
+@pytest.fixture
+def area(running: RunningArea) -> Path:
+    return running.config
 
 
 def cli(config: Path, *args: str) -> int:
@@ -113,3 +138,47 @@ def test_a_share_no_agreement_allows_comes_back_as_a_non_delivery_file(
     assert cli(area, "inbox", "--as", "police", "--out", str(out), "--idle", "2") == 0
     (notice,) = out.iterdir()
     assert b"<FailedCheck>policy</FailedCheck>" in notice.read_bytes()
+
+
+def test_sighup_reloads_the_registry_so_a_revoked_key_stops_verifying(
+    running: RunningArea, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sealed = tmp_path / "request.env"
+    assert (
+        cli(
+            running.config,
+            "seal",
+            "--from",
+            "hub",
+            "--to",
+            "police",
+            str(REQUEST),
+            "-o",
+            str(sealed),
+        )
+        == 0
+    )
+    hub_key = load_config(str(running.config)).registry.current_key("hub", KeyUse.SIGN, utc_now())
+    assert cli(running.config, "keys", "revoke", hub_key.key_id, "--reason", "test: lost") == 0
+    running.router.send_signal(signal.SIGHUP)
+    running.wait_for_log(b"config.reloaded")
+
+    async def submit_sealed() -> None:
+        connection = await aio_pika.connect(running.amqp_url)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            ingress = await channel.get_exchange(INGRESS_EXCHANGE, ensure=False)
+            await publish(
+                ingress,
+                sealed.read_bytes(),
+                routing_key=INGRESS_ROUTING_KEY,
+                message_id="sealed-before-revocation",
+            )
+
+    asyncio.run(submit_sealed())
+    out = tmp_path / "hub-inbox"
+    capsys.readouterr()
+    assert cli(running.config, "inbox", "--as", "hub", "--out", str(out), "--idle", "2") == 0
+    (notice,) = out.iterdir()
+    assert b"<FailedCheck>key</FailedCheck>" in notice.read_bytes()
+    assert b"revoked" in notice.read_bytes()
