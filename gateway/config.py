@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway import vocabulary
+from gateway.deadline_config import parse_deadlines
+from gateway.deadlines import DeadlinePolicy
 from gateway.errors import GatewayError
 from gateway.policy import Agreement
 from gateway.registry import Agency, KeyUse, PublicKeyRecord, Registry, key_id_for
@@ -55,6 +57,7 @@ class AreaConfig:
     store_url: str
     registry: Registry
     agreements: tuple[Agreement, ...]
+    deadlines: DeadlinePolicy
 
     @property
     def base_dir(self) -> Path:
@@ -213,6 +216,7 @@ class _Parser:
             store_url=self.store_url(self.text(store, "store", "url")),
             registry=Registry.build(agencies, keys),
             agreements=agreements,
+            deadlines=parse_deadlines(doc.get("deadlines"), self.fail),
         )
 
     def store_url(self, url: str) -> str:

@@ -124,3 +124,14 @@ def test_revocation_of_unknown_key_is_refused() -> None:
 def test_invalid_toml_names_line() -> None:
     with pytest.raises(ConfigError, match=r"not valid TOML: .*line 2"):
         parse_config('[area]\nid = "demo\n', PATH)
+
+
+def test_deadlines_default_when_absent_and_errors_name_the_key() -> None:
+    config = parse_config(BASE, PATH)
+    assert set(config.deadlines.response) == {"Red", "Amber", "Green"}
+    broken = BASE + '\n[deadlines.rag.Purple]\nduration = "4h"\n'
+    with pytest.raises(ConfigError, match=r"deadlines\.rag\.Purple: unknown RAG rating"):
+        parse_config(broken, PATH)
+    negative = BASE + '\n[deadlines.rag.Red]\nduration = "-4h"\n'
+    with pytest.raises(ConfigError, match=r"deadlines\.rag\.Red"):
+        parse_config(negative, PATH)
