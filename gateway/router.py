@@ -30,7 +30,8 @@ from pathlib import Path
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustChannel
 
-from gateway import keystore, notices, routing
+from gateway import audit_chain, audit_log, keystore, notices, routing
+from gateway.audit_chain import Outcome
 from gateway.broker import topology
 from gateway.broker.connection import confirmed_channel, connect
 from gateway.broker.publisher import PublishRefused, publish
@@ -86,11 +87,13 @@ class Router:
         store: TrackingStore,
         signer: SigningIdentity,
         window: TimeWindow = DEFAULT_WINDOW,
+        audit: audit_log.AuditLog | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.signer = signer
         self.window = window
+        self.audit = audit
         self.cases = KeyedLocks()
 
     def reload(self, config: AreaConfig) -> None:
@@ -100,6 +103,8 @@ class Router:
         """
         signer = keystore.load_signing_identity(config, config.gateway, utc_now())
         self.config, self.signer = config, signer
+        if self.audit is not None:
+            self.audit.use_signer(signer)
 
     async def handle(self, body: bytes, exchanges: RouterChannels) -> None:
         now = utc_now()
@@ -119,6 +124,12 @@ class Router:
         admission = await self.store.admit(_record(fields), header.sha256, now)
         if admission.claim is ClaimResult.REPLAY:
             reason = f"message id {fields.message_id} was already used by another message"
+            await self._audit(
+                audit_chain.from_header(
+                    fields, header.sha256, Outcome.REJECTED, check="replay", reason=reason
+                ),
+                now,
+            )
             await self._quarantine(body, fields.message_id, "replay", reason, exchanges)
             await self._non_delivery(fields, "replay", reason, exchanges, now)
             return
@@ -140,6 +151,11 @@ class Router:
             await self._forward_receipt(body, header, decision, exchanges, now)
         else:
             await self._deliver(body, header, decision, exchanges, now)
+
+    async def _audit(self, decision: audit_chain.Decision, now: datetime) -> None:
+        """Written before the change it records: a crash may repeat a record, never lose one."""
+        if self.audit is not None:
+            await asyncio.to_thread(self.audit.append, decision, now)
 
     async def _advance(
         self,
@@ -165,6 +181,16 @@ class Router:
     ) -> None:
         """Record routed first, so a fast receipt never finds the message still submitted."""
         fields = header.fields
+        await self._audit(
+            audit_chain.from_header(
+                fields,
+                header.sha256,
+                Outcome.ROUTED,
+                recipients=decision.recipients,
+                agreement_ids=decision.agreement_ids,
+            ),
+            now,
+        )
         await self._advance(
             fields.message_id,
             Event.ROUTED,
@@ -181,6 +207,12 @@ class Router:
                 )
                 return
         if decision.answers is not None:
+            await self._audit(
+                audit_chain.from_header(
+                    fields, header.sha256, Outcome.ANSWERED, refers_to=decision.answers
+                ),
+                now,
+            )
             await self._advance(
                 decision.answers, Event.ANSWERED, now, detail=f"answered by {fields.message_id}"
             )
@@ -202,10 +234,27 @@ class Router:
         now: datetime,
     ) -> None:
         fields = header.fields
+        await self._audit(
+            audit_chain.from_header(
+                fields, header.sha256, Outcome.ROUTED, recipients=(decision.to,)
+            ),
+            now,
+        )
         await self._advance(
             fields.message_id, Event.ROUTED, now, detail=f"receipt to {decision.to}"
         )
         await _to_inbox(exchanges, decision.to, body, fields)
+        await self._audit(
+            audit_chain.from_header(
+                fields,
+                header.sha256,
+                Outcome.DELIVERED if decision.positive else Outcome.REJECTED,
+                check=None if decision.positive else fields.receipt_check,
+                reason=None if decision.positive else f"negative receipt from {fields.sender}",
+                refers_to=decision.original_id,
+            ),
+            now,
+        )
         if decision.positive:
             await self._advance(
                 decision.original_id,
@@ -237,6 +286,16 @@ class Router:
         now: datetime,
     ) -> None:
         fields = header.fields
+        await self._audit(
+            audit_chain.from_header(
+                fields,
+                header.sha256,
+                Outcome.REJECTED,
+                check=decision.check,
+                reason=decision.reason,
+            ),
+            now,
+        )
         await self._quarantine(body, fields.message_id, decision.check, decision.reason, exchanges)
         await self._advance(
             fields.message_id, Event.REJECTED, now, reason=f"{decision.check}: {decision.reason}"
@@ -256,6 +315,7 @@ class Router:
         check = ENVELOPE_CHECKS.get(exc.check, "undecodable")
         if claimed is not None and claimed.sender not in self.config.registry.agencies:
             check = "unknown-sender"
+        await self._audit(audit_chain.from_unverified(claimed, check, str(exc)), now)
         message_id = claimed.message_id if claimed is not None else None
         await self._quarantine(body, message_id, check, str(exc), exchanges)
         if claimed is not None and claimed.message_type not in SYSTEM_MESSAGE_TYPES:
@@ -389,7 +449,23 @@ async def run_router(
     is refused with its error logged, and the running config stays.
     """
     signer = keystore.load_signing_identity(config, config.gateway, utc_now())
-    router = Router(config, store, signer, window)
+    audit = audit_log.AuditLog(audit_log.default_path(config), signer)
+    try:
+        await _consume(
+            Router(config, store, signer, window, audit), stop, ready, prefetch, reload_on_sighup
+        )
+    finally:
+        audit.close(utc_now())
+
+
+async def _consume(
+    router: Router,
+    stop: asyncio.Event,
+    ready: asyncio.Event | None,
+    prefetch: int,
+    reload_on_sighup: bool,
+) -> None:
+    config = router.config
     connection = await connect(config.broker_url)
     async with connection:
         channel: AbstractRobustChannel = await confirmed_channel(connection, prefetch=prefetch)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from gateway import logs
 from gateway.cli import (
+    audit_cmds,
     broker_cmds,
     demo_cmd,
     envelope_cmds,
@@ -37,6 +38,7 @@ COMMAND_MODULES = (
     send_cmd,
     inbox_cmd,
     track_cmd,
+    audit_cmds,
 )
 
 EXIT_FAILURE = 1

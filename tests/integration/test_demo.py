@@ -50,3 +50,9 @@ def test_demo_runs_the_case_end_to_end_without_printing_personal_data(
     assert "mash-demo-" not in vhosts.stdout
     config = load_config(str(area / "gateway.toml"))
     assert Path(config.store_url.removeprefix("sqlite:///")).exists()
+    # The router's audit trail of the case is intact and signed.
+    assert main(["--config", str(area / "gateway.toml"), "audit", "verify"]) == 0
+    audit_lines = (area / "state" / "audit.jsonl").read_text()
+    assert '"outcome": "routed"' in audit_lines or '"outcome":"routed"' in audit_lines
+    for value in PERSONAL_DATA:
+        assert value not in audit_lines
