@@ -214,7 +214,8 @@ async def admin_for(amqp_url: str, management_url: str | None = None) -> BrokerA
 
 
 def new_password() -> str:
-    return secrets.token_urlsafe(24)
+    """192 random bits in hex: never starts with '-', so no tool mistakes it for an option."""
+    return secrets.token_hex(24)
 
 
 async def setup_agency_users(
