@@ -34,8 +34,10 @@ def create_area(
     if replace:
         for old in keys_dir.glob("*.key"):
             old.unlink()
-        for old in (directory / "state").glob("gateway.db*"):
-            old.unlink()
+        # The old area's state (tracking store, audit trail) belongs to its keys.
+        for old in (directory / "state").glob("*"):
+            if old.is_file():
+                old.unlink()
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "state").mkdir(exist_ok=True)
     now = utc_now().replace(microsecond=0)

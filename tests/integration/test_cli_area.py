@@ -35,6 +35,15 @@ def test_init_writes_private_keys_0600_and_a_loadable_registry(area: Path) -> No
     assert stat.S_IMODE((area / "keys" / "private").stat().st_mode) & 0o077 == 0
 
 
+def test_init_force_replaces_keys_and_the_old_state(area: Path) -> None:
+    old_keys = {p.name for p in (area / "keys" / "private").glob("*.key")}
+    (area / "state" / "audit.jsonl").write_text("{}\n")
+    (area / "state" / "gateway.db").write_bytes(b"old")
+    assert main(["init", str(area), "--force"]) == 0
+    assert not old_keys & {p.name for p in (area / "keys" / "private").glob("*.key")}
+    assert list((area / "state").iterdir()) == []
+
+
 def test_init_refuses_to_overwrite_an_area(area: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["init", str(area)]) == 1
     assert "already exists" in capsys.readouterr().err
