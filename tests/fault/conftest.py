@@ -33,9 +33,8 @@ from gateway.cli import main
 from gateway.config import AreaConfig, load_config
 from gateway.edge import Edge
 from gateway.store import SQLITE_PREFIX
-from gateway.store.sqlite import SqliteStore
 from tests.integration.conftest import AMQP_URL, broker_admin
-from tests.integration.exchange_harness import Inbox
+from tests.integration.exchange_harness import Inbox, open_edge
 
 __all__ = ["broker_admin"]  # the session fixture, shared with the integration tests
 
@@ -125,13 +124,10 @@ class FaultArea:
     async def edge(self, agency: str) -> Edge:
         """The agency's edge with its own SQLite file, consuming its inbox into ``inboxes``."""
         if agency not in self.edges:
-            store = SqliteStore(str(self.tmp / f"edge-{agency}.db"))
-            await store.open()
-            edge = Edge(self.config, agency, store)
-            await edge.__aenter__()
-            self.edges[agency] = edge
             self.inboxes[agency] = Inbox()
-            await edge.consume(self.inboxes[agency].handler)
+            self.edges[agency] = await open_edge(
+                self.config, agency, self.tmp, self.inboxes[agency]
+            )
         return self.edges[agency]
 
     async def wait_for(self, what: str, check: Callable[[], bool], deadline: float) -> None:

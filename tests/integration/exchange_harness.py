@@ -48,6 +48,17 @@ class Inbox:
         return [m for m in self.messages if m.header.fields.message_type == message_type]
 
 
+async def open_edge(config: AreaConfig, agency: str, tmp: Path, inbox: Inbox | None) -> Edge:
+    """A connected edge with its own SQLite file, consuming into ``inbox`` when one is given."""
+    store = SqliteStore(str(tmp / f"edge-{agency}.db"))
+    await store.open()
+    edge = Edge(config, agency, store)
+    await edge.__aenter__()
+    if inbox is not None:
+        await edge.consume(inbox.handler)
+    return edge
+
+
 @dataclass
 class Exchange:
     config: AreaConfig
@@ -87,14 +98,10 @@ class Exchange:
     async def edge(self, agency: str, consume: bool = True) -> Edge:
         """The agency's edge, consuming its inbox into ``inboxes[agency]``."""
         if agency not in self.edges:
-            store = SqliteStore(str(self.tmp / f"edge-{agency}.db"))
-            await store.open()
-            edge = Edge(self.config, agency, store)
-            await edge.__aenter__()
-            self.edges[agency] = edge
             self.inboxes[agency] = Inbox()
-            if consume:
-                await edge.consume(self.inboxes[agency].handler)
+            self.edges[agency] = await open_edge(
+                self.config, agency, self.tmp, self.inboxes[agency] if consume else None
+            )
         return self.edges[agency]
 
 
