@@ -13,6 +13,11 @@ Layout (every table and key optional; what is absent keeps its default)::
     rag.Red = { duration = "4h", counting = "clock" }
     rag.Amber = { duration = "24h" }                     # keeps its default counting
 
+    [[deadlines.contacts]]                              # level-2 Escalations go here
+    role = "MASH team manager"                          # (default: the hub's contacts)
+    agency = "hub"
+    email = "mash.managers@hub.example"                 # and/or phone; name is optional
+
     [deadlines.calendar]
     zone = "Europe/London"
     holidays = [2026-12-25, "2026-12-28"]
@@ -38,7 +43,7 @@ from gateway.errors import GatewayError
 
 Fail = Callable[[str, str], GatewayError]
 
-DURATION = re.compile(r"(-?[0-9]+)([mhd])")
+DURATION = re.compile(r"(-?[0-9]+)([smhd])")
 SPAN = re.compile(r"([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})")
 _MINUTES = {"m": 1, "h": 60}
 _FULL_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -54,7 +59,7 @@ def parse_deadlines(value: Any, fail: Fail) -> dl.DeadlinePolicy:
     if value is None:
         return dl.default_policy()
     doc = _table(value, "deadlines", fail)
-    _known(doc, "deadlines", {"delivery", "decision", "grace", "rag", "calendar"}, fail)
+    _known(doc, "deadlines", {"delivery", "decision", "grace", "rag", "calendar", "contacts"}, fail)
     calendar = _calendar(doc.get("calendar"), fail)
     return dl.DeadlinePolicy(
         calendar=calendar,
@@ -62,11 +67,15 @@ def parse_deadlines(value: Any, fail: Fail) -> dl.DeadlinePolicy:
         decision=_timer(doc.get("decision"), "deadlines.decision", dl.DEFAULT_DECISION, fail),
         delivery=_timer(doc.get("delivery"), "deadlines.delivery", dl.DEFAULT_DELIVERY, fail),
         grace=_timer(doc.get("grace"), "deadlines.grace", dl.DEFAULT_GRACE, fail),
+        contacts=_contacts(doc.get("contacts", []), fail),
     )
 
 
 def parse_duration(text: Any, key: str, fail: Fail) -> dl.Duration:
-    """A positive whole number of minutes, hours or days: "90m", "4h", "1d"."""
+    """A positive whole number of seconds, minutes, hours or days: "90m", "4h", "1d".
+
+    Seconds ("30s") are for test areas and demos on a shortened clock.
+    """
     match = DURATION.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise fail(key, f"{text!r} is not a duration like '4h', '90m' or '1d'")
@@ -75,6 +84,8 @@ def parse_duration(text: Any, key: str, fail: Fail) -> dl.Duration:
         raise fail(key, f"{text!r} must be longer than zero")
     if unit == "d":
         return dl.Duration(days=amount)
+    if unit == "s":
+        return dl.Duration(seconds=amount)
     return dl.Duration(minutes=amount * _MINUTES[unit])
 
 
@@ -102,6 +113,35 @@ def _timer(value: Any, key: str, default: dl.Timer, fail: Fail) -> dl.Timer:
     if counting not in {c.value for c in dl.Counting}:
         raise fail(f"{key}.counting", f"{counting!r} must be 'working' or 'clock'")
     return dl.Timer(duration, dl.Counting(counting))
+
+
+def _contacts(value: Any, fail: Fail) -> tuple[dl.EscalationContact, ...]:
+    if not isinstance(value, list):
+        raise fail("deadlines.contacts", "must be an array of tables ([[deadlines.contacts]])")
+    return tuple(_contact(item, f"deadlines.contacts[{i}]", fail) for i, item in enumerate(value))
+
+
+def _contact(value: Any, key: str, fail: Fail) -> dl.EscalationContact:
+    doc = _table(value, key, fail)
+    _known(doc, key, {"role", "agency", "email", "phone", "name"}, fail)
+    found: dict[str, str | None] = {}
+    for name in ("role", "agency", "email", "phone", "name"):
+        text = doc.get(name)
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise fail(f"{key}.{name}", "must be a non-empty string")
+        found[name] = text
+    for name in ("role", "agency"):
+        if found[name] is None:
+            raise fail(f"{key}.{name}", "missing")
+    if found["email"] is None and found["phone"] is None:
+        raise fail(key, "needs an email or a phone")
+    return dl.EscalationContact(
+        role=str(found["role"]),
+        agency=str(found["agency"]),
+        email=found["email"],
+        phone=found["phone"],
+        name=found["name"],
+    )
 
 
 def _rag(value: Any, fail: Fail) -> dict[str, dl.Timer]:

@@ -103,14 +103,19 @@ def office_hours(zone: str = DEFAULT_ZONE, holidays: frozenset[date] = frozenset
 
 @dataclass(frozen=True)
 class Duration:
-    """A configured length. Days stay apart from minutes: a working day is not 24 h."""
+    """A configured length. Days stay apart from minutes: a working day is not 24 h.
+
+    Seconds exist for tests and the demo's shortened clock; areas configure
+    minutes, hours and days.
+    """
 
     minutes: int = 0
     days: int = 0
+    seconds: int = 0
 
     def length(self, counting: Counting, calendar: Calendar) -> timedelta:
         per_day = calendar.working_day if counting is Counting.WORKING else timedelta(days=1)
-        return self.days * per_day + timedelta(minutes=self.minutes)
+        return self.days * per_day + timedelta(minutes=self.minutes, seconds=self.seconds)
 
 
 @dataclass(frozen=True)
@@ -120,14 +125,29 @@ class Timer:
 
 
 @dataclass(frozen=True)
+class EscalationContact:
+    """Who a level-2 Escalation names and goes to: staff of an agency, never a subject."""
+
+    role: str
+    agency: str
+    email: str | None = None
+    phone: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class DeadlinePolicy:
-    """An area's deadlines: response by RAG, decision, delivery, and the level-2 grace."""
+    """An area's deadlines: response by RAG, decision, delivery, and the level-2 grace.
+
+    ``contacts`` empty means the hub's registered contacts (see escalation_contacts).
+    """
 
     calendar: Calendar
     response: Mapping[str, Timer]
     decision: Timer
     delivery: Timer
     grace: Timer
+    contacts: tuple[EscalationContact, ...] = ()
 
 
 DEFAULT_RESPONSE = {

@@ -1,4 +1,4 @@
-"""The XML of the gateway's own messages: DeliveryReceipt and NonDelivery payloads.
+"""The XML of the gateway's own messages: DeliveryReceipt, NonDelivery and Escalation payloads.
 
 Pure: values in, canonical XML bytes out (valid against their schemas).
 Reasons carried here name checks and ids, never personal data.
@@ -6,10 +6,12 @@ Reasons carried here name checks and ids, never personal data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from lxml import etree
 
+from gateway.deadlines import EscalationContact
 from gateway.schemas import NAMESPACE
 
 SCHEMA_VERSION = "1.0"
@@ -95,4 +97,40 @@ def negative_receipt(
     _add(nri, "CiphertextSha256", ciphertext_sha256)
     _add(negative, "FailedCheck", check)
     _add(negative, "Reason", reason)
+    return _bytes(root)
+
+
+def escalation(
+    concerns_message_id: str,
+    correlation_id: str,
+    deadline_kind: str,
+    level: int,
+    rag: str | None,
+    due_at: datetime,
+    escalated_at: datetime,
+    silent_agency: str,
+    contacts: Sequence[EscalationContact],
+) -> bytes:
+    root = _root("Escalation")
+    _add(root, "ConcernsMessageId", concerns_message_id)
+    _add(root, "CorrelationId", correlation_id)
+    _add(root, "DeadlineKind", deadline_kind)
+    _add(root, "Level", str(level))
+    if rag is not None:
+        _add(root, "Rag", rag)
+    _add(root, "DueAt", _instant(due_at))
+    _add(root, "EscalatedAt", _instant(escalated_at))
+    _add(root, "SilentAgency", silent_agency)
+    listed = _add(root, "Contacts")
+    for contact in contacts:
+        entry = _add(listed, "Contact")
+        if contact.name is not None:
+            _add(entry, "Name", contact.name)
+        _add(entry, "Role", contact.role)
+        _add(entry, "Agency", contact.agency)
+        details = _add(entry, "Contact")
+        if contact.phone is not None:
+            _add(details, "Phone", contact.phone)
+        if contact.email is not None:
+            _add(details, "Email", contact.email)
     return _bytes(root)

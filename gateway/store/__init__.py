@@ -4,19 +4,27 @@ It holds header facts, states, claims and edge idempotency marks; never a
 payload, never personal data. ``reason`` and ``detail`` carry check names,
 ids and digests only.
 
-``TrackingStore`` is the contract; SQLite (embedded, zero set-up) implements
-it today and a PostgreSQL store for several routers can follow, passing the
+``TrackingStore`` is the contract. SQLite (embedded, zero set-up) is the
+default; PostgreSQL is for several routers sharing one store. Both pass the
 same suite (tests/integration/test_store.py). Every timestamp is passed in
 by the caller as a timezone-aware datetime: the store never reads a clock.
+
+Deadlines live here too: the router opens and closes them in the same
+transaction as the state change that causes it, and the escalator fires
+them through ``fire_due``, which hands each due deadline to exactly one
+caller at a time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from gateway.deadline_rules import Closure, Deadline, EscalationPlan, Reschedule
+from gateway.envelope import HeaderFields
 from gateway.errors import GatewayError
 from gateway.lifecycle import Event, Outcome, State
 
@@ -63,6 +71,21 @@ class MessageRecord:
     state: State = State.SUBMITTED
 
 
+def record_of(fields: HeaderFields) -> MessageRecord:
+    """The facts the store keeps of a message, from its verified header."""
+    return MessageRecord(
+        message_id=fields.message_id,
+        correlation_id=fields.correlation_id,
+        in_reply_to=fields.in_reply_to,
+        message_type=fields.message_type,
+        sender=fields.sender,
+        recipients=fields.recipients,
+        rag=fields.rag,
+        deadline=fields.deadline,
+        created_at=fields.created_at,
+    )
+
+
 @dataclass(frozen=True)
 class TimelineEntry:
     message_id: str
@@ -70,6 +93,56 @@ class TimelineEntry:
     at: datetime
     reason: str | None = None
     detail: str | None = None
+
+
+class DeadlineEvent(StrEnum):
+    RERATED = "rerated"
+    ESCALATED = "escalated"
+    MET = "met"
+    MET_LATE = "met-late"
+    ENDED = "ended"  # closed without being met: a negative receipt or a rejection
+
+
+@dataclass(frozen=True)
+class DeadlineEventEntry:
+    deadline_id: str
+    at: datetime
+    event: DeadlineEvent
+    level: int | None = None
+    message_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class DeadlineChanges:
+    """What a state change does to deadlines, applied in the same transaction."""
+
+    opened: Sequence[Deadline] = ()
+    closures: Sequence[Closure] = ()
+    reschedules: Sequence[Reschedule] = ()
+
+
+@dataclass(frozen=True)
+class Firing:
+    """An escalation that was sent: the plan, and the message to record as routed."""
+
+    plan: EscalationPlan
+    record: MessageRecord
+
+
+Fire = Callable[[list[Deadline]], Awaitable[list[Firing]]]
+
+
+@dataclass(frozen=True)
+class DeadlineCount:
+    """Deadlines owed by one agency, of one kind and RAG: counts only, for `overdue` and metrics."""
+
+    agency: str
+    kind: str
+    rag: str | None
+    open: int
+    overdue: int  # open and past due
+    breached: int  # past due at any time, open or closed
 
 
 class TrackingStore(Protocol):
@@ -101,10 +174,13 @@ class TrackingStore(Protocol):
         at: datetime,
         reason: str | None = None,
         detail: str | None = None,
+        deadlines: DeadlineChanges | None = None,
     ) -> Outcome | None:
-        """Apply ``event`` via the lifecycle atomically; None for an unknown message.
+        """Apply ``event`` via the lifecycle, and ``deadlines``, atomically.
 
-        Raises IllegalTransition (writing nothing) for an impossible move.
+        None for an unknown message. Raises IllegalTransition (writing
+        nothing) for an impossible move. Deadline changes are idempotent, so
+        a redelivered message may apply them again.
         """
 
     async def claim_message(self, message_id: str, header_digest: str) -> ClaimResult:
@@ -127,16 +203,47 @@ class TrackingStore(Protocol):
     async def was_handled(self, agency: str, message_id: str) -> bool:
         """Whether ``agency`` has already handed ``message_id`` to its system."""
 
+    async def fire_due(self, now: datetime, limit: int, fire: Fire) -> int:
+        """Hand up to ``limit`` deadlines whose next firing is due to ``fire``; record its firings.
+
+        A deadline is handed to one caller at a time, across processes on
+        PostgreSQL. If ``fire`` raises, nothing is recorded and the deadlines
+        stay due. Returns the number of firings recorded.
+        """
+
+    async def case_deadlines(self, correlation_id: str) -> list[Deadline]:
+        """The deadlines of a case, by start then id."""
+
+    async def case_deadline_events(self, correlation_id: str) -> list[DeadlineEventEntry]:
+        """Every deadline event of a case, oldest first."""
+
+    async def deadline_counts(self, now: datetime) -> list[DeadlineCount]:
+        """Open, overdue and breached deadlines by agency, kind and RAG."""
+
+    async def overdue_deadlines(self, now: datetime, limit: int) -> list[Deadline]:
+        """Open deadlines past due, most overdue first."""
+
 
 SQLITE_PREFIX = "sqlite:///"
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 
 def store_from_url(url: str) -> TrackingStore:
-    """The store a URL names; ``sqlite:///rel.db`` is relative, ``sqlite:////abs.db`` absolute."""
+    """The store a URL names.
+
+    ``sqlite:///rel.db`` is relative, ``sqlite:////abs.db`` absolute;
+    ``postgresql://user@host/db`` is PostgreSQL (asyncpg's URL, where extra
+    query parameters such as ``search_path`` are server settings).
+    """
     if url.startswith(SQLITE_PREFIX) and len(url) > len(SQLITE_PREFIX):
         from gateway.store.sqlite import SqliteStore
 
         return SqliteStore(url.removeprefix(SQLITE_PREFIX))
+    if url.startswith(POSTGRES_PREFIXES):
+        from gateway.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise StoreError(
-        f"unsupported store URL {url!r}: expected sqlite:///relative.db or sqlite:////absolute.db"
+        f"unsupported store URL {url!r}: expected sqlite:///relative.db, sqlite:////absolute.db"
+        " or postgresql://user@host/database"
     )

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )"""
 
 STATES = "('submitted', 'routed', 'delivered', 'answered', 'rejected')"
+DEADLINE_EVENTS = "('rerated', 'escalated', 'met', 'met-late', 'ended')"
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -71,6 +72,44 @@ MIGRATIONS: tuple[Migration, ...] = (
                 message_id TEXT NOT NULL,
                 PRIMARY KEY (agency, message_id)
             )""",
+        ),
+    ),
+    Migration(
+        2,
+        "deadlines and their events",
+        (
+            """CREATE TABLE deadlines (
+                deadline_id    TEXT PRIMARY KEY,
+                message_id     TEXT NOT NULL REFERENCES messages (message_id) ON DELETE CASCADE,
+                correlation_id TEXT NOT NULL,
+                kind           TEXT NOT NULL CHECK (kind IN ('delivery', 'response', 'decision')),
+                debtor         TEXT NOT NULL,
+                creditor       TEXT NOT NULL,
+                rag            TEXT,
+                started_at     TEXT NOT NULL,
+                due_at         TEXT NOT NULL,
+                next_at        TEXT,
+                level          INTEGER NOT NULL DEFAULT 0,
+                closed_at      TEXT,
+                closed_by      TEXT,
+                breached       INTEGER NOT NULL DEFAULT 0
+            )""",
+            "CREATE INDEX deadlines_to_fire ON deadlines (next_at) WHERE next_at IS NOT NULL",
+            "CREATE INDEX deadlines_by_message ON deadlines (message_id)",
+            "CREATE INDEX deadlines_by_case ON deadlines (correlation_id)",
+            f"""CREATE TABLE deadline_events (
+                seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+                deadline_id TEXT NOT NULL REFERENCES deadlines (deadline_id) ON DELETE CASCADE,
+                at          TEXT NOT NULL,
+                event       TEXT NOT NULL CHECK (event IN {DEADLINE_EVENTS}),
+                level       INTEGER,
+                message_id  TEXT,
+                reason      TEXT
+            )""",
+            "CREATE INDEX deadline_events_by_deadline ON deadline_events (deadline_id, seq)",
+            # The store's own guard that an escalation level is recorded once.
+            "CREATE UNIQUE INDEX one_escalation_per_level ON deadline_events (deadline_id, level)"
+            " WHERE event = 'escalated'",
         ),
     ),
 )

@@ -28,10 +28,17 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from gateway.clock import utc_now
+from gateway.deadline_rules import Closure, Deadline, Kind, Reschedule
 from gateway.lifecycle import Event, Outcome, State, transition
 from gateway.store import (
     Admission,
     ClaimResult,
+    DeadlineChanges,
+    DeadlineCount,
+    DeadlineEvent,
+    DeadlineEventEntry,
+    Fire,
+    Firing,
     MessageRecord,
     StoreError,
     TimelineEntry,
@@ -197,16 +204,20 @@ class SqliteStore:
         at: datetime,
         reason: str | None = None,
         detail: str | None = None,
+        deadlines: DeadlineChanges | None = None,
     ) -> Outcome | None:
-        """Apply ``event`` through the lifecycle inside one write transaction."""
+        """Apply ``event`` through the lifecycle, and ``deadlines``, in one write transaction."""
 
         def work(conn: sqlite3.Connection) -> Outcome | None:
             current = _state(conn, message_id)
             if current is None:
                 return None
             outcome = transition(current, event)
+            stamp = to_text(at)
             if outcome.changed:
-                _append_transition(conn, message_id, outcome.state, to_text(at), reason, detail)
+                _append_transition(conn, message_id, outcome.state, stamp, reason, detail)
+            if deadlines is not None:
+                _apply_deadlines(conn, deadlines, stamp)
             return outcome
 
         return await self._transaction(f"applying {event.value} to {message_id}", work)
@@ -273,6 +284,76 @@ class SqliteStore:
         return await self._query(
             f"reading the timeline of case {correlation_id}",
             lambda c: self._timeline(c, "m.correlation_id = ?", correlation_id),
+        )
+
+    async def fire_due(self, now: datetime, limit: int, fire: Fire) -> int:
+        """One router per SQLite file: select, fire outside any transaction, then record.
+
+        A crash between firing and recording fires again at start-up with the
+        same escalation ids, which recipients' edges hand over once.
+        """
+        stamp = to_text(now)
+        due = await self._query(
+            "reading due deadlines",
+            lambda c: _deadlines(
+                c,
+                "d.next_at IS NOT NULL AND d.next_at <= ? ORDER BY d.next_at LIMIT ?",
+                (stamp, limit),
+            ),
+        )
+        if not due:
+            return 0
+        firings = await fire(due)
+        return await self._transaction(
+            "recording escalations", lambda conn: sum(_record_firing(conn, f) for f in firings)
+        )
+
+    async def case_deadlines(self, correlation_id: str) -> list[Deadline]:
+        return await self._query(
+            f"reading the deadlines of case {correlation_id}",
+            lambda c: _deadlines(
+                c, "d.correlation_id = ? ORDER BY d.started_at, d.deadline_id", (correlation_id,)
+            ),
+        )
+
+    async def case_deadline_events(self, correlation_id: str) -> list[DeadlineEventEntry]:
+        rows = await self._query(
+            f"reading the deadline events of case {correlation_id}",
+            lambda c: c.execute(
+                "SELECT e.deadline_id, e.at, e.event, e.level, e.message_id, e.reason"
+                " FROM deadline_events e JOIN deadlines d ON d.deadline_id = e.deadline_id"
+                " WHERE d.correlation_id = ? ORDER BY e.at, e.seq",
+                (correlation_id,),
+            ).fetchall(),
+        )
+        return [
+            DeadlineEventEntry(r[0], from_text(r[1]), DeadlineEvent(r[2]), r[3], r[4], r[5])
+            for r in rows
+        ]
+
+    async def deadline_counts(self, now: datetime) -> list[DeadlineCount]:
+        stamp = to_text(now)
+        rows = await self._query(
+            "counting deadlines",
+            lambda c: c.execute(
+                "SELECT debtor, kind, rag,"
+                " SUM(closed_at IS NULL),"
+                " SUM(closed_at IS NULL AND due_at <= ?),"
+                " SUM(breached = 1 OR (closed_at IS NULL AND due_at <= ?))"
+                " FROM deadlines GROUP BY debtor, kind, rag ORDER BY debtor, kind, rag",
+                (stamp, stamp),
+            ).fetchall(),
+        )
+        return [DeadlineCount(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    async def overdue_deadlines(self, now: datetime, limit: int) -> list[Deadline]:
+        return await self._query(
+            "reading overdue deadlines",
+            lambda c: _deadlines(
+                c,
+                "d.closed_at IS NULL AND d.due_at <= ? ORDER BY d.due_at, d.deadline_id LIMIT ?",
+                (to_text(now), limit),
+            ),
         )
 
     @staticmethod
@@ -386,4 +467,158 @@ def _append_transition(
     conn.execute(
         "INSERT INTO transitions (message_id, state, at, reason, detail) VALUES (?, ?, ?, ?, ?)",
         (message_id, state.value, stamp, reason, detail),
+    )
+
+
+DEADLINE_COLUMNS = (
+    "d.deadline_id, d.message_id, d.correlation_id, d.kind, d.debtor, d.creditor, d.rag,"
+    " d.started_at, d.due_at, d.next_at, d.level, d.closed_at, d.closed_by, d.breached"
+)
+
+
+def _deadlines(conn: sqlite3.Connection, where: str, params: tuple[object, ...]) -> list[Deadline]:
+    """Deadlines matching ``where`` (a constant of this module, never user text)."""
+    rows = conn.execute(
+        f"SELECT {DEADLINE_COLUMNS} FROM deadlines d WHERE {where}",  # noqa: S608
+        params,
+    ).fetchall()
+    return [
+        Deadline(
+            deadline_id=r[0],
+            message_id=r[1],
+            correlation_id=r[2],
+            kind=Kind(r[3]),
+            debtor=r[4],
+            creditor=r[5],
+            rag=r[6],
+            started_at=from_text(r[7]),
+            due_at=from_text(r[8]),
+            next_at=None if r[9] is None else from_text(r[9]),
+            level=r[10],
+            closed_at=None if r[11] is None else from_text(r[11]),
+            closed_by=r[12],
+            breached=bool(r[13]),
+        )
+        for r in rows
+    ]
+
+
+def _apply_deadlines(conn: sqlite3.Connection, changes: DeadlineChanges, stamp: str) -> None:
+    conn.executemany(
+        "INSERT INTO deadlines (deadline_id, message_id, correlation_id, kind, debtor, creditor,"
+        " rag, started_at, due_at, next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (deadline_id) DO NOTHING",
+        [
+            (
+                d.deadline_id,
+                d.message_id,
+                d.correlation_id,
+                d.kind.value,
+                d.debtor,
+                d.creditor,
+                d.rag,
+                to_text(d.started_at),
+                to_text(d.due_at),
+                None if d.next_at is None else to_text(d.next_at),
+            )
+            for d in changes.opened
+        ],
+    )
+    for closure in changes.closures:
+        _close(conn, closure, stamp)
+    for change in changes.reschedules:
+        _reschedule(conn, change, stamp)
+
+
+def _close(conn: sqlite3.Connection, closure: Closure, stamp: str) -> None:
+    where, params = ["closed_at IS NULL"], []
+    for column, value in (
+        ("message_id", closure.message_id),
+        ("correlation_id", closure.correlation_id),
+        ("debtor", closure.debtor),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if closure.kinds:
+        where.append(f"kind IN ({', '.join('?' for _ in closure.kinds)})")
+        params.extend(sorted(k.value for k in closure.kinds))
+    rows = conn.execute(
+        f"SELECT deadline_id, due_at FROM deadlines WHERE {' AND '.join(where)}",  # noqa: S608
+        params,
+    ).fetchall()
+    for deadline_id, due in rows:
+        late = due < stamp
+        conn.execute(
+            "UPDATE deadlines SET closed_at = ?, closed_by = ?, next_at = NULL,"
+            " breached = breached OR ? WHERE deadline_id = ?",
+            (stamp, closure.by, late, deadline_id),
+        )
+        event = DeadlineEvent.MET_LATE if late else DeadlineEvent.MET
+        if not closure.met:
+            event = DeadlineEvent.ENDED
+        _event(conn, deadline_id, stamp, event, None, closure.by, closure.reason)
+
+
+def _reschedule(conn: sqlite3.Connection, change: Reschedule, stamp: str) -> None:
+    updated = conn.execute(
+        "UPDATE deadlines SET rag = ?, due_at = ?, next_at = ?"
+        " WHERE deadline_id = ? AND rag = ? AND closed_at IS NULL",
+        (
+            change.new_rag,
+            to_text(change.due_at),
+            None if change.next_at is None else to_text(change.next_at),
+            change.deadline_id,
+            change.old_rag,
+        ),
+    ).rowcount
+    if updated:
+        _event(conn, change.deadline_id, stamp, DeadlineEvent.RERATED, None, None, change.reason)
+
+
+def _record_firing(conn: sqlite3.Connection, firing: Firing) -> int:
+    """Record one escalation once: a repeat (same deadline and level) changes nothing."""
+    plan = firing.plan
+    stamp = to_text(plan.escalated_at)
+    inserted = conn.execute(
+        "INSERT INTO deadline_events (deadline_id, at, event, level, message_id)"
+        " VALUES (?, ?, 'escalated', ?, ?) ON CONFLICT DO NOTHING",
+        (plan.deadline.deadline_id, stamp, plan.level, plan.message_id),
+    ).rowcount
+    if not inserted:
+        return 0
+    conn.execute(
+        "UPDATE deadlines SET level = ?, breached = 1,"
+        " next_at = CASE WHEN closed_at IS NULL THEN ? ELSE NULL END WHERE deadline_id = ?",
+        (
+            plan.level,
+            None if plan.next_at is None else to_text(plan.next_at),
+            plan.deadline.deadline_id,
+        ),
+    )
+    if _insert_message(conn, firing.record, stamp):
+        _append_transition(
+            conn,
+            plan.message_id,
+            State.ROUTED,
+            stamp,
+            None,
+            f"level {plan.level} for {plan.deadline.deadline_id}",
+        )
+    return 1
+
+
+def _event(
+    conn: sqlite3.Connection,
+    deadline_id: str,
+    stamp: str,
+    event: DeadlineEvent,
+    level: int | None,
+    message_id: str | None,
+    reason: str | None,
+) -> None:
+    conn.execute(
+        "INSERT INTO deadline_events (deadline_id, at, event, level, message_id, reason)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (deadline_id, stamp, event.value, level, message_id, reason),
     )

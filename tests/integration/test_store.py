@@ -22,6 +22,7 @@ from gateway.store import (
     store_from_url,
 )
 from gateway.store.migrations import MIGRATIONS
+from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.integration
@@ -256,6 +257,9 @@ def test_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     absolute = store_from_url(f"sqlite:///{tmp_path}/track.db")
     assert isinstance(relative, SqliteStore) and relative.path == "var/track.db"
     assert isinstance(absolute, SqliteStore) and absolute.path == f"{tmp_path}/track.db"
-    for bad in ("postgres://db/track", "sqlite://track.db", "sqlite:///"):
+    for url in ("postgresql://mash@db/track", "postgres://db/track?search_path=mash"):
+        chosen = store_from_url(url)
+        assert isinstance(chosen, PostgresStore) and chosen.url == url
+    for bad in ("mysql://db/track", "sqlite://track.db", "sqlite:///"):
         with pytest.raises(StoreError, match="unsupported store URL"):
             store_from_url(bad)
