@@ -1,6 +1,7 @@
 """End-to-end exchange benchmark: the gateway beside bare aio-pika doing the same broker hops.
 
 Run: .venv/bin/python bench/e2e.py [--quick] [--profile FILE]
+     .venv/bin/python bench/e2e.py --observability [--quick]
 
 On the local RabbitMQ (127.0.0.1:5672, guest/guest), each part in a fresh
 vhost that is deleted afterwards, it prints from one run (ratios matter more
@@ -28,6 +29,14 @@ than absolute times on shared machines):
   (target p99 <= 50 ms), and, from the router's own timestamps, from the
   header's created_at to the delivered transition.
 
+``--observability`` measures only e2e, six times in one run, mirrored so
+drift cancels: off, metrics+logs, on, on, metrics+logs, off. "on" is the
+deployed router (audit trail, JSON logs at info, /metrics, queue polling)
+and edges that log JSON at info and serve /metrics, both scraped every
+second; "metrics+logs" is the same with the router's audit switched off;
+"off" also makes every metrics call a no-op and logs warnings only. It
+prints the throughput lost to each (target: all on loses <= 15%).
+
 Each request opens its own case (correlation id), so a router that orders
 per case may work on several at once. The edges run in this process with
 their own SQLite stores and log warnings only; the router logs at info to
@@ -43,14 +52,22 @@ import os
 import platform
 import pstats
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+    nullcontext,
+    suppress,
+)
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -58,9 +75,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aio_pika
+import aiohttp
 from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
 
-from gateway import keystore, logs, notices
+from gateway import keystore, logs, metrics, metrics_http, notices, queue_depths
+from gateway import router as router_module
 from gateway.broker import topology
 from gateway.broker.vhost import admin_for, vhost_url
 from gateway.cli import main as cli_main
@@ -69,6 +88,8 @@ from gateway.config import AreaConfig, load_config
 from gateway.edge import Delivered, Edge, Submission
 from gateway.envelope import HeaderFields, RecipientKey, seal_bytes
 from gateway.lifecycle import State
+from gateway.metrics_config import Listen
+from gateway.store import store_from_url
 from gateway.store.sqlite import SqliteStore, from_text
 from gateway.vocabulary import SYSTEM_PURPOSE
 
@@ -408,7 +429,8 @@ async def all_delivered(db: Path, phase: str, n: int) -> list[tuple[str, str]]:
     return rows
 
 
-async def run_e2e(run: Run, area: Path) -> None:
+async def run_e2e(run: Run, area: Path, variant: str = "plain", label: str = "e2e") -> None:
+    """``variant``: "plain" (as deployed), or --observability's "on", "noaudit" or "off"."""
     url, delete = await fresh_vhost("e2e")
     assert cli_main(["init", str(area), "--broker-url", url]) == 0
     config_path = area / "gateway.toml"
@@ -420,8 +442,16 @@ async def run_e2e(run: Run, area: Path) -> None:
     router = [sys.executable, "-m", "gateway", "--config", str(config_path), "run", "--json-logs"]
     if run.profile is not None:
         router[1:3] = ["-m", "cProfile", "-o", str(run.profile), "-m", "gateway"]
+    router_port = free_port()
+    if variant == "on":
+        router += ["--metrics-listen", f"127.0.0.1:{router_port}"]
+    elif variant in ("off", "noaudit"):
+        router = [sys.executable, __file__, "--router-bench", variant, str(config_path)]
+        router.append(str(router_port))
+    observed = AsyncExitStack()
     try:
         child = await spawn(router, area / "router.log", "router.started")
+        await observed.enter_async_context(observing(variant, area, router_port))
         for agency in (SENDER, RECIPIENT):
             store = SqliteStore(str(area / f"edge-{agency}.db"))
             await store.open()
@@ -449,9 +479,11 @@ async def run_e2e(run: Run, area: Path) -> None:
         await closed_loop(submit, phases, WARM_UP, "warmup")
         await all_delivered(db, "warmup", WARM_UP)
         started = time.perf_counter()
+        cpu_started = cpu_seconds(child.process.pid) + time.process_time()
         await closed_loop(submit, phases, run.messages, "rate")
         await all_delivered(db, "rate", run.messages)
         seconds = time.perf_counter() - started
+        cpu = cpu_seconds(child.process.pid) + time.process_time() - cpu_started
         latencies = await paced(submit, phases, run.paced, "paced")
         recorded = sorted(
             (from_text(at) - from_text(created)).total_seconds() * 1000
@@ -461,15 +493,17 @@ async def run_e2e(run: Run, area: Path) -> None:
         for edge in edges:
             await edge.__aexit__(None, None, None)
             await edge.store.close()
+        await observed.aclose()
         if child is not None:
             child.stop()
         await delete()
     run.results |= {
-        "e2e_rate": run.messages / seconds,
-        "e2e_p50": percentile(latencies, 50),
-        "e2e_p99": percentile(latencies, 99),
-        "store_p50": percentile(recorded, 50),
-        "store_p99": percentile(recorded, 99),
+        f"{label}_rate": run.messages / seconds,
+        f"{label}_cpu_ms": cpu / run.messages * 1000,
+        f"{label}_p50": percentile(latencies, 50),
+        f"{label}_p99": percentile(latencies, 99),
+        f"{label}_store_p50": percentile(recorded, 50),
+        f"{label}_store_p99": percentile(recorded, 99),
     }
 
 
@@ -493,7 +527,7 @@ def report(run: Run, request_size: int, receipt_size: int) -> None:
         (f"raw one at a time, p50 / p99 at {RATE:.0f} msg/s", latency("serial")),
         (f"raw {PREFETCH} at a time, p50 / p99 at {RATE:.0f} msg/s", latency("concurrent")),
         (f"e2e p50 / p99 at {RATE:.0f} msg/s (target p99 <= 50)", latency("e2e")),
-        ("  router's created_at to delivered, p50 / p99", latency("store")),
+        ("  router's created_at to delivered, p50 / p99", latency("e2e_store")),
     ]
     width = max(len(name) for name, _ in rows)
     print(f"| {'What':<{width}} | Measured |")
@@ -503,6 +537,174 @@ def report(run: Run, request_size: int, receipt_size: int) -> None:
     if run.profile is not None:
         print(f"\n# router profile ({run.profile}), top 25 by own time")
         pstats.Stats(str(run.profile)).sort_stats("tottime").print_stats(25)
+
+
+# --- observability on versus off ---------------------------------------------------------
+
+SILENCED = ("submitted", "routed", "receipted", "rejected", "refused_at_edge")
+SCRAPE_EVERY_S = 1.0  # Prometheus scrapes every 15 s; this is fifteen times harsher
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (from /proc, Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """A port free now on loopback (another process may take it before it is bound)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def metrics_silenced() -> Iterator[None]:
+    """Every metrics call of the router and the edges becomes a no-op: the "off" baseline."""
+    saved = {name: getattr(metrics, name) for name in (*SILENCED, "timed")}
+    for name in SILENCED:
+        setattr(metrics, name, lambda *args, **kwargs: None)
+    metrics.timed = lambda operation: nullcontext()  # type: ignore[assignment,return-value]
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(metrics, name, function)
+
+
+async def scrape_every_second(ports: list[int], stop: asyncio.Event) -> None:
+    async with aiohttp.ClientSession() as session:
+        while not stop.is_set():
+            for port in ports:
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    assert response.status == 200
+                    await response.read()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SCRAPE_EVERY_S)
+
+
+@asynccontextmanager
+async def observing(variant: str, area: Path, router_port: int) -> AsyncIterator[None]:
+    """The bench process (both edges) as ``variant`` runs it.
+
+    "on": the edges log at info as JSON (to a file), serve their own metrics,
+    and both they and the router are scraped every second; "off": metrics
+    calls are no-ops and only warnings are logged; "plain": as configured.
+    """
+    if variant == "off":
+        with metrics_silenced():
+            yield
+        return
+    if variant not in ("on", "noaudit"):
+        yield
+        return
+    with (area / "edges.log").open("w") as sink:
+        real, sys.stderr = sys.stderr, sink
+        try:
+            logs.configure(json=True)
+        finally:
+            sys.stderr = real
+        stop = asyncio.Event()
+        try:
+            async with metrics_http.serving(Listen("127.0.0.1", 0)) as edge_port:
+                assert edge_port is not None
+                scraper = asyncio.create_task(scrape_every_second([router_port, edge_port], stop))
+                try:
+                    yield
+                finally:
+                    stop.set()
+                    await scraper
+        finally:
+            logs.configure(json=True, quiet=True)
+
+
+def router_without_audit(mode: str, config_path: str, port: int) -> None:
+    """The router with its audit trail switched off; "off": no metrics and warnings only too,
+    "noaudit": metrics served and queues polled, JSON logs at info, as deployed."""
+    assert hasattr(router_module.Router, "_audit"), "the router no longer audits via _audit"
+
+    async def no_audit(*args: object) -> None:
+        return None
+
+    router_module.Router._audit = no_audit  # type: ignore[method-assign,assignment]
+    logs.configure(json=True, quiet=mode == "off")
+
+    async def serve() -> None:
+        config = load_config(config_path)
+        store = store_from_url(config.store_url)
+        await store.open()
+        stop, ready = asyncio.Event(), asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        observed = AsyncExitStack()
+        if mode == "noaudit":
+            await observed.enter_async_context(metrics_http.serving(Listen("127.0.0.1", port)))
+            await observed.enter_async_context(
+                queue_depths.watching(config.broker_url, config.inbox_agencies)
+            )
+        async with observed:
+            routing = asyncio.create_task(router_module.run_router(config, store, stop, ready))
+            await ready.wait()
+            print("router.started", flush=True)
+            await routing
+        await store.close()
+
+    with metrics_silenced() if mode == "off" else nullcontext():
+        asyncio.run(serve())
+
+
+OBSERVABILITY_RUNS = (
+    ("off1", "off"),
+    ("noaudit1", "noaudit"),
+    ("on1", "on"),
+    ("on2", "on"),
+    ("noaudit2", "noaudit"),
+    ("off2", "off"),
+)
+
+
+async def bench_observability(run: Run) -> None:
+    """Off, without audit, on, on, without audit, off: mirrored, so drift on the machine cancels."""
+    task = asyncio.current_task()
+    assert task is not None
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, task.cancel)
+    for label, variant in OBSERVABILITY_RUNS:
+        with tempfile.TemporaryDirectory(prefix="mash-bench-obs-") as tmp:
+            await run_e2e(run, Path(tmp, "area"), variant, label)
+    r = run.results
+    rows = [
+        (
+            f"{variant} ({label}), {run.messages} with receipts: rate; CPU per message",
+            f"{r[label + '_rate']:.0f} msg/s; {r[label + '_cpu_ms']:.2f} ms",
+        )
+        for label, variant in OBSERVABILITY_RUNS
+    ]
+
+    def mean(variant: str, key: str) -> float:
+        return (r[f"{variant}1_{key}"] + r[f"{variant}2_{key}"]) / 2
+
+    off, noaudit, on = (mean(v, "rate") for v in ("off", "noaudit", "on"))
+    cpu_off, cpu_noaudit, cpu_on = (mean(v, "cpu_ms") for v in ("off", "noaudit", "on"))
+    rows += [
+        ("throughput off / metrics+logs / all on (means)", f"{off:.0f} / {noaudit:.0f} / {on:.0f}"),
+        ("  lost to metrics and logs", f"{1 - noaudit / off:.1%}"),
+        ("  lost to metrics, logs and audit (target <= 15%)", f"{1 - on / off:.1%}"),
+        (
+            "router + edges CPU per message, off / metrics+logs / all on",
+            f"{cpu_off:.2f} / {cpu_noaudit:.2f} / {cpu_on:.2f} ms",
+        ),
+        ("  CPU-bound loss, metrics and logs", f"{1 - cpu_off / cpu_noaudit:.1%}"),
+        ("  CPU-bound loss, metrics, logs and audit", f"{1 - cpu_off / cpu_on:.1%}"),
+        (
+            "p99 off / metrics+logs / all on (means)",
+            " / ".join(f"{mean(v, 'p99'):.1f}" for v in ("off", "noaudit", "on")) + " ms",
+        ),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print(f"| {'What':<{width}} | Measured |")
+    print(f"|{'-' * (width + 2)}|----------|")
+    for name, value in rows:
+        print(f"| {name:<{width}} | {value} |")
 
 
 async def bench(run: Run) -> None:
@@ -524,25 +726,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 messages, 500 paced")
     parser.add_argument("--profile", type=Path, help="run the router under cProfile into FILE")
+    parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="only e2e, with metrics, JSON logs and audit on and off, 6 runs of 5,000 messages",
+    )
     parser.add_argument("--relay", nargs=2, metavar=("MODE", "URL"), help=argparse.SUPPRESS)
+    parser.add_argument("--router-bench", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.relay:
         mode, url = args.relay
         asyncio.run(relay(url, serial=mode == "serial"))
         return
+    if args.router_bench:
+        mode, config_path, port = args.router_bench
+        router_without_audit(mode, config_path, int(port))
+        return
     logs.configure(json=True, quiet=True)
-    run = Run(
-        messages=2_000 if args.quick else 20_000,
-        paced=500 if args.quick else 3_000,
-        profile=args.profile.resolve() if args.profile else None,
-    )
+    if args.observability:
+        run = Run(1_000 if args.quick else 5_000, 300 if args.quick else 1_000, profile=None)
+    else:
+        run = Run(
+            messages=2_000 if args.quick else 20_000,
+            paced=500 if args.quick else 3_000,
+            profile=args.profile.resolve() if args.profile else None,
+        )
     print(f"# end-to-end exchange benchmark, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, router in its own process"
     )
     try:
-        asyncio.run(bench(run))
+        asyncio.run(bench_observability(run) if args.observability else bench(run))
     except asyncio.CancelledError:
         raise SystemExit("interrupted; the router and the vhosts are cleaned up") from None
 
