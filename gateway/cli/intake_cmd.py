@@ -1,0 +1,55 @@
+"""`mash-gateway intake`: the secure-mail intake (SMTP, STARTTLS required) until SIGTERM or SIGINT.
+
+Mail from allowlisted domains becomes signed, encrypted exchange messages
+from the domain's agency; everything else is refused with a 5.x.x reply
+naming the reason. Settings come from ``[intake]`` in gateway.toml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from gateway import logs, metrics, metrics_http
+from gateway.clock import utc_now
+from gateway.config import AreaConfig, load_config
+from gateway.intake.service import running_intake
+from gateway.store import store_from_url
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("intake", help="run the secure-mail intake (SMTP)")
+    logs.add_json_argument(parser)
+    metrics_http.add_listen_argument(parser)
+    parser.set_defaults(handler=run)
+
+
+async def serve(config: AreaConfig, metrics_listen: str | None = None) -> None:
+    store = store_from_url(config.store_url)
+    await store.open()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        if config.intake is not None:
+            metrics.track_certificate("smtp-tls", config.intake.tls_cert.read_bytes(), utc_now())
+        async with (
+            metrics_http.serving(metrics_http.listen_address(config, metrics_listen)),
+            running_intake(config, store) as intake,
+        ):
+            print(
+                f"intake listening on {intake.config.host}:{intake.port} "
+                f"for @{intake.config.hostname}",
+                flush=True,
+            )
+            await stop.wait()
+    finally:
+        await store.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    logs.configure(json=args.json_logs)
+    asyncio.run(serve(load_config(args.config), args.metrics_listen))
+    return 0

@@ -1,0 +1,173 @@
+"""One mail from DATA to the exchange: every check in order, then the submission.
+
+The shell that joins the pure checks (smuggling, policy, mime, trust,
+content) with the keyring and the exchange. The order matters: cheap checks
+on the raw bytes first, gpg (a process per call, in a thread) only for a
+mail that passed them, and the exchange last, so a refused mail never
+reaches it. ``accept`` returns only after the broker confirmed the
+message, so the 250 the sender gets means the message is on the exchange.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from gateway import metrics
+from gateway.clock import utc_now
+from gateway.edge import PolicyRefusal, Submission
+from gateway.envelope import HeaderFields
+from gateway.intake import content, mime, policy, trust
+from gateway.intake.config import DomainRule, IntakeConfig, Policy
+from gateway.intake.pgp import Keyring
+from gateway.intake.refusal import Refusal
+from gateway.intake.smuggling import smuggling_refusal
+from gateway.payload_facts import HeaderPayloadMismatch
+
+log = structlog.get_logger("gateway.intake")
+
+REMEMBERED_SENDERS = 100_000
+PGP_VERIFIED = "pgp-verified"
+TLS_ONLY = "tls-only"
+
+# (sending agency, what to submit, assurance) -> the header the edge published
+Submitter = Callable[[str, Submission, str], Awaitable[HeaderFields]]
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    content: bytes  # the MIME entity that carries the payload
+    assurance: str
+    signer: str | None = None  # the pinned fingerprint that signed it
+
+
+@dataclass(frozen=True)
+class Accepted:
+    fields: HeaderFields
+    rule: DomainRule
+    from_address: str
+    assurance: str
+    signer: str | None  # the pinned fingerprint: acknowledgements are encrypted to it
+
+
+class Acceptance:
+    def __init__(self, config: IntakeConfig, keyring: Keyring, submit: Submitter) -> None:
+        self.config = config
+        self.keyring = keyring
+        self.submit = submit
+        # message id -> the mail's sender, so a later non-delivery can be mailed back.
+        # In memory and bounded: after a restart a notice goes to the agency's contacts.
+        self.senders: OrderedDict[str, Accepted] = OrderedDict()
+
+    async def accept(
+        self, raw: bytes, mail_from: str, recipients: tuple[policy.Recipient, ...]
+    ) -> Accepted | Refusal:
+        outcome = await self._accept(raw, mail_from, recipients)
+        if isinstance(outcome, Refusal):
+            refused(outcome)
+        else:
+            self.senders[outcome.fields.message_id] = outcome
+            while len(self.senders) > REMEMBERED_SENDERS:
+                self.senders.popitem(last=False)
+            metrics.INTAKE_RESULTS.labels(result="accepted", reason=outcome.assurance).inc()
+            log.info(
+                "intake.accepted",
+                message_id=outcome.fields.message_id,
+                message_type=outcome.fields.message_type,
+                sender=outcome.fields.sender,
+                assurance=outcome.assurance,
+            )
+        return outcome
+
+    async def _accept(
+        self, raw: bytes, mail_from: str, recipients: tuple[policy.Recipient, ...]
+    ) -> Accepted | Refusal:
+        smuggled = smuggling_refusal(raw)
+        if smuggled is not None:
+            return smuggled
+        rule = policy.sender_rule(mail_from, self.config)
+        if isinstance(rule, Refusal):
+            return rule
+        message = mime.entity(raw)
+        from_address = policy.header_from(message.headers.get_all("From", []), rule)
+        if isinstance(from_address, Refusal):
+            return from_address
+        with metrics.timed("gpg_decrypt_verify"):
+            authenticated = await self.authenticate(message, rule, from_address)
+        if isinstance(authenticated, Refusal):
+            return authenticated
+        payload = content.payload_of(authenticated.content, utc_now(), rule.agency)
+        if isinstance(payload, Refusal):
+            return payload
+        addressed = policy.addressing(recipients, payload.message_type, payload.in_reply_to)
+        if isinstance(addressed, Refusal):
+            return addressed
+        agencies, in_reply_to = addressed
+        submission = Submission(
+            payload=payload.xml,
+            recipients=agencies,
+            correlation_id=payload.correlation_id,
+            in_reply_to=in_reply_to,
+            source=f"mail from {rule.domain}",
+        )
+        try:
+            fields = await self.submit(rule.agency, submission, authenticated.assurance)
+        except HeaderPayloadMismatch as exc:  # raised before anything is sealed or published
+            return Refusal(550, "5.6.0", f"The document cannot be sent: {exc}", "payload-facts")
+        except PolicyRefusal as exc:  # likewise: a UPN outside an education flow
+            return Refusal(550, "5.7.1", f"The document may not be sent: {exc}", "policy")
+        return Accepted(fields, rule, from_address, authenticated.assurance, authenticated.signer)
+
+    async def authenticate(
+        self, message: mime.Entity, rule: DomainRule, from_address: str
+    ) -> Authenticated | Refusal:
+        """Decrypt and verify PGP/MIME; a `pgp` domain must sign with a pinned key and encrypt."""
+        try:
+            encrypted = message.content_type == mime.ENCRYPTED
+            inner = message
+            if encrypted:
+                decrypted = await self.keyring.decrypt(mime.encrypted_payload(message))
+                if not decrypted.ok:
+                    return Refusal(
+                        550,
+                        "5.7.5",
+                        "The message could not be decrypted with this intake's key; "
+                        "encrypt to the key the hub published",
+                        "decrypt",
+                    )
+                inner = mime.entity(decrypted.plaintext)
+            if inner.content_type == mime.SIGNED:
+                parts = mime.signed_parts(inner)
+                verdict = await self.keyring.verify_detached(parts.signed, parts.signature)
+                staff = trust.signer(verdict, rule, from_address)
+                if isinstance(staff, Refusal):
+                    return staff
+                if rule.policy is Policy.PGP and not encrypted:
+                    return Refusal(
+                        550,
+                        "5.7.1",
+                        f"Mail from {rule.domain} must be encrypted to this intake's key "
+                        "(PGP/MIME, RFC 3156)",
+                        "not-encrypted",
+                    )
+                return Authenticated(parts.signed, PGP_VERIFIED, staff.fingerprint)
+        except mime.MimeError as exc:
+            return Refusal(550, "5.6.0", f"Malformed PGP/MIME message: {exc}", "mime")
+        if rule.policy is Policy.PGP:
+            return Refusal(
+                550,
+                "5.7.1",
+                f"Mail from {rule.domain} must be signed (PGP/MIME, RFC 3156) "
+                "with a key registered to its sender",
+                "unsigned",
+            )
+        return Authenticated(inner.raw, TLS_ONLY)
+
+
+def refused(refusal: Refusal) -> None:
+    """Count and log a refusal: the check name only, never an address or content."""
+    metrics.INTAKE_RESULTS.labels(result="refused", reason=refusal.check).inc()
+    log.warning("intake.refused", check=refusal.check, status=refusal.status)

@@ -1,0 +1,115 @@
+"""What a mail carries, as one canonical XML payload.
+
+Pure: the authenticated MIME entity in, the payload (or a Refusal) out. A
+mail carries exactly one of: a canonical XML attachment (application/xml
+or text/xml), or a plain-text form (forms.py) in its text body. The payload is then
+schema-checked here, so a sender hears about a bad document in the SMTP
+reply, not later. Reasons are redacted: they name the element and the
+check, never a value from the document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from email import policy
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+
+from gateway import schemas
+from gateway.intake import forms
+from gateway.intake.refusal import Refusal
+from gateway.schemas import SchemaViolation
+from gateway.xmlsafe import UnsafeXmlError
+
+XML_TYPES = frozenset({"application/xml", "text/xml"})
+
+
+@dataclass(frozen=True)
+class Payload:
+    xml: bytes
+    message_type: str
+    carried_as: str  # "xml-attachment" or "form"
+    in_reply_to: str | None = None
+    correlation_id: str | None = None
+
+
+def _parts(message: Message) -> list[Message]:
+    return [part for part in message.walk() if not part.is_multipart()]
+
+
+def _bytes_of(part: Message) -> bytes:
+    data = part.get_payload(decode=True)
+    return data if isinstance(data, bytes) else b""
+
+
+def payload_of(content: bytes, received_at: datetime, agency: str) -> Payload | Refusal:
+    """The canonical payload the authenticated entity carries."""
+    message = BytesParser(policy=policy.default).parsebytes(content)
+    assert isinstance(message, EmailMessage)
+    parts = _parts(message)
+    xml_parts = [p for p in parts if p.get_content_type() in XML_TYPES]
+    if len(xml_parts) > 1:
+        return Refusal(
+            550, "5.6.0", "Send one canonical XML document per mail, not several", "xml-count"
+        )
+    if xml_parts:
+        return checked(_bytes_of(xml_parts[0]), "xml-attachment")
+    text = next((p for p in parts if p.get_content_type() == "text/plain"), None)
+    if text is not None:
+        body = _text_of(text)
+        if forms.is_form(body):
+            return _form(body, received_at, agency)
+    return Refusal(
+        550,
+        "5.6.0",
+        "The mail carries neither a canonical XML attachment (application/xml) nor a form "
+        "(a text body starting 'Form: Referral' or 'Form: InformationResponse')",
+        "no-payload",
+    )
+
+
+def _text_of(part: Message) -> str:
+    charset = part.get_content_charset() or "us-ascii"
+    try:
+        return _bytes_of(part).decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        return _bytes_of(part).decode("utf-8", errors="replace")
+
+
+def _form(body: str, received_at: datetime, agency: str) -> Payload | Refusal:
+    try:
+        filled = forms.fill(body, received_at, agency)
+    except forms.FormError as exc:
+        return Refusal(550, "5.6.0", f"Form field {exc.field}: {exc.problem}", "form-field")
+    payload = checked(filled.xml, "form")
+    if isinstance(payload, Refusal):
+        return payload
+    return replace(payload, in_reply_to=filled.in_reply_to, correlation_id=filled.correlation_id)
+
+
+def checked(xml: bytes, carried_as: str) -> Payload | Refusal:
+    """Schema-check a payload; the refusal names the element and check, no values."""
+    try:
+        root = schemas.validate(xml, carried_as)
+    except SchemaViolation as exc:
+        return Refusal(
+            550,
+            "5.6.0",
+            f"The document fails its schema: {_one_line(exc.redacted())}",
+            "payload-schema",
+        )
+    except UnsafeXmlError as exc:
+        return Refusal(
+            550,
+            "5.6.0",
+            f"The document is not well-formed, safe XML: {_one_line(str(exc))}",
+            "payload-unsafe",
+        )
+    return Payload(xml, schemas.message_type(root), carried_as)
+
+
+def _one_line(text: str) -> str:
+    """SMTP replies are single lines; keep them short."""
+    flat = " / ".join(line.strip() for line in text.splitlines() if line.strip())
+    return flat if len(flat) <= 300 else flat[:297] + "..."

@@ -1,0 +1,123 @@
+"""What `mash-gateway init` creates for the intake: a dev TLS pair and the gateway keyring.
+
+Also the secret that tags reply-token addresses. Development material
+only: a self-signed certificate (production uses a
+certificate from the organisation's CA, named in ``[intake] tls_cert``).
+The private key is created 0600 and the GnuPG home 0700, never chmod-ed
+afterwards. The gateway's public PGP key is exported next to the keys, for
+senders to encrypt to.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import shutil
+import subprocess
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import gnupg
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from gateway.intake.config import IntakeConfig
+from gateway.intake.pgp import usable_home
+
+VALIDITY = timedelta(days=365)
+PUBLIC_KEY_NAME = "intake-pgp-public.asc"
+
+
+def create(config: IntakeConfig, public_dir: Path, now: datetime, replace: bool) -> str:
+    """Write the TLS pair and the keyring; returns the gateway's PGP fingerprint."""
+    if replace:
+        for old in (config.tls_cert, config.tls_key, config.reply_key):
+            old.unlink(missing_ok=True)
+        shutil.rmtree(config.gnupg_home, ignore_errors=True)
+    write_tls_pair(config, now)
+    write_reply_key(config)
+    return create_keyring(config, public_dir)
+
+
+def write_reply_key(config: IntakeConfig) -> None:
+    """The secret that tags reply-token addresses (tokens.py), 0600."""
+    config.reply_key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(config.reply_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secrets.token_bytes(32))
+
+
+def write_tls_pair(config: IntakeConfig, now: datetime) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, config.hostname)])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName(config.hostname),
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    config.tls_key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(config.tls_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    config.tls_cert.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config.tls_cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+
+
+def create_keyring(config: IntakeConfig, public_dir: Path) -> str:
+    """A fresh GnuPG home (0700) with the gateway key: Ed25519 signing, Curve25519 encryption."""
+    config.gnupg_home.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config.gnupg_home.mkdir(mode=0o700)
+    gpg = gnupg.GPG(gnupghome=str(usable_home(config.gnupg_home)))
+    request = gpg.gen_key_input(
+        key_type="EDDSA",
+        key_curve="ed25519",
+        subkey_type="ECDH",
+        subkey_curve="cv25519",
+        name_real="MASH secure-mail intake",
+        name_email=f"intake@{config.hostname}",
+        expire_date="1y",
+        no_protection=True,
+    )
+    key = gpg.gen_key(request)
+    if not key.fingerprint:
+        raise RuntimeError(f"gpg could not create the intake key: {key.stderr.strip()[-200:]}")
+    public_dir.mkdir(parents=True, exist_ok=True)
+    (public_dir / PUBLIC_KEY_NAME).write_text(gpg.export_keys(key.fingerprint), encoding="ascii")
+    stop_agent(usable_home(config.gnupg_home))
+    return str(key.fingerprint)
+
+
+def stop_agent(home: Path) -> None:
+    """Generating the key started a gpg-agent for ``home``; the intake starts its own when it
+    runs, so init leaves no process behind."""
+    gpgconf = shutil.which("gpgconf")
+    if gpgconf is not None:
+        subprocess.run(  # noqa: S603 - a fixed program, our own home, no shell
+            [gpgconf, "--homedir", str(home), "--kill", "gpg-agent"],
+            check=False,
+            capture_output=True,
+            timeout=30,
+        )

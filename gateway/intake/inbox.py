@@ -1,0 +1,146 @@
+"""The inbox of an e-mail-only agency, taken by the intake: notices go back out by mail.
+
+When a domain's rule says ``inbox = true`` the agency has no system of its
+own, so the intake is its edge consumer. A NonDelivery or a negative
+receipt for a mail the intake accepted becomes a non-delivery mail to the
+person who sent it (encrypted to their pinned key when the mail was
+PGP-signed), or, when the intake no longer remembers the sender (after a
+restart), to the agency's registered contacts; it carries ids and check
+names only. Positive receipts need no mail: the acknowledgement said so.
+An InformationRequest is mailed to the agency's contacts (PGP-encrypted to
+every pinned staff key for a `pgp` domain, TLS-only otherwise), with the
+request attached, the answer form pre-filled, and a reply-token Reply-To
+address (tokens.py) that makes the answer an InformationResponse to it.
+A reminder or escalation (Escalation) is mailed to the contacts the same
+way. Anything else cannot be mailed: it is not handed over, so the edge
+redelivers it and, past the inbox's delivery limit, RabbitMQ quarantines it.
+It is never lost or falsely receipted.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from gateway.edge import Delivered
+from gateway.errors import GatewayError
+from gateway.intake import replies, tokens
+from gateway.intake.acceptance import Acceptance
+from gateway.intake.bounces import bounce_of
+from gateway.intake.config import DomainRule, Policy
+from gateway.intake.mailer import Mailer
+from gateway.intake.reminders import reminder_mail
+
+log = structlog.get_logger("gateway.intake.inbox")
+
+
+class NotMailable(GatewayError):
+    """A message type the intake cannot deliver by mail (yet)."""
+
+
+class NoticeInbox:
+    def __init__(
+        self,
+        rule: DomainRule,
+        contacts: tuple[str, ...],
+        acceptance: Acceptance,
+        mailer: Mailer,
+        reply_key: bytes | None,
+    ) -> None:
+        self.rule = rule
+        self.agency = rule.agency
+        self.contacts = contacts
+        self.acceptance = acceptance
+        self.mailer = mailer
+        self.reply_key = reply_key
+
+    async def __call__(self, delivered: Delivered) -> None:
+        fields = delivered.header.fields
+        if fields.message_type == "DeliveryReceipt" and fields.receipt_outcome == "positive":
+            return
+        if fields.message_type == "InformationRequest":
+            await self._mail_request(delivered)
+            return
+        if fields.message_type == "Escalation":
+            await self._mail_reminder(delivered)
+            return
+        bounce = bounce_of(
+            fields.message_type,
+            delivered.payload,
+            fields.in_reply_to,
+            fields.receipt_outcome,
+            fields.receipt_check,
+        )
+        if bounce is None:
+            raise NotMailable(f"{fields.message_type} cannot be delivered by mail to {self.agency}")
+        subject, body = replies.non_delivery(bounce.message_id, bounce.check, bounce.reason)
+        entity = replies.text_entity(body)
+        sender = self.acceptance.senders.get(bounce.message_id)
+        if sender is not None:
+            keys = (sender.signer,) if sender.signer else ()
+            await self.mailer.send(sender.from_address, subject, entity, keys)
+        else:
+            for contact in self.contacts:
+                await self.mailer.send(contact, subject, entity, ())
+        log.info(
+            "intake.non_delivery_mailed",
+            message_id=bounce.message_id,
+            check=bounce.check,
+            to_sender=sender is not None,
+        )
+
+    async def _mail_request(self, delivered: Delivered) -> None:
+        """The request, to the agency's contacts, with a reply-token Reply-To for the answer."""
+        fields = delivered.header.fields
+        keys = tuple(s.fingerprint for s in self.rule.staff)
+        if (
+            self.reply_key is None
+            or not self.contacts
+            or (self.rule.policy is Policy.PGP and not keys)
+        ):
+            raise NotMailable(
+                f"InformationRequest to {self.agency}: needs a reply key, a contact address "
+                "and, for a pgp domain, a registered staff key"
+            )
+        token = tokens.ReplyToken(fields.message_id, fields.sender, self.agency)
+        reply_to = f"{tokens.local_part(self.reply_key, token)}@{self.mailer.hostname}"
+        body = replies.request_body(
+            fields.message_id, fields.correlation_id, fields.sender, fields.deadline
+        )
+        entity = replies.text_with_xml(body, delivered.payload, "request.xml")
+        encrypt_to = keys if self.rule.policy is Policy.PGP else ()
+        subject = f"Information request {fields.message_id}"
+        for contact in self.contacts:
+            await self.mailer.send(
+                contact, subject, entity, encrypt_to, reply_to, auto_submitted="auto-generated"
+            )
+        log.info(
+            "intake.request_mailed",
+            message_id=fields.message_id,
+            agency=self.agency,
+            encrypted=bool(encrypt_to),
+        )
+
+    async def _mail_reminder(self, delivered: Delivered) -> None:
+        """A reminder or escalation to the agency's contacts; it names staff, so pgp encrypts."""
+        keys = tuple(s.fingerprint for s in self.rule.staff)
+        if not self.contacts or (self.rule.policy is Policy.PGP and not keys):
+            raise NotMailable(
+                f"Escalation to {self.agency}: needs a contact address and, for a pgp domain, "
+                "a registered staff key"
+            )
+        subject, body = reminder_mail(delivered.payload, self.agency)
+        encrypt_to = keys if self.rule.policy is Policy.PGP else ()
+        for contact in self.contacts:
+            await self.mailer.send(
+                contact,
+                subject,
+                replies.text_entity(body),
+                encrypt_to,
+                auto_submitted="auto-generated",
+            )
+        log.info(
+            "intake.reminder_mailed",
+            message_id=delivered.header.fields.message_id,
+            agency=self.agency,
+            encrypted=bool(encrypt_to),
+        )

@@ -1,0 +1,93 @@
+"""The intake service: one edge per sending agency, the keyring, and the SMTP listener.
+
+Shared by `mash-gateway intake` and the integration tests, so both run the
+same wiring. Each agency that owns an allowlisted domain gets its own edge
+(its own keys and broker login): a mail from that domain is sealed and
+signed as that agency, with the assurance the mail earned. For an
+e-mail-only agency (``inbox = true``) the intake also consumes its inbox
+(inbox.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from gateway.config import AreaConfig, ConfigError
+from gateway.edge import Edge, Submission
+from gateway.envelope import HeaderFields
+from gateway.intake.acceptance import Acceptance
+from gateway.intake.config import IntakeConfig
+from gateway.intake.inbox import NoticeInbox
+from gateway.intake.mailer import Mailer
+from gateway.intake.pgp import Keyring
+from gateway.intake.server import serve
+from gateway.store import TrackingStore
+
+
+@dataclass
+class RunningIntake:
+    config: IntakeConfig
+    server: asyncio.Server
+    acceptance: Acceptance
+    edges: dict[str, Edge]
+
+    @property
+    def port(self) -> int:
+        """The bound port (the configured one, or the one picked for port 0)."""
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+
+def intake_config(config: AreaConfig) -> IntakeConfig:
+    if config.intake is None:
+        raise ConfigError(f"{config.path}: intake: missing table (the [intake] settings)")
+    return config.intake
+
+
+def read_reply_key(path: Path) -> bytes | None:
+    """The reply-token secret; None when there is none (no requests go out by mail)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return None
+    if mode & 0o077:
+        raise ConfigError(f"{path}: readable by group or others (mode {mode:04o}); chmod 600 it")
+    return path.read_bytes()
+
+
+@asynccontextmanager
+async def running_intake(config: AreaConfig, store: TrackingStore) -> AsyncIterator[RunningIntake]:
+    settings = intake_config(config)
+    keyring = Keyring(settings.gnupg_home)
+    async with AsyncExitStack() as stack:
+        edges: dict[str, Edge] = {}
+        for agency in sorted({rule.agency for rule in settings.domains}):
+            edges[agency] = await stack.enter_async_context(Edge(config, agency, store))
+
+        async def submit(agency: str, submission: Submission, assurance: str) -> HeaderFields:
+            return await edges[agency].submit(replace(submission, assurance=assurance))
+
+        acceptance = Acceptance(settings, keyring, submit)
+        mailer = (
+            Mailer(settings.relay, settings.hostname, keyring)
+            if settings.relay is not None
+            else None
+        )
+        reply_key = read_reply_key(settings.reply_key)
+        for rule in settings.domains:
+            if rule.inbox and mailer is not None:
+                contacts = config.registry.agency(rule.agency).contacts
+                await edges[rule.agency].consume(
+                    NoticeInbox(rule, contacts, acceptance, mailer, reply_key)
+                )
+        server = await serve(settings, acceptance, mailer, reply_key)
+        try:
+            yield RunningIntake(settings, server, acceptance, edges)
+        finally:
+            server.close()
+            await server.wait_closed()

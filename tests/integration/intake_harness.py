@@ -1,0 +1,340 @@
+"""The real intake on a real exchange, and senders with real gpg keys, for the intake tests.
+
+Key generation is the slow part, so the senders' keys are made once per
+session (``people``). Each test gets a fresh area (and so a fresh gateway
+PGP key); the pinned and unpinned public keys are imported into it. GnuPG
+homes live in short /tmp directories: gpg-agent's socket path must stay
+under 108 characters, which pytest's tmp paths do not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import smtplib
+import sqlite3
+import ssl
+import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field, replace
+from email.message import EmailMessage
+from email.policy import SMTP
+from pathlib import Path
+from typing import Any
+
+import gnupg
+from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import Envelope
+
+from gateway.intake import devkeys
+from gateway.intake.config import DomainRule, Policy, Relay, Staff
+from gateway.intake.service import RunningIntake, running_intake
+from gateway.store.sqlite import SqliteStore
+from tests.integration.exchange_harness import Exchange
+
+HOST = "intake.demo.example"
+HUB = f"hub@{HOST}"
+EDUCATION = f"education@{HOST}"  # a mailbox no sharing agreement lets the senders reach
+PGP_DOMAIN = "police.demo.example"
+TLS_DOMAIN = "health.demo.example"
+OFFICER = f"pc.smith@{PGP_DOMAIN}"
+COLLEAGUE = f"ds.jones@{PGP_DOMAIN}"
+NURSE = f"nurse@{TLS_DOMAIN}"
+MAIL_ONLY_DOMAIN = "probation.demo.example"  # an e-mail-only agency: the intake takes its inbox
+PROBATION_OFFICER = f"po@{MAIL_ONLY_DOMAIN}"
+PGP_MAIL_ONLY_DOMAIN = "csc.demo.example"  # e-mail-only too, on PGP
+SOCIAL_WORKER = f"sw@{PGP_MAIL_ONLY_DOMAIN}"
+PAST = ("--faked-system-time", "20200101T000000")
+
+
+@dataclass(frozen=True)
+class Person:
+    address: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class People:
+    """Senders' keys in one GnuPG home (the senders' side of the wire)."""
+
+    home: Path
+    officer: Person  # pinned to police
+    colleague: Person  # pinned to police too (a second staff member)
+    stranger: Person  # valid key, in the gateway keyring, pinned to nobody
+    expired: Person  # pinned, but expired
+    revoked: Person  # pinned, but revoked
+    unknown: Person  # pinned, never given to the gateway
+    social_worker: Person  # pinned to csc, an e-mail-only agency on PGP
+
+    @property
+    def gpg(self) -> gnupg.GPG:
+        return gnupg.GPG(gnupghome=str(self.home))
+
+    def signing_gpg(self, signer: Person) -> gnupg.GPG:
+        """gpg signs with an expired key only on a clock from when it was valid."""
+        if signer == self.expired:
+            return gnupg.GPG(gnupghome=str(self.home), options=list(PAST))
+        return self.gpg
+
+    def pinned(self) -> tuple[Staff, ...]:
+        return tuple(
+            Staff(p.address, p.fingerprint)
+            for p in (self.officer, self.colleague, self.expired, self.revoked, self.unknown)
+        )
+
+    def known_to_gateway(self) -> tuple[Person, ...]:
+        return (
+            self.officer,
+            self.colleague,
+            self.stranger,
+            self.expired,
+            self.revoked,
+            self.social_worker,
+        )
+
+
+def short_home(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+def drop_home(home: Path) -> None:
+    """Stop the gpg-agent this home started (ours, by its home), then remove it."""
+    subprocess.run(
+        ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False, capture_output=True
+    )
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def _new_key(gpg: gnupg.GPG, address: str, expire: str = "1y") -> Person:
+    request = gpg.gen_key_input(
+        key_type="EDDSA",
+        key_curve="ed25519",
+        subkey_type="ECDH",
+        subkey_curve="cv25519",
+        name_real=address.split("@")[0],
+        name_email=address,
+        expire_date=expire,
+        no_protection=True,
+    )
+    key = gpg.gen_key(request)
+    assert key.fingerprint, key.stderr
+    return Person(address, str(key.fingerprint))
+
+
+@contextmanager
+def made_people() -> Iterator[People]:
+    home = short_home("gpgp")
+    try:
+        gpg = gnupg.GPG(gnupghome=str(home))
+        officer = _new_key(gpg, OFFICER)
+        colleague = _new_key(gpg, COLLEAGUE)
+        stranger = _new_key(gpg, f"stranger@{PGP_DOMAIN}")
+        unknown = _new_key(gpg, f"unknown@{PGP_DOMAIN}")
+        revoked = _new_key(gpg, f"revoked@{PGP_DOMAIN}")
+        # An expired key: made "in 2020" with one day of validity.
+        past = gnupg.GPG(gnupghome=str(home), options=list(PAST))
+        expired = _new_key(past, f"expired@{PGP_DOMAIN}", expire="1d")
+        social_worker = _new_key(gpg, SOCIAL_WORKER)
+        yield People(home, officer, colleague, stranger, expired, revoked, unknown, social_worker)
+    finally:
+        drop_home(home)
+
+
+def revocation_certificate(people: People) -> str:
+    """gpg writes one for every new key; the leading ':' guards it against accidental import."""
+    path = people.home / "openpgp-revocs.d" / f"{people.revoked.fingerprint}.rev"
+    return path.read_text().replace(
+        ":-----BEGIN PGP PUBLIC KEY BLOCK", "-----BEGIN PGP PUBLIC KEY BLOCK"
+    )
+
+
+def crlf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def content_with_xml(xml: bytes, note: str = "Referral attached.") -> bytes:
+    """The entity a sender signs: a short note and the canonical XML as an attachment."""
+    message = EmailMessage(policy=SMTP)
+    message.set_content(note)
+    message.add_attachment(xml, maintype="application", subtype="xml", filename="referral.xml")
+    return message.as_bytes()
+
+
+def signed(content: bytes, people: People, signer: Person) -> bytes:
+    """RFC 3156 multipart/signed over exactly ``content``."""
+    signature = people.signing_gpg(signer).sign(
+        content, keyid=signer.fingerprint, detach=True, binary=False
+    )
+    assert signature.data, signature.stderr
+    boundary = f"sig-{uuid.uuid4().hex}"
+    return (
+        (
+            "Content-Type: multipart/signed; micalg=pgp-sha256;\r\n"
+            ' protocol="application/pgp-signature";'
+            f' boundary="{boundary}"\r\n\r\n--{boundary}\r\n'
+        ).encode()
+        + content
+        + (
+            f"\r\n--{boundary}\r\n"
+            'Content-Type: application/pgp-signature; name="signature.asc"\r\n\r\n'
+        ).encode()
+        + crlf(bytes(signature.data))
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+
+def encrypted(entity: bytes, people: People, gateway_fingerprint: str) -> bytes:
+    """RFC 3156 multipart/encrypted of ``entity`` to the gateway's key."""
+    result = people.gpg.encrypt(entity, [gateway_fingerprint], always_trust=True, armor=True)
+    assert result.ok, result.stderr
+    boundary = f"enc-{uuid.uuid4().hex}"
+    return (
+        (
+            f'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";'
+            f' boundary="{boundary}"\r\n\r\n--{boundary}\r\n'
+            "Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n"
+            f"\r\n--{boundary}\r\n"
+            'Content-Type: application/octet-stream; name="encrypted.asc"\r\n\r\n'
+        ).encode()
+        + crlf(bytes(result.data))
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+
+def mail(from_address: str, entity: bytes, to: str = HUB, subject: str = "Referral") -> bytes:
+    """Outer headers, then the entity (whose own headers continue the header block)."""
+    return (
+        f"From: {from_address}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@{from_address.split('@')[1]}>\r\nMIME-Version: 1.0\r\n"
+    ).encode() + entity
+
+
+def client_tls() -> ssl.SSLContext:
+    """The tests trust the intake's self-signed development certificate by not verifying it."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def send(port: int, mail_from: str, rcpt: str, data: bytes) -> tuple[int, str]:
+    """One transaction over STARTTLS; the reply to the last command that was refused, or to DATA."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.starttls(context=client_tls())
+        client.ehlo()
+        code, reply = client.mail(mail_from)
+        if code != 250:
+            return code, reply.decode()
+        code, reply = client.rcpt(rcpt)
+        if code != 250:
+            return code, reply.decode()
+        code, reply = client.data(data)
+        return code, reply.decode()
+
+
+def send_raw_data(port: int, mail_from: str, rcpt: str, data: bytes) -> tuple[int, str]:
+    """DATA bytes exactly as given (no dot-stuffing, no line-ending repair): smuggling payloads."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.starttls(context=client_tls())
+        client.ehlo()
+        assert client.mail(mail_from)[0] == 250
+        assert client.rcpt(rcpt)[0] == 250
+        client.putcmd("data")
+        code, _ = client.getreply()
+        assert code == 354
+        client.send(data + b"\r\n.\r\n")
+        code, reply = client.getreply()
+        return code, reply.decode()
+
+
+def router_message_count(exchange: Exchange) -> int:
+    with sqlite3.connect(exchange.tmp / "router.db") as db:
+        return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+
+@dataclass
+class RelaySink:
+    """A relay that keeps what it is given: (envelope sender, recipients, raw bytes)."""
+
+    port: int = 0
+    mails: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
+        self.mails.append(
+            (envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b"")
+        )
+        return "250 2.0.0 Kept"
+
+
+@asynccontextmanager
+async def relay_sink(cert: Path, key: Path) -> AsyncIterator[RelaySink]:
+    """A real SMTP relay on a free port that requires STARTTLS (with the given certificate)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    sink = RelaySink()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTPServer(sink, tls_context=context, require_starttls=True, decode_data=False),
+        "127.0.0.1",
+        0,
+    )
+    sink.port = server.sockets[0].getsockname()[1]
+    try:
+        yield sink
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@asynccontextmanager
+async def intake_on(
+    exchange: Exchange, people: People, relay_port: int | None = None
+) -> AsyncIterator[tuple[RunningIntake, str]]:
+    """The intake on the exchange's area, listening on a free port; yields it and its PGP key."""
+    assert exchange.config.intake is not None
+    home = short_home("gpgi")
+    relay = None
+    if relay_port is not None:
+        relay = Relay(
+            "127.0.0.1", relay_port, True, f"mash-intake@{HOST}", exchange.config.intake.tls_cert
+        )
+    try:
+        settings = replace(
+            exchange.config.intake,
+            port=0,
+            mailboxes=frozenset({"hub", "education"}),
+            relay=relay,
+            gnupg_home=home / "gnupg",
+            domains=(
+                DomainRule(PGP_DOMAIN, "police", Policy.PGP, people.pinned()),
+                DomainRule(TLS_DOMAIN, "health", Policy.TLS, ()),
+                DomainRule(MAIL_ONLY_DOMAIN, "probation", Policy.TLS, (), inbox=relay is not None),
+                DomainRule(
+                    PGP_MAIL_ONLY_DOMAIN,
+                    "csc",
+                    Policy.PGP,
+                    (Staff(SOCIAL_WORKER, people.social_worker.fingerprint),),
+                    inbox=relay is not None,
+                ),
+            ),
+        )
+        fingerprint = devkeys.create_keyring(settings, home / "public")
+        gateway = gnupg.GPG(gnupghome=str(settings.gnupg_home))
+        exported = people.gpg.export_keys([p.fingerprint for p in people.known_to_gateway()])
+        assert gateway.import_keys(exported).count == len(people.known_to_gateway())
+        assert gateway.import_keys(revocation_certificate(people)).results
+        people.gpg.import_keys(gateway.export_keys(fingerprint))
+        store = SqliteStore(str(exchange.tmp / "intake.db"))
+        await store.open()
+        try:
+            config = replace(exchange.config, intake=settings)
+            async with running_intake(config, store) as running:
+                yield running, fingerprint
+        finally:
+            await store.close()
+    finally:
+        await asyncio.to_thread(drop_home, home)

@@ -1,0 +1,647 @@
+"""The secure-mail intake over real sockets: real SMTP clients, real gpg keys, the real exchange.
+
+Every refused case asserts the reply code, the enhanced status and reason,
+and that nothing reached the exchange (the router recorded no new message
+and the hub's inbox got nothing). Every accepted case asserts the message
+reached the hub's edge with the assurance the mail earned, that the hub's
+receipt came back to the sending agency, and that the sender was mailed an
+acknowledgement. One exchange and intake serve the whole module (setting
+them up is most of the cost); the checks compare against a baseline taken
+at the start of each test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default
+
+import aio_pika
+import pytest
+import pytest_asyncio
+
+from gateway import keystore, notices
+from gateway.broker import topology
+from gateway.broker.publisher import publish
+from gateway.broker.vhost import BrokerAdmin
+from gateway.clock import utc_now
+from gateway.deadlines import EscalationContact
+from gateway.edge import Delivered, Submission
+from gateway.envelope import HeaderFields, recipient_keys, seal_bytes
+from gateway.intake.service import RunningIntake
+from gateway.lifecycle import State
+from gateway.metrics import REGISTRY
+from gateway.resources import schemas_dir
+from tests.integration.conftest import AMQP_URL
+from tests.integration.exchange_harness import Exchange, eventually, running_exchange
+from tests.integration.intake_harness import (
+    EDUCATION,
+    HOST,
+    HUB,
+    NURSE,
+    OFFICER,
+    PROBATION_OFFICER,
+    People,
+    RelaySink,
+    client_tls,
+    content_with_xml,
+    encrypted,
+    intake_on,
+    made_people,
+    mail,
+    relay_sink,
+    router_message_count,
+    send,
+    send_raw_data,
+    signed,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+UPN = b'<Identifier scheme="upn">B801200005001</Identifier>'
+# The school's example referral; police and health may not pass on the child's UPN.
+REFERRAL = (schemas_dir() / "examples" / "valid" / "referral.xml").read_bytes().replace(UPN, b"")
+DECISION = (schemas_dir() / "examples" / "valid" / "decision.xml").read_bytes()
+REQUEST = (schemas_dir() / "examples" / "valid" / "information-request.xml").read_bytes()
+
+
+def response_form(request_id: str, extra: str = "") -> bytes:
+    form = (
+        "Form: InformationResponse\r\n"
+        f"Request-Id: {request_id}\r\n{extra}"
+        "Responder-Name: Chris Doe\r\nResponder-Role: Named nurse\r\n"
+        "Purpose: child-safeguarding\r\nLawful-Basis: uk-gdpr-9-2-h-dpa-sch1-2\r\n"
+        "Consent: given\r\nNecessary-And-Proportionate: Only what was asked.\r\n"
+        "Systems-Searched: Maternity system\r\n"
+        "Release-Condition: hub-only\r\n"
+    )
+    return ("Content-Type: text/plain; charset=us-ascii\r\n\r\n" + form).encode()
+
+
+@pytest.fixture(scope="session")
+def people() -> Iterator[People]:
+    with made_people() as made:
+        yield made
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def exchange(
+    broker_admin: BrokerAdmin, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Exchange]:
+    async with running_exchange(
+        broker_admin, AMQP_URL, tmp_path_factory.mktemp("intake")
+    ) as running:
+        await running.edge("hub")
+        await running.edge("police")
+        await running.edge("health")
+        yield running
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def relay(exchange: Exchange) -> AsyncIterator[RelaySink]:
+    assert exchange.config.intake is not None
+    async with relay_sink(exchange.config.intake.tls_cert, exchange.config.intake.tls_key) as sink:
+        yield sink
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def intake(
+    exchange: Exchange, people: People, relay: RelaySink
+) -> AsyncIterator[tuple[RunningIntake, str]]:
+    async with intake_on(exchange, people, relay.port) as running:
+        yield running
+
+
+def pgp_mail(
+    people: People, gateway: str, signer: str = OFFICER, from_address: str = OFFICER
+) -> bytes:
+    person = next(p for p in (*people.known_to_gateway(), people.unknown) if p.address == signer)
+    return mail(
+        from_address, encrypted(signed(content_with_xml(REFERRAL), people, person), people, gateway)
+    )
+
+
+_baseline: dict[str, int] = {}
+
+
+@pytest_asyncio.fixture(loop_scope="module", autouse=True)
+async def baseline(exchange: Exchange) -> None:
+    """What the router and the hub had when the test started, once an earlier test's
+    trailing traffic (receipts) has settled."""
+    settled = (-1, -1)
+    for _ in range(50):
+        now = (router_message_count(exchange), len(exchange.inboxes["hub"].messages))
+        if now == settled:
+            break
+        settled = now
+        await asyncio.sleep(0.3)
+    _baseline["router"], _baseline["hub"] = settled
+
+
+async def nothing_reached_the_exchange(exchange: Exchange) -> None:
+    await asyncio.sleep(0.5)  # anything published would have been routed by now
+    assert router_message_count(exchange) == _baseline["router"]
+    assert len(exchange.inboxes["hub"].messages) == _baseline["hub"]
+
+
+def intake_results(result: str, reason: str) -> float:
+    labels = {"result": result, "reason": reason}
+    return REGISTRY.get_sample_value("mash_gateway_intake_results_total", labels) or 0.0
+
+
+def delivered_to_hub(exchange: Exchange, message_id: str) -> list[Delivered]:
+    return [m for m in exchange.inboxes["hub"].messages if m.header.fields.message_id == message_id]
+
+
+def acknowledgements(relay: RelaySink, address: str) -> list[bytes]:
+    """What the relay was given for ``address``, sent by the intake."""
+    return [
+        raw
+        for sender, to, raw in relay.mails
+        if sender == f"mash-intake@{HOST}" and to == [address]
+    ]
+
+
+async def refused_with(
+    exchange: Exchange, reply: tuple[int, str], code: int, status: str, words: str
+) -> None:
+    assert reply[0] == code, reply
+    assert reply[1].startswith(status), reply
+    assert words in reply[1], reply
+    await nothing_reached_the_exchange(exchange)
+
+
+async def test_signed_and_encrypted_mail_is_delivered_receipted_and_acknowledged(
+    exchange: Exchange, intake: tuple[RunningIntake, str], people: People, relay: RelaySink
+) -> None:
+    running, gateway = intake
+    code, reply = await asyncio.to_thread(
+        send, running.port, OFFICER, HUB, pgp_mail(people, gateway)
+    )
+    assert code == 250, reply
+    assert reply.startswith("2.0.0 Accepted as Referral") and "(pgp-verified)" in reply
+    message_id = reply.split()[4]
+
+    async def delivered_and_receipted() -> bool:
+        receipts = exchange.inboxes["police"].of_type("DeliveryReceipt")
+        return bool(delivered_to_hub(exchange, message_id)) and any(
+            r.header.fields.in_reply_to == message_id for r in receipts
+        )
+
+    await eventually(delivered_and_receipted)
+    delivered = delivered_to_hub(exchange, message_id)[0]
+    assert delivered.header.fields.sender == "police"
+    assert delivered.header.fields.assurance == "pgp-verified"
+    assert delivered.payload == REFERRAL
+
+    async def acknowledged() -> bool:
+        return bool(acknowledgements(relay, OFFICER))
+
+    await eventually(acknowledged)
+    # Encrypted to the officer's pinned key: the id is only in the (encrypted) body.
+    raw = acknowledgements(relay, OFFICER)[-1]
+    plaintext = people.gpg.decrypt(raw.split(b"application/octet-stream", 1)[1]).data
+    assert f"Message id: {message_id}".encode() in plaintext
+    assert b"multipart/encrypted" in raw and f"Message id: {message_id}".encode() not in raw
+
+
+async def test_tls_domain_mail_is_delivered_at_lower_assurance_and_acknowledged(
+    exchange: Exchange, intake: tuple[RunningIntake, str], relay: RelaySink
+) -> None:
+    running, _ = intake
+    code, reply = await asyncio.to_thread(
+        send, running.port, NURSE, HUB, mail(NURSE, content_with_xml(REFERRAL))
+    )
+    assert code == 250 and "(tls-only)" in reply, reply
+    message_id = reply.split()[4]
+
+    async def delivered() -> bool:
+        return bool(delivered_to_hub(exchange, message_id))
+
+    await eventually(delivered)
+    fields = delivered_to_hub(exchange, message_id)[0].header.fields
+    assert (fields.sender, fields.assurance) == ("health", "tls-only")
+
+    async def acknowledged() -> bool:
+        return any(message_id.encode() in raw for raw in acknowledgements(relay, NURSE))
+
+    await eventually(acknowledged)
+
+
+async def test_a_form_answer_becomes_a_response_to_the_request(
+    exchange: Exchange, intake: tuple[RunningIntake, str]
+) -> None:
+    running, _ = intake
+    request = await exchange.edges["hub"].submit(Submission(REQUEST, ("health",)))
+
+    async def requested() -> bool:
+        return bool(exchange.inboxes["health"].of_type("InformationRequest"))
+
+    await eventually(requested)
+    form = response_form(request.message_id, f"Case-Id: {request.correlation_id}\r\n")
+    data = mail(NURSE, form, subject="Re: information request")
+    code, reply = await asyncio.to_thread(send, running.port, NURSE, HUB, data)
+    assert code == 250 and "Accepted as InformationResponse" in reply, reply
+
+    message_id = reply.split()[4]
+
+    async def answered() -> bool:
+        return bool(delivered_to_hub(exchange, message_id))
+
+    await eventually(answered)
+    fields = delivered_to_hub(exchange, message_id)[0].header.fields
+    assert (fields.in_reply_to, fields.correlation_id) == (
+        request.message_id,
+        request.correlation_id,
+    )
+    assert fields.assurance == "tls-only"
+
+
+async def test_a_form_with_an_invalid_field_is_refused_naming_it(
+    exchange: Exchange, intake: tuple[RunningIntake, str]
+) -> None:
+    running, _ = intake
+    data = mail(NURSE, response_form("6f1c2b1e-8f0a-4c47-9d55-6c1f0b7d2a10", "Rag: Red\r\n"))
+    reply = await asyncio.to_thread(send, running.port, NURSE, HUB, data)
+    await refused_with(exchange, reply, 550, "5.6.0", "Form field Rag: unknown field")
+
+
+async def test_a_mail_the_router_refuses_after_acceptance_gets_a_non_delivery_mail(
+    exchange: Exchange, intake: tuple[RunningIntake, str], relay: RelaySink
+) -> None:
+    """No sharing agreement lets probation refer to education: accepted, then refused."""
+    running, _ = intake
+    data = mail(PROBATION_OFFICER, content_with_xml(REFERRAL), to=EDUCATION)
+    code, reply = await asyncio.to_thread(send, running.port, PROBATION_OFFICER, EDUCATION, data)
+    assert code == 250 and "Accepted as Referral" in reply, reply
+    message_id = reply.split()[4]
+
+    def bounces() -> list[bytes]:
+        return [
+            raw for raw in acknowledgements(relay, PROBATION_OFFICER) if b"Not delivered" in raw
+        ]
+
+    async def bounced() -> bool:
+        return bool(bounces())
+
+    await eventually(bounced)
+    assert f"Message id: {message_id}".encode() in bounces()[0]
+    assert b"Failed check: policy" in bounces()[0]
+    assert b"no agreement lets probation send Referral to education" in bounces()[0]
+
+
+async def test_a_document_without_purpose_or_lawful_basis_is_refused(
+    exchange: Exchange, intake: tuple[RunningIntake, str]
+) -> None:
+    running, _ = intake
+    data = mail(NURSE, content_with_xml(DECISION), subject="Decision")
+    reply = await asyncio.to_thread(send, running.port, NURSE, HUB, data)
+    await refused_with(exchange, reply, 550, "5.6.0", "state a purpose and at least one lawful")
+
+
+def _fill_in(mailed: bytes) -> tuple[str, bytes]:
+    """The Reply-To of a mailed request, and a reply with its pre-filled form completed."""
+    message = BytesParser(policy=default).parsebytes(mailed)
+    assert isinstance(message, EmailMessage)
+    text = next(p for p in message.walk() if p.get_content_type() == "text/plain")
+    form = text.get_content()[text.get_content().index("Form: InformationResponse") :]
+    answers = {
+        "Responder-Name:": "Jo Bloggs",
+        "Responder-Role:": "Probation officer",
+        "Purpose:": "child-safeguarding",
+        "Lawful-Basis:": "uk-gdpr-6-1-e",
+        "Consent:": "not-sought",
+        "Consent-Reason:": "Seeking consent would prejudice the enquiry.",
+        "Necessary-And-Proportionate:": "Only what the request asks.",
+        "Systems-Searched:": "nDelius",
+        "Release-Condition:": "hub-only",
+    }
+    lines = []
+    for line in form.splitlines():
+        field = line.split()[0] if line.split() else ""
+        lines.append(f"{field} {answers[field]}" if field in answers else line)
+    body = "\r\n".join(lines) + "\r\n"
+    entity = b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + body.encode()
+    return str(message["Reply-To"]), entity
+
+
+async def test_an_emailed_request_is_answered_through_its_reply_address(
+    exchange: Exchange, intake: tuple[RunningIntake, str], relay: RelaySink
+) -> None:
+    """The e-mail-only agency round trip: request out by mail, answer in by mail, correlated."""
+    running, _ = intake
+    request = await exchange.edges["hub"].submit(Submission(REQUEST, ("probation",)))
+    contact = "pdu@probation.demo.example"
+
+    def mailed() -> list[bytes]:
+        return [
+            raw for raw in acknowledgements(relay, contact) if request.message_id.encode() in raw
+        ]
+
+    async def requested() -> bool:
+        return bool(mailed())
+
+    await eventually(requested)
+    raw = mailed()[0]
+    assert b'filename="request.xml"' in raw
+    reply_to, answer = _fill_in(raw)
+    assert reply_to.startswith("reply+") and reply_to.endswith(f"@{HOST}")
+
+    # The reply address is only good for the agency the request went to.
+    stolen = await asyncio.to_thread(send, running.port, NURSE, reply_to, mail(NURSE, answer))
+    assert stolen[0] == 550 and stolen[1].startswith("5.1.1 This reply address"), stolen
+    local, domain = reply_to.split("@")
+    forged = f"{local[:-1]}{'b' if local.endswith('a') else 'a'}@{domain}"  # the tag altered
+    assert (await asyncio.to_thread(send, running.port, PROBATION_OFFICER, forged, b""))[0] == 550
+
+    data = mail(PROBATION_OFFICER, answer, to=reply_to, subject="Re: information request")
+    code, reply = await asyncio.to_thread(send, running.port, PROBATION_OFFICER, reply_to, data)
+    assert code == 250 and "Accepted as InformationResponse" in reply, reply
+    message_id = reply.split()[4]
+
+    async def answered() -> bool:
+        record = await exchange.router_store.message(request.message_id)
+        return bool(delivered_to_hub(exchange, message_id)) and (
+            record is not None and record.state is State.ANSWERED
+        )
+
+    await eventually(answered)
+    fields = delivered_to_hub(exchange, message_id)[0].header.fields
+    assert (fields.sender, fields.in_reply_to, fields.correlation_id) == (
+        "probation",
+        request.message_id,
+        request.correlation_id,
+    )
+
+
+async def test_a_request_to_a_pgp_agency_is_mailed_encrypted_to_its_staff_key(
+    exchange: Exchange, intake: tuple[RunningIntake, str], relay: RelaySink, people: People
+) -> None:
+    await exchange.edges["hub"].submit(Submission(REQUEST, ("csc",)))
+    contact = "front.door@csc.demo.example"
+
+    async def mailed() -> bool:
+        return bool(acknowledgements(relay, contact))
+
+    await eventually(mailed)
+    raw = acknowledgements(relay, contact)[-1]
+    assert b"multipart/encrypted" in raw and b"<InformationRequest" not in raw
+    plaintext = people.gpg.decrypt(raw.split(b"application/octet-stream", 1)[1]).data
+    assert b'filename="request.xml"' in plaintext and b"Form: InformationResponse" in plaintext
+
+
+async def test_a_reminder_for_an_email_only_agency_is_mailed(
+    exchange: Exchange, intake: tuple[RunningIntake, str], relay: RelaySink
+) -> None:
+    """An Escalation in probation's inbox, as the escalator delivers one, goes out by mail."""
+    now = utc_now()
+    overdue = str(uuid.uuid4())
+    fields = HeaderFields(
+        message_id=str(uuid.uuid4()),
+        correlation_id="CASE-REMINDER-1",
+        message_type="Escalation",
+        sender="gateway",
+        recipients=("probation",),
+        created_at=now,
+        purpose="gateway-operations",
+        lawful_bases=("uk-gdpr-6-1-e",),
+        in_reply_to=overdue,
+        rag="Amber",
+    )
+    manager = EscalationContact("MASH team manager", "hub", phone="01632 960999", name="M Lee")
+    payload = notices.escalation(
+        overdue, "CASE-REMINDER-1", "response", 1, "Amber", now, now, "probation", [manager]
+    )
+    signer = keystore.load_signing_identity(exchange.config, "gateway", now)
+    sealed = seal_bytes(
+        fields, payload, signer, recipient_keys(exchange.config.registry, ("probation",), now)
+    )
+    connection = await aio_pika.connect(exchange.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        deliver = await channel.get_exchange(topology.DELIVER_EXCHANGE, ensure=False)
+        await publish(deliver, sealed, routing_key="probation", message_id=fields.message_id)
+    contact = "pdu@probation.demo.example"
+
+    def reminders() -> list[bytes]:
+        return [raw for raw in acknowledgements(relay, contact) if overdue.encode() in raw]
+
+    async def mailed() -> bool:
+        return bool(reminders())
+
+    await eventually(mailed)
+    assert b"Reminder (level 1): probation has not yet met a response deadline" in reminders()[0]
+    assert b"M Lee, MASH team manager, hub, 01632 960999" in reminders()[0]
+
+
+def _before_starttls(port: int) -> list[tuple[int, bytes]]:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo()
+        return [client.mail(NURSE), client.docmd("AUTH", "PLAIN AGFsaWNlAHNlY3JldA==")]
+
+
+async def test_mail_and_auth_before_starttls_are_refused(
+    exchange: Exchange, intake: tuple[RunningIntake, str]
+) -> None:
+    running, _ = intake
+    replies = await asyncio.to_thread(_before_starttls, running.port)
+    for code, reply in replies:
+        assert code == 530 and reply.startswith(b"5.7.0 Must issue a STARTTLS"), reply
+    await nothing_reached_the_exchange(exchange)
+
+
+async def test_swaks_without_tls_is_refused_and_with_tls_relaying_is_refused(
+    exchange: Exchange, intake: tuple[RunningIntake, str]
+) -> None:
+    running, _ = intake
+    server = f"127.0.0.1:{running.port}"
+    plain = await asyncio.create_subprocess_exec(
+        "swaks",
+        "--server",
+        server,
+        "--from",
+        NURSE,
+        "--to",
+        HUB,
+        "--timeout",
+        "10",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    output = (await plain.communicate())[0].decode()
+    assert plain.returncode != 0 and "530 5.7.0 Must issue a STARTTLS" in output, output
+    relay = await asyncio.create_subprocess_exec(
+        "swaks",
+        "--server",
+        server,
+        "--tls",
+        "--from",
+        NURSE,
+        "--to",
+        "someone@elsewhere.example",
+        "--timeout",
+        "10",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    output = (await relay.communicate())[0].decode()
+    assert relay.returncode != 0 and "550 5.7.1 Relaying denied" in output, output
+    await nothing_reached_the_exchange(exchange)
+
+
+async def test_relay_to_a_foreign_domain_is_refused(
+    exchange: Exchange, intake: tuple[RunningIntake, str]
+) -> None:
+    running, _ = intake
+    reply = await asyncio.to_thread(
+        send, running.port, NURSE, "victim@elsewhere.example", mail(NURSE, b"\r\nhello\r\n")
+    )
+    await refused_with(exchange, reply, 550, "5.7.1", "Relaying denied")
+
+
+async def test_unknown_mailbox_is_refused(
+    exchange: Exchange, intake: tuple[RunningIntake, str]
+) -> None:
+    running, _ = intake
+    reply = await asyncio.to_thread(
+        send, running.port, NURSE, "nobody@intake.demo.example", mail(NURSE, b"\r\nhello\r\n")
+    )
+    await refused_with(exchange, reply, 550, "5.1.1", "No such mailbox")
+
+
+async def test_unlisted_sender_domain_is_refused(
+    exchange: Exchange, intake: tuple[RunningIntake, str]
+) -> None:
+    running, _ = intake
+    sender = "someone@gmail.example"
+    reply = await asyncio.to_thread(send, running.port, sender, HUB, mail(sender, b"\r\nhi\r\n"))
+    await refused_with(exchange, reply, 550, "5.7.1", "not on this intake's allowlist")
+
+
+async def test_unsigned_mail_from_a_pgp_domain_is_refused(
+    exchange: Exchange, intake: tuple[RunningIntake, str]
+) -> None:
+    running, _ = intake
+    reply = await asyncio.to_thread(
+        send, running.port, OFFICER, HUB, mail(OFFICER, content_with_xml(REFERRAL))
+    )
+    await refused_with(exchange, reply, 550, "5.7.1", "must be signed")
+
+
+async def test_valid_but_unpinned_key_is_refused(
+    exchange: Exchange, intake: tuple[RunningIntake, str], people: People
+) -> None:
+    running, gateway = intake
+    data = pgp_mail(people, gateway, signer=people.stranger.address, from_address=OFFICER)
+    before = intake_results("refused", "key-unpinned")
+    reply = await asyncio.to_thread(send, running.port, OFFICER, HUB, data)
+    await refused_with(exchange, reply, 550, "5.7.1", "not registered to a staff member of police")
+    assert intake_results("refused", "key-unpinned") == before + 1
+
+
+async def test_from_not_matching_the_signer_is_refused(
+    exchange: Exchange, intake: tuple[RunningIntake, str], people: People
+) -> None:
+    running, gateway = intake
+    colleague = people.colleague.address
+    data = pgp_mail(people, gateway, signer=OFFICER, from_address=colleague)
+    reply = await asyncio.to_thread(send, running.port, colleague, HUB, data)
+    await refused_with(exchange, reply, 550, "5.7.1", "does not match the address registered")
+
+
+@pytest.mark.parametrize(
+    ("who", "check"),
+    [("expired", "has expired"), ("revoked", "has been revoked"), ("unknown", "is unknown")],
+)
+async def test_expired_revoked_and_unknown_keys_are_refused(
+    exchange: Exchange, intake: tuple[RunningIntake, str], people: People, who: str, check: str
+) -> None:
+    running, gateway = intake
+    person = getattr(people, who)
+    data = mail(
+        person.address,
+        encrypted(signed(content_with_xml(REFERRAL), people, person), people, gateway),
+    )
+    reply = await asyncio.to_thread(send, running.port, person.address, HUB, data)
+    await refused_with(exchange, reply, 550, "5.7.5", check)
+
+
+async def test_tampered_signed_part_is_refused(
+    exchange: Exchange, intake: tuple[RunningIntake, str], people: People
+) -> None:
+    running, gateway = intake
+    entity = signed(content_with_xml(REFERRAL), people, people.officer)
+    tampered = entity.replace(b"Referral attached.", b"Referral attacked.")
+    assert tampered != entity
+    data = mail(OFFICER, encrypted(tampered, people, gateway))
+    reply = await asyncio.to_thread(send, running.port, OFFICER, HUB, data)
+    await refused_with(exchange, reply, 550, "5.7.7", "altered after signing")
+
+
+@pytest.mark.parametrize(
+    ("payload", "found"),
+    [
+        (b"\r\nfirst\n.\nMAIL FROM:<x@police.demo.example>\r\n", "bare LF"),
+        (b"\r\nfirst\r.\rsecond\r\n", "bare CR"),
+    ],
+)
+async def test_smuggling_payloads_are_refused(
+    exchange: Exchange, intake: tuple[RunningIntake, str], payload: bytes, found: str
+) -> None:
+    running, _ = intake
+    data = f"From: {NURSE}\r\nTo: {HUB}\r\nSubject: x\r\n".encode() + payload
+    reply = await asyncio.to_thread(send_raw_data, running.port, NURSE, HUB, data)
+    await refused_with(exchange, reply, 550, "5.6.0", found)
+
+
+async def test_oversize_mail_is_refused(
+    exchange: Exchange, intake: tuple[RunningIntake, str]
+) -> None:
+    running, _ = intake
+    limit = running.config.max_message_bytes
+    body = (b"x" * 76 + b"\r\n") * (limit // 78 + 10)
+    before = intake_results("refused", "size")
+    reply = await asyncio.to_thread(send, running.port, NURSE, HUB, mail(NURSE, b"\r\n" + body))
+    await refused_with(exchange, reply, 552, "5.3.4", "Message too big")
+    assert intake_results("refused", "size") == before + 1
+
+
+async def _hello(port: int) -> bytes:
+    """One SMTP session over STARTTLS with asyncio streams: EHLO, STARTTLS, EHLO, NOOP, QUIT."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def reply() -> bytes:
+        while (line := await reader.readline())[3:4] == b"-":
+            pass
+        return line
+
+    try:
+        assert (await reply()).startswith(b"220")
+        writer.write(b"EHLO client.example\r\n")
+        assert (await reply()).startswith(b"250")
+        writer.write(b"STARTTLS\r\n")
+        assert (await reply()).startswith(b"220")
+        await writer.start_tls(client_tls())
+        writer.write(b"EHLO client.example\r\n")
+        assert (await reply()).startswith(b"250")
+        writer.write(b"NOOP\r\n")
+        answer = await reply()
+        writer.write(b"QUIT\r\n")
+        await reply()
+        return answer[:3]
+    finally:
+        writer.close()
+
+
+async def test_two_hundred_concurrent_connections_are_handled(
+    exchange: Exchange, intake: tuple[RunningIntake, str]
+) -> None:
+    running, _ = intake
+    assert running.config.max_connections >= 200
+    answers = await asyncio.gather(*(_hello(running.port) for _ in range(200)))
+    assert answers == [b"250"] * 200
