@@ -1,4 +1,4 @@
-"""A plain (non-editable) install ships the schemas and finds them."""
+"""A plain (non-editable) install ships the schemas and the agency profiles, and finds them."""
 
 import subprocess
 import sys
@@ -10,42 +10,57 @@ import pytest
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+PROFILES = ("police", "education", "csc", "probation", "health")
 
 
-def test_wheel_ships_schemas_and_resolves_them_when_installed(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[set[str], Path]:
+    """The wheel's file names, and a folder it is unpacked into (as site-packages would be)."""
+    tmp = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path / "dist"),
-            str(ROOT),
-        ],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp / "dist"), str(ROOT)],
         check=True,
-    )
-    (wheel,) = (tmp_path / "dist").glob("mash_gateway-*.whl")
+    )  # fmt: skip
+    (wheel,) = (tmp / "dist").glob("mash_gateway-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        names = set(archive.namelist())
-        archive.extractall(tmp_path / "site")
-    assert "gateway/_schemas/envelope-header.xsd" in names
-    assert "gateway/_schemas/examples/valid/referral.xml" in names
-    assert not any(name.endswith(".key") for name in names)
-    found = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            "-c",
-            "import sys; sys.path.insert(0, sys.argv[1]); "
-            "from gateway.resources import schemas_dir; print(schemas_dir())",
-            str(tmp_path / "site"),
-        ],
+        archive.extractall(tmp / "site")
+        return set(archive.namelist()), tmp / "site"
+
+
+def run_isolated(site: Path, code: str, *args: str) -> str:
+    """``code`` in a fresh interpreter that sees only the unpacked wheel, not this checkout."""
+    return subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, sys.argv[1]); {code}",
+         str(site), *args],
         check=True,
         capture_output=True,
         text=True,
-    ).stdout.strip()
-    assert found == str(tmp_path / "site" / "gateway" / "_schemas")
+    ).stdout.strip()  # fmt: skip
+
+
+def test_wheel_ships_schemas_and_resolves_them_when_installed(
+    installed: tuple[set[str], Path],
+) -> None:
+    names, site = installed
+    assert "gateway/_schemas/envelope-header.xsd" in names
+    assert "gateway/_schemas/examples/valid/referral.xml" in names
+    assert not any(name.endswith(".key") for name in names)
+    found = run_isolated(site, "from gateway.resources import schemas_dir; print(schemas_dir())")
+    assert found == str(site / "gateway" / "_schemas")
+
+
+def test_wheel_ships_every_profile_and_they_load_when_installed(
+    installed: tuple[set[str], Path],
+) -> None:
+    names, site = installed
+    for profile in PROFILES:
+        assert f"adapters/profiles/{profile}/profile.toml" in names
+        assert any(n.startswith(f"adapters/profiles/{profile}/samples/") for n in names)
+    loaded = run_isolated(
+        site,
+        "from adapters.profile import BUILTIN, load_profile; print(BUILTIN); "
+        "[load_profile(BUILTIN / p) for p in sys.argv[2:]]",
+        *PROFILES,
+    )
+    assert loaded == str(site / "adapters" / "profiles")

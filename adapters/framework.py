@@ -1,0 +1,149 @@
+"""Running adapters: one agency's identity, its transports each way, and its profile's mappings.
+
+An adapter logs in to the exchange as its agency (gateway.edge.Edge: the
+agency's private keys under keys/private, its broker password if
+`broker setup` issued one), takes inbound documents through its transport
+into the intake, and hands the agency's inbox to its outbound transport.
+The edge gives exactly-once hand-over and sends the receipt only after the
+outbound handler returns, so every handler returns only once the agency
+system holds the message durably, and writes are keyed by message id.
+
+``run_adapters`` is the entry point for a process that runs several (the
+`mash-gateway adapter` command, and `mash-gateway run` when it hosts them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from adapters.config import AdapterConfig
+from adapters.intake import Intake
+from adapters.ledger import Ledger
+from adapters.profile import load_profile, profile_dir
+from adapters.transports.filedrop import FileDropInbound, FileDropOutbound
+from adapters.transports.http_inbound import HttpInbound
+from adapters.transports.http_outbound import WebhookOutbound
+from adapters.transports.mesh import MeshInbound, MeshOutbound
+from gateway.config import AreaConfig, ConfigError
+from gateway.edge import Edge, Handler
+from gateway.store import TrackingStore, store_from_url
+
+log = structlog.get_logger("adapters")
+
+LEDGER_FILE = Path("state") / "adapters.db"
+
+
+class Inbound(Protocol):
+    async def start(self) -> None:
+        """Be ready to take documents (listening, folders made)."""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Take documents until ``stop`` is set."""
+
+
+def adapter_config(config: AreaConfig, agency: str) -> AdapterConfig:
+    for spec in config.adapters:
+        if spec.agency == agency:
+            return spec
+    configured = ", ".join(a.agency for a in config.adapters) or "none"
+    raise ConfigError(
+        f"{config.path}: adapters: no [[adapters]] table for {agency!r} (configured: {configured})"
+    )
+
+
+def ledger_path(config: AreaConfig) -> Path:
+    return config.base_dir / LEDGER_FILE
+
+
+@asynccontextmanager
+async def _opened(config: AreaConfig, store: TrackingStore | None) -> AsyncIterator[TrackingStore]:
+    if store is not None:
+        yield store
+        return
+    opened = store_from_url(config.store_url)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def run_adapter(
+    config: AreaConfig,
+    spec: AdapterConfig,
+    ledger: Ledger,
+    stop: asyncio.Event,
+    ready: asyncio.Event | None = None,
+    store: TrackingStore | None = None,
+) -> None:
+    """Run one adapter until ``stop`` is set; ``ready`` is set once it consumes and listens.
+
+    ``store`` is the tracking store (the area's ``[store]`` unless given).
+    """
+    profile = load_profile(profile_dir(spec.profile, config.base_dir))
+    async with _opened(config, store) as tracking, Edge(config, spec.agency, tracking) as edge:
+        intake = Intake(spec, profile, edge, ledger)
+        inbound, outbound = _transports(spec, intake, tracking)
+        try:
+            await inbound.start()
+            await edge.consume(outbound)
+            log.info("adapter.started", agency=spec.agency, transport=spec.transport)
+            if ready is not None:
+                ready.set()
+            await inbound.run(stop)
+        finally:
+            if isinstance(outbound, WebhookOutbound | MeshOutbound):
+                await outbound.close()
+
+
+def _transports(
+    spec: AdapterConfig, intake: Intake, store: TrackingStore
+) -> tuple[Inbound, Handler]:
+    if spec.transport == "filedrop" and spec.filedrop is not None:
+        return (
+            FileDropInbound(spec.filedrop, intake),
+            FileDropOutbound(spec.filedrop, intake.profile),
+        )
+    if spec.transport == "http" and spec.http is not None:
+        return (
+            HttpInbound(spec.http, intake, store),
+            WebhookOutbound(spec.http, intake.profile, spec.agency),
+        )
+    if spec.transport == "mesh" and spec.mesh is not None:
+        return (
+            MeshInbound(spec.mesh, intake),
+            MeshOutbound(
+                spec.mesh,
+                intake.profile,
+                intake.ledger,
+                intake.edge.config.private_keys_dir,
+                spec.agency,
+            ),
+        )
+    raise ConfigError(f"adapter {spec.agency}: transport {spec.transport!r} is not configured")
+
+
+async def run_adapters(config: AreaConfig, agencies: Sequence[str], stop: asyncio.Event) -> None:
+    """Run the named agencies' adapters (every configured one when none is named) until ``stop``.
+
+    If one adapter fails, the others are stopped and its error is raised.
+    """
+    specs = [adapter_config(config, a) for a in agencies] or list(config.adapters)
+    if not specs:
+        raise ConfigError(f"{config.path}: adapters: no [[adapters]] table configured")
+    ledger = Ledger(ledger_path(config))
+    try:
+        tasks = [asyncio.create_task(run_adapter(config, s, ledger, stop)) for s in specs]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        ledger.close()

@@ -1,0 +1,1 @@
+"""Transports: how an adapter meets an agency system (a folder, HTTP), each way."""

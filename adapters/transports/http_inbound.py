@@ -1,0 +1,197 @@
+"""HTTP inbound: the agency system POSTs native or canonical documents; we answer with message ids.
+
+Endpoints (aiohttp), all behind ``Authorization: Bearer <token>``
+(adapters.tokens; 401 otherwise):
+
+- ``POST /messages``: the body is a native document of a media type the
+  profile lists, or canonical XML as ``application/vnd.mash-gateway+xml``.
+  Optional headers: ``Idempotency-Key`` (a repeat with the same body returns
+  the same message ids and sends nothing; with another body it is a 409),
+  ``X-Correlation-Id`` and ``X-In-Reply-To``. Answers 202 with
+  ``{"message_ids": [...], "status": [...]}``; 413 over the size limit, 415
+  for a media type the profile does not take, 422 naming the file, line and
+  field for a document that does not map, fails the schema or breaks policy,
+  503 when the exchange did not confirm it (retry with the same key).
+- ``GET /messages/{id}``: the state and timeline of a message this agency
+  sent (ids, states, times and check names only); 404 for any other.
+
+The idempotency keys live in the adapter ledger (state/adapters.db), so a
+repeat is recognised across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import uuid
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from adapters.config import HttpSettings
+from adapters.intake import Intake, Reply, digest_of, failed
+from adapters.mapping import Canonical, Mapping
+from adapters.prepare import Refused
+from adapters.tokens import expected_digest, verify
+from gateway.keyed_locks import KeyedLocks
+from gateway.store import TrackingStore
+
+log = structlog.get_logger("adapters.http")
+
+TRANSPORT = "http"
+CANONICAL_MEDIA_TYPE = "application/vnd.mash-gateway+xml"
+MAX_KEY_LENGTH = 200
+
+
+def _problem(status: int, error: str, reason: str) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="mash-gateway"'} if status == 401 else None
+    return web.json_response({"error": error, "reason": reason}, status=status, headers=headers)
+
+
+class HttpInbound:
+    def __init__(self, settings: HttpSettings, intake: Intake, store: TrackingStore) -> None:
+        self.settings = settings
+        self.intake = intake
+        self.store = store
+        self.keys_dir = intake.edge.config.private_keys_dir
+        self._locks = KeyedLocks()
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        # aiohttp refuses a larger body itself; the margin lets our own check answer first.
+        app = web.Application(client_max_size=self.settings.max_body_bytes + 1)
+        app.router.add_post("/messages", self.post_message)
+        app.router.add_get("/messages/{message_id}", self.get_status)
+        return app
+
+    async def start(self) -> None:
+        expected_digest(self.keys_dir, self.intake.agency)  # no token issued: refuse to start
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self.settings.host, self.settings.port, ssl_context=self._tls()
+        )
+        await site.start()
+        log.info("http.listening", agency=self.intake.agency, port=self.settings.port)
+
+    def _tls(self) -> ssl.SSLContext | None:
+        """TLS 1.2 or later with the configured pair; none on loopback (config enforces it)."""
+        if self.settings.tls_cert is None or self.settings.tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(str(self.settings.tls_cert), str(self.settings.tls_key))
+        return context
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await stop.wait()
+        finally:
+            if self._runner is not None:
+                await self._runner.cleanup()
+
+    def _authorised(self, request: web.Request) -> bool:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return (
+            scheme.lower() == "bearer"
+            and bool(token)
+            and verify(self.keys_dir, self.intake.agency, token.strip())
+        )
+
+    def _mapping(self, content_type: str) -> Mapping | None:
+        if content_type == CANONICAL_MEDIA_TYPE:
+            return Canonical()
+        if content_type in self.intake.profile.media_types:
+            return self.intake.profile.inbound
+        return None
+
+    async def post_message(self, request: web.Request) -> web.Response:
+        response = await self._post(request)
+        if response.status >= 400:
+            failed(self.intake.agency, TRANSPORT, f"http-{response.status}")
+        return response
+
+    async def _post(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return _problem(401, "unauthorised", "a valid bearer token for this agency is required")
+        limit = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return _problem(413, "too-large", f"the body is over the {limit}-byte limit")
+        mapping = self._mapping(request.content_type)
+        if mapping is None:
+            accepted = ", ".join([*self.intake.profile.media_types, CANONICAL_MEDIA_TYPE])
+            return _problem(
+                415,
+                "unsupported-media-type",
+                f"{request.content_type or 'no Content-Type'} is not accepted (use {accepted})",
+            )
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _problem(413, "too-large", f"the body is over the {limit}-byte limit")
+        if len(body) > limit:
+            return _problem(413, "too-large", f"the body is over the {limit}-byte limit")
+        idempotency_key = request.headers.get("Idempotency-Key")
+        if idempotency_key is not None and not (
+            0 < len(idempotency_key) <= MAX_KEY_LENGTH and idempotency_key.isprintable()
+        ):
+            return _problem(400, "bad-idempotency-key", f"1 to {MAX_KEY_LENGTH} printable chars")
+        key = f"http:{idempotency_key}" if idempotency_key else f"http-once:{uuid.uuid4()}"
+        reply = Reply(request.headers.get("X-Correlation-Id"), request.headers.get("X-In-Reply-To"))
+        async with self._locks.hold(key):
+            return await self._send(mapping, body, key, reply)
+
+    async def _send(self, mapping: Mapping, body: bytes, key: str, reply: Reply) -> web.Response:
+        digest = digest_of(body)
+        earlier = await self.intake.sent(key)
+        if earlier is not None and earlier.digest != digest:
+            return _problem(
+                409, "idempotency-key-reused", "this Idempotency-Key was used for another body"
+            )
+        try:
+            documents = self.intake.prepare(body, "body", mapping)
+            if earlier is not None and len(earlier.message_ids) == len(documents):
+                return self._accepted(earlier.message_ids, 200)
+            ids = await self.intake.send(documents, key, digest, "body", reply)
+        except Refused as refused:
+            log.warning("request.refused", agency=self.intake.agency, stage=refused.stage)
+            return _problem(422, refused.stage, refused.reason)
+        except Exception:  # the exchange, not the document: the caller retries with its key
+            log.exception("request.failed", agency=self.intake.agency)
+            return _problem(
+                503,
+                "unavailable",
+                "the exchange did not take it; retry with the same Idempotency-Key",
+            )
+        return self._accepted(ids, 202)
+
+    @staticmethod
+    def _accepted(ids: tuple[str, ...], status: int) -> web.Response:
+        body: dict[str, Any] = {
+            "message_ids": list(ids),
+            "status": [f"/messages/{i}" for i in ids],
+        }
+        return web.json_response(body, status=status)
+
+    async def get_status(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return _problem(401, "unauthorised", "a valid bearer token for this agency is required")
+        message_id = request.match_info["message_id"]
+        record = await self.store.message(message_id)
+        if record is None or record.sender != self.intake.agency:
+            return _problem(404, "not-found", f"no message {message_id} sent by this agency")
+        timeline = await self.store.timeline(message_id)
+        return web.json_response(
+            {
+                "message_id": record.message_id,
+                "correlation_id": record.correlation_id,
+                "message_type": record.message_type,
+                "recipients": list(record.recipients),
+                "state": record.state.value,
+                "timeline": [
+                    {"state": e.state.value, "at": e.at.isoformat(), "reason": e.reason}
+                    for e in timeline
+                ],
+            }
+        )

@@ -1,0 +1,60 @@
+"""`mash-gateway adapter AGENCY...`: run agency adapters until SIGTERM or SIGINT.
+
+Each AGENCY needs an ``[[adapters]]`` table in gateway.toml (see
+adapters/config.py); with no AGENCY every configured adapter runs. A stop
+lets the file or request in hand finish. ``--issue-token`` prints a new
+HTTP bearer token for each AGENCY once (only its digest is kept) and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from adapters import tokens
+from adapters.framework import adapter_config, run_adapters
+from gateway import logs, metrics_http
+from gateway.config import AreaConfig, ConfigError, load_config
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("adapter", help="run agency adapters (file drop, HTTP)")
+    parser.add_argument("agencies", nargs="*", metavar="AGENCY", help="default: every adapter")
+    logs.add_json_argument(parser)
+    parser.add_argument(
+        "--issue-token",
+        action="store_true",
+        help="print a new HTTP bearer token for each AGENCY (the old one stops working) and exit",
+    )
+    metrics_http.add_listen_argument(parser)
+    parser.set_defaults(handler=run)
+
+
+async def serve(config: AreaConfig, agencies: list[str], metrics_listen: str | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with metrics_http.serving(metrics_http.listen_address(config, metrics_listen)):
+        await run_adapters(config, agencies, stop)
+
+
+def run(args: argparse.Namespace) -> int:
+    logs.configure(json=args.json_logs)
+    config = load_config(args.config)
+    if args.issue_token:
+        return issue_tokens(config, args.agencies)
+    asyncio.run(serve(config, args.agencies, args.metrics_listen))
+    return 0
+
+
+def issue_tokens(config: AreaConfig, agencies: list[str]) -> int:
+    if not agencies:
+        raise ConfigError("--issue-token needs the AGENCY whose token to issue")
+    for agency in agencies:
+        if adapter_config(config, agency).transport != "http":
+            raise ConfigError(f"adapter {agency}: tokens are for HTTP adapters only")
+        token = tokens.issue(config.private_keys_dir, agency)
+        print(f"{agency}: {token}")
+    return 0

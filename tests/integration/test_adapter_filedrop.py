@@ -1,0 +1,223 @@
+"""File drop adapters on the real exchange: police PPN XML and education CSV, end to end.
+
+Every bad input ends in error/ with a ``.reason`` beside it, and nothing of
+it reaches the hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from adapters.ledger import Ledger
+from adapters.profile import BUILTIN
+from gateway import metrics
+from gateway.broker.vhost import BrokerAdmin
+from gateway.clock import utc_now
+from gateway.edge import Submission
+from gateway.resources import schemas_dir
+from tests.integration.adapter_harness import add_adapter, running_adapter
+from tests.integration.conftest import AMQP_URL
+from tests.integration.exchange_harness import Exchange, eventually, running_exchange
+
+pytestmark = pytest.mark.integration
+
+PPN = (BUILTIN / "police" / "samples" / "ppn-child-domestic-abuse.xml").read_bytes()
+CFC = (BUILTIN / "education" / "samples" / "causes-for-concern.csv").read_bytes()
+REQUEST = (schemas_dir() / "examples" / "valid" / "information-request.xml").read_bytes()
+
+
+def filedrop(agency: str, profile: str) -> str:
+    return (
+        f'[[adapters]]\nagency = "{agency}"\nprofile = "{profile}"\nrecipients = ["hub"]\n'
+        f'transport = "filedrop"\n[adapters.filedrop]\nroot = "systems/{agency}"\n'
+        "poll_seconds = 0.05\n"
+    )
+
+
+@pytest.fixture
+async def exchange(broker_admin: BrokerAdmin, tmp_path: Path) -> AsyncIterator[Exchange]:
+    async with running_exchange(broker_admin, AMQP_URL, tmp_path) as running:
+        await running.edge("hub")
+        yield running
+
+
+def drop(root: Path, name: str, data: bytes) -> None:
+    """What an agency system does: write a temp name, then rename into place."""
+    temp = root / "outbox" / f"{name}.tmp"
+    temp.write_bytes(data)
+    os.rename(temp, root / "outbox" / name)
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+async def settled(root: Path, count: int) -> None:
+    """Wait until ``count`` files have been filed into archive/ or error/."""
+
+    async def done() -> bool:
+        filed = [n for n in files(root / "archive") + files(root / "error") if "." in n]
+        return len([n for n in filed if not n.endswith((".sent", ".reason"))]) >= count
+
+    await eventually(done)
+
+
+def referrals(exchange: Exchange) -> list[bytes]:
+    return [m.payload for m in exchange.inboxes["hub"].of_type("Referral")]
+
+
+async def test_police_notice_reaches_the_hub_with_a_receipt_back(
+    exchange: Exchange, tmp_path: Path
+) -> None:
+    config = add_adapter(exchange, filedrop("police", "police"))
+    root = config.base_dir / "systems" / "police"
+    async with running_adapter(config, "police", tmp_path / "ledger.db"):
+        drop(root, "ppn-004512.xml", PPN)
+        await eventually(lambda: _some(referrals(exchange)))
+        await settled(root, 1)
+        (referral,) = referrals(exchange)
+        assert b'<Identifier scheme="local" system="Demo RMS PPN">PPN-2026-004512' in referral
+        (archived,) = [n for n in files(root / "archive") if n.endswith("--ppn-004512.xml")]
+        assert (root / "archive" / archived).read_bytes() == PPN
+        (sent_id,) = (root / "archive" / f"{archived}.sent").read_text().split()
+        assert exchange.inboxes["hub"].of_type("Referral")[0].header.fields.message_id == sent_id
+        assert files(root / "outbox") == files(root / "processing") == files(root / "error") == []
+
+        async def receipted() -> bool:
+            return any(n.endswith(".json") for n in files(root / "inbox"))
+
+        await eventually(receipted)
+        (facts_file,) = [n for n in files(root / "inbox") if n.endswith(".json")]
+        facts = json.loads((root / "inbox" / facts_file).read_text())
+        assert (facts["message_type"], facts["in_reply_to"]) == ("DeliveryReceipt", sent_id)
+        assert (root / "inbox" / f"{facts['message_id']}.xml").exists()
+
+
+async def test_education_csv_rows_each_become_a_referral_with_the_upn(
+    exchange: Exchange, tmp_path: Path
+) -> None:
+    config = add_adapter(exchange, filedrop("education", "education"))
+    root = config.base_dir / "systems" / "education"
+    async with running_adapter(config, "education", tmp_path / "ledger.db"):
+        drop(root, "cfc-2026-11-23.csv", CFC)
+        await eventually(lambda: _count(referrals(exchange), 2))
+        await settled(root, 1)
+    assert all(
+        b'<Identifier scheme="upn">B801200005001</Identifier>' in r for r in referrals(exchange)
+    )
+    assert [b'<Concern code="3A"/>' in r for r in referrals(exchange)] == [True, False]
+
+
+async def test_every_bad_file_ends_in_error_with_its_reason(
+    exchange: Exchange, tmp_path: Path
+) -> None:
+    config = add_adapter(exchange, filedrop("police", "police"))
+    root = config.base_dir / "systems" / "police"
+    with_upn = PPN.replace(b"</NHSNumber>", b"</NHSNumber><UPN>B801200005001</UPN>")
+    bad_postcode = PPN.replace(b"ZZ1 1AA", b"NOT A POSTCODE")
+    counted_before = {stage: errors_counted(stage) for stage in STAGES}
+    async with running_adapter(config, "police", tmp_path / "ledger.db"):
+        drop(root, "good.xml", PPN)
+        await eventually(lambda: _some(referrals(exchange)))
+        (root / "outbox" / "unreadable.xml").mkdir()  # cannot be read as a file
+        drop(root, "not-a-ppn.xml", b"<Incident><Ref>1</Ref></Incident>")
+        drop(root, "bad-postcode.xml", bad_postcode)
+        drop(root, "truncated.xml", PPN[:700])
+        drop(root, "again.xml", PPN)  # the same content as good.xml
+        drop(root, "with-upn.xml", with_upn)
+        (root / "outbox" / "half-written.xml.tmp").write_bytes(PPN[:100])
+        (root / "outbox" / ".still-writing.xml").write_bytes(PPN[:100])
+        await settled(root, 7)
+        reasons = {
+            name.split("--", 1)[1].removesuffix(".reason"): (root / "error" / name).read_text()
+            for name in files(root / "error")
+            if name.endswith(".reason")
+        }
+        assert sorted(files(root / "outbox")) == [".still-writing.xml", "half-written.xml.tmp"]
+    assert reasons["unreadable.xml"] == "unreadable.xml: cannot read: Is a directory\n"
+    assert reasons["not-a-ppn.xml"].startswith("not-a-ppn.xml: line 1: PPNExport: the root is")
+    assert reasons["bad-postcode.xml"].startswith("bad-postcode.xml:")
+    assert "Postcode" in reasons["bad-postcode.xml"]
+    assert "not well-formed" in reasons["truncated.xml"]
+    sent_id = exchange.inboxes["hub"].of_type("Referral")[0].header.fields.message_id
+    assert reasons["again.xml"] == (
+        f"again.xml: the same content was already sent from good.xml as message(s) {sent_id}; "
+        "not sent again\n"
+    )
+    assert "a UPN may travel only in education flows" in reasons["with-upn.xml"]
+    for name in reasons:  # the refused file itself is kept beside its reason
+        assert any(n.endswith(f"--{name}") for n in files(root / "error"))
+    assert len(referrals(exchange)) == 1
+    counted = {stage: errors_counted(stage) - counted_before[stage] for stage in STAGES}
+    assert counted == {"read": 1, "mapping": 2, "schema": 1, "duplicate": 1, "policy": 1}
+
+
+STAGES = ("read", "mapping", "schema", "duplicate", "policy")
+
+
+def errors_counted(stage: str) -> float:
+    labels = {"agency": "police", "transport": "filedrop", "stage": stage}
+    return metrics.REGISTRY.get_sample_value("mash_gateway_adapter_errors_total", labels) or 0.0
+
+
+async def test_a_restart_resumes_a_claimed_file_without_sending_twice(
+    exchange: Exchange, tmp_path: Path
+) -> None:
+    """A crash after the first of two rows was sent: the restart sends only the second."""
+    config = add_adapter(exchange, filedrop("education", "education"))
+    root = config.base_dir / "systems" / "education"
+    for folder in ("outbox", "processing", "archive", "error", "inbox"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    claimed = root / "processing" / "20261123T090000Z-0000abcd--cfc.csv"
+    claimed.write_bytes(CFC)
+    digest = hashlib.sha256(CFC).hexdigest()
+    ledger = Ledger(tmp_path / "ledger.db")
+    ledger.record(
+        "education", f"file:{digest}", 0, digest, "cfc.csv", "sent-before-crash", utc_now()
+    )
+    ledger.close()
+    async with running_adapter(config, "education", tmp_path / "ledger.db"):
+        await settled(root, 1)
+        await eventually(lambda: _some(referrals(exchange)))
+    (referral,) = referrals(exchange)
+    assert b'<Concern code="NEG"/>' in referral  # the second row only
+    sent = (root / "archive" / f"{claimed.name}.sent").read_text().split()
+    assert sent[0] == "sent-before-crash" and len(sent) == 2
+
+
+async def test_messages_for_the_agency_are_written_once_and_receipted(
+    exchange: Exchange, tmp_path: Path
+) -> None:
+    config = add_adapter(exchange, filedrop("police", "police"))
+    root = config.base_dir / "systems" / "police"
+    hub = await exchange.edge("hub")
+    async with running_adapter(config, "police", tmp_path / "ledger.db"):
+        sent = await hub.submit(Submission(REQUEST, ("police",), correlation_id="CASE-9"))
+        payload = root / "inbox" / f"{sent.message_id}.xml"
+        await eventually(lambda: _exists(payload))
+        assert payload.read_bytes() == REQUEST
+        facts = json.loads((root / "inbox" / f"{sent.message_id}.json").read_text())
+        assert facts["correlation_id"] == "CASE-9"
+        assert facts["sender"] == "hub" and facts["message_type"] == "InformationRequest"
+        await eventually(lambda: _some(exchange.inboxes["hub"].of_type("DeliveryReceipt")))
+    receipt = exchange.inboxes["hub"].of_type("DeliveryReceipt")[0]
+    assert receipt.header.fields.in_reply_to == sent.message_id
+    assert receipt.header.fields.receipt_outcome == "positive"
+
+
+async def _some(items: Sequence[object]) -> bool:
+    return bool(items)
+
+
+async def _count(items: list[bytes], n: int) -> bool:
+    return len(items) >= n
+
+
+async def _exists(path: Path) -> bool:
+    return path.exists()

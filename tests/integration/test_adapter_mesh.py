@@ -1,0 +1,229 @@
+"""The health adapter over MESH, against a real mesh-sandbox server: CP-IS style notifications in,
+requests out, chunked both ways; acknowledged only once durable, never sent twice."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from mesh_client import MeshClient
+
+from adapters.ledger import Ledger
+from adapters.profile import BUILTIN
+from adapters.transports.mesh import secret_files
+from gateway.broker.vhost import BrokerAdmin
+from gateway.clock import utc_now
+from gateway.config import AreaConfig
+from gateway.edge import Submission
+from gateway.resources import schemas_dir
+from tests.integration.adapter_harness import add_adapter, running_adapter
+from tests.integration.conftest import AMQP_URL
+from tests.integration.exchange_harness import Exchange, eventually, running_exchange
+from tests.integration.mesh_sandbox import (
+    ADAPTER_MAILBOX,
+    AGENCY_MAILBOX,
+    PASSWORD,
+    SHARED_KEY,
+    MeshSandbox,
+    mesh_sandbox,
+)
+
+pytestmark = pytest.mark.integration
+__all__ = ["mesh_sandbox"]  # the session fixture, imported for pytest
+
+NOTIFICATION = (BUILTIN / "health" / "samples" / "cpis-attendance.xml").read_bytes()
+REQUEST = (schemas_dir() / "examples" / "valid" / "information-request.xml").read_bytes()
+CHUNK = 400  # small chunks, so every message here is chunked
+
+
+def mesh_adapter(url: str) -> str:
+    return (
+        '[[adapters]]\nagency = "health"\nprofile = "health"\nrecipients = ["hub"]\n'
+        f'transport = "mesh"\n[adapters.mesh]\nurl = "{url}"\n'
+        f'mailbox = "{ADAPTER_MAILBOX}"\nrecipient = "{AGENCY_MAILBOX}"\n'
+        'workflow_id = "MASH_GATEWAY"\n'
+        'workflows = { InformationRequest = "MASH_INFO_REQUEST" }\n'
+        f'root = "systems/health"\npoll_seconds = 0.1\nmax_chunk_size = {CHUNK}\n'
+    )
+
+
+def client(sandbox: MeshSandbox, mailbox: str) -> MeshClient:
+    return MeshClient(
+        sandbox.url, mailbox, PASSWORD, shared_key=SHARED_KEY.encode(), max_chunk_size=CHUNK
+    )
+
+
+@pytest.fixture
+async def exchange(broker_admin: BrokerAdmin, tmp_path: Path) -> AsyncIterator[Exchange]:
+    async with running_exchange(broker_admin, AMQP_URL, tmp_path) as running:
+        await running.edge("hub")
+        yield running
+
+
+@pytest.fixture
+def health_system(mesh_sandbox: MeshSandbox) -> Iterator[MeshClient]:
+    """The trust's own system, on its mailbox; both mailboxes start empty."""
+    mesh_sandbox.reset(ADAPTER_MAILBOX)
+    mesh_sandbox.reset(AGENCY_MAILBOX)
+    with client(mesh_sandbox, AGENCY_MAILBOX) as system:
+        yield system
+
+
+@pytest.fixture
+def config(exchange: Exchange, mesh_sandbox: MeshSandbox) -> AreaConfig:
+    config = add_adapter(exchange, mesh_adapter(mesh_sandbox.url))
+    for path, secret in zip(
+        secret_files(config.private_keys_dir, "health"), (PASSWORD, SHARED_KEY), strict=True
+    ):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secret)
+        os.chmod(path, 0o600)
+    return config
+
+
+def referrals(exchange: Exchange) -> list[bytes]:
+    return [m.payload for m in exchange.inboxes["hub"].of_type("Referral")]
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+async def _some(items: Sequence[object]) -> bool:
+    return bool(items)
+
+
+async def adapter_mailbox_empty(sandbox: MeshSandbox) -> bool:
+    with client(sandbox, ADAPTER_MAILBOX) as adapter:
+        return await asyncio.to_thread(adapter.list_messages) == []
+
+
+async def test_chunked_notification_reaches_the_hub_and_is_acknowledged(
+    exchange: Exchange,
+    config: AreaConfig,
+    health_system: MeshClient,
+    mesh_sandbox: MeshSandbox,
+    tmp_path: Path,
+) -> None:
+    root = config.base_dir / "systems" / "health"
+    mesh_id = health_system.send_message(
+        ADAPTER_MAILBOX, NOTIFICATION, workflow_id="CPIS_NOTIFICATION"
+    )
+    assert len(NOTIFICATION) > 2 * CHUNK
+    async with running_adapter(config, "health", tmp_path / "ledger.db"):
+        await eventually(lambda: _some(referrals(exchange)))
+        await eventually(lambda: adapter_mailbox_empty(mesh_sandbox))
+    (referral,) = referrals(exchange)
+    assert b'<Identifier scheme="nhs-number">9434765870</Identifier>' in referral
+    assert b"<Source>3E</Source>" in referral and b"<Rag>Red</Rag>" in referral
+    assert names(root / "archive") == [f"{mesh_id}.dat", f"{mesh_id}.dat.sent"]
+    assert (root / "archive" / f"{mesh_id}.dat").read_bytes() == NOTIFICATION
+    sent = exchange.inboxes["hub"].of_type("Referral")[0].header.fields.message_id
+    assert (root / "archive" / f"{mesh_id}.dat.sent").read_text().split() == [sent]
+
+
+async def test_a_request_is_sent_to_the_trust_with_its_workflow_and_receipted(
+    exchange: Exchange, config: AreaConfig, health_system: MeshClient, tmp_path: Path
+) -> None:
+    hub = exchange.edges["hub"]
+    async with running_adapter(config, "health", tmp_path / "ledger.db"):
+        sent = await hub.submit(Submission(REQUEST, ("health",), correlation_id="CASE-3"))
+
+        async def arrived() -> bool:
+            return bool(await asyncio.to_thread(health_system.list_messages))
+
+        await eventually(arrived)
+        await eventually(lambda: _some(exchange.inboxes["hub"].of_type("DeliveryReceipt")))
+    (mesh_id,) = health_system.list_messages()
+    message = health_system.retrieve_message(mesh_id)
+    try:
+        assert message.read() == REQUEST
+        assert message.workflow_id == "MASH_INFO_REQUEST"
+        assert (message.local_id, message.subject) == (sent.message_id, "InformationRequest")
+        assert message.mex_header("total-chunks") != "1"
+    finally:
+        message.close()  # type: ignore[no-untyped-call]
+    receipt = exchange.inboxes["hub"].of_type("DeliveryReceipt")[0]
+    assert (receipt.header.fields.in_reply_to, receipt.header.fields.receipt_outcome) == (
+        sent.message_id,
+        "positive",
+    )
+
+
+async def test_unmappable_messages_and_non_delivery_reports_end_in_error(
+    exchange: Exchange,
+    config: AreaConfig,
+    health_system: MeshClient,
+    mesh_sandbox: MeshSandbox,
+    tmp_path: Path,
+) -> None:
+    root = config.base_dir / "systems" / "health"
+    unmappable = NOTIFICATION.replace(b'category="INJURY"', b'category="UNKNOWN"')
+    bad_id = health_system.send_message(ADAPTER_MAILBOX, unmappable, workflow_id="CPIS")
+    mesh_sandbox.report(
+        ADAPTER_MAILBOX,
+        code="14",
+        description="Message not collected by recipient after 5 days",
+        workflow_id="MASH_INFO_REQUEST",
+        local_id="11111111-2222-4333-8444-555555555555",
+        linked_message_id="20261118000000000000_ABCDEF",
+    )
+    async with running_adapter(config, "health", tmp_path / "ledger.db"):
+
+        async def filed() -> bool:
+            return len([n for n in names(root / "error") if n.endswith(".reason")]) == 2
+
+        await eventually(filed)
+        await eventually(lambda: adapter_mailbox_empty(mesh_sandbox))
+    reasons = {
+        n.removesuffix(".dat.reason"): (root / "error" / n).read_text()
+        for n in names(root / "error")
+        if n.endswith(".reason")
+    }
+    line = (
+        NOTIFICATION.decode()
+        .splitlines()
+        .index(
+            '  <Concern category="INJURY">Wrist fracture; the explanation given does not fit the '
+            "injury.</Concern>"
+        )
+    )
+    assert reasons.pop(bad_id) == (
+        f"MESH message {bad_id}: line {line + 1}: Concern/@category: unknown category UNKNOWN\n"
+    )
+    (report,) = reasons.values()
+    assert report == (
+        "MESH report for message 20261118000000000000_ABCDEF "
+        "(our message 11111111-2222-4333-8444-555555555555): "
+        "status 14 Message not collected by recipient after 5 days\n"
+    )
+    assert referrals(exchange) == []
+
+
+async def test_a_message_sent_but_not_acknowledged_before_a_crash_is_not_sent_again(
+    exchange: Exchange,
+    config: AreaConfig,
+    health_system: MeshClient,
+    mesh_sandbox: MeshSandbox,
+    tmp_path: Path,
+) -> None:
+    """The ledger holds its message id, MESH still holds it: acknowledge, do not resend."""
+    mesh_id = health_system.send_message(ADAPTER_MAILBOX, NOTIFICATION, workflow_id="CPIS")
+    ledger = Ledger(tmp_path / "ledger.db")
+    digest = hashlib.sha256(NOTIFICATION).hexdigest()
+    ledger.record("health", f"mesh:{mesh_id}", 0, digest, "MESH", "sent-before-crash", utc_now())
+    ledger.close()
+    fresh = health_system.send_message(ADAPTER_MAILBOX, NOTIFICATION, workflow_id="CPIS")
+    async with running_adapter(config, "health", tmp_path / "ledger.db"):
+        await eventually(lambda: adapter_mailbox_empty(mesh_sandbox))
+        await eventually(lambda: _some(referrals(exchange)))
+        await asyncio.sleep(0.5)
+    assert len(referrals(exchange)) == 1  # only the fresh one
+    root = config.base_dir / "systems" / "health"
+    resumed = (root / "archive" / f"{mesh_id}.dat.sent").read_text().split()
+    assert resumed == ["sent-before-crash"]
+    assert (root / "archive" / f"{fresh}.dat.sent").exists()

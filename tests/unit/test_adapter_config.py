@@ -1,0 +1,140 @@
+"""``[[adapters]]`` in gateway.toml: parsed into values, every mistake named by its key path."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from adapters.config import FileDropSettings, HttpSettings
+from adapters.profile import load_profile, profile_dir
+from gateway.config import AreaConfig, ConfigError, parse_config
+from gateway.demo_area import demo_config
+
+pytestmark = pytest.mark.unit
+
+DEMO = demo_config("amqp://guest:guest@127.0.0.1:5672/x", date(2026, 11, 23))
+BASE = DEMO[: DEMO.index("\n[[adapters]]")]  # the demo area without its adapters
+PATH = Path("/areas/demo/gateway.toml")
+
+FILEDROP = """
+[[adapters]]
+agency = "police"
+profile = "police"
+recipients = ["hub"]
+transport = "filedrop"
+[adapters.filedrop]
+root = "agency-systems/police"
+"""
+
+
+def parsed(extra: str) -> AreaConfig:
+    return parse_config(BASE + extra, PATH)
+
+
+def test_filedrop_and_http_adapters_parse() -> None:
+    config = parsed(
+        FILEDROP
+        + """
+[[adapters]]
+agency = "csc"
+profile = "/opt/profiles/csc"
+recipients = ["hub"]
+transport = "http"
+[adapters.http]
+listen = "127.0.0.1:8441"
+webhook = "https://csc.example/mash"
+attempts = 3
+"""
+    )
+    police, csc = config.adapters
+    assert police.filedrop == FileDropSettings(Path("/areas/demo/agency-systems/police"), 1.0)
+    assert police.recipients == ("hub",)
+    assert csc.http == HttpSettings("127.0.0.1", 8441, "https://csc.example/mash", attempts=3)
+
+
+def test_no_adapters_is_fine() -> None:
+    assert parsed("").adapters == ()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('agency = "police"', 'agency = "polce"'), r"adapters\[0\].agency: 'polce' is not one"),
+        (
+            ('agency = "police"', 'agency = "gateway"'),
+            r"adapters\[0\].agency: 'gateway' is not one",
+        ),
+        (('recipients = ["hub"]', 'recipients = ["hubb"]'), r"adapters\[0\].recipients: 'hubb'"),
+        (('recipients = ["hub"]', "recipients = []"), r"adapters\[0\].recipients: must be"),
+        (
+            ('transport = "filedrop"', 'transport = "ftp"'),
+            r"adapters\[0\].transport: 'ftp' must be",
+        ),
+        (('transport = "filedrop"', 'transport = "http"'), r"adapters\[0\].http: missing table"),
+        (('root = "agency', 'rot = "agency'), r"adapters\[0\].filedrop.rot: unknown key"),
+        (('profile = "police"', ""), r"adapters\[0\].profile: missing"),
+    ],
+)
+def test_mistakes_name_the_key(change: tuple[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parsed(FILEDROP.replace(*change))
+
+
+def test_one_adapter_per_agency() -> None:
+    with pytest.raises(ConfigError, match=r"adapters\[1\].agency: 'police' has two adapters"):
+        parsed(FILEDROP + FILEDROP)
+
+
+def test_http_listen_address_is_checked() -> None:
+    http = FILEDROP.replace('transport = "filedrop"', 'transport = "http"').replace(
+        '[adapters.filedrop]\nroot = "agency-systems/police"', '[adapters.http]\nlisten = "8441"'
+    )
+    with pytest.raises(ConfigError, match=r"adapters\[0\].http.listen: '8441' must be HOST:PORT"):
+        parsed(http)
+
+
+def test_the_demo_area_declares_five_adapters_whose_profiles_load() -> None:
+    config = parse_config(DEMO, PATH)
+    assert [(a.agency, a.transport) for a in config.adapters] == [
+        ("police", "filedrop"),
+        ("education", "filedrop"),
+        ("csc", "http"),
+        ("probation", "http"),
+        ("health", "mesh"),
+    ]
+    for adapter in config.adapters:
+        profile = load_profile(profile_dir(adapter.profile, config.base_dir))
+        assert profile.name == adapter.agency
+    (health,) = [a.mesh for a in config.adapters if a.mesh is not None]
+    assert health.workflow_for("InformationRequest") == "MASH_INFO_REQUEST"
+    assert health.workflow_for("DeliveryReceipt") == "MASH_GATEWAY"
+
+
+HTTP = FILEDROP.replace('transport = "filedrop"', 'transport = "http"').replace(
+    '[adapters.filedrop]\nroot = "agency-systems/police"',
+    '[adapters.http]\nlisten = "127.0.0.1:8441"\nwebhook = "http://127.0.0.1:9441/mash"',
+)
+
+
+def test_plain_http_only_on_loopback() -> None:
+    assert parsed(HTTP).adapters[0].http is not None
+    exposed = HTTP.replace('listen = "127.0.0.1:8441"', 'listen = "0.0.0.0:8441"')
+    with pytest.raises(ConfigError, match=r"http.listen: plain HTTP only on a loopback address"):
+        parsed(exposed)
+    with_tls = exposed.replace(
+        "[adapters.http]\n", '[adapters.http]\ntls_cert = "tls/csc.crt"\ntls_key = "tls/csc.key"\n'
+    )
+    (adapter,) = parsed(with_tls).adapters
+    assert adapter.http is not None
+    assert adapter.http.tls_cert == Path("/areas/demo/tls/csc.crt")
+    with pytest.raises(ConfigError, match="tls_cert and tls_key go together"):
+        parsed(with_tls.replace('tls_key = "tls/csc.key"\n', ""))
+
+
+def test_a_webhook_off_this_machine_must_use_https() -> None:
+    remote = HTTP.replace("http://127.0.0.1:9441/mash", "http://csc.example/mash")
+    with pytest.raises(ConfigError, match=r"http.webhook: must be https:// unless"):
+        parsed(remote)
+    assert parsed(remote.replace("http://csc", "https://csc")).adapters
