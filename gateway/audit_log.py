@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -82,12 +83,22 @@ class AuditLog:
 
     def append(self, decision: Decision, now: datetime) -> None:
         """Write one decision durably, then a checkpoint if ``checkpoint_every`` are unsigned."""
+        self.append_all([decision], now)
+
+    def append_all(self, decisions: Sequence[Decision], now: datetime) -> None:
+        """Write decisions in order with one fsync: a batch (the escalator's) costs one flush."""
         with self._lock:
-            self._write(decision_link(self._head, now, decision))
-            self._unsigned += 1
-            if self._unsigned >= self._every:
-                self._write(checkpoint_link(self._head, now, self._signer))
-                self._unsigned = 0
+            links = []
+            head = self._head
+            for decision in decisions:
+                links.append(decision_link(head, now, decision))
+                head = links[-1].head
+                self._unsigned += 1
+                if self._unsigned >= self._every:
+                    links.append(checkpoint_link(head, now, self._signer))
+                    head = links[-1].head
+                    self._unsigned = 0
+            self._write(links)
 
     def close(self, now: datetime) -> None:
         """Sign whatever is unsigned, then release the file for the next writer."""
@@ -96,21 +107,23 @@ class AuditLog:
                 return
             try:
                 if self._unsigned:
-                    self._write(checkpoint_link(self._head, now, self._signer))
+                    self._write([checkpoint_link(self._head, now, self._signer)])
                     self._unsigned = 0
             finally:
                 os.close(self._fd)  # closing the descriptor releases the flock
                 self._fd = -1
 
-    def _write(self, link: Link) -> None:
+    def _write(self, links: Sequence[Link]) -> None:
         if self._fd < 0:
             raise AuditLogError(f"{self.path}: the audit log is closed")
-        data = link.line.encode("utf-8")
+        if not links:
+            return
+        data = "".join(link.line for link in links).encode("utf-8")
         written = os.write(self._fd, data)
         if written != len(data):
             raise AuditLogError(f"{self.path}: short write ({written} of {len(data)} bytes)")
         os.fsync(self._fd)
-        self._head = link.head
+        self._head = links[-1].head
 
 
 def _open_exclusive(path: Path) -> int:

@@ -32,16 +32,13 @@ default in force.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
 from datetime import date, datetime, time
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway import deadlines as dl
-from gateway.errors import GatewayError
-
-Fail = Callable[[str, str], GatewayError]
+from gateway.config_checks import Fail, known, table
 
 DURATION = re.compile(r"(-?[0-9]+)([smhd])")
 SPAN = re.compile(r"([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})")
@@ -58,8 +55,8 @@ def parse_deadlines(value: Any, fail: Fail) -> dl.DeadlinePolicy:
     """The area's policy from the ``[deadlines]`` value; the defaults when it is absent."""
     if value is None:
         return dl.default_policy()
-    doc = _table(value, "deadlines", fail)
-    _known(doc, "deadlines", {"delivery", "decision", "grace", "rag", "calendar", "contacts"}, fail)
+    doc = table(value, "deadlines", fail)
+    known(doc, "deadlines", {"delivery", "decision", "grace", "rag", "calendar", "contacts"}, fail)
     calendar = _calendar(doc.get("calendar"), fail)
     return dl.DeadlinePolicy(
         calendar=calendar,
@@ -89,23 +86,11 @@ def parse_duration(text: Any, key: str, fail: Fail) -> dl.Duration:
     return dl.Duration(minutes=amount * _MINUTES[unit])
 
 
-def _table(value: Any, key: str, fail: Fail) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise fail(key, "must be a table")
-    return value
-
-
-def _known(doc: Mapping[str, Any], key: str, allowed: set[str], fail: Fail) -> None:
-    unknown = sorted(set(doc) - allowed)
-    if unknown:
-        raise fail(f"{key}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
-
-
 def _timer(value: Any, key: str, default: dl.Timer, fail: Fail) -> dl.Timer:
     if value is None:
         return default
-    doc = _table(value, key, fail)
-    _known(doc, key, {"duration", "counting"}, fail)
+    doc = table(value, key, fail)
+    known(doc, key, {"duration", "counting"}, fail)
     duration = default.duration
     if "duration" in doc:
         duration = parse_duration(doc["duration"], f"{key}.duration", fail)
@@ -122,8 +107,8 @@ def _contacts(value: Any, fail: Fail) -> tuple[dl.EscalationContact, ...]:
 
 
 def _contact(value: Any, key: str, fail: Fail) -> dl.EscalationContact:
-    doc = _table(value, key, fail)
-    _known(doc, key, {"role", "agency", "email", "phone", "name"}, fail)
+    doc = table(value, key, fail)
+    known(doc, key, {"role", "agency", "email", "phone", "name"}, fail)
     found: dict[str, str | None] = {}
     for name in ("role", "agency", "email", "phone", "name"):
         text = doc.get(name)
@@ -148,7 +133,7 @@ def _rag(value: Any, fail: Fail) -> dict[str, dl.Timer]:
     timers = dict(dl.DEFAULT_RESPONSE)
     if value is None:
         return timers
-    for rag, timer in _table(value, "deadlines.rag", fail).items():
+    for rag, timer in table(value, "deadlines.rag", fail).items():
         key = f"deadlines.rag.{rag}"
         if rag not in timers:
             raise fail(key, f"unknown RAG rating (allowed: {', '.join(sorted(timers))})")
@@ -159,8 +144,8 @@ def _rag(value: Any, fail: Fail) -> dict[str, dl.Timer]:
 def _calendar(value: Any, fail: Fail) -> dl.Calendar:
     if value is None:
         return dl.office_hours()
-    doc = _table(value, "deadlines.calendar", fail)
-    _known(doc, "deadlines.calendar", {"zone", "holidays", "hours"}, fail)
+    doc = table(value, "deadlines.calendar", fail)
+    known(doc, "deadlines.calendar", {"zone", "holidays", "hours"}, fail)
     zone = _zone(doc.get("zone", dl.DEFAULT_ZONE), fail)
     holidays = _holidays(doc.get("holidays", []), fail)
     if "hours" not in doc:
@@ -202,7 +187,7 @@ def _day(item: Any, key: str, fail: Fail) -> date:
 def _week(value: Any, fail: Fail) -> tuple[tuple[dl.Span, ...], ...]:
     key = "deadlines.calendar.hours"
     week: list[tuple[dl.Span, ...] | None] = [None] * len(dl.WEEKDAYS)
-    for name, spans in _table(value, key, fail).items():
+    for name, spans in table(value, key, fail).items():
         index = _DAY_NAMES.get(name.lower())
         if index is None:
             raise fail(f"{key}.{name}", f"unknown weekday (use {', '.join(dl.WEEKDAYS)})")

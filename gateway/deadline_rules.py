@@ -7,7 +7,8 @@ Decisions written down here:
 - Deadlines start when the gateway routes a message, by the gateway's
   clock: a sender's own ``created_at`` could be wrong or forged. A deadline
   the sender stated in the header wins only when it is earlier than the
-  policy's (a request may need an answer sooner, never later).
+  policy's (a request may need an answer sooner, never later) and still in
+  the future (a past one is a stale template, not a wish to escalate now).
 - One deadline per debtor: a request to three partners is three response
   deadlines, so one silent partner escalates alone.
 - Delivery: every routed business message, to each recipient; closed by that
@@ -161,8 +162,9 @@ def opened_by(
     ]
     if message.message_type == "InformationRequest" and message.rag is not None:
         due = dl.response_deadline(policy, message.rag, routed_at)
-        if message.stated_deadline is not None and message.stated_deadline < due:
-            due = message.stated_deadline
+        stated = message.stated_deadline
+        if stated is not None and routed_at < stated < due:
+            due = stated
         opened += [_deadline(message, Kind.RESPONSE, r, routed_at, due) for r in message.recipients]
     if message.message_type == "Referral" and hub in message.recipients:
         due = dl.decision_deadline(policy, routed_at)

@@ -2,13 +2,18 @@
 
 1. police refer a child to the hub;
 2. the hub asks health, children's social care and probation for information;
-3. each partner answers through its edge;
+3. health and children's social care answer through their edges; probation
+   stays silent;
 4. every delivery is receipted back to its sender;
-5. the hub records its decision and sends it to the police.
+5. probation's deadline passes: a level-1 reminder goes to probation with a
+   notice to the hub, then a level-2 Escalation to the hub manager;
+6. probation answers late (the breach is recorded), and the hub records its
+   decision and sends it to the police.
 
 Each agency is an Edge with a handler that plays its case system; the router
-runs beside them. The payloads are the shipped examples, re-dated so the
-deadlines they carry are in the future.
+runs beside them on a shortened clock (``DEMO_POLICY``: an Amber answer is
+due in seconds, not working days). The payloads are the shipped examples,
+re-dated so the deadlines they carry are in the future.
 """
 
 from __future__ import annotations
@@ -16,16 +21,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from lxml import etree
 
-from gateway import timeline_view
+from gateway import deadlines as dl
 from gateway.broker.vhost import admin_for, vhost_url
-from gateway.cli import init_cmd
+from gateway.cli import init_cmd, track_cmd
 from gateway.clock import utc_now
 from gateway.config import DEFAULT_CONFIG_NAME, load_config
 from gateway.edge import Delivered, Edge, Submission
@@ -39,9 +44,19 @@ from gateway.vocabulary import SYSTEM_MESSAGE_TYPES
 from gateway.xmlsafe import parse
 
 PARTNERS = ("health", "csc", "probation")
+SILENT_PARTNER = "probation"
 DECISION_BASES = ("uk-gdpr-6-1-e", "ca-1989-s17")
-AMBER_RESPONSE_TIME = timedelta(hours=24)
 FLOW_TIMEOUT_S = 60.0
+_CLOCK = dl.Counting.CLOCK
+# The shortened clock: the area's calendar and ladder, with an Amber answer
+# due in 4 s and level 2 three seconds later, around the clock, so the
+# ladder climbs while you watch. Deliveries and decisions keep real timers.
+DEMO_POLICY = replace(
+    dl.default_policy(),
+    response={**dl.DEFAULT_RESPONSE, "Amber": dl.Timer(dl.Duration(seconds=4), _CLOCK)},
+    grace=dl.Timer(dl.Duration(seconds=3), _CLOCK),
+)
+DEMO_TICK_S = 0.5
 
 
 def _example(*parts: str) -> bytes:
@@ -65,6 +80,7 @@ class DemoCase:
     correlation_id: str
     edges: dict[str, Edge] = field(default_factory=dict)
     responses: set[str] = field(default_factory=set)
+    silent_request: str | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     say: Callable[[str], None] = print
 
@@ -82,10 +98,17 @@ class DemoCase:
             if kind == "NonDelivery":
                 self.finished.set()
             return
+        if kind == "Escalation":
+            await self.on_escalation(agency, delivered)
+            return
         self.say(f"   {agency} received {kind} {fields.message_id} from {fields.sender}")
         if agency == "hub" and kind == "Referral":
             await self.request_information(fields.message_id)
+        elif agency == SILENT_PARTNER and kind == "InformationRequest":
+            self.say(f"3. {agency} is busy and stays silent")
+            self.silent_request = fields.message_id
         elif agency in PARTNERS and kind == "InformationRequest":
+            self.say(f"3. {agency} researches its records and answers")
             await self.respond(agency, fields.message_id)
         elif agency == "hub" and kind == "InformationResponse":
             self.responses.add(fields.sender)
@@ -94,11 +117,24 @@ class DemoCase:
         elif agency == "police" and kind == "Decision":
             self.finished.set()
 
+    async def on_escalation(self, agency: str, delivered: Delivered) -> None:
+        root = parse(delivered.payload, "escalation")
+        level = root.findtext(f"{{{NAMESPACE}}}Level")
+        silent = root.findtext(f"{{{NAMESPACE}}}SilentAgency")
+        kind = root.findtext(f"{{{NAMESPACE}}}DeadlineKind")
+        self.say(f"   {agency} got a level {level} Escalation: {silent}'s {kind} is overdue")
+        if level == "1" and agency == SILENT_PARTNER:
+            self.say(f"5. {silent}'s deadline passed: a reminder to it, a notice to the hub")
+        if level == "2" and agency == "hub" and self.silent_request is not None:
+            self.say(f"6. the hub manager calls {silent}, who answers late")
+            request, self.silent_request = self.silent_request, None
+            await self.respond(SILENT_PARTNER, request)
+
     async def request_information(self, referral_id: str) -> None:
         request = redated(
             _example("valid", "information-request.xml"),
             "ResponseDue",
-            utc_now() + AMBER_RESPONSE_TIME,
+            utc_now() + timedelta(days=7),
         )
         self.say(f"2. the hub rates the referral Amber and asks {', '.join(PARTNERS)}")
         for partner in PARTNERS:
@@ -113,7 +149,6 @@ class DemoCase:
             )
 
     async def respond(self, agency: str, request_id: str) -> None:
-        self.say(f"3. {agency} researches its records and answers")
         await self.edges[agency].submit(
             Submission(
                 _example("valid", "information-response.xml"),
@@ -125,7 +160,7 @@ class DemoCase:
         )
 
     async def decide(self) -> None:
-        self.say("5. all partners answered: the hub records its decision and tells the police")
+        self.say("7. all partners answered: the hub records its decision and tells the police")
         await self.edges["hub"].submit(
             Submission(
                 _example("valid", "decision.xml"),
@@ -167,7 +202,9 @@ async def _run_in(area: Path, url: str, vhost: str, say: Callable[[str], None]) 
     store = store_from_url(config.store_url)
     await store.open()
     stop, ready = asyncio.Event(), asyncio.Event()
-    router = asyncio.create_task(run_router(config, store, stop, ready))
+    router = asyncio.create_task(
+        run_router(config, store, stop, ready, policy=DEMO_POLICY, tick_s=DEMO_TICK_S)
+    )
     case = DemoCase(f"MASH-DEMO-{uuid.uuid4().hex[:8].upper()}", say=say)
     try:
         await asyncio.wait_for(ready.wait(), 15)
@@ -189,7 +226,7 @@ async def _run_in(area: Path, url: str, vhost: str, say: Callable[[str], None]) 
         await asyncio.wait_for(case.finished.wait(), FLOW_TIMEOUT_S)
         await _wait_settled(store, case.correlation_id)
         say("\nCase timeline (ids, states and times only):")
-        say(await _case_text(store, case.correlation_id))
+        say(await track_cmd.case_report(store, case.correlation_id, config.store_url))
         return case.correlation_id
     finally:
         for edge in case.edges.values():
@@ -205,11 +242,3 @@ async def _wait_settled(store: TrackingStore, correlation_id: str) -> None:
             return
         await asyncio.sleep(0.1)
     raise GatewayError(f"case {correlation_id} did not settle within {FLOW_TIMEOUT_S:.0f} s")
-
-
-async def _case_text(store: TrackingStore, correlation_id: str) -> str:
-    return timeline_view.case_view(
-        correlation_id,
-        await store.case_messages(correlation_id),
-        await store.case_timeline(correlation_id),
-    )

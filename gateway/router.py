@@ -29,14 +29,17 @@ from pathlib import Path
 
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustChannel
+from structlog.contextvars import bound_contextvars
 
-from gateway import audit_chain, audit_log, keystore, notices, routing
+from gateway import audit_chain, audit_log, keystore, metrics, notices, routing
 from gateway.audit_chain import Outcome
 from gateway.broker import topology
 from gateway.broker.connection import confirmed_channel, connect
 from gateway.broker.publisher import PublishRefused, publish
 from gateway.clock import utc_now
 from gateway.config import AreaConfig, load_config
+from gateway.deadline_rules import Routed, closed_by, ended_by_rejection, opened_by, rerated
+from gateway.deadlines import DeadlinePolicy
 from gateway.envelope import (
     EnvelopeError,
     Header,
@@ -50,9 +53,10 @@ from gateway.envelope import (
 )
 from gateway.envelope.claimed import ClaimedFacts, claimed_facts
 from gateway.errors import GatewayError
+from gateway.escalator import DEFAULT_TICK_S, Escalator, EscalatorChannels, run_escalator
 from gateway.keyed_locks import KeyedLocks
 from gateway.lifecycle import Event, IllegalTransition, State
-from gateway.store import ClaimResult, MessageRecord, TrackingStore
+from gateway.store import ClaimResult, DeadlineChanges, TrackingStore, record_of
 from gateway.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
 
 log = structlog.get_logger("gateway.router")
@@ -88,13 +92,16 @@ class Router:
         signer: SigningIdentity,
         window: TimeWindow = DEFAULT_WINDOW,
         audit: audit_log.AuditLog | None = None,
+        policy: DeadlinePolicy | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.signer = signer
         self.window = window
         self.audit = audit
+        self.policy = policy or config.deadlines
         self.cases = KeyedLocks()
+        metrics.track_keys(config.registry)
 
     def reload(self, config: AreaConfig) -> None:
         """Take a new registry and agreements (a revoked key stops verifying at once).
@@ -103,25 +110,29 @@ class Router:
         """
         signer = keystore.load_signing_identity(config, config.gateway, utc_now())
         self.config, self.signer = config, signer
+        metrics.track_keys(config.registry)
         if self.audit is not None:
             self.audit.use_signer(signer)
 
     async def handle(self, body: bytes, exchanges: RouterChannels) -> None:
         now = utc_now()
         try:
-            verified = verify(body, self.config.registry, now, self.window, None)
-            check_ciphertext(verified, body)
+            with metrics.timed("verify"):
+                verified = verify(body, self.config.registry, now, self.window, None)
+                check_ciphertext(verified, body)
         except EnvelopeError as exc:
             await self._reject_unverified(body, exc, now, exchanges)
             return
-        async with self.cases.hold(verified.header.fields.correlation_id):
-            await self._route_verified(body, verified.header, exchanges, now)
+        ids = verified.header.fields
+        with bound_contextvars(message_id=ids.message_id, correlation_id=ids.correlation_id):
+            async with self.cases.hold(ids.correlation_id):
+                await self._route_verified(body, verified.header, exchanges, now)
 
     async def _route_verified(
         self, body: bytes, header: Header, exchanges: RouterChannels, now: datetime
     ) -> None:
         fields = header.fields
-        admission = await self.store.admit(_record(fields), header.sha256, now)
+        admission = await self.store.admit(record_of(fields), header.sha256, now)
         if admission.claim is ClaimResult.REPLAY:
             reason = f"message id {fields.message_id} was already used by another message"
             await self._audit(
@@ -131,6 +142,7 @@ class Router:
                 now,
             )
             await self._quarantine(body, fields.message_id, "replay", reason, exchanges)
+            metrics.rejected(fields, "replay", self.config.registry.agencies)
             await self._non_delivery(fields, "replay", reason, exchanges, now)
             return
         if admission.state not in REDO_STATES:
@@ -149,6 +161,7 @@ class Router:
             await self._reject(body, header, decision, exchanges, now)
         elif isinstance(decision, routing.ForwardReceipt):
             await self._forward_receipt(body, header, decision, exchanges, now)
+            metrics.receipted(original, fields.sender, decision.positive, now)
         else:
             await self._deliver(body, header, decision, exchanges, now)
 
@@ -164,12 +177,26 @@ class Router:
         now: datetime,
         reason: str | None = None,
         detail: str | None = None,
+        deadlines: DeadlineChanges | None = None,
     ) -> None:
         """Apply ``event`` via the lifecycle: repeats change nothing, illegal moves are logged."""
         try:
-            await self.store.advance(message_id, event, now, reason, detail)
+            await self.store.advance(message_id, event, now, reason, detail, deadlines)
         except IllegalTransition as exc:
             log.warning("transition.ignored", message_id=message_id, reason=str(exc))
+
+    async def _deadline_changes(self, fields: HeaderFields, now: datetime) -> DeadlineChanges:
+        """What routing this message opens, meets and re-rates (deadline_rules decides)."""
+        routed, hub = _routed(fields), self.config.hub
+        reschedules = []
+        if fields.sender == hub and fields.rag is not None:
+            case = await self.store.case_deadlines(fields.correlation_id)
+            reschedules = rerated(routed, case, self.policy, hub)
+        return DeadlineChanges(
+            opened=opened_by(routed, now, self.policy, hub),
+            closures=closed_by(routed, hub),
+            reschedules=reschedules,
+        )
 
     async def _deliver(
         self,
@@ -196,6 +223,7 @@ class Router:
             Event.ROUTED,
             now,
             detail=f"to {', '.join(decision.recipients)} under {', '.join(decision.agreement_ids)}",
+            deadlines=await self._deadline_changes(fields, now),
         )
         for recipient in decision.recipients:
             try:
@@ -216,6 +244,7 @@ class Router:
             await self._advance(
                 decision.answers, Event.ANSWERED, now, detail=f"answered by {fields.message_id}"
             )
+        metrics.routed(fields, decision.recipients, now)
         log.info(
             "message.routed",
             message_id=fields.message_id,
@@ -241,7 +270,11 @@ class Router:
             now,
         )
         await self._advance(
-            fields.message_id, Event.ROUTED, now, detail=f"receipt to {decision.to}"
+            fields.message_id,
+            Event.ROUTED,
+            now,
+            detail=f"receipt to {decision.to}",
+            deadlines=DeadlineChanges(closures=closed_by(_routed(fields), self.config.hub)),
         )
         await _to_inbox(exchanges, decision.to, body, fields)
         await self._audit(
@@ -297,8 +330,15 @@ class Router:
             now,
         )
         await self._quarantine(body, fields.message_id, decision.check, decision.reason, exchanges)
+        metrics.rejected(fields, decision.check, self.config.registry.agencies)
         await self._advance(
-            fields.message_id, Event.REJECTED, now, reason=f"{decision.check}: {decision.reason}"
+            fields.message_id,
+            Event.REJECTED,
+            now,
+            reason=f"{decision.check}: {decision.reason}",
+            deadlines=DeadlineChanges(
+                closures=(ended_by_rejection(fields.message_id, decision.check),)
+            ),
         )
         if fields.message_type != routing.RECEIPT:
             await self._non_delivery(fields, decision.check, decision.reason, exchanges, now)
@@ -318,6 +358,7 @@ class Router:
         await self._audit(audit_chain.from_unverified(claimed, check, str(exc)), now)
         message_id = claimed.message_id if claimed is not None else None
         await self._quarantine(body, message_id, check, str(exc), exchanges)
+        metrics.rejected(claimed, check, self.config.registry.agencies)
         if claimed is not None and claimed.message_type not in SYSTEM_MESSAGE_TYPES:
             await self._non_delivery(claimed, check, str(exc), exchanges, now)
 
@@ -419,17 +460,17 @@ def _facts(header: Header) -> routing.Facts:
     )
 
 
-def _record(f: HeaderFields) -> MessageRecord:
-    return MessageRecord(
+def _routed(f: HeaderFields) -> Routed:
+    return Routed(
         message_id=f.message_id,
         correlation_id=f.correlation_id,
-        in_reply_to=f.in_reply_to,
         message_type=f.message_type,
         sender=f.sender,
         recipients=f.recipients,
         rag=f.rag,
-        deadline=f.deadline,
-        created_at=f.created_at,
+        stated_deadline=f.deadline,
+        in_reply_to=f.in_reply_to,
+        receipt_outcome=f.receipt_outcome,
     )
 
 
@@ -441,18 +482,31 @@ async def run_router(
     prefetch: int = 32,
     window: TimeWindow = DEFAULT_WINDOW,
     reload_on_sighup: bool = False,
+    policy: DeadlinePolicy | None = None,
+    tick_s: float = DEFAULT_TICK_S,
+    audit_path: Path | None = None,
 ) -> None:
-    """Consume ``gateway.router`` until ``stop`` is set; acks only after each message is done.
+    """Consume ``gateway.router`` and fire due deadlines until ``stop`` is set.
 
-    ``ready`` is set once the topology is declared and the consumer is running.
-    With ``reload_on_sighup``, SIGHUP re-reads the config file; a broken one
-    is refused with its error logged, and the running config stays.
+    Each message is acked only after it is done. ``ready`` is set once the
+    topology is declared and the consumer is running. With
+    ``reload_on_sighup``, SIGHUP re-reads the config file; a broken one is
+    refused with its error logged, and the running config stays. ``policy``
+    overrides the config's deadlines (the demo's shortened clock). Each
+    router process keeps its own audit chain (``audit_path``; default
+    state/audit.jsonl), since a chain has one writer.
     """
     signer = keystore.load_signing_identity(config, config.gateway, utc_now())
-    audit = audit_log.AuditLog(audit_log.default_path(config), signer)
+    audit = audit_log.AuditLog(audit_path or audit_log.default_path(config), signer)
     try:
         await _consume(
-            Router(config, store, signer, window, audit), stop, ready, prefetch, reload_on_sighup
+            Router(config, store, signer, window, audit, policy),
+            Escalator(config, store, signer, audit, policy),
+            stop,
+            ready,
+            prefetch,
+            reload_on_sighup,
+            tick_s,
         )
     finally:
         audit.close(utc_now())
@@ -460,10 +514,12 @@ async def run_router(
 
 async def _consume(
     router: Router,
+    escalator: Escalator,
     stop: asyncio.Event,
     ready: asyncio.Event | None,
     prefetch: int,
     reload_on_sighup: bool,
+    tick_s: float,
 ) -> None:
     config = router.config
     connection = await connect(config.broker_url)
@@ -475,6 +531,19 @@ async def _consume(
             quarantine=await channel.get_exchange(topology.QUARANTINE_EXCHANGE),
         )
         queue = await channel.get_queue(topology.ROUTER_QUEUE)
+        escalations = await confirmed_channel(connection)
+        announcements = await connection.channel(publisher_confirms=False)
+        escalating = asyncio.create_task(
+            run_escalator(
+                escalator,
+                EscalatorChannels(
+                    deliver=await escalations.get_exchange(topology.DELIVER_EXCHANGE),
+                    events=await announcements.get_exchange(topology.EVENTS_EXCHANGE),
+                ),
+                stop,
+                tick_s,
+            )
+        )
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             # A failure requeues the message; past the queue's delivery limit
@@ -485,7 +554,7 @@ async def _consume(
 
         if reload_on_sighup:
             asyncio.get_running_loop().add_signal_handler(
-                signal.SIGHUP, _reload, router, config.path
+                signal.SIGHUP, _reload, router, escalator, config.path
             )
         tag = await queue.consume(on_message)
         log.info("router.started", queue=topology.ROUTER_QUEUE)
@@ -493,14 +562,16 @@ async def _consume(
             ready.set()
         await stop.wait()
         await queue.cancel(tag)
+        await escalating
 
 
-def _reload(router: Router, path: Path) -> None:
+def _reload(router: Router, escalator: Escalator, path: Path) -> None:
     try:
         router.reload(load_config(str(path)))
     except GatewayError as exc:
         log.error("config.reload_refused", reason=str(exc))
         return
+    escalator.reload(router.config, router.signer)
     log.info(
         "config.reloaded",
         keys=len(router.config.registry.keys),

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from gateway.deadline_rules import Deadline
 from gateway.lifecycle import State
-from gateway.store import MessageRecord, TimelineEntry
+from gateway.store import DeadlineEvent, DeadlineEventEntry, MessageRecord, TimelineEntry
 
 STATE_WIDTH = max(len(s.value) for s in State)
 TIME_WIDTH = len("2026-01-01T00:00:00.000Z")
@@ -83,6 +84,41 @@ def case_view(
             head += f"  reply to {printable(message.in_reply_to)}"
         lines.append(head)
         lines.extend(transition_line(e, "  ") for e in by_message[message.message_id])
+    return "\n".join(lines)
+
+
+def deadline_status(deadline: Deadline, now: datetime) -> str:
+    """met, met late, ended, overdue or open: what a hub manager asks first."""
+    if deadline.closed_at is not None:
+        return "met late" if deadline.breached else "met"
+    return "overdue" if deadline.due_at <= now else "open"
+
+
+def deadlines_view(
+    deadlines: Sequence[Deadline], events: Sequence[DeadlineEventEntry], now: datetime
+) -> str:
+    """The case's deadlines: who owes what by when, its status, and each escalation and closure."""
+    by_deadline: dict[str, list[DeadlineEventEntry]] = {d.deadline_id: [] for d in deadlines}
+    for event in events:
+        by_deadline.setdefault(event.deadline_id, []).append(event)
+    lines = ["deadlines:"]
+    for deadline in deadlines:
+        status = deadline_status(deadline, now)
+        if any(e.event is DeadlineEvent.ENDED for e in by_deadline[deadline.deadline_id]):
+            status = "ended"
+        rag = f" {deadline.rag}" if deadline.rag else ""
+        lines.append(
+            f"  {deadline.kind.value}{rag} owed by {printable(deadline.debtor)} to "
+            f"{printable(deadline.creditor)} for {printable(deadline.message_id)}: "
+            f"due {timestamp(deadline.due_at)}  [{status}]"
+        )
+        for event in by_deadline[deadline.deadline_id]:
+            what = event.event.value
+            if event.level is not None:
+                what += f" level {event.level}"
+            if event.reason:
+                what += f"  {printable(event.reason)}"
+            lines.append(f"    {timestamp(event.at):<{TIME_WIDTH}}  {what}")
     return "\n".join(lines)
 
 

@@ -2,7 +2,8 @@
 
 Reads the tracking store named by the area config (WAL lets it read while
 the router writes) and prints ids, types, agencies, states, times and
-reasons: the store holds no payload, and the view shows nothing else.
+reasons: the store holds no payload, and the view shows nothing else. A
+case also shows its deadlines, their status and every escalation.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import asyncio
 
 from gateway import timeline_view
+from gateway.clock import utc_now
 from gateway.config import AreaConfig, load_config
 from gateway.errors import GatewayError
 from gateway.store import TrackingStore, store_from_url
@@ -43,9 +45,14 @@ async def case_report(store: TrackingStore, correlation_id: str, where: str) -> 
         raise NotTracked(
             f"no messages with correlation id {correlation_id!r} in the tracking store ({where})"
         )
-    return timeline_view.case_view(
+    view = timeline_view.case_view(
         correlation_id, messages, await store.case_timeline(correlation_id)
     )
+    deadlines = await store.case_deadlines(correlation_id)
+    if not deadlines:
+        return view
+    events = await store.case_deadline_events(correlation_id)
+    return f"{view}\n\n{timeline_view.deadlines_view(deadlines, events, utc_now())}"
 
 
 async def report(config: AreaConfig, message_id: str | None, correlation_id: str | None) -> str:

@@ -223,6 +223,15 @@ class TrackingStore(Protocol):
     async def overdue_deadlines(self, now: datetime, limit: int) -> list[Deadline]:
         """Open deadlines past due, most overdue first."""
 
+    async def messages_between(self, start: datetime, end: datetime) -> list[MessageRecord]:
+        """Messages created in [start, end), oldest first: the report's volumes."""
+
+    async def deadlines_between(self, start: datetime, end: datetime) -> list[Deadline]:
+        """Deadlines started in [start, end), oldest first: the report's response times."""
+
+    async def rejections_between(self, start: datetime, end: datetime) -> list[TimelineEntry]:
+        """Rejected transitions in [start, end), oldest first: the report's delivery failures."""
+
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")

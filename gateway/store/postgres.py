@@ -240,6 +240,33 @@ class PostgresStore:
             lambda c: _timeline(c, "m.correlation_id = $1", correlation_id),
         )
 
+    async def messages_between(self, start: datetime, end: datetime) -> list[MessageRecord]:
+        return await self._query(
+            "reading the messages of a period",
+            lambda c: _messages(
+                c, "m.created_at >= $1 AND m.created_at < $2", _aware(start), _aware(end)
+            ),
+        )
+
+    async def deadlines_between(self, start: datetime, end: datetime) -> list[Deadline]:
+        return await self._query(
+            "reading the deadlines of a period",
+            lambda c: _deadlines(
+                c,
+                "d.started_at >= $1 AND d.started_at < $2 ORDER BY d.started_at, d.deadline_id",
+                _aware(start),
+                _aware(end),
+            ),
+        )
+
+    async def rejections_between(self, start: datetime, end: datetime) -> list[TimelineEntry]:
+        return await self._query(
+            "reading the rejections of a period",
+            lambda c: _timeline(
+                c, "t.state = 'rejected' AND t.at >= $1 AND t.at < $2", _aware(start), _aware(end)
+            ),
+        )
+
     async def fire_due(self, now: datetime, limit: int, fire: Fire) -> int:
         """Lock due rows with SKIP LOCKED, fire while holding them, record, commit."""
 
@@ -312,7 +339,7 @@ def _aware(at: datetime) -> datetime:
     return at
 
 
-async def _messages(conn: Connection, where: str, value: str) -> list[MessageRecord]:
+async def _messages(conn: Connection, where: str, *params: object) -> list[MessageRecord]:
     """Messages matching ``where`` (a constant of this module, never user text)."""
     rows = await conn.fetch(
         "SELECT m.message_id, m.correlation_id, m.in_reply_to, m.message_type, m.sender, m.rag,"  # noqa: S608
@@ -320,7 +347,7 @@ async def _messages(conn: Connection, where: str, value: str) -> list[MessageRec
         " ARRAY(SELECT r.agency FROM message_recipients r"
         "       WHERE r.message_id = m.message_id ORDER BY r.position)"
         f" FROM messages m WHERE {where} ORDER BY m.created_at, m.message_id",
-        value,
+        *params,
     )
     return [
         MessageRecord(
@@ -339,12 +366,12 @@ async def _messages(conn: Connection, where: str, value: str) -> list[MessageRec
     ]
 
 
-async def _timeline(conn: Connection, where: str, value: str) -> list[TimelineEntry]:
+async def _timeline(conn: Connection, where: str, *params: object) -> list[TimelineEntry]:
     rows = await conn.fetch(
         "SELECT t.message_id, t.state, t.at, t.reason, t.detail FROM transitions t"  # noqa: S608
         f" JOIN messages m ON m.message_id = t.message_id WHERE {where}"
         " ORDER BY t.at, t.seq",
-        value,
+        *params,
     )
     return [TimelineEntry(r[0], State(r[1]), r[2], r[3], r[4]) for r in rows]
 

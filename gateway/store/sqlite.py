@@ -356,21 +356,47 @@ class SqliteStore:
             ),
         )
 
+    async def messages_between(self, start: datetime, end: datetime) -> list[MessageRecord]:
+        return await self._query(
+            "reading the messages of a period",
+            lambda c: self._messages(
+                c, "m.created_at >= ? AND m.created_at < ?", to_text(start), to_text(end)
+            ),
+        )
+
+    async def deadlines_between(self, start: datetime, end: datetime) -> list[Deadline]:
+        return await self._query(
+            "reading the deadlines of a period",
+            lambda c: _deadlines(
+                c,
+                "d.started_at >= ? AND d.started_at < ? ORDER BY d.started_at, d.deadline_id",
+                (to_text(start), to_text(end)),
+            ),
+        )
+
+    async def rejections_between(self, start: datetime, end: datetime) -> list[TimelineEntry]:
+        return await self._query(
+            "reading the rejections of a period",
+            lambda c: self._timeline(
+                c, "t.state = 'rejected' AND t.at >= ? AND t.at < ?", to_text(start), to_text(end)
+            ),
+        )
+
     @staticmethod
-    def _messages(conn: sqlite3.Connection, where: str, value: str) -> list[MessageRecord]:
+    def _messages(conn: sqlite3.Connection, where: str, *params: str) -> list[MessageRecord]:
         """Messages matching ``where`` (a constant of this module, never user text)."""
         rows = conn.execute(
             "SELECT message_id, correlation_id, in_reply_to, message_type, sender, rag,"  # noqa: S608
             " deadline, created_at, state"
             f" FROM messages m WHERE {where} ORDER BY created_at, message_id",
-            (value,),
+            params,
         ).fetchall()
         recipients: dict[str, list[str]] = {r[0]: [] for r in rows}
         for message_id, agency in conn.execute(
             "SELECT r.message_id, r.agency FROM message_recipients r"  # noqa: S608
             f" JOIN messages m ON m.message_id = r.message_id WHERE {where}"
             " ORDER BY r.message_id, r.position",
-            (value,),
+            params,
         ):
             recipients[message_id].append(agency)
         return [
@@ -390,12 +416,12 @@ class SqliteStore:
         ]
 
     @staticmethod
-    def _timeline(conn: sqlite3.Connection, where: str, value: str) -> list[TimelineEntry]:
+    def _timeline(conn: sqlite3.Connection, where: str, *params: str) -> list[TimelineEntry]:
         rows = conn.execute(
             "SELECT t.message_id, t.state, t.at, t.reason, t.detail FROM transitions t"  # noqa: S608
             f" JOIN messages m ON m.message_id = t.message_id WHERE {where}"
             " ORDER BY t.at, t.seq",
-            (value,),
+            params,
         ).fetchall()
         return [TimelineEntry(r[0], State(r[1]), from_text(r[2]), r[3], r[4]) for r in rows]
 

@@ -33,10 +33,11 @@ from gateway.cli import main
 from gateway.config import AreaConfig, load_config
 from gateway.edge import Edge
 from gateway.store import SQLITE_PREFIX
-from tests.integration.conftest import AMQP_URL, broker_admin
+from tests.integration.conftest import AMQP_URL, broker_admin, pg_schema_url
 from tests.integration.exchange_harness import Inbox, open_edge
 
-__all__ = ["broker_admin"]  # the session fixture, shared with the integration tests
+# Fixtures shared with the integration tests.
+__all__ = ["broker_admin", "pg_schema_url"]
 
 ROUTER_START_TIMEOUT_S = 20.0
 BROKER_START_TIMEOUT_S = 60
@@ -48,6 +49,7 @@ class RouterProcess:
 
     config_path: Path
     log_path: Path
+    extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -56,7 +58,15 @@ class RouterProcess:
         assert self.process is None, "the router is already running"
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "--config", str(self.config_path), "run"],
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway",
+                    "--config",
+                    str(self.config_path),
+                    "run",
+                    *self.extra_args,
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

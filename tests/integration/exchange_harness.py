@@ -17,6 +17,7 @@ from pathlib import Path
 from gateway.broker.vhost import BrokerAdmin, vhost_url
 from gateway.cli import main
 from gateway.config import AreaConfig, load_config
+from gateway.deadlines import DeadlinePolicy
 from gateway.edge import Delivered, Edge
 from gateway.envelope import TimeWindow
 from gateway.router import DEFAULT_WINDOW, run_router
@@ -70,13 +71,17 @@ class Exchange:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _router: asyncio.Task[None] | None = None
 
-    async def start_router(self, window: TimeWindow = DEFAULT_WINDOW) -> None:
+    async def start_router(
+        self, window: TimeWindow = DEFAULT_WINDOW, policy: DeadlinePolicy | None = None
+    ) -> None:
         """Start the router on the area config as it is on disk now."""
         self.config = load_config(str(self.config.path))
         self._stop = asyncio.Event()
         ready = asyncio.Event()
         self._router = asyncio.create_task(
-            run_router(self.config, self.router_store, self._stop, ready, window=window)
+            run_router(
+                self.config, self.router_store, self._stop, ready, window=window, policy=policy
+            )
         )
         waiter = asyncio.ensure_future(ready.wait())
         await asyncio.wait({self._router, waiter}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
@@ -91,9 +96,11 @@ class Exchange:
             await asyncio.wait_for(self._router, 10)
             self._router = None
 
-    async def restart_router(self, window: TimeWindow = DEFAULT_WINDOW) -> None:
+    async def restart_router(
+        self, window: TimeWindow = DEFAULT_WINDOW, policy: DeadlinePolicy | None = None
+    ) -> None:
         await self.stop_router()
-        await self.start_router(window)
+        await self.start_router(window, policy)
 
     async def edge(self, agency: str, consume: bool = True) -> Edge:
         """The agency's edge, consuming its inbox into ``inboxes[agency]``."""
@@ -106,7 +113,9 @@ class Exchange:
 
 
 @asynccontextmanager
-async def running_exchange(admin: BrokerAdmin, base_url: str, tmp: Path) -> AsyncIterator[Exchange]:
+async def running_exchange(
+    admin: BrokerAdmin, base_url: str, tmp: Path, policy: DeadlinePolicy | None = None
+) -> AsyncIterator[Exchange]:
     vhost = f"mash-test-{uuid.uuid4().hex[:8]}"
     await admin.create_vhost(vhost, "guest")
     url = vhost_url(base_url, vhost)
@@ -117,7 +126,7 @@ async def running_exchange(admin: BrokerAdmin, base_url: str, tmp: Path) -> Asyn
     await store.open()
     exchange = Exchange(config, url, store, tmp)
     try:
-        await exchange.start_router()
+        await exchange.start_router(policy=policy)
         yield exchange
     finally:
         await exchange.stop_router()

@@ -1,26 +1,81 @@
-"""The README's first command: the whole multi-agency flow on the real broker."""
+"""The README's first command: the whole multi-agency flow on the real broker.
 
+Neither its terminal output, nor its console or JSON logs, nor its metrics,
+nor its audit trail may carry any personal data from the demo payloads.
+"""
+
+import json
+import logging
 import subprocess
+import tempfile
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from gateway import demo_flow, logs
 from gateway.cli import main
 from gateway.config import load_config
+from gateway.metrics_config import Listen
+from gateway.metrics_http import serving
+from gateway.resources import schemas_dir
+from gateway.xmlsafe import parse
+from tests.integration.conftest import AMQP_URL
 
 pytestmark = pytest.mark.integration
 
-# Personal data in the demo payloads: none of it may reach the terminal or the logs.
-PERSONAL_DATA = [
-    "Jamie",
-    "Example",
-    "9434765870",
-    "9434765919",
-    "2016-05-14",
-    "Sample Street",
-    "ZZ1 1AA",
-    "B801200005001",
+DEMO_PAYLOADS = [
+    schemas_dir() / "examples" / "demo" / "police-referral.xml",
+    *(
+        schemas_dir() / "examples" / "valid" / name
+        for name in ("information-request.xml", "information-response.xml", "decision.xml")
+    ),
 ]
+# Leaf elements whose text is controlled vocabulary, a role or a timestamp, not about a person.
+NOT_PERSONAL = {
+    "Purpose", "LawfulBasis", "Rag", "From", "To", "Sex", "Source", "ReleaseCondition",
+    "MediaType", "SizeBytes", "Sha256", "Role", "Organisation", "Agency",
+}  # fmt: skip
+
+
+def payload_personal_data() -> set[str]:
+    """Every name, date of birth, identifier, address, contact and narrative in the payloads."""
+    found = set()
+    for path in DEMO_PAYLOADS:
+        for element in parse(path.read_bytes(), path.name).iter():
+            name = str(element.tag).rsplit("}", 1)[-1]
+            text = (element.text or "").strip()
+            if len(element) or len(text) < 3 or name in NOT_PERSONAL:
+                continue
+            if name.endswith(("At", "Due")):  # timestamps of the process, re-dated by the demo
+                continue
+            found.add(text)
+    return found
+
+
+# Personal data in the demo payloads: none of it may reach the terminal or the logs.
+PERSONAL_DATA = sorted(
+    payload_personal_data()
+    | {"Jamie", "Example", "9434765870", "9434765919", "2016-05-14", "Sample Street", "ZZ1 1AA"}
+)
+
+
+def test_the_personal_data_list_covers_every_kind_of_personal_data() -> None:
+    for value in (
+        "Jamie",  # names
+        "Example",
+        "Jay",
+        "2016-05-14",  # dates of birth
+        "1990-11-02",
+        "9434765870",  # NHS numbers
+        "12 Sample Street",  # addresses
+        "ZZ1 1AA",
+        "01632 960456",  # contacts
+        "ppu@police.demo.example",
+    ):
+        assert value in PERSONAL_DATA
+    narrative = [v for v in PERSONAL_DATA if v.startswith("At morning drop-off Jamie")]
+    assert narrative, "the referral's narrative is not in the list"
 
 
 def test_demo_runs_the_case_end_to_end_without_printing_personal_data(
@@ -34,11 +89,18 @@ def test_demo_runs_the_case_end_to_end_without_printing_personal_data(
         "2. the hub rates",
         "3. health",
         "3. csc",
-        "3. probation",
-        "5. all partners answered",
+        "3. probation is busy and stays silent",
+        "probation got a level 1 Escalation: probation's response is overdue",
+        "hub got a level 1 Escalation: probation's response is overdue",
+        "hub got a level 2 Escalation: probation's response is overdue",
+        "6. the hub manager calls probation",
+        "7. all partners answered",
         "police received Decision",
     ):
         assert step in out
+    # The printed timeline shows the ladder and the late answer closing the deadline.
+    assert "response Amber owed by probation to hub" in out and "[met late]" in out
+    assert "escalated level 1" in out and "escalated level 2" in out and "met-late" in out
     assert (
         out.count("got a DeliveryReceipt") == 8
     )  # 1 referral + 3 requests + 3 responses + 1 decision
@@ -56,3 +118,33 @@ def test_demo_runs_the_case_end_to_end_without_printing_personal_data(
     assert '"outcome": "routed"' in audit_lines or '"outcome":"routed"' in audit_lines
     for value in PERSONAL_DATA:
         assert value not in audit_lines
+
+
+async def test_json_logs_and_metrics_of_the_demo_carry_ids_and_no_personal_data(
+    capfd: pytest.CaptureFixture[str], broker_admin: object
+) -> None:
+    """The production rendering, at DEBUG so that nothing is filtered out, plus /metrics."""
+    logs.configure(json=True, level=logging.DEBUG)
+    # A short path: gpg-agent's socket under the area's keyring must fit in 108 bytes.
+    with tempfile.TemporaryDirectory(prefix="mash-demo-") as tmp:
+        try:
+            async with serving(Listen("127.0.0.1", 0)) as port:
+                case = await demo_flow.run(Path(tmp, "area"), AMQP_URL)
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(f"http://127.0.0.1:{port}/metrics") as response,
+                ):
+                    exposition = await response.text()
+        finally:
+            logs.configure(quiet=True)
+    out, err = capfd.readouterr()
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert lines, "the demo logged nothing"
+    about_messages = [line for line in lines if str(line["event"]).startswith("message.")]
+    assert {"message.submitted", "message.routed"} <= {line["event"] for line in about_messages}
+    for line in about_messages:
+        assert line["message_id"] and line["correlation_id"] == case, line
+    assert 'message_type="Referral"' in exposition
+    everything = out + err + exposition
+    for value in PERSONAL_DATA:
+        assert value not in everything, f"{value!r} leaked into the logs or metrics"

@@ -150,7 +150,49 @@ def test_holidays_alone_keep_office_hours() -> None:
             "deadlines.calendar.hours.Mon: must be",
         ),
         ("[deadlines.calendar]\nopen = true", "deadlines.calendar.open: unknown key"),
+        ('[deadlines]\ncontacts = "hub"', "deadlines.contacts: must be an array of tables"),
+        (
+            '[[deadlines.contacts]]\nagency = "hub"\nemail = "m@hub.example"',
+            "deadlines.contacts[0].role: missing",
+        ),
+        (
+            '[[deadlines.contacts]]\nrole = "Manager"\nagency = "hub"',
+            "deadlines.contacts[0]: needs an email or a phone",
+        ),
+        (
+            '[[deadlines.contacts]]\nrole = "Manager"\nagency = "hub"\nphone = ""',
+            "deadlines.contacts[0].phone: must be a non-empty string",
+        ),
+        (
+            '[[deadlines.contacts]]\nrole = "M"\nagency = "hub"\nemail = "m@h"\npager = "1"',
+            "deadlines.contacts[0].pager: unknown key",
+        ),
     ],
 )
 def test_bad_input_is_refused_naming_the_key(text: str, message: str) -> None:
     refused(text, message)
+
+
+def test_contacts_and_seconds_for_a_shortened_clock() -> None:
+    policy = parse(
+        """
+        [deadlines]
+        delivery = { duration = "30s", counting = "clock" }
+
+        [[deadlines.contacts]]
+        role = "MASH team manager"
+        agency = "hub"
+        email = "managers@hub.example"
+
+        [[deadlines.contacts]]
+        role = "Out-of-hours duty manager"
+        agency = "csc"
+        phone = "01632 960000"
+        name = "Duty manager"
+        """
+    )
+    assert policy.delivery == Timer(Duration(seconds=30), Counting.CLOCK)
+    assert [(c.agency, c.email, c.phone) for c in policy.contacts] == [
+        ("hub", "managers@hub.example", None),
+        ("csc", None, "01632 960000"),
+    ]

@@ -49,10 +49,11 @@ def test_a_request_owes_a_receipt_and_an_answer_from_each_recipient() -> None:
     assert delivery.due_at == T0 + timedelta(minutes=15) and delivery.rag is None
 
 
-def test_an_earlier_deadline_stated_by_the_sender_wins_a_later_one_does_not() -> None:
+def test_an_earlier_deadline_stated_by_the_sender_wins_a_later_or_past_one_does_not() -> None:
     sooner = T0 + timedelta(hours=1)
-    later = T0 + timedelta(days=9)
-    for stated, expected in ((sooner, sooner), (later, T0 + timedelta(hours=4))):
+    policy_due = T0 + timedelta(hours=4)
+    cases = ((sooner, sooner), (T0 + timedelta(days=9), policy_due), (T0, policy_due))
+    for stated, expected in cases:
         request = message("InformationRequest", rag="Red", stated_deadline=stated)
         opened = rules.opened_by(request, T0, POLICY, HUB)
         assert {d.due_at for d in opened if d.kind is Kind.RESPONSE} == {expected}
