@@ -263,3 +263,18 @@ def test_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for bad in ("mysql://db/track", "sqlite://track.db", "sqlite:///"):
         with pytest.raises(StoreError, match="unsupported store URL"):
             store_from_url(bad)
+
+
+async def test_period_reads_take_what_falls_in_the_period(store: TrackingStore) -> None:
+    inside, before = T0 + timedelta(hours=1), T0 - timedelta(seconds=1)
+    await store.record_submitted(record("in-period", created_at=inside), inside)
+    await store.record_submitted(record("too-early", created_at=before), before)
+    await store.advance("in-period", Event.REJECTED, inside, reason="agreement: no agreement")
+    await store.advance("too-early", Event.REJECTED, before, reason="agreement: no agreement")
+    end = T0 + timedelta(days=1)
+    assert [m.message_id for m in await store.messages_between(T0, end)] == ["in-period"]
+    rejections = await store.rejections_between(T0, end)
+    assert [(r.message_id, r.reason) for r in rejections] == [
+        ("in-period", "agreement: no agreement")
+    ]
+    assert await store.messages_between(end, end + timedelta(days=1)) == []
