@@ -24,10 +24,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from adapters.config import AdapterConfig, parse_adapters
 from gateway import vocabulary
 from gateway.deadline_config import parse_deadlines
 from gateway.deadlines import DeadlinePolicy
 from gateway.errors import GatewayError
+from gateway.intake.config import IntakeConfig, parse_intake
+from gateway.metrics_config import Listen, parse_metrics
 from gateway.policy import Agreement
 from gateway.registry import Agency, KeyUse, PublicKeyRecord, Registry, key_id_for
 
@@ -58,6 +61,9 @@ class AreaConfig:
     registry: Registry
     agreements: tuple[Agreement, ...]
     deadlines: DeadlinePolicy
+    intake: IntakeConfig | None = None
+    adapters: tuple[AdapterConfig, ...] = ()
+    metrics: Listen | None = None
 
     @property
     def base_dir(self) -> Path:
@@ -216,8 +222,23 @@ class _Parser:
             store_url=self.store_url(self.text(store, "store", "url")),
             registry=Registry.build(agencies, keys),
             agreements=agreements,
-            deadlines=parse_deadlines(doc.get("deadlines"), self.fail),
+            deadlines=self.deadlines(doc, known - {gateway}),
+            intake=parse_intake(doc.get("intake"), self.fail, self.path.parent, known - {gateway}),
+            adapters=parse_adapters(
+                doc.get("adapters"), self.fail, self.path.parent, known - {gateway}
+            ),
+            metrics=parse_metrics(doc.get("metrics"), self.fail),
         )
+
+    def deadlines(self, doc: Mapping[str, Any], agencies: frozenset[str]) -> DeadlinePolicy:
+        policy = parse_deadlines(doc.get("deadlines"), self.fail)
+        for index, contact in enumerate(policy.contacts):
+            if contact.agency not in agencies:
+                raise self.fail(
+                    f"deadlines.contacts[{index}].agency",
+                    f"{contact.agency!r} is not one of the agencies",
+                )
+        return policy
 
     def store_url(self, url: str) -> str:
         """Anchor a relative sqlite path to the config directory."""

@@ -64,6 +64,51 @@ CHILD_BASES = (
 )
 
 
+# The secure-mail intake (gateway/intake/config.py): police sign and encrypt with PGP/MIME
+# (pin each officer's key under staff), health is an accredited domain trusted on TLS alone.
+DEMO_INTAKE = (
+    "\n[intake]\n"
+    'listen = "127.0.0.1:8025"\n'
+    'hostname = "intake.demo.example"\n'
+    'mailboxes = ["hub"]\n'
+    "\n[[intake.domains]]\n"
+    'domain = "police.demo.example"\n'
+    'agency = "police"\n'
+    'policy = "pgp"\n'
+    "staff = []\n"
+    "\n[[intake.domains]]\n"
+    'domain = "health.demo.example"\n'
+    'agency = "health"\n'
+    'policy = "tls"\n'
+)
+
+
+# Agency adapters (adapters/config.py), one per partner profile in adapters/profiles/:
+# `mash-gateway adapter AGENCY` runs one. File drops live under agency-systems/; the HTTP
+# adapters need a token (`mash-gateway adapter --issue-token csc probation`); health needs
+# a MESH server (a local mesh-sandbox here) and its secrets under keys/private/mesh/.
+DEMO_ADAPTERS = (
+    "\n[[adapters]]\n"
+    'agency = "police"\nprofile = "police"\nrecipients = ["hub"]\ntransport = "filedrop"\n'
+    '[adapters.filedrop]\nroot = "agency-systems/police"\n'
+    "\n[[adapters]]\n"
+    'agency = "education"\nprofile = "education"\nrecipients = ["hub"]\ntransport = "filedrop"\n'
+    '[adapters.filedrop]\nroot = "agency-systems/education"\n'
+    "\n[[adapters]]\n"
+    'agency = "csc"\nprofile = "csc"\nrecipients = ["hub"]\ntransport = "http"\n'
+    '[adapters.http]\nlisten = "127.0.0.1:8441"\nwebhook = "http://127.0.0.1:9441/mash"\n'
+    "\n[[adapters]]\n"
+    'agency = "probation"\nprofile = "probation"\nrecipients = ["hub"]\ntransport = "http"\n'
+    '[adapters.http]\nlisten = "127.0.0.1:8442"\nwebhook = "http://127.0.0.1:9442/mash"\n'
+    "\n[[adapters]]\n"
+    'agency = "health"\nprofile = "health"\nrecipients = ["hub"]\ntransport = "mesh"\n'
+    '[adapters.mesh]\nurl = "http://127.0.0.1:8700"\nmailbox = "X26ABC1"\n'
+    'recipient = "X26ABC2"\nworkflow_id = "MASH_GATEWAY"\n'
+    'workflows = { InformationRequest = "MASH_INFO_REQUEST", Decision = "MASH_DECISION" }\n'
+    'root = "agency-systems/health"\n'
+)
+
+
 def _list(values: tuple[str, ...]) -> str:
     return "[" + ", ".join(f'"{v}"' for v in values) + "]"
 
@@ -119,4 +164,6 @@ def demo_config(broker_url: str, today: date) -> str:
     parts.append(
         _agreement("isa-demo-responses", PARTNERS, ("hub",), ("InformationResponse",), today)
     )
+    parts.append(DEMO_INTAKE)
+    parts.append(DEMO_ADAPTERS)
     return "".join(parts)

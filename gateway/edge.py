@@ -30,8 +30,9 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
+from structlog.contextvars import bound_contextvars
 
-from gateway import keystore, notices, schemas
+from gateway import keystore, metrics, notices, schemas
 from gateway.broker import topology
 from gateway.broker.connection import confirmed_channel, connect
 from gateway.broker.credentials import agency_broker_url
@@ -47,8 +48,10 @@ from gateway.envelope import (
     seal_bytes,
 )
 from gateway.envelope.claimed import claimed_header
+from gateway.errors import GatewayError
 from gateway.keyed_locks import KeyedLocks
 from gateway.payload_facts import PayloadFacts, header_facts, payload_facts
+from gateway.policy import upn_refusal
 from gateway.schemas import SchemaViolation
 from gateway.store import TrackingStore
 from gateway.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
@@ -68,6 +71,19 @@ OPEN_CHECKS = {
     "header": "header-schema",
     "container": "undecodable",
 }
+
+
+class PolicyRefusal(GatewayError):
+    """A payload this edge may not send in this flow (a UPN outside education); nothing is sent."""
+
+
+class HandlerRefused(GatewayError):
+    """Raised by a handler when the agency system will never take this message (a webhook
+    that refused it or stayed down past its retry budget, a document it cannot map).
+
+    The edge answers with a negative receipt (check ``handler``) and rejects
+    the message to quarantine, instead of redelivering it.
+    """
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,9 @@ class Submission:
     rag: str | None = None
     deadline: datetime | None = None
     source: str = "<submission>"
+    # How the originator was authenticated (common.xsd Assurance): the e-mail
+    # intake states pgp-verified or tls-only; everything else is edge-signed.
+    assurance: str = "edge-signed"
 
 
 class Edge:
@@ -135,6 +154,11 @@ class Edge:
         """Check, seal and publish; returns the header fields (with the new message id)."""
         root = schemas.validate(submission.payload, submission.source)
         message_type = schemas.message_type(root)
+        upn = upn_refusal(
+            root, submission.source, self.agency, submission.recipients, self.config.registry
+        )
+        if upn is not None:
+            raise PolicyRefusal(upn)
         facts = header_facts(
             payload_facts(root),
             PayloadFacts(
@@ -152,11 +176,14 @@ class Edge:
             created_at=now,
             purpose=facts.purpose,
             lawful_bases=facts.lawful_bases,
+            assurance=submission.assurance,
             in_reply_to=submission.in_reply_to,
             rag=facts.rag,
             deadline=facts.deadline,
         )
-        await self._seal_and_publish(fields, submission.payload, now)
+        with bound_contextvars(message_id=fields.message_id, correlation_id=fields.correlation_id):
+            await self._seal_and_publish(fields, submission.payload, now)
+        metrics.submitted(fields)
         log.info(
             "message.submitted",
             message_id=fields.message_id,
@@ -169,7 +196,8 @@ class Edge:
     async def _seal_and_publish(self, fields: HeaderFields, payload: bytes, now: datetime) -> None:
         signer = keystore.load_signing_identity(self.config, self.agency, now)
         keys = recipient_keys(self.config.registry, fields.recipients, now)
-        sealed = seal_bytes(fields, payload, signer, keys)
+        with metrics.timed("seal"):
+            sealed = seal_bytes(fields, payload, signer, keys)
         # The same bytes until confirmed: a retry after a lost confirm is a
         # repeat the router recognises by header digest, never a second message.
         await publish_until_confirmed(
@@ -190,7 +218,10 @@ class Edge:
         queue = await self._channel.get_queue(topology.inbox_queue(self.agency))
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            await self._receive(message, handler)
+            # Set by the router from the verified header: the ids of every line logged meanwhile.
+            ids = {"message_id": message.message_id, "correlation_id": message.correlation_id}
+            with bound_contextvars(**ids):
+                await self._receive(message, handler)
 
         tag = await queue.consume(on_message)
         return queue, tag
@@ -199,22 +230,28 @@ class Edge:
         received_at = utc_now()
         body = message.body
         try:
-            opened, payload = open_bytes(
-                body, self.config.registry, self.identity, received_at, None, None
-            )
+            with metrics.timed("open"):
+                opened, payload = open_bytes(
+                    body, self.config.registry, self.identity, received_at, None, None
+                )
         except EnvelopeError as exc:
             await self._refuse(
                 message, body, OPEN_CHECKS.get(exc.check, "undecodable"), str(exc), received_at
             )
             return
         fields = opened.header.fields
+        source = f"message {fields.message_id}"
         try:
-            schemas.validate(payload, f"message {fields.message_id}", fields.message_type)
+            root = schemas.validate(payload, source, fields.message_type)
         except SchemaViolation as exc:
             await self._refuse(message, body, "payload-schema", exc.redacted(), received_at)
             return
         except UnsafeXmlError as exc:
             await self._refuse(message, body, "undecodable", str(exc), received_at)
+            return
+        upn = upn_refusal(root, source, fields.sender, (self.agency,), self.config.registry)
+        if upn is not None:
+            await self._refuse(message, body, "policy", upn, received_at)
             return
         delivered = Delivered(
             opened.header, payload, opened.plaintext_sha256, opened.ciphertext_sha256
@@ -223,6 +260,9 @@ class Edge:
             if not await self.store.was_handled(self.agency, fields.message_id):
                 try:
                     await handler(delivered)
+                except HandlerRefused as exc:
+                    await self._refuse(message, body, "handler", str(exc), received_at)
+                    return
                 except Exception:
                     # The agency system did not take it: redeliver later; past the
                     # inbox's delivery limit RabbitMQ quarantines it.
@@ -254,6 +294,7 @@ class Edge:
     ) -> None:
         """Negative receipt to the claimed sender (if it verifies as an agency), then quarantine."""
         log.warning("message.refused", message_id=message.message_id, check=check)
+        metrics.refused_at_edge(check)
         header = claimed_header(body)
         if header is not None and header.fields.message_type not in SYSTEM_MESSAGE_TYPES:
             receipt = notices.negative_receipt(

@@ -14,16 +14,23 @@ Not decided here:
   agreement; the router handles them (``is_system_message``). Config refuses
   agreements that list them, so ``decide`` would deny them.
 - Payload rules. The router cannot read payloads, so a rule about content,
-  such as ``upn_allowed``, is enforced by the edges that seal and open them.
+  such as ``upn_allowed``, is enforced by the edges that seal and open them
+  (``upn_refusal`` over the parsed payload).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from lxml import etree
+
+from gateway.registry import Registry
+from gateway.schemas import NAMESPACE
 from gateway.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
+
+IDENTIFIER = f"{{{NAMESPACE}}}Identifier"
 
 
 @dataclass(frozen=True)
@@ -116,3 +123,24 @@ def upn_allowed(sender_kind: str, recipient_kind: str) -> bool:
     a flow this denies.
     """
     return EDUCATION in (sender_kind, recipient_kind)
+
+
+def upn_refusal(
+    root: etree._Element, source: str, sender: str, recipients: Sequence[str], registry: Registry
+) -> str | None:
+    """Why this payload may not carry its UPN from ``sender`` to ``recipients``; None if it may.
+
+    The reason names the source and line of the first UPN, and the agencies
+    it may not reach; never the UPN itself.
+    """
+    upn = next((e for e in root.iter(IDENTIFIER) if e.get("scheme") == "upn"), None)
+    if upn is None:
+        return None
+    sender_kind = registry.agency(sender).kind
+    denied = [r for r in recipients if not upn_allowed(sender_kind, registry.agency(r).kind)]
+    if not denied:
+        return None
+    return (
+        f"{source}:{upn.sourceline}: Identifier: a UPN may travel only in education flows; "
+        f"{sender} ({sender_kind}) may not send one to {', '.join(denied)}"
+    )

@@ -13,13 +13,17 @@ from collections.abc import Sequence
 
 from gateway import logs
 from gateway.cli import (
+    adapter_cmd,
     audit_cmds,
     broker_cmds,
     demo_cmd,
     envelope_cmds,
     inbox_cmd,
     init_cmd,
+    intake_cmd,
     keys_cmds,
+    overdue_cmd,
+    report_cmd,
     run_cmd,
     send_cmd,
     track_cmd,
@@ -38,7 +42,11 @@ COMMAND_MODULES = (
     send_cmd,
     inbox_cmd,
     track_cmd,
+    overdue_cmd,
+    report_cmd,
     audit_cmds,
+    adapter_cmd,
+    intake_cmd,
 )
 
 EXIT_FAILURE = 1

@@ -10,6 +10,7 @@ from gateway import keystore
 from gateway.clock import utc_now
 from gateway.config import DEFAULT_CONFIG_NAME, AreaConfig, ConfigError, load_config
 from gateway.demo_area import DEMO_AGENCIES, demo_config
+from gateway.intake import devkeys as intake_devkeys
 from gateway.registry import KeyUse
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/mash-demo"
@@ -49,6 +50,9 @@ def create_area(
             )
     config_path.write_text("".join(blocks), encoding="utf-8")
     config = load_config(str(config_path))
+    if config.intake is not None:
+        fingerprint = intake_devkeys.create(config.intake, directory / "keys", now, replace)
+        say(f"intake: development TLS pair and PGP key {fingerprint} (public key in keys/)")
     say(
         f"created area {config.area_id!r} in {directory}: {len(DEMO_AGENCIES)} agencies, "
         f"{len(config.registry.keys)} keys, {len(config.agreements)} sharing agreements; "

@@ -9,25 +9,44 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
+from pathlib import Path
 
-from gateway import logs
+from adapters.framework import run_adapters
+from gateway import logs, metrics_http, queue_depths
 from gateway.config import AreaConfig, load_config
 from gateway.router import run_router
-from gateway.store import store_from_url
+from gateway.store import TrackingStore, store_from_url
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("run", help="run the router service")
+    logs.add_json_argument(parser)
     parser.add_argument(
-        "--json-logs",
-        action="store_true",
-        default=None,
-        help="JSON log lines (default: JSON unless stderr is a terminal)",
+        "--audit-log",
+        type=Path,
+        help="this router's audit chain (default state/audit.jsonl); each router of several "
+        "sharing one store needs its own, since a chain has one writer",
     )
+    parser.add_argument(
+        "--with-adapters",
+        nargs="*",
+        metavar="AGENCY",
+        help="also run these agencies' adapters in this process (no names: every configured one)",
+    )
+    metrics_http.add_listen_argument(parser)
     parser.set_defaults(handler=run)
 
 
-async def serve(config: AreaConfig) -> None:
+async def serve(
+    config: AreaConfig,
+    metrics_listen: str | None = None,
+    audit_log: Path | None = None,
+    adapters: Sequence[str] | None = None,
+) -> None:
+    """Metrics (if configured) are served, and queue depths polled, while the router runs."""
+    listen = metrics_http.listen_address(config, metrics_listen)
     store = store_from_url(config.store_url)
     await store.open()
     stop = asyncio.Event()
@@ -35,12 +54,47 @@ async def serve(config: AreaConfig) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await run_router(config, store, stop, reload_on_sighup=True)
+        depths: AbstractAsyncContextManager[None] = (
+            queue_depths.watching(config.broker_url, config.inbox_agencies)
+            if listen is not None
+            else nullcontext()
+        )
+        async with metrics_http.serving(listen), depths:
+            if adapters is None:
+                await run_router(config, store, stop, reload_on_sighup=True, audit_path=audit_log)
+            else:
+                await _with_adapters(config, store, stop, audit_log, adapters)
     finally:
         await store.close()
 
 
+async def _with_adapters(
+    config: AreaConfig,
+    store: TrackingStore,
+    stop: asyncio.Event,
+    audit_log: Path | None,
+    adapters: Sequence[str],
+) -> None:
+    """The router, then the adapters once its topology is declared; either failing stops both."""
+    ready = asyncio.Event()
+    router = asyncio.create_task(
+        run_router(config, store, stop, ready, reload_on_sighup=True, audit_path=audit_log)
+    )
+    waiting = asyncio.create_task(ready.wait())
+    await asyncio.wait({router, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if router.done():
+        router.result()  # the router failed to start: its error
+        return
+    try:
+        await run_adapters(config, adapters, stop)
+    finally:
+        stop.set()
+        await router
+
+
 def run(args: argparse.Namespace) -> int:
     logs.configure(json=args.json_logs)
-    asyncio.run(serve(load_config(args.config)))
+    config = load_config(args.config)
+    asyncio.run(serve(config, args.metrics_listen, args.audit_log, args.with_adapters))
     return 0

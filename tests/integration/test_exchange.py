@@ -18,7 +18,7 @@ from gateway.broker.publisher import publish
 from gateway.broker.vhost import BrokerAdmin
 from gateway.cli import main
 from gateway.clock import utc_now
-from gateway.edge import Submission
+from gateway.edge import PolicyRefusal, Submission
 from gateway.envelope import HeaderFields, RecipientKey, TimeWindow, seal_bytes
 from gateway.envelope.container import encode_head, split_head
 from gateway.envelope.protocol import HEADER_SIGNATURE_LABEL
@@ -369,6 +369,32 @@ async def test_schema_invalid_payload_reaches_the_sender_as_a_negative_receipt(
     assert b"<FailedCheck>payload-schema</FailedCheck>" in receipt
     assert b"9434765871" not in receipt  # the reason is redacted: no identifiers travel back
     assert exchange.inboxes["police"].messages == []
+
+
+async def test_a_upn_outside_an_education_flow_is_refused_at_both_edges(
+    exchange: Exchange,
+) -> None:
+    """The school's referral carries the child's UPN: police may not pass it on."""
+    police = await exchange.edge("police")
+    await exchange.edge("hub")
+    with pytest.raises(PolicyRefusal, match=r"a UPN may travel only in education flows"):
+        await police.submit(Submission(REFERRAL, ("hub",)))  # the sending edge refuses first
+    fields = _fields(exchange, "police", ("hub",), "Referral")
+    await publish(  # a sender that skips its edge's check meets the receiving edge's
+        police.ingress,
+        _seal(exchange, fields, REFERRAL),
+        routing_key=topology.INGRESS_ROUTING_KEY,
+        message_id=fields.message_id,
+    )
+    await reaches(exchange, fields.message_id, State.REJECTED)
+    await eventually(lambda: _has(exchange, "police", "DeliveryReceipt"))
+    receipt = exchange.inboxes["police"].of_type("DeliveryReceipt")[0].payload
+    assert b"<FailedCheck>policy</FailedCheck>" in receipt
+    assert b"B801200005001" not in receipt  # the reason names the line, never the UPN
+    assert exchange.inboxes["hub"].messages == []
+    school = await exchange.edge("education")
+    allowed = await school.submit(Submission(REFERRAL, ("hub",)))
+    await reaches(exchange, allowed.message_id, State.DELIVERED)
 
 
 async def test_poison_message_lands_in_quarantine_after_the_delivery_limit(

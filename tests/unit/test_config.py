@@ -135,3 +135,9 @@ def test_deadlines_default_when_absent_and_errors_name_the_key() -> None:
     negative = BASE + '\n[deadlines.rag.Red]\nduration = "-4h"\n'
     with pytest.raises(ConfigError, match=r"deadlines\.rag\.Red"):
         parse_config(negative, PATH)
+
+
+def test_an_escalation_contact_at_an_unknown_agency_is_refused() -> None:
+    contact = '\n[[deadlines.contacts]]\nrole = "Manager"\nagency = "fire"\nemail = "m@fire.ex"\n'
+    with pytest.raises(ConfigError, match=r"deadlines.contacts\[0\].agency: 'fire' is not one of"):
+        parse_config(BASE + contact, PATH)
