@@ -15,6 +15,7 @@ not parse (a torn write, or tampering) is refused rather than chained past:
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
@@ -83,14 +84,14 @@ class AuditLog:
 
     def append(self, decision: Decision, now: datetime) -> None:
         """Write one decision durably, then a checkpoint if ``checkpoint_every`` are unsigned."""
-        self.append_all([decision], now)
+        self.append_all([(decision, now)])
 
-    def append_all(self, decisions: Sequence[Decision], now: datetime) -> None:
-        """Write decisions in order with one fsync: a batch (the escalator's) costs one flush."""
+    def append_all(self, decisions: Sequence[tuple[Decision, datetime]]) -> None:
+        """Write (decision, time) pairs in order with one fsync: a batch costs one flush."""
         with self._lock:
             links = []
             head = self._head
-            for decision in decisions:
+            for decision, now in decisions:
                 links.append(decision_link(head, now, decision))
                 head = links[-1].head
                 self._unsigned += 1
@@ -193,3 +194,39 @@ def _last_lines(path: Path) -> list[str]:
         )
     lines = buffer.decode("utf-8", errors="replace").splitlines()
     return lines if position == 0 else lines[1:]  # the first may be a partial line
+
+
+class GroupCommit:
+    """Writes the decisions of concurrent callers together: one write and one fsync a batch.
+
+    Each caller returns once its own record is durable, so "audited before
+    the change it records" still holds; while one batch is on its way to
+    disk, the next callers' records gather for the next. Under load the
+    router's fsyncs per message fall from one per record to a fraction.
+    """
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+        self._pending: list[tuple[Decision, datetime, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def append(self, decision: Decision, now: datetime) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((decision, now, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending())
+        await done
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await asyncio.to_thread(self.log.append_all, [(d, at) for d, at, _ in batch])
+            except Exception as exc:  # every caller of the batch learns it is not durable
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_result(None)

@@ -99,6 +99,7 @@ class Router:
         self.signer = signer
         self.window = window
         self.audit = audit
+        self._audit_writer = audit_log.GroupCommit(audit) if audit is not None else None
         self.policy = policy or config.deadlines
         self.cases = KeyedLocks()
         metrics.track_keys(config.registry)
@@ -167,8 +168,8 @@ class Router:
 
     async def _audit(self, decision: audit_chain.Decision, now: datetime) -> None:
         """Written before the change it records: a crash may repeat a record, never lose one."""
-        if self.audit is not None:
-            await asyncio.to_thread(self.audit.append, decision, now)
+        if self._audit_writer is not None:
+            await self._audit_writer.append(decision, now)
 
     async def _advance(
         self,
