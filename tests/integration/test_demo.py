@@ -112,6 +112,20 @@ def test_demo_runs_the_case_end_to_end_without_printing_personal_data(
     assert "mash-demo-" not in vhosts.stdout
     config = load_config(str(area / "gateway.toml"))
     assert Path(config.store_url.removeprefix("sqlite:///")).exists()
+    # The board's report and the overdue table run on the demo area: counts, never people.
+    capfd.readouterr()
+    assert main(["--config", str(area / "gateway.toml"), "report"]) == 0
+    assert main(["--config", str(area / "gateway.toml"), "overdue"]) == 0
+    figures, _ = capfd.readouterr()
+    assert ["Referral", "police", "1", "0"] in [line.split() for line in figures.splitlines()]
+    probation = next(
+        line.split()[:7]
+        for line in figures.splitlines()
+        if line.split()[:2] == ["probation", "response"]
+    )
+    assert probation == ["probation", "response", "Amber", "1", "0", "1", "0"]  # answered late
+    for value in PERSONAL_DATA:
+        assert value not in figures, f"{value!r} leaked into the report"
     # The router's audit trail of the case is intact and signed.
     assert main(["--config", str(area / "gateway.toml"), "audit", "verify"]) == 0
     audit_lines = (area / "state" / "audit.jsonl").read_text()
