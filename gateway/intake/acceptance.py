@@ -99,7 +99,7 @@ class Acceptance:
             authenticated = await self.authenticate(message, rule, from_address)
         if isinstance(authenticated, Refusal):
             return authenticated
-        payload = content.payload_of(authenticated.content, utc_now(), rule.agency)
+        payload = content.payload_of(authenticated.content, utc_now(), rule.agency, from_address)
         if isinstance(payload, Refusal):
             return payload
         addressed = policy.addressing(recipients, payload.message_type, payload.in_reply_to)

@@ -1,11 +1,13 @@
 """What a mail carries, as one canonical XML payload.
 
 Pure: the authenticated MIME entity in, the payload (or a Refusal) out. A
-mail carries exactly one of: a canonical XML attachment (application/xml
-or text/xml), or a plain-text form (forms.py) in its text body. The payload is then
-schema-checked here, so a sender hears about a bad document in the SMTP
-reply, not later. Reasons are redacted: they name the element and the
-check, never a value from the document.
+mail carries exactly one of, in this order: a canonical XML attachment
+(application/xml or text/xml); a plain-text form (forms.py) in its text body;
+or free text, with or without attachments, which becomes a Referral flagged
+for manual triage (triage.py). The payload is then schema-checked here, so a
+sender hears about a bad document in the SMTP reply, not later. Reasons are
+redacted: they name the element and the check, never a value from the
+document or the mail's text.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 
 from gateway import schemas
-from gateway.intake import forms
+from gateway.intake import forms, triage
 from gateway.intake.refusal import Refusal
 from gateway.schemas import SchemaViolation
 from gateway.xmlsafe import UnsafeXmlError
@@ -29,7 +31,7 @@ XML_TYPES = frozenset({"application/xml", "text/xml"})
 class Payload:
     xml: bytes
     message_type: str
-    carried_as: str  # "xml-attachment" or "form"
+    carried_as: str  # "xml-attachment", "form" or "free-text"
     in_reply_to: str | None = None
     correlation_id: str | None = None
 
@@ -43,8 +45,14 @@ def _bytes_of(part: Message) -> bytes:
     return data if isinstance(data, bytes) else b""
 
 
-def payload_of(content: bytes, received_at: datetime, agency: str) -> Payload | Refusal:
-    """The canonical payload the authenticated entity carries."""
+def payload_of(
+    content: bytes, received_at: datetime, agency: str, sender: str | None = None
+) -> Payload | Refusal:
+    """The canonical payload the authenticated entity carries.
+
+    ``sender`` is the From address the intake checked; a triage Referral records it
+    (without it, the entity's own From header, which a signed part rarely has).
+    """
     message = BytesParser(policy=policy.default).parsebytes(content)
     assert isinstance(message, EmailMessage)
     parts = _parts(message)
@@ -57,24 +65,28 @@ def payload_of(content: bytes, received_at: datetime, agency: str) -> Payload | 
         return checked(_bytes_of(xml_parts[0]), "xml-attachment")
     text = next((p for p in parts if p.get_content_type() == "text/plain"), None)
     if text is not None:
-        body = _text_of(text)
+        body = triage.text_of(text)
         if forms.is_form(body):
             return _form(body, received_at, agency)
-    return Refusal(
-        550,
-        "5.6.0",
-        "The mail carries neither a canonical XML attachment (application/xml) nor a form "
-        "(a text body starting 'Form: Referral' or 'Form: InformationResponse')",
-        "no-payload",
-    )
+    free = triage.free_text(message)
+    if free is None:
+        return Refusal(
+            550,
+            "5.6.0",
+            "The mail carries no canonical XML attachment (application/xml), no form "
+            "(a text body starting 'Form: Referral' or 'Form: InformationResponse') "
+            "and no plain-text body to triage",
+            "no-payload",
+        )
+    return _triage(free, received_at, sender)
 
 
-def _text_of(part: Message) -> str:
-    charset = part.get_content_charset() or "us-ascii"
+def _triage(free: triage.FreeText, received_at: datetime, sender: str | None) -> Payload | Refusal:
     try:
-        return _bytes_of(part).decode(charset)
-    except (LookupError, UnicodeDecodeError):
-        return _bytes_of(part).decode("utf-8", errors="replace")
+        xml = triage.referral(free, received_at, sender)
+    except triage.TriageError as exc:
+        return Refusal(550, "5.6.0", f"Free-text referral: {exc}", "free-text")
+    return checked(xml, "free-text")
 
 
 def _form(body: str, received_at: datetime, agency: str) -> Payload | Refusal:

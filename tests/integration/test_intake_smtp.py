@@ -13,23 +13,30 @@ at the start of each test.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import logging
 import smtplib
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.policy import default
+from email.policy import SMTP, default
 
 import aio_pika
 import pytest
 import pytest_asyncio
+import structlog
+from structlog.testing import capture_logs
 
-from gateway import keystore, notices
+from gateway import keystore, notices, schemas
 from gateway.broker import topology
 from gateway.broker.publisher import publish
 from gateway.broker.vhost import BrokerAdmin
 from gateway.clock import utc_now
+from gateway.deadline_rules import Kind
 from gateway.deadlines import EscalationContact
 from gateway.edge import Delivered, Submission
 from gateway.envelope import HeaderFields, recipient_keys, seal_bytes
@@ -269,6 +276,83 @@ async def test_a_form_with_an_invalid_field_is_refused_naming_it(
     data = mail(NURSE, response_form("6f1c2b1e-8f0a-4c47-9d55-6c1f0b7d2a10", "Rag: Red\r\n"))
     reply = await asyncio.to_thread(send, running.port, NURSE, HUB, data)
     await refused_with(exchange, reply, 550, "5.6.0", "Form field Rag: unknown field")
+
+
+@contextmanager
+def every_log_event() -> Iterator[list[structlog.typing.EventDict]]:
+    """Every structlog event, debug up, whatever level an earlier `init` left configured."""
+    previous = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with capture_logs() as events:
+            yield events
+    finally:
+        structlog.configure(wrapper_class=previous)
+
+
+async def test_free_text_with_an_attachment_reaches_the_hub_as_a_referral_for_triage(
+    exchange: Exchange, intake: tuple[RunningIntake, str]
+) -> None:
+    running, _ = intake
+    text = "Jamie came to clinic with a bruise nobody would explain.\nPlease call me."
+    scan = b"%PDF-1.4 body map of the bruise\x00\xff"
+    entity = EmailMessage(policy=SMTP)
+    entity.set_content(text)
+    entity.add_attachment(scan, maintype="application", subtype="pdf", filename="body-map.pdf")
+    data = mail(NURSE, entity.as_bytes(), subject="Worried about a child")
+    with every_log_event() as logs:
+        code, reply = await asyncio.to_thread(send, running.port, NURSE, HUB, data)
+        assert code == 250, reply
+        assert reply.startswith("2.0.0 Accepted as Referral") and "(tls-only)" in reply
+        message_id = reply.split()[4]
+
+        async def delivered_and_receipted() -> bool:
+            receipts = exchange.inboxes["health"].of_type("DeliveryReceipt")
+            return bool(delivered_to_hub(exchange, message_id)) and any(
+                r.header.fields.in_reply_to == message_id for r in receipts
+            )
+
+        await eventually(delivered_and_receipted)
+    delivered = delivered_to_hub(exchange, message_id)[0]
+    assert (delivered.header.fields.sender, delivered.header.fields.assurance) == (
+        "health",
+        "tls-only",
+    )
+    assert delivered.header.fields.purpose == "child-safeguarding"
+    # A Referral like any other: the hub owes a decision on it.
+    owed = await exchange.router_store.case_deadlines(delivered.header.fields.correlation_id)
+    assert [(d.kind, d.debtor) for d in owed if d.kind is Kind.DECISION] == [(Kind.DECISION, "hub")]
+    root = schemas.validate(delivered.payload, "delivered", "Referral")
+    ns = {"m": schemas.NAMESPACE}
+    assert root.findtext("m:ManualTriage/m:From", namespaces=ns) == NURSE
+    assert root.findtext("m:ManualTriage/m:Text", namespaces=ns) == text
+    [attachment] = root.findall("m:ManualTriage/m:Attachment", namespaces=ns)
+    assert base64.b64decode(attachment.findtext("m:Content", namespaces=ns) or "") == scan
+    assert attachment.findtext("m:Sha256", namespaces=ns) == hashlib.sha256(scan).hexdigest()
+    # The logs saw the acceptance, and never the sender's words.
+    assert any(e.get("message_id") == message_id for e in logs), logs
+    assert not [e for e in logs if "bruise" in repr(e) or "Jamie" in repr(e)]
+
+
+async def test_free_text_signed_and_encrypted_from_a_pgp_domain_is_triaged_too(
+    exchange: Exchange, people: People, intake: tuple[RunningIntake, str]
+) -> None:
+    """The signed part carries no From header: the checked outer From is the reply address."""
+    running, gateway = intake
+    officer = next(p for p in people.known_to_gateway() if p.address == OFFICER)
+    note = EmailMessage(policy=SMTP)
+    note.set_content("Concern raised at a domestic call-out; details by phone.")
+    data = mail(OFFICER, encrypted(signed(note.as_bytes(), people, officer), people, gateway))
+    code, reply = await asyncio.to_thread(send, running.port, OFFICER, HUB, data)
+    assert code == 250 and "(pgp-verified)" in reply, reply
+    message_id = reply.split()[4]
+    await eventually(lambda: _async_true(delivered_to_hub(exchange, message_id)))
+    root = schemas.validate(delivered_to_hub(exchange, message_id)[0].payload, "mail", "Referral")
+    assert root.findtext("m:ManualTriage/m:From", namespaces={"m": schemas.NAMESPACE}) == OFFICER
+
+
+async def _async_true(value: object) -> bool:
+    return bool(value)
 
 
 async def test_a_mail_the_router_refuses_after_acceptance_gets_a_non_delivery_mail(

@@ -1,0 +1,164 @@
+"""A free-text mail as a Referral flagged for manual triage (referral.xsd ManualTriage).
+
+Pure: the parsed mail and what the intake knows (when it arrived, the From
+address it checked) in, canonical XML out, or a TriageError saying what to
+change. A partner who writes in their own words, with or without files, names
+no subjects, concerns or consent the gateway could check, so the Referral does
+not claim any: it carries the text as written, the From address, the subject
+line and every attachment embedded (base64, with its size and SHA-256), and a
+worker in the hub re-keys it. The attachments are embedded because an e-mail
+partner has no system the hub could fetch them from; inside the payload they
+are sealed end to end like the text.
+
+Purpose and lawful bases: a free-text mail states none, so the intake states
+child safeguarding under UK GDPR Art 6(1)(e) and Art 9(2)(g) with DPA 2018
+Sch 1 para 18, the bases every safeguarding partner shares with the hub. The
+router's agreements still decide whether the share is allowed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage, Message
+from email.utils import getaddresses
+
+from lxml import etree
+
+NS = "urn:mash-gateway:v1"
+PURPOSE = "child-safeguarding"
+LAWFUL_BASES = ("uk-gdpr-6-1-e", "uk-gdpr-9-2-g-dpa-sch1-18")
+MAX_TEXT = 100_000  # referral.xsd TriageText
+MAX_ATTACHMENTS = 100  # referral.xsd ManualTriage
+MAX_SUBJECT = 200  # common.xsd ShortText
+MAX_FILENAME = 255  # common.xsd FileName
+MEDIA_WORD = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+\-]{0,126}"
+MEDIA_TYPE = re.compile(f"{MEDIA_WORD}/{MEDIA_WORD}")  # common.xsd MediaType
+ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # common.xsd EmailAddress
+# Characters XML 1.0 cannot hold; a mail may carry them, the document may not.
+NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+class TriageError(ValueError):
+    """The mail cannot become a triage Referral; the text says what the sender can change."""
+
+
+@dataclass(frozen=True)
+class MailFile:
+    filename: str
+    media_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class FreeText:
+    text: str
+    subject: str | None
+    sender: str | None  # the From header of the entity, when it has one
+    files: tuple[MailFile, ...]
+
+
+def text_of(part: Message) -> str:
+    """A text part decoded by its charset; an unknown or wrong charset falls back to UTF-8."""
+    data = part.get_payload(decode=True)
+    raw = data if isinstance(data, bytes) else b""
+    try:
+        return raw.decode(part.get_content_charset() or "us-ascii")
+    except (LookupError, UnicodeDecodeError):
+        return raw.decode("utf-8", errors="replace")
+
+
+def free_text(message: EmailMessage) -> FreeText | None:
+    """The body text and every other leaf part as a file; None without a plain-text body.
+
+    An HTML part that is not an attachment is the body's other rendering, not a file.
+    """
+    body = message.get_body(preferencelist=("plain",))
+    if body is None:
+        return None
+    files: list[MailFile] = []
+    for part in message.walk():
+        if part is body or part.is_multipart():
+            continue
+        if part.get_content_type() == "text/html" and part.get_content_disposition() is None:
+            continue
+        data = part.get_payload(decode=True)
+        files.append(
+            MailFile(
+                _filename(part.get_filename(), len(files) + 1),
+                _media_type(part.get_content_type()),
+                data if isinstance(data, bytes) else b"",
+            )
+        )
+    senders = [a for _, a in getaddresses(message.get_all("From", [])) if a]
+    return FreeText(
+        text_of(body),
+        _subject(str(message.get("Subject", ""))),
+        senders[0] if len(senders) == 1 else None,
+        tuple(files),
+    )
+
+
+def _filename(given: str | None, number: int) -> str:
+    """A bare file name (common.xsd FileName): no directories, controls or dot-only names."""
+    name = re.split(r"[/\\:]", given or "")[-1]
+    name = "".join(c for c in name if unicodedata.category(c) != "Cc")
+    name = NOT_XML.sub("\ufffd", name)[:MAX_FILENAME]
+    return name if name.strip(".") else f"attachment-{number}"
+
+
+def _media_type(given: str) -> str:
+    return given if MEDIA_TYPE.fullmatch(given) else "application/octet-stream"
+
+
+def _subject(given: str) -> str | None:
+    flat = " ".join(NOT_XML.sub("\ufffd", given).split())[:MAX_SUBJECT].strip()
+    return flat or None
+
+
+def referral(mail: FreeText, received_at: datetime, sender: str | None) -> bytes:
+    """The Referral with ManualTriage; ``sender`` is the From address the intake checked."""
+    text = NOT_XML.sub("\ufffd", mail.text.replace("\r\n", "\n")).strip()
+    if not text:
+        raise TriageError("the mail has no text: write what the referral is about")
+    if len(text) > MAX_TEXT:
+        raise TriageError(f"the text is over {MAX_TEXT} characters: send the rest as an attachment")
+    if len(mail.files) > MAX_ATTACHMENTS:
+        raise TriageError(f"the mail has over {MAX_ATTACHMENTS} attachments")
+    address = sender or mail.sender
+    if (
+        address is None
+        or ADDRESS.fullmatch(address) is None
+        or NOT_XML.search(address)
+        or len(address) > 254
+    ):
+        raise TriageError("the mail needs one From address to reply to")
+    root = etree.Element(f"{{{NS}}}Referral", nsmap={None: NS})  # type: ignore[dict-item]
+    root.set("schemaVersion", "1.0")
+    _add(root, "ContactReceivedAt", received_at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    triage = _add(root, "ManualTriage")
+    _add(triage, "From", address)
+    if mail.subject is not None:
+        _add(triage, "MailSubject", mail.subject)
+    _add(triage, "Text", text)
+    for file in mail.files:
+        attachment = _add(triage, "Attachment")
+        _add(attachment, "Filename", file.filename)
+        _add(attachment, "MediaType", file.media_type)
+        _add(attachment, "SizeBytes", str(len(file.data)))
+        _add(attachment, "Sha256", hashlib.sha256(file.data).hexdigest())
+        _add(attachment, "Content", base64.b64encode(file.data).decode("ascii"))
+    _add(root, "Purpose", PURPOSE)
+    for basis in LAWFUL_BASES:
+        _add(root, "LawfulBasis", basis)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+def _add(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
+    child = etree.SubElement(parent, f"{{{NS}}}{tag}")
+    child.text = text
+    return child

@@ -1,0 +1,147 @@
+"""A free-text mail becomes a schema-valid Referral flagged for manual triage."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+
+import pytest
+from lxml import etree
+
+from gateway import schemas
+from gateway.intake.content import Payload, payload_of
+from gateway.intake.refusal import Refusal
+from gateway.intake.triage import MAX_TEXT
+from gateway.resources import schemas_dir
+
+pytestmark = pytest.mark.unit
+
+AT = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+NS = {"m": "urn:mash-gateway:v1"}
+TEXT = "Jamie came to clinic with a bruise nobody would explain.\nPlease call me."
+PDF = b"%PDF-1.4 body map\x00\x01"
+
+
+def free_mail(
+    body: str | None = TEXT,
+    files: tuple[tuple[bytes, str, str, str | None], ...] = (),
+    from_address: str | None = "nurse@health.demo.example",
+    html: str | None = None,
+) -> bytes:
+    message = EmailMessage(policy=SMTP)
+    if from_address is not None:
+        message["From"] = from_address
+    message["Subject"] = "Worried about a child"
+    if body is not None:
+        message.set_content(body)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
+    for data, maintype, subtype, filename in files:
+        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return message.as_bytes()
+
+
+def triaged(mail: bytes, sender: str | None = None) -> etree._Element:
+    payload = payload_of(mail, AT, "health", sender)
+    assert isinstance(payload, Payload), payload
+    assert (payload.message_type, payload.carried_as) == ("Referral", "free-text")
+    return schemas.validate(payload.xml, "triage", "Referral")
+
+
+def refusal(mail: bytes, sender: str | None = None) -> Refusal:
+    outcome = payload_of(mail, AT, "health", sender)
+    assert isinstance(outcome, Refusal), outcome
+    return outcome
+
+
+def test_free_text_with_an_attachment_becomes_a_triage_referral_carrying_the_file() -> None:
+    root = triaged(free_mail(files=((PDF, "application", "pdf", "body-map.pdf"),)))
+    assert root.findtext("m:ContactReceivedAt", namespaces=NS) == "2026-11-23T09:30:00Z"
+    assert root.findtext("m:ManualTriage/m:From", namespaces=NS) == "nurse@health.demo.example"
+    assert root.findtext("m:ManualTriage/m:MailSubject", namespaces=NS) == "Worried about a child"
+    assert root.findtext("m:ManualTriage/m:Text", namespaces=NS) == TEXT
+    [attachment] = root.findall("m:ManualTriage/m:Attachment", namespaces=NS)
+    assert attachment.findtext("m:Filename", namespaces=NS) == "body-map.pdf"
+    assert attachment.findtext("m:MediaType", namespaces=NS) == "application/pdf"
+    assert attachment.findtext("m:SizeBytes", namespaces=NS) == str(len(PDF))
+    assert attachment.findtext("m:Sha256", namespaces=NS) == hashlib.sha256(PDF).hexdigest()
+    assert base64.b64decode(attachment.findtext("m:Content", namespaces=NS) or "") == PDF
+    # It claims nothing the sender did not say, and states the header's purpose and bases.
+    assert root.find("m:Subjects", namespaces=NS) is None
+    assert root.find("m:Consent", namespaces=NS) is None
+    assert root.findtext("m:Purpose", namespaces=NS) == "child-safeguarding"
+    assert [e.text for e in root.findall("m:LawfulBasis", namespaces=NS)] == [
+        "uk-gdpr-6-1-e",
+        "uk-gdpr-9-2-g-dpa-sch1-18",
+    ]
+
+
+def test_free_text_alone_is_triaged_and_the_html_rendering_is_not_a_file() -> None:
+    root = triaged(free_mail(html="<p>Jamie came to clinic</p>"))
+    assert root.findall("m:ManualTriage/m:Attachment", namespaces=NS) == []
+    with_html_file = free_mail(files=((b"<p>notes</p>", "text", "html", "notes.html"),))
+    [attachment] = triaged(with_html_file).findall("m:ManualTriage/m:Attachment", namespaces=NS)
+    assert attachment.findtext("m:MediaType", namespaces=NS) == "text/html"
+
+
+def test_the_checked_from_address_is_recorded_even_when_the_signed_part_has_none() -> None:
+    root = triaged(free_mail(from_address=None), sender="pc.smith@police.demo.example")
+    assert root.findtext("m:ManualTriage/m:From", namespaces=NS) == "pc.smith@police.demo.example"
+    missing = refusal(free_mail(from_address=None))
+    assert (missing.check, missing.status) == ("free-text", "5.6.0")
+    assert "From address" in missing.reply
+
+
+def test_file_names_become_bare_names() -> None:
+    files = (
+        (b"a", "application", "octet-stream", "../../etc/passwd"),
+        (b"b", "application", "octet-stream", ".."),
+        (b"c", "application", "octet-stream", None),
+        (b"d", "application", "octet-stream", "C:\\Users\\nurse\\notes\x07.doc"),
+    )
+    names = [
+        a.findtext("m:Filename", namespaces=NS)
+        for a in triaged(free_mail(files=files)).findall(
+            "m:ManualTriage/m:Attachment", namespaces=NS
+        )
+    ]
+    assert names == ["passwd", "attachment-2", "attachment-3", "notes.doc"]
+
+
+def test_characters_xml_cannot_hold_are_replaced_not_refused() -> None:
+    root = triaged(free_mail(body="Line one\x0b and \x1b two"))
+    assert root.findtext("m:ManualTriage/m:Text", namespaces=NS) == "Line one\ufffd and \ufffd two"
+
+
+def test_a_mail_with_blank_or_overlong_text_is_refused_without_quoting_it() -> None:
+    blank = refusal(free_mail(body="   \n\n", files=((PDF, "application", "pdf", "x.pdf"),)))
+    assert blank.check == "free-text" and "no text" in blank.reply
+    long = refusal(free_mail(body="Jamie " * (MAX_TEXT // 5)))
+    assert long.check == "free-text" and "attachment" in long.reply
+    assert "Jamie" not in long.reply
+
+
+def test_a_mail_without_a_text_body_carries_no_payload() -> None:
+    message = EmailMessage(policy=SMTP)
+    message.set_content(PDF, maintype="application", subtype="pdf", filename="x.pdf")
+    assert refusal(message.as_bytes()).check == "no-payload"
+
+
+def test_xml_and_forms_still_win_over_triage() -> None:
+    referral = (schemas_dir() / "examples" / "valid" / "referral.xml").read_bytes()
+    attached = payload_of(free_mail(files=((referral, "application", "xml", "r.xml"),)), AT, "x")
+    assert isinstance(attached, Payload) and attached.carried_as == "xml-attachment"
+    form = refusal(free_mail(body="Form: Referral\nRag: Purple\n"))
+    assert form.check == "form-field"
+
+
+def test_the_shipped_example_describes_its_embedded_bytes() -> None:
+    path = schemas_dir() / "examples" / "valid" / "referral-manual-triage.xml"
+    root = schemas.validate(path.read_bytes(), path.name, "Referral")
+    for attachment in root.findall("m:ManualTriage/m:Attachment", namespaces=NS):
+        data = base64.b64decode(attachment.findtext("m:Content", namespaces=NS) or "")
+        assert attachment.findtext("m:SizeBytes", namespaces=NS) == str(len(data))
+        assert attachment.findtext("m:Sha256", namespaces=NS) == hashlib.sha256(data).hexdigest()
