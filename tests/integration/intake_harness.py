@@ -10,6 +10,7 @@ under 108 characters, which pytest's tmp paths do not.
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 import smtplib
 import sqlite3
@@ -212,6 +213,7 @@ def mail(from_address: str, entity: bytes, to: str = HUB, subject: str = "Referr
     ).encode() + entity
 
 
+@functools.cache
 def client_tls() -> ssl.SSLContext:
     """The tests trust the intake's self-signed development certificate by not verifying it."""
     context = ssl.create_default_context()
