@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import socket
@@ -98,6 +99,9 @@ async def test_all_five_profiles_run_in_the_demo_area(
         try:
             await eventually(lambda: listening(csc_port), timeout=20)
             await eventually(lambda: listening(probation_port), timeout=20)
+            for system in ("police", "education"):  # each file drop makes its folders as it starts
+                outbox = area / "agency-systems" / system / "outbox"
+                await eventually(functools.partial(_exists, outbox), timeout=20)
             police = area / "agency-systems" / "police" / "outbox"
             (police / "ppn.xml.tmp").write_bytes(SAMPLES["police"])
             os.rename(police / "ppn.xml.tmp", police / "ppn.xml")
