@@ -1,5 +1,10 @@
 """The tracking store's schema, as numbered migrations applied in order at open.
 
+One schema for both stores: the statements are written once, with the few
+column types that differ between SQLite and PostgreSQL left as
+placeholders that each ``Dialect`` fills in, so the two stores cannot
+drift apart and ``schema_version`` means the same on both.
+
 A released migration is never edited: a change is a new, higher version.
 Each migration is a tuple of single statements so it can run, with its
 ``schema_migrations`` row, inside one transaction.
@@ -17,17 +22,38 @@ class Migration:
     statements: tuple[str, ...]
 
 
-CREATE_MIGRATIONS_TABLE = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version     INTEGER PRIMARY KEY,
-    description TEXT NOT NULL,
-    applied_at  TEXT NOT NULL
-)"""
+@dataclass(frozen=True)
+class Dialect:
+    """The column types that differ between the stores."""
+
+    instant: str  # a UTC timestamp
+    sequence_key: str  # an increasing integer primary key
+    flag: str  # a boolean column that defaults to false
+
+
+# Timestamps are fixed-width UTC ISO-8601 text, so text order is time order.
+SQLITE = Dialect(
+    instant="TEXT",
+    sequence_key="INTEGER PRIMARY KEY AUTOINCREMENT",
+    flag="INTEGER NOT NULL DEFAULT 0",
+)
+POSTGRES = Dialect(
+    instant="TIMESTAMPTZ",
+    sequence_key="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    flag="BOOLEAN NOT NULL DEFAULT FALSE",
+)
 
 STATES = "('submitted', 'routed', 'delivered', 'answered', 'rejected')"
 DEADLINE_EVENTS = "('rerated', 'escalated', 'met', 'met-late', 'ended')"
 
-MIGRATIONS: tuple[Migration, ...] = (
+_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at  {instant} NOT NULL
+)"""
+
+_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
         "messages, recipients, transitions, claims, handled",
@@ -39,10 +65,10 @@ MIGRATIONS: tuple[Migration, ...] = (
                 message_type   TEXT NOT NULL,
                 sender         TEXT NOT NULL,
                 rag            TEXT,
-                deadline       TEXT,
-                created_at     TEXT NOT NULL,
+                deadline       {{instant}},
+                created_at     {{instant}} NOT NULL,
                 state          TEXT NOT NULL CHECK (state IN {STATES}),
-                updated_at     TEXT NOT NULL
+                updated_at     {{instant}} NOT NULL
             )""",
             "CREATE INDEX messages_by_correlation ON messages (correlation_id, created_at)",
             "CREATE INDEX messages_by_reply ON messages (in_reply_to)",
@@ -54,10 +80,10 @@ MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (message_id, agency)
             )""",
             f"""CREATE TABLE transitions (
-                seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+                seq        {{sequence_key}},
                 message_id TEXT NOT NULL REFERENCES messages (message_id) ON DELETE CASCADE,
                 state      TEXT NOT NULL CHECK (state IN {STATES}),
-                at         TEXT NOT NULL,
+                at         {{instant}} NOT NULL,
                 reason     TEXT,
                 detail     TEXT,
                 CHECK (state <> 'rejected' OR reason IS NOT NULL)
@@ -86,21 +112,21 @@ MIGRATIONS: tuple[Migration, ...] = (
                 debtor         TEXT NOT NULL,
                 creditor       TEXT NOT NULL,
                 rag            TEXT,
-                started_at     TEXT NOT NULL,
-                due_at         TEXT NOT NULL,
-                next_at        TEXT,
+                started_at     {instant} NOT NULL,
+                due_at         {instant} NOT NULL,
+                next_at        {instant},
                 level          INTEGER NOT NULL DEFAULT 0,
-                closed_at      TEXT,
+                closed_at      {instant},
                 closed_by      TEXT,
-                breached       INTEGER NOT NULL DEFAULT 0
+                breached       {flag}
             )""",
             "CREATE INDEX deadlines_to_fire ON deadlines (next_at) WHERE next_at IS NOT NULL",
             "CREATE INDEX deadlines_by_message ON deadlines (message_id)",
             "CREATE INDEX deadlines_by_case ON deadlines (correlation_id)",
             f"""CREATE TABLE deadline_events (
-                seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+                seq         {{sequence_key}},
                 deadline_id TEXT NOT NULL REFERENCES deadlines (deadline_id) ON DELETE CASCADE,
-                at          TEXT NOT NULL,
+                at          {{instant}} NOT NULL,
                 event       TEXT NOT NULL CHECK (event IN {DEADLINE_EVENTS}),
                 level       INTEGER,
                 message_id  TEXT,
@@ -113,3 +139,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
 )
+
+
+def migrations_table(dialect: Dialect) -> str:
+    return _MIGRATIONS_TABLE.format(instant=dialect.instant)
+
+
+def migrations(dialect: Dialect) -> tuple[Migration, ...]:
+    """Every migration, its statements in ``dialect``."""
+    return tuple(
+        Migration(
+            m.version,
+            m.description,
+            tuple(
+                s.format(
+                    instant=dialect.instant,
+                    sequence_key=dialect.sequence_key,
+                    flag=dialect.flag,
+                )
+                for s in m.statements
+            ),
+        )
+        for m in _MIGRATIONS
+    )

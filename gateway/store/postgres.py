@@ -43,12 +43,16 @@ from gateway.store import (
     TimelineEntry,
     UnknownMessage,
 )
-from gateway.store.pg_migrations import CREATE_MIGRATIONS_TABLE, MIGRATION_LOCK_KEY, MIGRATIONS
+from gateway.store.migrations import POSTGRES, migrations, migrations_table
 
 T = TypeVar("T")
 Connection = Any  # asyncpg ships no type hints for its connection and records
 
 POOL_SIZE = 4
+CREATE_MIGRATIONS_TABLE = migrations_table(POSTGRES)
+MIGRATIONS = migrations(POSTGRES)
+# Taken for the migration transaction, so routers starting together migrate once.
+MIGRATION_LOCK_KEY = 0x6D617368  # "mash"
 DEADLINE_COLUMNS = (
     "d.deadline_id, d.message_id, d.correlation_id, d.kind, d.debtor, d.creditor, d.rag,"
     " d.started_at, d.due_at, d.next_at, d.level, d.closed_at, d.closed_by, d.breached"

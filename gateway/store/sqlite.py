@@ -44,11 +44,13 @@ from gateway.store import (
     TimelineEntry,
     UnknownMessage,
 )
-from gateway.store.migrations import CREATE_MIGRATIONS_TABLE, MIGRATIONS
+from gateway.store.migrations import SQLITE, migrations, migrations_table
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
+CREATE_MIGRATIONS_TABLE = migrations_table(SQLITE)
+MIGRATIONS = migrations(SQLITE)
 
 
 def to_text(at: datetime) -> str:

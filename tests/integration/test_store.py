@@ -21,9 +21,8 @@ from gateway.store import (
     UnknownMessage,
     store_from_url,
 )
-from gateway.store.migrations import MIGRATIONS
 from gateway.store.postgres import PostgresStore
-from gateway.store.sqlite import SqliteStore
+from gateway.store.sqlite import MIGRATIONS, SqliteStore
 
 pytestmark = pytest.mark.integration
 
