@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import asyncpg  # type: ignore[import-untyped]
 
 from gateway.clock import utc_now
-from gateway.deadline_rules import Closure, Deadline, Kind, Reschedule
+from gateway.deadline_rules import Closure, Deadline, Reschedule
 from gateway.lifecycle import Event, Outcome, State, transition
 from gateway.store import (
     Admission,
@@ -44,6 +44,7 @@ from gateway.store import (
     UnknownMessage,
 )
 from gateway.store.migrations import POSTGRES, migrations, migrations_table
+from gateway.store.rows import DEADLINE_COLUMNS, closing_event, deadline_of
 
 T = TypeVar("T")
 Connection = Any  # asyncpg ships no type hints for its connection and records
@@ -53,10 +54,6 @@ CREATE_MIGRATIONS_TABLE = migrations_table(POSTGRES)
 MIGRATIONS = migrations(POSTGRES)
 # Taken for the migration transaction, so routers starting together migrate once.
 MIGRATION_LOCK_KEY = 0x6D617368  # "mash"
-DEADLINE_COLUMNS = (
-    "d.deadline_id, d.message_id, d.correlation_id, d.kind, d.debtor, d.creditor, d.rag,"
-    " d.started_at, d.due_at, d.next_at, d.level, d.closed_at, d.closed_by, d.breached"
-)
 
 
 class PostgresStore:
@@ -337,6 +334,11 @@ class PostgresStore:
         )
 
 
+def _as_is(value: datetime) -> datetime:
+    """asyncpg returns timestamptz columns as aware datetimes already."""
+    return value
+
+
 def _aware(at: datetime) -> datetime:
     if at.tzinfo is None or at.utcoffset() is None:
         raise StoreError(f"timestamp {at.isoformat()} has no timezone; pass an aware UTC datetime")
@@ -467,25 +469,7 @@ async def _deadlines(conn: Connection, where: str, *params: object) -> list[Dead
         f"SELECT {DEADLINE_COLUMNS} FROM deadlines d WHERE {where}",  # noqa: S608
         *params,
     )
-    return [
-        Deadline(
-            deadline_id=r[0],
-            message_id=r[1],
-            correlation_id=r[2],
-            kind=Kind(r[3]),
-            debtor=r[4],
-            creditor=r[5],
-            rag=r[6],
-            started_at=r[7],
-            due_at=r[8],
-            next_at=r[9],
-            level=r[10],
-            closed_at=r[11],
-            closed_by=r[12],
-            breached=r[13],
-        )
-        for r in rows
-    ]
+    return [deadline_of(r, _as_is) for r in rows]
 
 
 async def _apply_deadlines(conn: Connection, changes: DeadlineChanges, at: datetime) -> None:
@@ -545,9 +529,7 @@ async def _close(conn: Connection, closure: Closure, at: datetime) -> None:
             late,
             deadline_id,
         )
-        event = DeadlineEvent.MET_LATE if late else DeadlineEvent.MET
-        if not closure.met:
-            event = DeadlineEvent.ENDED
+        event = closing_event(closure, late)
         await _event(conn, deadline_id, at, event, None, closure.by, closure.reason)
 
 

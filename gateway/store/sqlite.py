@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from gateway.clock import utc_now
-from gateway.deadline_rules import Closure, Deadline, Kind, Reschedule
+from gateway.deadline_rules import Closure, Deadline, Reschedule
 from gateway.lifecycle import Event, Outcome, State, transition
 from gateway.store import (
     Admission,
@@ -45,6 +45,7 @@ from gateway.store import (
     UnknownMessage,
 )
 from gateway.store.migrations import SQLITE, migrations, migrations_table
+from gateway.store.rows import DEADLINE_COLUMNS, closing_event, deadline_of
 
 T = TypeVar("T")
 
@@ -498,37 +499,13 @@ def _append_transition(
     )
 
 
-DEADLINE_COLUMNS = (
-    "d.deadline_id, d.message_id, d.correlation_id, d.kind, d.debtor, d.creditor, d.rag,"
-    " d.started_at, d.due_at, d.next_at, d.level, d.closed_at, d.closed_by, d.breached"
-)
-
-
 def _deadlines(conn: sqlite3.Connection, where: str, params: tuple[object, ...]) -> list[Deadline]:
     """Deadlines matching ``where`` (a constant of this module, never user text)."""
     rows = conn.execute(
         f"SELECT {DEADLINE_COLUMNS} FROM deadlines d WHERE {where}",  # noqa: S608
         params,
     ).fetchall()
-    return [
-        Deadline(
-            deadline_id=r[0],
-            message_id=r[1],
-            correlation_id=r[2],
-            kind=Kind(r[3]),
-            debtor=r[4],
-            creditor=r[5],
-            rag=r[6],
-            started_at=from_text(r[7]),
-            due_at=from_text(r[8]),
-            next_at=None if r[9] is None else from_text(r[9]),
-            level=r[10],
-            closed_at=None if r[11] is None else from_text(r[11]),
-            closed_by=r[12],
-            breached=bool(r[13]),
-        )
-        for r in rows
-    ]
+    return [deadline_of(r, from_text) for r in rows]
 
 
 def _apply_deadlines(conn: sqlite3.Connection, changes: DeadlineChanges, stamp: str) -> None:
@@ -582,9 +559,7 @@ def _close(conn: sqlite3.Connection, closure: Closure, stamp: str) -> None:
             " breached = breached OR ? WHERE deadline_id = ?",
             (stamp, closure.by, late, deadline_id),
         )
-        event = DeadlineEvent.MET_LATE if late else DeadlineEvent.MET
-        if not closure.met:
-            event = DeadlineEvent.ENDED
+        event = closing_event(closure, late)
         _event(conn, deadline_id, stamp, event, None, closure.by, closure.reason)
 
 
