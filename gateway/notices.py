@@ -60,6 +60,20 @@ def non_delivery(
     return _bytes(root)
 
 
+def _receipt(
+    message_id: str, recipient: str, received_at: datetime, outcome: str, ciphertext_sha256: str
+) -> tuple[etree._Element, etree._Element, etree._Element]:
+    """What both receipts start with: the root, the outcome element and its evidence."""
+    root = _root("DeliveryReceipt")
+    _add(root, "ReceiptedMessageId", message_id)
+    _add(root, "Recipient", recipient)
+    _add(root, "ReceivedAt", _instant(received_at))
+    verdict = _add(root, outcome)
+    nri = _add(verdict, "NonRepudiationInformation")
+    _add(nri, "CiphertextSha256", ciphertext_sha256)
+    return root, verdict, nri
+
+
 def positive_receipt(
     message_id: str,
     recipient: str,
@@ -68,13 +82,9 @@ def positive_receipt(
     plaintext_sha256: str,
     handed_over_at: datetime,
 ) -> bytes:
-    root = _root("DeliveryReceipt")
-    _add(root, "ReceiptedMessageId", message_id)
-    _add(root, "Recipient", recipient)
-    _add(root, "ReceivedAt", _instant(received_at))
-    positive = _add(root, "Positive")
-    nri = _add(positive, "NonRepudiationInformation")
-    _add(nri, "CiphertextSha256", ciphertext_sha256)
+    root, positive, nri = _receipt(
+        message_id, recipient, received_at, "Positive", ciphertext_sha256
+    )
     _add(nri, "PlaintextSha256", plaintext_sha256)
     _add(positive, "HandedOverAt", _instant(handed_over_at))
     return _bytes(root)
@@ -88,13 +98,7 @@ def negative_receipt(
     check: str,
     reason: str,
 ) -> bytes:
-    root = _root("DeliveryReceipt")
-    _add(root, "ReceiptedMessageId", message_id)
-    _add(root, "Recipient", recipient)
-    _add(root, "ReceivedAt", _instant(received_at))
-    negative = _add(root, "Negative")
-    nri = _add(negative, "NonRepudiationInformation")
-    _add(nri, "CiphertextSha256", ciphertext_sha256)
+    root, negative, _ = _receipt(message_id, recipient, received_at, "Negative", ciphertext_sha256)
     _add(negative, "FailedCheck", check)
     _add(negative, "Reason", reason)
     return _bytes(root)
