@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 from adapters import tokens
 from adapters.framework import adapter_config, run_adapters
 from gateway import logs, metrics_http
+from gateway.cli.stopping import stop_on_signals
 from gateway.config import AreaConfig, ConfigError, load_config
 
 
@@ -32,10 +32,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def serve(config: AreaConfig, agencies: list[str], metrics_listen: str | None) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     async with metrics_http.serving(metrics_http.listen_address(config, metrics_listen)):
         await run_adapters(config, agencies, stop)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 from gateway import logs, metrics, metrics_http
+from gateway.cli.stopping import stop_on_signals
 from gateway.clock import utc_now
 from gateway.config import AreaConfig, load_config
 from gateway.intake.service import running_intake
@@ -28,10 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 async def serve(config: AreaConfig, metrics_listen: str | None = None) -> None:
     store = store_from_url(config.store_url)
     await store.open()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     try:
         if config.intake is not None:
             metrics.track_certificate("smtp-tls", config.intake.tls_cert.read_bytes(), utc_now())

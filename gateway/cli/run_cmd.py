@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 
 from adapters.framework import run_adapters
 from gateway import logs, metrics_http, queue_depths
+from gateway.cli.stopping import stop_on_signals
 from gateway.config import AreaConfig, load_config
 from gateway.router import run_router
 from gateway.store import TrackingStore, store_from_url
@@ -49,10 +49,7 @@ async def serve(
     listen = metrics_http.listen_address(config, metrics_listen)
     store = store_from_url(config.store_url)
     await store.open()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     try:
         depths: AbstractAsyncContextManager[None] = (
             queue_depths.watching(config.broker_url, config.inbox_agencies)
