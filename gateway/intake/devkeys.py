@@ -50,9 +50,10 @@ def write_reply_key(config: IntakeConfig) -> None:
         handle.write(secrets.token_bytes(32))
 
 
-def write_tls_pair(config: IntakeConfig, now: datetime) -> None:
+def self_signed_pair(hostname: str, now: datetime, validity: timedelta) -> tuple[bytes, bytes]:
+    """A development certificate for ``hostname``, localhost and 127.0.0.1, and its key (PEM)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, config.hostname)])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -60,11 +61,11 @@ def write_tls_pair(config: IntakeConfig, now: datetime) -> None:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
+        .not_valid_after(now + validity)
         .add_extension(
             x509.SubjectAlternativeName(
                 [
-                    x509.DNSName(config.hostname),
+                    x509.DNSName(hostname),
                     x509.DNSName("localhost"),
                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                 ]
@@ -73,17 +74,22 @@ def write_tls_pair(config: IntakeConfig, now: datetime) -> None:
         )
         .sign(key, hashes.SHA256())
     )
-    config.tls_key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    return certificate.public_bytes(serialization.Encoding.PEM), pem
+
+
+def write_tls_pair(config: IntakeConfig, now: datetime) -> None:
+    certificate, pem = self_signed_pair(config.hostname, now, VALIDITY)
+    config.tls_key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(config.tls_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
     config.tls_cert.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    config.tls_cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    config.tls_cert.write_bytes(certificate)
 
 
 def create_keyring(config: IntakeConfig, public_dir: Path) -> str:

@@ -10,7 +10,6 @@ and the message ends in quarantine, never lost.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import ssl
 from collections.abc import AsyncIterator, Sequence
@@ -22,10 +21,6 @@ import aio_pika
 import aiohttp
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from adapters import tokens
 from adapters.profile import BUILTIN
@@ -33,6 +28,7 @@ from gateway.broker import topology
 from gateway.broker.vhost import BrokerAdmin
 from gateway.config import AreaConfig
 from gateway.edge import Submission
+from gateway.intake.devkeys import self_signed_pair
 from gateway.resources import schemas_dir
 from tests.integration.adapter_harness import add_adapter, running_adapter
 from tests.integration.conftest import AMQP_URL
@@ -328,32 +324,10 @@ async def test_a_message_the_webhook_refuses_gets_a_negative_receipt_and_quarant
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 and its key, as an area's TLS pair would be."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
+    certificate, key = self_signed_pair("127.0.0.1", datetime.now(UTC), timedelta(days=1))
     cert, key_file = folder / "http.crt", folder / "http.key"
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert.write_bytes(certificate)
+    key_file.write_bytes(key)
     return cert, key_file
 
 
