@@ -55,7 +55,7 @@ from adapters.framework import run_adapter
 from adapters.ledger import Ledger
 from adapters.profile import BUILTIN, load_profile
 from adapters.transports.mesh import secret_files
-from bench.e2e import Child, free_port, fresh_vhost, spawn
+from bench.e2e import Child, free_port, fresh_vhost, print_table, spawn
 from gateway import logs
 from gateway.cli import main as cli_main
 from gateway.config import AreaConfig, load_config
@@ -370,11 +370,7 @@ def report(r: dict[str, float]) -> None:
         rows.append(("  bare mesh-client send + receive + ack", f"{r['mesh_bare']:.1f} msg/s"))
         over = f"{100 * (r['mesh_bare'] / r['mesh'] - 1):+.0f}%"
         rows.append(("  adapter time over bare (target <= 20%)", over))
-    width = max(len(what) for what, _ in rows)
-    print(f"| {'What':<{width}} | Measured |")
-    print(f"|{'-' * (width + 2)}|----------|")
-    for what, value in rows:
-        print(f"| {what:<{width}} | {value} |")
+    print_table(rows)
 
 
 def main() -> None:

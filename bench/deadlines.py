@@ -43,6 +43,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,7 +54,7 @@ import aio_pika
 import asyncpg  # type: ignore[import-untyped]
 from aio_pika.abc import DeliveryMode
 
-from bench.e2e import Child, fresh_vhost, percentile, spawn
+from bench.e2e import Child, cpu_seconds, fresh_vhost, percentile, spawn
 from gateway.broker import topology
 from gateway.cli import main as cli_main
 from gateway.clock import utc_now
@@ -65,7 +66,6 @@ PG_URL = os.environ.get("MASH_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:54
 SILENT, WAITING = "police", "hub"
 IDLE_WINDOW_S = 15.0
 LEAD_S = 25.0  # from the end of loading to the burst: start-up plus the idle window
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Only level 1 fires during the run: the grace to level 2 is a day.
 BENCH_DEADLINES = '\n[deadlines]\ngrace = { duration = "1d", counting = "clock" }\n'
 
@@ -84,16 +84,13 @@ SCENARIOS = (
 )
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of the processes, from /proc."""
-    total = 0
+def total_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of the processes; one that has exited (a PostgreSQL backend) counts 0."""
+    total = 0.0
     for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+        with suppress(FileNotFoundError):
+            total += cpu_seconds(pid)
+    return total
 
 
 def postgres_pids() -> list[int]:
@@ -252,12 +249,12 @@ async def run_scenario(scenario: Scenario, n_open: int, n_due: int, work: Path) 
             events = await channel.declare_queue(exclusive=True)
             await events.bind(topology.EVENTS_EXCHANGE, routing_key="deadline.escalated.#")
             await asyncio.sleep(1)
-            idle_from = (time.monotonic(), cpu_seconds(pids), cpu_seconds(store_pids))
+            idle_from = (time.monotonic(), total_cpu_seconds(pids), total_cpu_seconds(store_pids))
             window = min(IDLE_WINDOW_S, (due - utc_now()).total_seconds() - 1)
             await asyncio.sleep(window)
-            idle_to = (time.monotonic(), cpu_seconds(pids), cpu_seconds(store_pids))
+            idle_to = (time.monotonic(), total_cpu_seconds(pids), total_cpu_seconds(store_pids))
             lags, ids = await _collect(events, n_due, due)
-            burst_to = (time.monotonic(), cpu_seconds(pids), cpu_seconds(store_pids))
+            burst_to = (time.monotonic(), total_cpu_seconds(pids), total_cpu_seconds(store_pids))
         raw = await ceiling(url, n_due)
         idle_s = idle_to[0] - idle_from[0]
         lags.sort()

@@ -529,11 +529,7 @@ def report(run: Run, request_size: int, receipt_size: int) -> None:
         (f"e2e p50 / p99 at {RATE:.0f} msg/s (target p99 <= 50)", latency("e2e")),
         ("  router's created_at to delivered, p50 / p99", latency("e2e_store")),
     ]
-    width = max(len(name) for name, _ in rows)
-    print(f"| {'What':<{width}} | Measured |")
-    print(f"|{'-' * (width + 2)}|----------|")
-    for name, value in rows:
-        print(f"| {name:<{width}} | {value} |")
+    print_table(rows)
     if run.profile is not None:
         print(f"\n# router profile ({run.profile}), top 25 by own time")
         pstats.Stats(str(run.profile)).sort_stats("tottime").print_stats(25)
@@ -549,6 +545,15 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (from /proc, Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def print_table(rows: list[tuple[str, str]]) -> None:
+    """The figures as the Markdown table bench/README.md quotes."""
+    width = max(len(what) for what, _ in rows)
+    print(f"| {'What':<{width}} | Measured |")
+    print(f"|{'-' * (width + 2)}|----------|")
+    for what, value in rows:
+        print(f"| {what:<{width}} | {value} |")
 
 
 def free_port() -> int:
@@ -700,11 +705,7 @@ async def bench_observability(run: Run) -> None:
             " / ".join(f"{mean(v, 'p99'):.1f}" for v in ("off", "noaudit", "on")) + " ms",
         ),
     ]
-    width = max(len(name) for name, _ in rows)
-    print(f"| {'What':<{width}} | Measured |")
-    print(f"|{'-' * (width + 2)}|----------|")
-    for name, value in rows:
-        print(f"| {name:<{width}} | {value} |")
+    print_table(rows)
 
 
 async def bench(run: Run) -> None:

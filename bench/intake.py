@@ -58,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gnupg
 
-from bench.e2e import cpu_seconds, fresh_vhost, percentile, spawn
+from bench.e2e import cpu_seconds, fresh_vhost, percentile, print_table, spawn
 from gateway import logs
 from gateway.cli import main as cli_main
 from gateway.config import load_config
@@ -339,11 +339,7 @@ def report(r: dict[str, float]) -> None:
         ("  the senders' process (client side)", f"{r['senders_cpu_ms']:.1f} ms"),
         ("  the router process", f"{r['router_cpu_ms']:.1f} ms"),
     ]
-    width = max(len(what) for what, _ in rows)
-    print(f"| {'What':<{width}} | Measured |")
-    print(f"|{'-' * (width + 2)}|----------|")
-    for what, value in rows:
-        print(f"| {what:<{width}} | {value} |")
+    print_table(rows)
 
 
 def main() -> None:
