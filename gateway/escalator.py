@@ -93,10 +93,11 @@ class Escalator:
 
             count = await self.store.fire_due(now, self.batch, fire)
             fired += count
-            if count:
-                await self.refresh_counts()
             if count < self.batch:
-                return fired
+                break
+        if fired:  # once per tick, not per batch: the count is a scan of every deadline
+            await self.refresh_counts()
+        return fired
 
     async def refresh_counts(self) -> None:
         """Open and overdue deadlines by kind, RAG and agency, for /metrics."""
