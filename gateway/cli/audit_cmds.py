@@ -14,11 +14,11 @@ import io
 import json
 import sys
 from collections.abc import Sequence
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 from gateway import audit_chain, audit_log
+from gateway.cli.periods import check_order, day
 from gateway.config import AreaConfig, load_config
 from gateway.errors import GatewayError
 
@@ -27,10 +27,6 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 class AuditTrailBroken(GatewayError):
     """The audit file is missing, unreadable, or fails verification; the message names the line."""
-
-
-class ExportRangeError(GatewayError):
-    """--from is after --to."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verify.set_defaults(handler=run_verify)
     export = commands.add_parser("export", help="the decisions of a date range as CSV or JSON")
     _file_option(export)
-    export.add_argument("--from", dest="start", type=_day, required=True, metavar="DATE")
-    export.add_argument("--to", dest="end", type=_day, required=True, metavar="DATE")
+    export.add_argument("--from", dest="start", type=day, required=True, metavar="DATE")
+    export.add_argument("--to", dest="end", type=day, required=True, metavar="DATE")
     export.add_argument("--format", choices=("csv", "json"), default="csv")
     export.set_defaults(handler=run_export)
 
@@ -56,13 +52,6 @@ def _file_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--file", type=Path, help="the audit file (default: state/audit.jsonl in the area)"
     )
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -115,8 +104,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    if args.start > args.end:
-        raise ExportRangeError(f"--from {args.start} is after --to {args.end}")
+    check_order(args.start, args.end)
     config = load_config(args.config)
     lines, _ = checked_lines(config, args.file or audit_log.default_path(config), live=True)
     rows = audit_chain.decisions_between(lines, args.start, args.end)

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from gateway import report, report_view
+from gateway.cli.periods import check_order, day
 from gateway.clock import utc_now
 from gateway.config import AreaConfig, load_config
 from gateway.errors import GatewayError
@@ -26,10 +27,6 @@ DEFAULT_DAYS = 30
 DEFAULT_REPEAT_DAYS = 28
 
 
-class ReportRangeError(GatewayError):
-    """--from is after --to."""
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "report", help="volumes, timeliness, breaches, failures and repeat referrals of a period"
@@ -37,14 +34,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--from",
         dest="start",
-        type=date.fromisoformat,
+        type=day,
         metavar="DATE",
         help=f"first day (default: {DEFAULT_DAYS} days before --to)",
     )
     parser.add_argument(
         "--to",
         dest="end",
-        type=date.fromisoformat,
+        type=day,
         metavar="DATE",
         help="last day, included (default: today)",
     )
@@ -69,8 +66,7 @@ def period(start: date | None, end: date | None, today: date) -> tuple[datetime,
     """[first day 00:00 UTC, the day after the last 00:00 UTC)."""
     last = end or today
     first = start or last - timedelta(days=DEFAULT_DAYS - 1)
-    if first > last:
-        raise ReportRangeError(f"--from {first} is after --to {last}")
+    check_order(first, last)
     begin = datetime.combine(first, time(), UTC)
     return begin, datetime.combine(last + timedelta(days=1), time(), UTC)
 
