@@ -1,4 +1,4 @@
-"""The demo area that `mash-gateway init` writes: six partners and the agreements between them.
+"""The demo area that `mash-gateway init` writes: seven agencies and the agreements between them.
 
 Pure: returns TOML text. The agreements mirror a typical MASH flow
 (domain.md): partners refer to the hub, the hub requests information from
@@ -48,6 +48,12 @@ DEMO_AGENCIES = (
         "education",
         "dsl@education.demo.example",
     ),
+    DemoAgency(
+        "housing",
+        "Demo Borough Housing Options",
+        "housing",
+        "housing.options@housing.demo.example",
+    ),
 )
 
 PARTNERS = tuple(a.id for a in DEMO_AGENCIES if a.kind not in {"hub", "gateway"})
@@ -66,21 +72,51 @@ CHILD_BASES = (
 
 # The secure-mail intake (gateway/intake/config.py): police sign and encrypt with PGP/MIME
 # (pin each officer's key under staff), health is an accredited domain trusted on TLS alone.
-DEMO_INTAKE = (
-    "\n[intake]\n"
-    'listen = "127.0.0.1:8025"\n'
-    'hostname = "intake.demo.example"\n'
-    'mailboxes = ["hub"]\n'
-    "\n[[intake.domains]]\n"
-    'domain = "police.demo.example"\n'
-    'agency = "police"\n'
-    'policy = "pgp"\n'
-    "staff = []\n"
-    "\n[[intake.domains]]\n"
-    'domain = "health.demo.example"\n'
-    'agency = "health"\n'
-    'policy = "tls"\n'
+# Housing has no case system, only e-mail with PGP: it is an e-mail-only agency (inbox =
+# true), so the intake takes its inbox and mails it requests, encrypted to its pinned staff
+# keys, through the relay. In the demo the relay is a stand-in for housing's mail server that
+# `mash-gateway demo` runs on a free port with the intake's development certificate
+# (gateway/demo_mail.py); name your real relay, and the CA that signed its certificate, here.
+MAIL_ONLY_DOMAIN = "housing.demo.example"
+MAIL_ONLY_AGENCY = "housing"
+DEMO_RELAY = (
+    "\n[intake.relay]\n"
+    'host = "127.0.0.1"\n'
+    "port = 2525\n"
+    "starttls = true\n"
+    'sender = "mash-intake@intake.demo.example"\n'
+    'ca_file = "keys/private/intake/tls.crt"\n'
 )
+
+
+def demo_intake(mail_only_staff: tuple[tuple[str, str], ...]) -> str:
+    """The [intake] table; ``mail_only_staff`` pins (address, fingerprint) for housing."""
+    staff = ", ".join(
+        f'{{ address = "{address}", fingerprint = "{fingerprint}" }}'
+        for address, fingerprint in mail_only_staff
+    )
+    return (
+        "\n[intake]\n"
+        'listen = "127.0.0.1:8025"\n'
+        'hostname = "intake.demo.example"\n'
+        'mailboxes = ["hub"]\n'
+        "\n[[intake.domains]]\n"
+        'domain = "police.demo.example"\n'
+        'agency = "police"\n'
+        'policy = "pgp"\n'
+        "staff = []\n"
+        "\n[[intake.domains]]\n"
+        'domain = "health.demo.example"\n'
+        'agency = "health"\n'
+        'policy = "tls"\n'
+        "\n[[intake.domains]]\n"
+        f'domain = "{MAIL_ONLY_DOMAIN}"\n'
+        f'agency = "{MAIL_ONLY_AGENCY}"\n'
+        'policy = "pgp"\n'
+        "inbox = true\n"
+        f"staff = [{staff}]\n"
+        f"{DEMO_RELAY}"
+    )
 
 
 # Agency adapters (adapters/config.py), one per partner profile in adapters/profiles/:
@@ -133,8 +169,14 @@ def _agreement(
     )
 
 
-def demo_config(broker_url: str, today: date) -> str:
-    """gateway.toml for the demo area, without keys (init appends them)."""
+def demo_config(
+    broker_url: str, today: date, mail_only_staff: tuple[tuple[str, str], ...] = ()
+) -> str:
+    """gateway.toml for the demo area, without keys (init appends them).
+
+    ``mail_only_staff`` pins housing's staff keys; without them the area is whole, but the
+    intake cannot mail housing a request (it would be readable only on TLS).
+    """
     parts = [
         "# MASH gateway area configuration (demo area written by `mash-gateway init`).\n"
         "# Keys are appended by `mash-gateway keys`; private keys live in keys/private (0600).\n",
@@ -164,6 +206,6 @@ def demo_config(broker_url: str, today: date) -> str:
     parts.append(
         _agreement("isa-demo-responses", PARTNERS, ("hub",), ("InformationResponse",), today)
     )
-    parts.append(DEMO_INTAKE)
+    parts.append(demo_intake(mail_only_staff))
     parts.append(DEMO_ADAPTERS)
     return "".join(parts)

@@ -1,17 +1,22 @@
 """The demo's multi-agency flow, run over a real exchange in a fresh vhost.
 
 1. police refer a child to the hub;
-2. the hub asks health, children's social care and probation for information;
+2. the hub asks health, children's social care, probation and housing for
+   information;
 3. health and children's social care answer through their edges; probation
-   stays silent;
+   stays silent; housing has only e-mail: the intake mails it the request,
+   encrypted to its officer's key, and the officer's signed and encrypted
+   reply comes back through the intake as its InformationResponse;
 4. every delivery is receipted back to its sender;
 5. probation's deadline passes: a level-1 reminder goes to probation with a
    notice to the hub, then a level-2 Escalation to the hub manager;
 6. probation answers late (the breach is recorded), and the hub records its
    decision and sends it to the police.
 
-Each agency is an Edge with a handler that plays its case system; the router
-runs beside them on a shortened clock (``DEMO_POLICY``: an Amber answer is
+Each agency with a system is an Edge with a handler that plays its case
+system; housing's side of the mail is demo_mail.py, and the intake runs as
+`mash-gateway intake` would, on free ports. The router runs beside them on a
+shortened clock (``DEMO_POLICY``: an Amber answer is
 due in seconds, not working days). The payloads are the shipped examples,
 re-dated so the deadlines they carry are in the future.
 """
@@ -20,7 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,12 +35,15 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from gateway import deadlines as dl
+from gateway import demo_mail
 from gateway.broker.vhost import admin_for, vhost_url
 from gateway.cli import init_cmd, track_cmd
 from gateway.clock import utc_now
-from gateway.config import DEFAULT_CONFIG_NAME, load_config
+from gateway.config import DEFAULT_CONFIG_NAME, AreaConfig, load_config
+from gateway.demo_mail import Officer
 from gateway.edge import Delivered, Edge, Submission
 from gateway.errors import GatewayError
+from gateway.intake.service import running_intake
 from gateway.lifecycle import State
 from gateway.resources import schemas_dir
 from gateway.router import run_router
@@ -43,7 +52,22 @@ from gateway.store import TrackingStore, store_from_url
 from gateway.vocabulary import SYSTEM_MESSAGE_TYPES
 from gateway.xmlsafe import parse
 
-PARTNERS = ("health", "csc", "probation")
+EDGE_PARTNERS = ("health", "csc", "probation")
+MAIL_ONLY_PARTNER = "housing"
+PARTNERS = (*EDGE_PARTNERS, MAIL_ONLY_PARTNER)
+# What housing's officer writes into the mailed form (the request pre-fills its ids).
+HOUSING_ANSWERS = {
+    "Responder-Name": "Sam Okafor",
+    "Responder-Role": "Housing options officer",
+    "Purpose": "child-safeguarding",
+    "Lawful-Basis": "uk-gdpr-6-1-e",
+    "Consent": "not-sought",
+    "Consent-Reason": "Seeking consent could increase the risk to the child.",
+    "Necessary-And-Proportionate": "Only what the request asks, to assess the risk.",
+    "Record": "Housing register | 2026-09-14 | Family placed in temporary accommodation "
+    "after an eviction; rent arrears.",
+    "Release-Condition": "no-onward-disclosure-without-originator-consent",
+}
 SILENT_PARTNER = "probation"
 DECISION_BASES = ("uk-gdpr-6-1-e", "ca-1989-s17")
 FLOW_TIMEOUT_S = 60.0
@@ -82,6 +106,7 @@ class DemoCase:
     responses: set[str] = field(default_factory=set)
     silent_request: str | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    failure: Exception | None = None
     say: Callable[[str], None] = print
 
     def handler_for(self, agency: str) -> Callable[[Delivered], object]:
@@ -107,7 +132,7 @@ class DemoCase:
         elif agency == SILENT_PARTNER and kind == "InformationRequest":
             self.say(f"3. {agency} is busy and stays silent")
             self.silent_request = fields.message_id
-        elif agency in PARTNERS and kind == "InformationRequest":
+        elif agency in EDGE_PARTNERS and kind == "InformationRequest":
             self.say(f"3. {agency} researches its records and answers")
             await self.respond(agency, fields.message_id)
         elif agency == "hub" and kind == "InformationResponse":
@@ -129,6 +154,30 @@ class DemoCase:
             self.say(f"6. the hub manager calls {silent}, who answers late")
             request, self.silent_request = self.silent_request, None
             await self.respond(SILENT_PARTNER, request)
+
+    async def read_housing_mail(self, server: demo_mail.MailServer, officer: Officer) -> None:
+        """Housing's mailbox: answer each mailed request; acknowledgements need nothing."""
+        try:
+            while True:
+                await self._read_one(await server.arrivals.get(), officer)
+        except Exception as exc:  # the case cannot finish: say why at once, not at the timeout
+            self.failure = exc
+            self.finished.set()
+            raise
+
+    async def _read_one(self, raw: bytes, officer: Officer) -> None:
+        subject = str(demo_mail.parsed(raw)["Subject"])
+        if not subject.startswith("Information request"):
+            self.say(f"   {MAIL_ONLY_PARTNER}'s officer got a mail: {subject}")
+            return
+        self.say(
+            f"3. {MAIL_ONLY_PARTNER} has only e-mail: its officer gets the request "
+            "encrypted to their key and replies with the form, signed and encrypted"
+        )
+        code, reply = await asyncio.to_thread(officer.answer, raw, HOUSING_ANSWERS)
+        if code != 250:
+            raise GatewayError(f"the intake refused housing's answer: {code} {reply}")
+        self.say(f"   the intake accepted the mail: {reply}")
 
     async def request_information(self, referral_id: str) -> None:
         request = redated(
@@ -209,22 +258,25 @@ async def _run_in(area: Path, url: str, vhost: str, say: Callable[[str], None]) 
     try:
         await asyncio.wait_for(ready.wait(), 15)
         say(f"router running on vhost {vhost}; tracking store {config.store_url}")
-        for agency in ("hub", "police", *PARTNERS):
-            edge = Edge(config, agency, store)
-            await edge.__aenter__()
-            case.edges[agency] = edge
-            await edge.consume(case.handler_for(agency))  # type: ignore[arg-type]
-        say(f"1. police refer a child to the hub (case {case.correlation_id})")
-        await case.edges["police"].submit(
-            Submission(
-                _example("demo", "police-referral.xml"),
-                ("hub",),
-                correlation_id=case.correlation_id,
-                source="police referral",
+        async with _mail_side(config, store, case, say):
+            for agency in ("hub", "police", *EDGE_PARTNERS):
+                edge = Edge(config, agency, store)
+                await edge.__aenter__()
+                case.edges[agency] = edge
+                await edge.consume(case.handler_for(agency))  # type: ignore[arg-type]
+            say(f"1. police refer a child to the hub (case {case.correlation_id})")
+            await case.edges["police"].submit(
+                Submission(
+                    _example("demo", "police-referral.xml"),
+                    ("hub",),
+                    correlation_id=case.correlation_id,
+                    source="police referral",
+                )
             )
-        )
-        await asyncio.wait_for(case.finished.wait(), FLOW_TIMEOUT_S)
-        await _wait_settled(store, case.correlation_id)
+            await asyncio.wait_for(case.finished.wait(), FLOW_TIMEOUT_S)
+            if case.failure is not None:
+                raise case.failure
+            await _wait_settled(store, case.correlation_id)
         say("\nCase timeline (ids, states and times only):")
         say(await track_cmd.case_report(store, case.correlation_id, config.store_url))
         return case.correlation_id
@@ -234,6 +286,33 @@ async def _run_in(area: Path, url: str, vhost: str, say: Callable[[str], None]) 
         stop.set()
         await router
         await store.close()
+
+
+@asynccontextmanager
+async def _mail_side(
+    config: AreaConfig, store: TrackingStore, case: DemoCase, say: Callable[[str], None]
+) -> AsyncIterator[None]:
+    """Housing's mail server, the intake relaying to it, and the officer reading the mail."""
+    intake = config.intake
+    if intake is None or intake.relay is None:
+        raise GatewayError(f"{config.path}: the demo needs [intake] and [intake.relay]")
+    async with demo_mail.mail_server(intake.tls_cert, intake.tls_key) as server:
+        on_free_ports = replace(intake, port=0, relay=replace(intake.relay, port=server.port))
+        async with running_intake(replace(config, intake=on_free_ports), store) as running:
+            say(f"secure-mail intake on port {running.port}; housing mail server on {server.port}")
+            officer = Officer(
+                config.path.parent / demo_mail.OFFICER_HOME,
+                f"intake@{intake.hostname}",
+                running.port,
+                intake.tls_cert,
+            )
+            reader = asyncio.create_task(case.read_housing_mail(server, officer))
+            try:
+                yield
+            finally:
+                reader.cancel()
+                with suppress(asyncio.CancelledError):
+                    await reader
 
 
 async def _wait_settled(store: TrackingStore, correlation_id: str) -> None:

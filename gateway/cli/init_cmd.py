@@ -1,12 +1,19 @@
-"""`mash-gateway init DIR`: create a demo area with fresh keys for every agency."""
+"""`mash-gateway init DIR`: create a demo area with fresh keys for every agency.
+
+Besides the agencies' keys and the intake's development material, it makes
+the PGP key of housing's officer (housing is the demo's e-mail-only agency,
+demo_mail.py) in the officer's own GnuPG home, pins it in the config, and
+gives each side the other's public key.
+"""
 
 from __future__ import annotations
 
 import argparse
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway import keystore
+from gateway import demo_mail, keystore
 from gateway.clock import utc_now
 from gateway.config import DEFAULT_CONFIG_NAME, AreaConfig, ConfigError, load_config
 from gateway.demo_area import DEMO_AGENCIES, demo_config
@@ -39,10 +46,12 @@ def create_area(
         for old in (directory / "state").glob("*"):
             if old.is_file():
                 old.unlink()
+        shutil.rmtree(directory / demo_mail.OFFICER_HOME, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "state").mkdir(exist_ok=True)
     now = utc_now().replace(microsecond=0)
-    blocks = [demo_config(broker_url, now.date())]
+    officer = demo_mail.create_officer(directory)
+    blocks = [demo_config(broker_url, now.date(), ((demo_mail.OFFICER, officer),))]
     for agency in DEMO_AGENCIES:
         for use in (KeyUse.SIGN, KeyUse.ENCRYPT):
             blocks.append(
@@ -52,7 +61,12 @@ def create_area(
     config = load_config(str(config_path))
     if config.intake is not None:
         fingerprint = intake_devkeys.create(config.intake, directory / "keys", now, replace)
+        demo_mail.introduce(directory, config.intake)
         say(f"intake: development TLS pair and PGP key {fingerprint} (public key in keys/)")
+        say(
+            f"housing (e-mail only): its officer's PGP key {officer} is pinned; their mail "
+            f"client's keyring is {directory / demo_mail.OFFICER_HOME}"
+        )
     say(
         f"created area {config.area_id!r} in {directory}: {len(DEMO_AGENCIES)} agencies, "
         f"{len(config.registry.keys)} keys, {len(config.agreements)} sharing agreements; "

@@ -94,26 +94,38 @@ def write_tls_pair(config: IntakeConfig, now: datetime) -> None:
 
 def create_keyring(config: IntakeConfig, public_dir: Path) -> str:
     """A fresh GnuPG home (0700) with the gateway key: Ed25519 signing, Curve25519 encryption."""
-    config.gnupg_home.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    config.gnupg_home.mkdir(mode=0o700)
-    gpg = gnupg.GPG(gnupghome=str(usable_home(config.gnupg_home)))
+    fingerprint, public_key = create_home_with_key(
+        config.gnupg_home, "MASH secure-mail intake", f"intake@{config.hostname}"
+    )
+    public_dir.mkdir(parents=True, exist_ok=True)
+    (public_dir / PUBLIC_KEY_NAME).write_text(public_key, encoding="ascii")
+    return fingerprint
+
+
+def create_home_with_key(home: Path, name: str, address: str) -> tuple[str, str]:
+    """A fresh GnuPG home (0700) holding one new key for ``address`` (Ed25519 signing,
+    Curve25519 encryption, a year's validity, no passphrase: development material);
+    returns its fingerprint and armoured public key. Stops the agent the key-making
+    started."""
+    home.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    home.mkdir(mode=0o700)
+    gpg = gnupg.GPG(gnupghome=str(usable_home(home)))
     request = gpg.gen_key_input(
         key_type="EDDSA",
         key_curve="ed25519",
         subkey_type="ECDH",
         subkey_curve="cv25519",
-        name_real="MASH secure-mail intake",
-        name_email=f"intake@{config.hostname}",
+        name_real=name,
+        name_email=address,
         expire_date="1y",
         no_protection=True,
     )
     key = gpg.gen_key(request)
     if not key.fingerprint:
-        raise RuntimeError(f"gpg could not create the intake key: {key.stderr.strip()[-200:]}")
-    public_dir.mkdir(parents=True, exist_ok=True)
-    (public_dir / PUBLIC_KEY_NAME).write_text(gpg.export_keys(key.fingerprint), encoding="ascii")
-    stop_agent(usable_home(config.gnupg_home))
-    return str(key.fingerprint)
+        raise RuntimeError(f"gpg could not create a key for {name}: {key.stderr.strip()[-200:]}")
+    public_key = str(gpg.export_keys(key.fingerprint))
+    stop_agent(usable_home(home))
+    return str(key.fingerprint), public_key
 
 
 def stop_agent(home: Path) -> None:

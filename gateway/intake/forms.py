@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -122,6 +122,16 @@ def template(message_type: str) -> str:
             ", repeatable" if field.repeatable else ""
         )
         lines.append(f"{field.name}:    # {field.hint} ({flags})")
+    return "\n".join(lines) + "\n"
+
+
+def fill_in(form: str, answers: Mapping[str, str]) -> str:
+    """``form`` (a template, perhaps pre-filled) with each named field's hint replaced by its
+    answer: what a sender does by hand. Fields without an answer keep their line."""
+    lines = []
+    for line in form.splitlines():
+        name = line.split(":", 1)[0]
+        lines.append(f"{name}: {answers[name]}" if ":" in line and name in answers else line)
     return "\n".join(lines) + "\n"
 
 

@@ -20,16 +20,14 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
-from typing import Any
 
 import gnupg
-from aiosmtpd.smtp import SMTP as SMTPServer
-from aiosmtpd.smtp import Envelope
 
+from gateway.demo_mail import multipart_signed
 from gateway.intake import devkeys
 from gateway.intake.config import DomainRule, Policy, Relay, Staff
 from gateway.intake.service import RunningIntake, running_intake
@@ -170,21 +168,7 @@ def signed(content: bytes, people: People, signer: Person) -> bytes:
         content, keyid=signer.fingerprint, detach=True, binary=False
     )
     assert signature.data, signature.stderr
-    boundary = f"sig-{uuid.uuid4().hex}"
-    return (
-        (
-            "Content-Type: multipart/signed; micalg=pgp-sha256;\r\n"
-            ' protocol="application/pgp-signature";'
-            f' boundary="{boundary}"\r\n\r\n--{boundary}\r\n'
-        ).encode()
-        + content
-        + (
-            f"\r\n--{boundary}\r\n"
-            'Content-Type: application/pgp-signature; name="signature.asc"\r\n\r\n'
-        ).encode()
-        + crlf(bytes(signature.data))
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
+    return multipart_signed(content, bytes(signature.data))
 
 
 def encrypted(entity: bytes, people: People, gateway_fingerprint: str) -> bytes:
@@ -256,40 +240,6 @@ def send_raw_data(port: int, mail_from: str, rcpt: str, data: bytes) -> tuple[in
 def router_message_count(exchange: Exchange) -> int:
     with sqlite3.connect(exchange.tmp / "router.db") as db:
         return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
-
-
-@dataclass
-class RelaySink:
-    """A relay that keeps what it is given: (envelope sender, recipients, raw bytes)."""
-
-    port: int = 0
-    mails: list[tuple[str, list[str], bytes]] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
-        self.mails.append(
-            (envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b"")
-        )
-        return "250 2.0.0 Kept"
-
-
-@asynccontextmanager
-async def relay_sink(cert: Path, key: Path) -> AsyncIterator[RelaySink]:
-    """A real SMTP relay on a free port that requires STARTTLS (with the given certificate)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(cert), str(key))
-    sink = RelaySink()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SMTPServer(sink, tls_context=context, require_starttls=True, decode_data=False),
-        "127.0.0.1",
-        0,
-    )
-    sink.port = server.sockets[0].getsockname()[1]
-    try:
-        yield sink
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 @asynccontextmanager

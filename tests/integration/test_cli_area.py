@@ -3,10 +3,13 @@
 import stat
 from pathlib import Path
 
+import gnupg
 import pytest
 
+from gateway import demo_mail
 from gateway.cli import main
 from gateway.config import load_config
+from gateway.intake.pgp import usable_home
 from gateway.registry import KeyUse
 from gateway.resources import schemas_dir
 
@@ -29,10 +32,28 @@ def cli(area: Path, *args: str) -> int:
 def test_init_writes_private_keys_0600_and_a_loadable_registry(area: Path) -> None:
     config = load_config(str(area / "gateway.toml"))
     private = sorted((area / "keys" / "private").glob("*.key"))
-    assert len(private) == 14 == len(config.registry.keys)
+    assert len(private) == 16 == len(config.registry.keys)
     for path in private:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE((area / "keys" / "private").stat().st_mode) & 0o077 == 0
+
+
+def test_init_pins_the_housing_officer_and_introduces_officer_and_intake(area: Path) -> None:
+    """Housing is e-mail-only: its officer's key is pinned and each side holds the other's."""
+    config = load_config(str(area / "gateway.toml"))
+    assert config.intake is not None
+    rule = config.intake.rule_for("housing.demo.example")
+    assert rule is not None and rule.inbox and len(rule.staff) == 1
+    officer_home = area / demo_mail.OFFICER_HOME
+    assert stat.S_IMODE(officer_home.stat().st_mode) == 0o700
+    officer = gnupg.GPG(gnupghome=str(usable_home(officer_home)))
+    gateway = gnupg.GPG(gnupghome=str(usable_home(config.intake.gnupg_home)))
+    pinned = rule.staff[0].fingerprint
+    assert [k["fingerprint"] for k in officer.list_keys(secret=True)] == [pinned]
+    gateway_secrets = {k["fingerprint"] for k in gateway.list_keys(secret=True)}
+    assert pinned in {k["fingerprint"] for k in gateway.list_keys()}
+    assert pinned not in gateway_secrets  # the gateway holds only the officer's public key
+    assert gateway_secrets <= {k["fingerprint"] for k in officer.list_keys()}
 
 
 def test_init_force_replaces_keys_and_the_old_state(area: Path) -> None:
@@ -41,6 +62,8 @@ def test_init_force_replaces_keys_and_the_old_state(area: Path) -> None:
     (area / "state" / "gateway.db").write_bytes(b"old")
     assert main(["init", str(area), "--force"]) == 0
     assert not old_keys & {p.name for p in (area / "keys" / "private").glob("*.key")}
+    officer = gnupg.GPG(gnupghome=str(usable_home(area / demo_mail.OFFICER_HOME)))
+    assert len(officer.list_keys(secret=True)) == 1  # a new officer key, not a second one
     assert list((area / "state").iterdir()) == []
 
 

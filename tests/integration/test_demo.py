@@ -6,6 +6,7 @@ nor its audit trail may carry any personal data from the demo payloads.
 
 import json
 import logging
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway import demo_flow, logs
+from gateway import demo_flow, demo_mail, logs
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.metrics_config import Listen
@@ -53,10 +54,16 @@ def payload_personal_data() -> set[str]:
     return found
 
 
-# Personal data in the demo payloads: none of it may reach the terminal or the logs.
+# Personal data in the demo payloads, and in housing's mailed answer (its officer's name,
+# address and records): none of it may reach the terminal or the logs.
 PERSONAL_DATA = sorted(
     payload_personal_data()
     | {"Jamie", "Example", "9434765870", "9434765919", "2016-05-14", "Sample Street", "ZZ1 1AA"}
+    | {
+        demo_flow.HOUSING_ANSWERS[name]
+        for name in ("Responder-Name", "Consent-Reason", "Necessary-And-Proportionate")
+    }
+    | {"temporary accommodation", "rent arrears", demo_mail.OFFICER}
 )
 
 
@@ -90,6 +97,10 @@ def test_demo_runs_the_case_end_to_end_without_printing_personal_data(
         "3. health",
         "3. csc",
         "3. probation is busy and stays silent",
+        "3. housing has only e-mail: its officer gets the request encrypted",
+        "Accepted as InformationResponse",
+        "(pgp-verified)",
+        "housing's officer got a mail: Accepted: InformationResponse",
         "probation got a level 1 Escalation: probation's response is overdue",
         "hub got a level 1 Escalation: probation's response is overdue",
         "hub got a level 2 Escalation: probation's response is overdue",
@@ -101,9 +112,15 @@ def test_demo_runs_the_case_end_to_end_without_printing_personal_data(
     # The printed timeline shows the ladder and the late answer closing the deadline.
     assert "response Amber owed by probation to hub" in out and "[met late]" in out
     assert "escalated level 1" in out and "escalated level 2" in out and "met-late" in out
-    assert (
-        out.count("got a DeliveryReceipt") == 8
-    )  # 1 referral + 3 requests + 3 responses + 1 decision
+    # 1 referral + 4 requests + 3 responses + 1 decision; housing's receipt goes to the intake.
+    assert out.count("got a DeliveryReceipt") == 9
+    # Housing's mailed answer reached the hub as the id the intake gave it, and closed its
+    # deadline like any other answer.
+    accepted = re.search(r"Accepted as InformationResponse (\S+)", out)
+    assert accepted and f"hub received InformationResponse {accepted[1]} from housing" in out
+    assert "InformationResponse" in out and "housing -> hub  [delivered]" in out
+    housing = out[out.index("response Amber owed by housing to hub") :].splitlines()[0]
+    assert housing.endswith("[met]"), housing
     for value in PERSONAL_DATA:
         assert value not in out + err, f"{value!r} leaked into the demo output"
     assert "[answered]" in out and "[rejected]" not in out

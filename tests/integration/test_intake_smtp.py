@@ -38,8 +38,10 @@ from gateway.broker.vhost import BrokerAdmin
 from gateway.clock import utc_now
 from gateway.deadline_rules import Kind
 from gateway.deadlines import EscalationContact
+from gateway.demo_mail import MailServer, mail_server
 from gateway.edge import Delivered, Submission
 from gateway.envelope import HeaderFields, recipient_keys, seal_bytes
+from gateway.intake import forms
 from gateway.intake.service import RunningIntake
 from gateway.lifecycle import State
 from gateway.metrics import REGISTRY
@@ -54,14 +56,12 @@ from tests.integration.intake_harness import (
     OFFICER,
     PROBATION_OFFICER,
     People,
-    RelaySink,
     client_tls,
     content_with_xml,
     encrypted,
     intake_on,
     made_people,
     mail,
-    relay_sink,
     router_message_count,
     send,
     send_raw_data,
@@ -110,15 +110,15 @@ async def exchange(
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def relay(exchange: Exchange) -> AsyncIterator[RelaySink]:
+async def relay(exchange: Exchange) -> AsyncIterator[MailServer]:
     assert exchange.config.intake is not None
-    async with relay_sink(exchange.config.intake.tls_cert, exchange.config.intake.tls_key) as sink:
+    async with mail_server(exchange.config.intake.tls_cert, exchange.config.intake.tls_key) as sink:
         yield sink
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def intake(
-    exchange: Exchange, people: People, relay: RelaySink
+    exchange: Exchange, people: People, relay: MailServer
 ) -> AsyncIterator[tuple[RunningIntake, str]]:
     async with intake_on(exchange, people, relay.port) as running:
         yield running
@@ -165,7 +165,7 @@ def delivered_to_hub(exchange: Exchange, message_id: str) -> list[Delivered]:
     return [m for m in exchange.inboxes["hub"].messages if m.header.fields.message_id == message_id]
 
 
-def acknowledgements(relay: RelaySink, address: str) -> list[bytes]:
+def acknowledgements(relay: MailServer, address: str) -> list[bytes]:
     """What the relay was given for ``address``, sent by the intake."""
     return [
         raw
@@ -184,7 +184,7 @@ async def refused_with(
 
 
 async def test_signed_and_encrypted_mail_is_delivered_receipted_and_acknowledged(
-    exchange: Exchange, intake: tuple[RunningIntake, str], people: People, relay: RelaySink
+    exchange: Exchange, intake: tuple[RunningIntake, str], people: People, relay: MailServer
 ) -> None:
     running, gateway = intake
     code, reply = await asyncio.to_thread(
@@ -218,7 +218,7 @@ async def test_signed_and_encrypted_mail_is_delivered_receipted_and_acknowledged
 
 
 async def test_tls_domain_mail_is_delivered_at_lower_assurance_and_acknowledged(
-    exchange: Exchange, intake: tuple[RunningIntake, str], relay: RelaySink
+    exchange: Exchange, intake: tuple[RunningIntake, str], relay: MailServer
 ) -> None:
     running, _ = intake
     code, reply = await asyncio.to_thread(
@@ -356,7 +356,7 @@ async def _async_true(value: object) -> bool:
 
 
 async def test_a_mail_the_router_refuses_after_acceptance_gets_a_non_delivery_mail(
-    exchange: Exchange, intake: tuple[RunningIntake, str], relay: RelaySink
+    exchange: Exchange, intake: tuple[RunningIntake, str], relay: MailServer
 ) -> None:
     """No sharing agreement lets probation refer to education: accepted, then refused."""
     running, _ = intake
@@ -395,27 +395,23 @@ def _fill_in(mailed: bytes) -> tuple[str, bytes]:
     text = next(p for p in message.walk() if p.get_content_type() == "text/plain")
     form = text.get_content()[text.get_content().index("Form: InformationResponse") :]
     answers = {
-        "Responder-Name:": "Jo Bloggs",
-        "Responder-Role:": "Probation officer",
-        "Purpose:": "child-safeguarding",
-        "Lawful-Basis:": "uk-gdpr-6-1-e",
-        "Consent:": "not-sought",
-        "Consent-Reason:": "Seeking consent would prejudice the enquiry.",
-        "Necessary-And-Proportionate:": "Only what the request asks.",
-        "Systems-Searched:": "nDelius",
-        "Release-Condition:": "hub-only",
+        "Responder-Name": "Jo Bloggs",
+        "Responder-Role": "Probation officer",
+        "Purpose": "child-safeguarding",
+        "Lawful-Basis": "uk-gdpr-6-1-e",
+        "Consent": "not-sought",
+        "Consent-Reason": "Seeking consent would prejudice the enquiry.",
+        "Necessary-And-Proportionate": "Only what the request asks.",
+        "Systems-Searched": "nDelius",
+        "Release-Condition": "hub-only",
     }
-    lines = []
-    for line in form.splitlines():
-        field = line.split()[0] if line.split() else ""
-        lines.append(f"{field} {answers[field]}" if field in answers else line)
-    body = "\r\n".join(lines) + "\r\n"
+    body = forms.fill_in(form, answers).replace("\n", "\r\n")
     entity = b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + body.encode()
     return str(message["Reply-To"]), entity
 
 
 async def test_an_emailed_request_is_answered_through_its_reply_address(
-    exchange: Exchange, intake: tuple[RunningIntake, str], relay: RelaySink
+    exchange: Exchange, intake: tuple[RunningIntake, str], relay: MailServer
 ) -> None:
     """The e-mail-only agency round trip: request out by mail, answer in by mail, correlated."""
     running, _ = intake
@@ -464,7 +460,7 @@ async def test_an_emailed_request_is_answered_through_its_reply_address(
 
 
 async def test_a_request_to_a_pgp_agency_is_mailed_encrypted_to_its_staff_key(
-    exchange: Exchange, intake: tuple[RunningIntake, str], relay: RelaySink, people: People
+    exchange: Exchange, intake: tuple[RunningIntake, str], relay: MailServer, people: People
 ) -> None:
     await exchange.edges["hub"].submit(Submission(REQUEST, ("csc",)))
     contact = "front.door@csc.demo.example"
@@ -480,7 +476,7 @@ async def test_a_request_to_a_pgp_agency_is_mailed_encrypted_to_its_staff_key(
 
 
 async def test_a_reminder_for_an_email_only_agency_is_mailed(
-    exchange: Exchange, intake: tuple[RunningIntake, str], relay: RelaySink
+    exchange: Exchange, intake: tuple[RunningIntake, str], relay: MailServer
 ) -> None:
     """An Escalation in probation's inbox, as the escalator delivers one, goes out by mail."""
     now = utc_now()

@@ -28,6 +28,7 @@ def test_demo_config_parses_with_agencies_and_agreements() -> None:
         "health",
         "probation",
         "education",
+        "housing",
     }
     assert {a.id for a in config.agreements} == {
         "isa-demo-referrals",
@@ -36,6 +37,23 @@ def test_demo_config_parses_with_agencies_and_agreements() -> None:
     }
     assert config.private_keys_dir == Path("/areas/demo/keys/private")
     assert config.store_url == "sqlite:////areas/demo/state/gateway.db"
+
+
+def test_demo_area_makes_housing_an_email_only_agency_with_its_pinned_officer() -> None:
+    fingerprint = "A" * 40
+    text = demo_config(
+        "amqp://guest:guest@127.0.0.1:5672/mash-demo",
+        date(2026, 11, 23),
+        (("housing.officer@housing.demo.example", fingerprint),),
+    )
+    intake = parse_config(text, PATH).intake
+    assert intake is not None and intake.relay is not None
+    rule = intake.rule_for("housing.demo.example")
+    assert rule is not None and (rule.agency, rule.policy, rule.inbox) == ("housing", "pgp", True)
+    assert [(s.address, s.fingerprint) for s in rule.staff] == [
+        ("housing.officer@housing.demo.example", fingerprint)
+    ]
+    assert intake.relay.starttls and intake.relay.ca_file == intake.tls_cert
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 
 from gateway import schemas
 from gateway.intake.content import Payload, payload_of
-from gateway.intake.forms import FormError, fill, is_form, template
+from gateway.intake.forms import FormError, fill, fill_in, is_form, template
 from gateway.intake.refusal import Refusal
 from gateway.resources import schemas_dir
 
@@ -157,3 +157,24 @@ def test_the_template_itself_is_refused_naming_the_first_required_field() -> Non
     assert raised.value.field == "Referrer-Source" and "required" in raised.value.problem
     hinted = REFERRAL_FORM.replace("Rag: Amber", "Rag:    # Red, Amber or Green (optional)")
     schemas.validate(fill(hinted, AT, "police").xml, "form", "Referral")
+
+
+def test_filling_in_the_blank_template_gives_the_same_document_as_writing_the_form() -> None:
+    answers = {
+        line.split(":", 1)[0]: line.split(":", 1)[1].strip()
+        for line in RESPONSE_FORM.splitlines()[1:]
+        if not line.startswith("Record:")
+    }
+    filled_in = fill_in(template("InformationResponse"), answers)
+    assert filled_in.splitlines()[0] == "Form: InformationResponse"
+    assert f"Request-Id: {REQUEST_ID}" in filled_in.splitlines()
+    assert "Caveat: Discuss with the named nurse before use." in filled_in.splitlines()
+    # An unanswered field keeps its hint, and a hint counts as empty.
+    assert any(line.startswith("Record:    # ") for line in filled_in.splitlines())
+    with pytest.raises(FormError) as raised:  # neither records nor systems searched
+        fill(filled_in, AT, "health")
+    assert raised.value.field in {"Record", "Systems-Searched"}
+    answers["Systems-Searched"] = "Electronic patient record"
+    document = fill(fill_in(template("InformationResponse"), answers), AT, "health")
+    schemas.validate(document.xml, "form", "InformationResponse")
+    assert document.in_reply_to == REQUEST_ID
