@@ -43,6 +43,7 @@ from gateway.config import DEFAULT_CONFIG_NAME, AreaConfig, load_config
 from gateway.demo_mail import Officer
 from gateway.edge import Delivered, Edge, Submission
 from gateway.errors import GatewayError
+from gateway.intake import devkeys
 from gateway.intake.service import running_intake
 from gateway.lifecycle import State
 from gateway.resources import schemas_dir
@@ -313,6 +314,7 @@ async def _mail_side(
                 reader.cancel()
                 with suppress(asyncio.CancelledError):
                     await reader
+                await asyncio.to_thread(devkeys.stop_agent, officer.home)
 
 
 async def _wait_settled(store: TrackingStore, correlation_id: str) -> None:

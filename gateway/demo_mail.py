@@ -63,7 +63,7 @@ def introduce(area: Path, intake: IntakeConfig) -> None:
     gateway.import_keys(officer.export_keys(OFFICER))
     officer.import_keys((area / "keys" / devkeys.PUBLIC_KEY_NAME).read_text(encoding="ascii"))
     for home in (area / OFFICER_HOME, intake.gnupg_home):
-        devkeys.stop_agent(usable_home(home))
+        devkeys.stop_agent(home)
 
 
 def _gpg(home: Path) -> gnupg.GPG:

@@ -124,18 +124,24 @@ def create_home_with_key(home: Path, name: str, address: str) -> tuple[str, str]
     if not key.fingerprint:
         raise RuntimeError(f"gpg could not create a key for {name}: {key.stderr.strip()[-200:]}")
     public_key = str(gpg.export_keys(key.fingerprint))
-    stop_agent(usable_home(home))
+    stop_agent(home)
     return str(key.fingerprint), public_key
 
 
 def stop_agent(home: Path) -> None:
-    """Generating the key started a gpg-agent for ``home``; the intake starts its own when it
-    runs, so init leaves no process behind."""
+    """Stop the gpg-agent a GnuPG home started, and drop the short link it was reached by.
+
+    Key-making and the demo start agents; whoever uses the home next starts its own
+    (and makes the link again), so nothing is left behind in /tmp or the process table.
+    """
+    reached_by = usable_home(home)
     gpgconf = shutil.which("gpgconf")
     if gpgconf is not None:
         subprocess.run(  # noqa: S603 - a fixed program, our own home, no shell
-            [gpgconf, "--homedir", str(home), "--kill", "gpg-agent"],
+            [gpgconf, "--homedir", str(reached_by), "--kill", "gpg-agent"],
             check=False,
             capture_output=True,
             timeout=30,
         )
+    if reached_by != home:
+        reached_by.unlink(missing_ok=True)

@@ -22,6 +22,7 @@ from gateway.edge import Edge, Submission
 from gateway.envelope import HeaderFields
 from gateway.intake.acceptance import Acceptance
 from gateway.intake.config import IntakeConfig
+from gateway.intake.devkeys import stop_agent
 from gateway.intake.inbox import NoticeInbox
 from gateway.intake.mailer import Mailer
 from gateway.intake.pgp import Keyring
@@ -91,3 +92,5 @@ async def running_intake(config: AreaConfig, store: TrackingStore) -> AsyncItera
         finally:
             server.close()
             await server.wait_closed()
+            # gpg started an agent for the keyring; it holds the keys in memory.
+            await asyncio.to_thread(stop_agent, settings.gnupg_home)

@@ -9,6 +9,7 @@ import pytest
 from gateway import demo_mail
 from gateway.cli import main
 from gateway.config import load_config
+from gateway.intake import devkeys
 from gateway.intake.pgp import usable_home
 from gateway.registry import KeyUse
 from gateway.resources import schemas_dir
@@ -23,6 +24,15 @@ def area(tmp_path: Path) -> Path:
     directory = tmp_path / "area"
     assert main(["init", str(directory)]) == 0
     return directory
+
+
+def fingerprints(home: Path, secret: bool = False) -> set[str]:
+    """The keys in a GnuPG home; its agent is stopped afterwards, as init leaves it."""
+    try:
+        keys = gnupg.GPG(gnupghome=str(usable_home(home))).list_keys(secret=secret)
+        return {str(k["fingerprint"]) for k in keys}
+    finally:
+        devkeys.stop_agent(home)
 
 
 def cli(area: Path, *args: str) -> int:
@@ -46,14 +56,12 @@ def test_init_pins_the_housing_officer_and_introduces_officer_and_intake(area: P
     assert rule is not None and rule.inbox and len(rule.staff) == 1
     officer_home = area / demo_mail.OFFICER_HOME
     assert stat.S_IMODE(officer_home.stat().st_mode) == 0o700
-    officer = gnupg.GPG(gnupghome=str(usable_home(officer_home)))
-    gateway = gnupg.GPG(gnupghome=str(usable_home(config.intake.gnupg_home)))
     pinned = rule.staff[0].fingerprint
-    assert [k["fingerprint"] for k in officer.list_keys(secret=True)] == [pinned]
-    gateway_secrets = {k["fingerprint"] for k in gateway.list_keys(secret=True)}
-    assert pinned in {k["fingerprint"] for k in gateway.list_keys()}
+    assert fingerprints(officer_home, secret=True) == {pinned}
+    gateway_secrets = fingerprints(config.intake.gnupg_home, secret=True)
+    assert pinned in fingerprints(config.intake.gnupg_home)
     assert pinned not in gateway_secrets  # the gateway holds only the officer's public key
-    assert gateway_secrets <= {k["fingerprint"] for k in officer.list_keys()}
+    assert gateway_secrets <= fingerprints(officer_home)
 
 
 def test_init_force_replaces_keys_and_the_old_state(area: Path) -> None:
@@ -62,8 +70,8 @@ def test_init_force_replaces_keys_and_the_old_state(area: Path) -> None:
     (area / "state" / "gateway.db").write_bytes(b"old")
     assert main(["init", str(area), "--force"]) == 0
     assert not old_keys & {p.name for p in (area / "keys" / "private").glob("*.key")}
-    officer = gnupg.GPG(gnupghome=str(usable_home(area / demo_mail.OFFICER_HOME)))
-    assert len(officer.list_keys(secret=True)) == 1  # a new officer key, not a second one
+    # A new officer key, not a second one beside the old.
+    assert len(fingerprints(area / demo_mail.OFFICER_HOME, secret=True)) == 1
     assert list((area / "state").iterdir()) == []
 
 
