@@ -177,19 +177,25 @@ class Officer:
         heading = replies.Heading(
             OFFICER, reply_to, f"Re: {subject}", utc_now(), "housing.demo.example", None, "no"
         )
-        return self._send(reply_to, replies.encrypted(heading, bytes(encrypted.data)))
-
-    def _send(self, to: str, data: bytes) -> tuple[int, str]:
         context = ssl.create_default_context(cafile=str(self.intake_ca))
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        with smtplib.SMTP("127.0.0.1", self.intake_port, timeout=30) as client:
-            client.starttls(context=context)
-            client.ehlo()
-            for code, reply in (client.mail(OFFICER), client.rcpt(to)):
-                if code != 250:
-                    return code, reply.decode()
-            code, reply = client.data(data)
-            return code, reply.decode()
+        data = replies.encrypted(heading, bytes(encrypted.data))
+        return send_over_starttls(self.intake_port, context, OFFICER, reply_to, data)
+
+
+def send_over_starttls(
+    port: int, tls: ssl.SSLContext, mail_from: str, rcpt: str, data: bytes
+) -> tuple[int, str]:
+    """One SMTP transaction to 127.0.0.1:``port`` over STARTTLS, as a sending MTA makes it:
+    the reply to the first command refused, or to DATA."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+        client.starttls(context=tls)
+        client.ehlo()
+        for code, reply in (client.mail(mail_from), client.rcpt(rcpt)):
+            if code != 250:
+                return code, reply.decode()
+        code, reply = client.data(data)
+        return code, reply.decode()
 
 
 def parsed(raw: bytes) -> EmailMessage:

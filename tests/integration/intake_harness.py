@@ -27,7 +27,7 @@ from pathlib import Path
 
 import gnupg
 
-from gateway.demo_mail import multipart_signed
+from gateway.demo_mail import multipart_signed, send_over_starttls
 from gateway.intake import devkeys
 from gateway.intake.config import DomainRule, Policy, Relay, Staff
 from gateway.intake.service import RunningIntake, running_intake
@@ -209,17 +209,7 @@ def client_tls() -> ssl.SSLContext:
 
 def send(port: int, mail_from: str, rcpt: str, data: bytes) -> tuple[int, str]:
     """One transaction over STARTTLS; the reply to the last command that was refused, or to DATA."""
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-        client.starttls(context=client_tls())
-        client.ehlo()
-        code, reply = client.mail(mail_from)
-        if code != 250:
-            return code, reply.decode()
-        code, reply = client.rcpt(rcpt)
-        if code != 250:
-            return code, reply.decode()
-        code, reply = client.data(data)
-        return code, reply.decode()
+    return send_over_starttls(port, client_tls(), mail_from, rcpt, data)
 
 
 def send_raw_data(port: int, mail_from: str, rcpt: str, data: bytes) -> tuple[int, str]:
