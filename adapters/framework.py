@@ -22,7 +22,6 @@ from typing import Protocol
 
 import structlog
 
-from adapters.config import AdapterConfig
 from adapters.intake import Intake
 from adapters.ledger import Ledger
 from adapters.profile import load_profile, profile_dir
@@ -30,6 +29,7 @@ from adapters.transports.filedrop import FileDropInbound, FileDropOutbound
 from adapters.transports.http_inbound import HttpInbound
 from adapters.transports.http_outbound import WebhookOutbound
 from adapters.transports.mesh import MeshInbound, MeshOutbound
+from gateway.adapter_config import AdapterConfig
 from gateway.config import AreaConfig, ConfigError
 from gateway.edge import Edge, Handler
 from gateway.store import TrackingStore, store_from_url

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import structlog
 
-from adapters.config import AdapterConfig
 from adapters.ledger import Ledger, Sent
 from adapters.mapping import Mapping
 from adapters.prepare import Prepared, Refused, prepare
 from adapters.profile import Profile
 from gateway import metrics
+from gateway.adapter_config import AdapterConfig
 from gateway.clock import utc_now
 from gateway.edge import Edge, Submission
 from gateway.errors import GatewayError

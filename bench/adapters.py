@@ -50,13 +50,13 @@ from aiohttp import web
 from mesh_client import MeshClient
 
 from adapters import tokens
-from adapters.config import AdapterConfig
 from adapters.framework import run_adapter
 from adapters.ledger import Ledger
 from adapters.profile import BUILTIN, load_profile
 from adapters.transports.mesh import secret_files
 from bench.e2e import Child, free_port, fresh_vhost, print_table, spawn
 from gateway import logs
+from gateway.adapter_config import AdapterConfig
 from gateway.cli import main as cli_main
 from gateway.config import AreaConfig, load_config
 from gateway.edge import Delivered, Edge, Submission

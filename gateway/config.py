@@ -24,8 +24,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from adapters.config import AdapterConfig, parse_adapters
 from gateway import vocabulary
+from gateway.adapter_config import AdapterConfig, parse_adapters
 from gateway.deadline_config import parse_deadlines
 from gateway.deadlines import DeadlinePolicy
 from gateway.errors import GatewayError

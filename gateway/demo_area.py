@@ -119,7 +119,7 @@ def demo_intake(mail_only_staff: tuple[tuple[str, str], ...]) -> str:
     )
 
 
-# Agency adapters (adapters/config.py), one per partner profile in adapters/profiles/:
+# Agency adapters (gateway/adapter_config.py), one per partner profile in adapters/profiles/:
 # `mash-gateway adapter AGENCY` runs one. File drops live under agency-systems/; the HTTP
 # adapters need a token (`mash-gateway adapter --issue-token csc probation`); health needs
 # a MESH server (a local mesh-sandbox here) and its secrets under keys/private/mesh/.

@@ -40,11 +40,11 @@ from pathlib import Path
 
 import structlog
 
-from adapters.config import FileDropSettings
 from adapters.intake import Intake, Reply, digest_of, failed
 from adapters.prepare import Refused
 from adapters.profile import Profile
 from adapters.transports.durable import fsync_dir, move, write_text
+from gateway.adapter_config import FileDropSettings
 from gateway.atomic import atomic_writer
 from gateway.clock import utc_now
 from gateway.edge import Delivered

@@ -29,11 +29,11 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from adapters.config import HttpSettings
 from adapters.intake import Intake, Reply, digest_of, failed
 from adapters.mapping import Canonical, Mapping
 from adapters.prepare import Refused
 from adapters.tokens import expected_digest, verify
+from gateway.adapter_config import HttpSettings
 from gateway.keyed_locks import KeyedLocks
 from gateway.store import TrackingStore
 

@@ -21,9 +21,9 @@ import asyncio
 import aiohttp
 import structlog
 
-from adapters.config import HttpSettings
 from adapters.intake import failed
 from adapters.profile import Profile
+from gateway.adapter_config import HttpSettings
 from gateway.edge import Delivered, HandlerRefused
 
 log = structlog.get_logger("adapters.http")

@@ -46,12 +46,12 @@ from pathlib import Path
 import structlog
 from mesh_client import MeshClient
 
-from adapters.config import MeshSettings
 from adapters.intake import Intake, Reply, failed
 from adapters.ledger import Ledger
 from adapters.prepare import Refused
 from adapters.profile import Profile
 from adapters.transports.durable import move, write_text
+from gateway.adapter_config import MeshSettings
 from gateway.atomic import atomic_writer
 from gateway.broker.credentials import CredentialsError, kept_password
 from gateway.clock import utc_now

@@ -1,7 +1,7 @@
 """`mash-gateway adapter AGENCY...`: run agency adapters until SIGTERM or SIGINT.
 
 Each AGENCY needs an ``[[adapters]]`` table in gateway.toml (see
-adapters/config.py); with no AGENCY every configured adapter runs. A stop
+gateway/adapter_config.py); with no AGENCY every configured adapter runs. A stop
 lets the file or request in hand finish. ``--issue-token`` prints a new
 HTTP bearer token for each AGENCY once (only its digest is kept) and exits.
 """

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from adapters.config import parse_adapters
 from adapters.framework import adapter_config, run_adapter
 from adapters.ledger import Ledger
+from gateway.adapter_config import parse_adapters
 from gateway.config import AreaConfig, ConfigError, load_config
 from gateway.store import TrackingStore
 from tests.integration.exchange_harness import Exchange

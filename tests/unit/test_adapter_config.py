@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.config import FileDropSettings, HttpSettings
 from adapters.profile import load_profile, profile_dir
+from gateway.adapter_config import FileDropSettings, HttpSettings
 from gateway.config import AreaConfig, ConfigError, parse_config
 from gateway.demo_area import demo_config
 
