@@ -13,6 +13,7 @@ does not import gateway.config). Layout::
     [adapters.filedrop]
     root = "agency-systems/police"   # outbox/ processing/ archive/ error/ inbox/
     poll_seconds = 1.0
+    archive_days = 30                # sent files are deleted from archive/ after this
 
     [adapters.http]
     listen = "127.0.0.1:8441"        # the inbound endpoint; plain HTTP on loopback only:
@@ -64,6 +65,9 @@ LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 class FileDropSettings:
     root: Path
     poll_seconds: float = 1.0
+    # archive/ holds copies of what the agency sent (personal data, already on the
+    # exchange): kept this long for tracing, then deleted (storage limitation).
+    archive_days: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -163,10 +167,11 @@ def _filedrop(value: Any, key: str, fail: Fail, base_dir: Path) -> FileDropSetti
     if value is None:
         return None
     table = as_table(value, key, fail)
-    known(table, key, {"root", "poll_seconds"}, fail)
+    known(table, key, {"root", "poll_seconds", "archive_days"}, fail)
     return FileDropSettings(
         root=_path(_text(table, key, "root", fail), base_dir),
         poll_seconds=_number(table, key, "poll_seconds", 1.0, fail),
+        archive_days=_number(table, key, "archive_days", 30.0, fail),
     )
 
 

@@ -4,7 +4,8 @@ Layout under the adapter's root::
 
     outbox/      the agency system drops native files here
     processing/  a file claimed by this adapter (atomic rename)
-    archive/     sent: the file, and ``<file>.sent`` listing its message ids
+    archive/     sent: the file, and ``<file>.sent`` listing its message ids; deleted
+                 ``archive_days`` after they were written (checked hourly)
     error/       refused: the file, and ``<file>.reason`` saying why (file, line, field)
     inbox/       messages for the agency: ``<message id>.json`` then ``<message id>.xml``
 
@@ -19,6 +20,11 @@ in processing/ by a crash are taken again at start: the ledger knows which
 of their documents were already sent, so none is sent twice. A file whose
 content was already sent (dropped twice) goes to error/ naming the earlier
 message ids.
+
+archive/ is pruned because its files are personal data the exchange
+already carries: they are kept only long enough to trace a file to its
+message ids (storage limitation). error/ is never pruned: a person must act
+on each file there.
 
 Outbound, each message is written by temp file, fsync and rename (and the
 folder fsynced), named by message id, so a redelivery never writes twice;
@@ -35,7 +41,9 @@ import contextlib
 import fnmatch
 import json
 import os
+import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 import structlog
@@ -57,6 +65,8 @@ FOLDERS = ("outbox", "processing", "archive", "error", "inbox")
 CLAIM_SEPARATOR = "--"
 WORKERS = 16  # files in hand at once
 CLAIM_BATCH = 256  # files claimed per pass, so sending starts soon after a big drop
+PRUNE_EVERY_S = 3600.0
+DAY_S = 86400.0
 
 
 def folders(root: Path) -> dict[str, Path]:
@@ -74,6 +84,12 @@ def picked_up(name: str, patterns: tuple[str, ...]) -> bool:
 
 def original_name(claimed: str) -> str:
     return claimed.split(CLAIM_SEPARATOR, 1)[-1]
+
+
+def expired(entries: Iterable[tuple[str, float]], now: float, keep_days: float) -> list[str]:
+    """The names, of (name, modified at) in epoch seconds, kept longer than ``keep_days``."""
+    cutoff = now - keep_days * DAY_S
+    return sorted(name for name, modified in entries if modified < cutoff)
 
 
 class FileDropInbound:
@@ -97,10 +113,27 @@ class FileDropInbound:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.recover()
+        pruned_at = -PRUNE_EVERY_S
         while not stop.is_set():
+            if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
+                await asyncio.to_thread(self.prune_archive, utc_now().timestamp())
+                pruned_at = time.monotonic()
             await self.poll_once()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.poll_seconds)
+
+    def prune_archive(self, now: float) -> int:
+        """Delete what archive/ has kept past ``archive_days``; how many files."""
+        archive = self.dirs["archive"]
+        with os.scandir(archive) as entries:
+            stamped = [(e.name, e.stat().st_mtime) for e in entries if e.is_file()]
+        names = expired(stamped, now, self.settings.archive_days)
+        for name in names:
+            (archive / name).unlink(missing_ok=True)
+        if names:
+            fsync_dir(archive)
+            log.info("archive.pruned", agency=self.intake.agency, files=len(names))
+        return len(names)
 
     async def recover(self) -> None:
         """Finish files a previous run claimed but did not file away."""

@@ -191,6 +191,33 @@ async def test_a_restart_resumes_a_claimed_file_without_sending_twice(
     assert sent[0] == "sent-before-crash" and len(sent) == 2
 
 
+async def test_archived_files_past_their_retention_are_deleted_and_errors_kept(
+    exchange: Exchange, tmp_path: Path
+) -> None:
+    config = add_adapter(exchange, filedrop("police", "police") + "archive_days = 30\n")
+    root = config.base_dir / "systems" / "police"
+    for folder in ("archive", "error"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    long_ago = utc_now().timestamp() - 31 * 86400
+    for name in ("old--ppn.xml", "old--ppn.xml.sent", "new--ppn.xml"):
+        (root / "archive" / name).write_bytes(PPN)
+    (root / "error" / "old--bad.xml").write_bytes(b"<not")
+    for path in (root / "archive" / "old--ppn.xml", root / "archive" / "old--ppn.xml.sent"):
+        os.utime(path, (long_ago, long_ago))
+    os.utime(root / "error" / "old--bad.xml", (long_ago, long_ago))
+
+    async def sent() -> bool:
+        return any(n.endswith("--ppn-004512.xml.sent") for n in files(root / "archive"))
+
+    async with running_adapter(config, "police", tmp_path / "ledger.db"):
+        drop(root, "ppn-004512.xml", PPN)
+        await eventually(sent)
+    archived = files(root / "archive")
+    assert "old--ppn.xml" not in archived and "old--ppn.xml.sent" not in archived
+    assert "new--ppn.xml" in archived and len(archived) == 3  # and the file just sent, twice
+    assert files(root / "error") == ["old--bad.xml"]  # a person must act on these
+
+
 async def test_messages_for_the_agency_are_written_once_and_receipted(
     exchange: Exchange, tmp_path: Path
 ) -> None:

@@ -50,6 +50,7 @@ attempts = 3
     )
     police, csc = config.adapters
     assert police.filedrop == FileDropSettings(Path("/areas/demo/agency-systems/police"), 1.0)
+    assert police.filedrop.archive_days == 30  # sent files are not kept for ever
     assert police.recipients == ("hub",)
     assert csc.http == HttpSettings("127.0.0.1", 8441, "https://csc.example/mash", attempts=3)
 
@@ -75,6 +76,10 @@ def test_no_adapters_is_fine() -> None:
         (('transport = "filedrop"', 'transport = "http"'), r"adapters\[0\].http: missing table"),
         (('root = "agency', 'rot = "agency'), r"adapters\[0\].filedrop.rot: unknown key"),
         (('profile = "police"', ""), r"adapters\[0\].profile: missing"),
+        (
+            ('root = "agency-systems/police"', 'root = "x"\narchive_days = 0'),
+            r"adapters\[0\].filedrop.archive_days: must be a positive number",
+        ),
     ],
 )
 def test_mistakes_name_the_key(change: tuple[str, str], message: str) -> None:
