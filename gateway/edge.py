@@ -103,7 +103,9 @@ Handler = Callable[[Delivered], Awaitable[None]]
 class Submission:
     """What the agency states when it sends; the edge adds ids, time and keys."""
 
-    payload: bytes
+    # The canonical XML, or a CheckedDocument from a caller that has checked it
+    # already (the e-mail intake, to answer its sender), which the edge trusts.
+    payload: bytes | schemas.CheckedDocument
     recipients: tuple[str, ...]
     purpose: str | None = None  # taken from the payload when it states one
     lawful_bases: tuple[str, ...] = ()  # likewise
@@ -151,9 +153,17 @@ class Edge:
         return self._ingress
 
     async def submit(self, submission: Submission) -> HeaderFields:
-        """Check, seal and publish; returns the header fields (with the new message id)."""
-        root = schemas.validate(submission.payload, submission.source)
-        message_type = schemas.message_type(root)
+        """Check, seal and publish; returns the header fields (with the new message id).
+
+        The schema check runs here unless the payload is a CheckedDocument, which only
+        ``schemas.checked`` makes; the UPN policy and the payload facts run on every one.
+        """
+        document = (
+            submission.payload
+            if isinstance(submission.payload, schemas.CheckedDocument)
+            else schemas.checked(submission.payload, submission.source)
+        )
+        root, message_type = document.root, document.message_type
         upn = upn_refusal(
             root, submission.source, self.agency, submission.recipients, self.config.registry
         )
@@ -182,7 +192,7 @@ class Edge:
             deadline=facts.deadline,
         )
         with bound_contextvars(message_id=fields.message_id, correlation_id=fields.correlation_id):
-            await self._seal_and_publish(fields, submission.payload, now)
+            await self._seal_and_publish(fields, document.xml, now)
         metrics.submitted(fields)
         log.info(
             "message.submitted",

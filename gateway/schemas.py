@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 from functools import cache
 from types import MappingProxyType
 from typing import cast
@@ -183,3 +183,36 @@ def validate(data: bytes, source: str, expected_root: str | None = None) -> etre
     if found:
         raise SchemaViolation(found)
     return root
+
+
+_CHECKED = object()  # private to this module: only checked() passes it
+
+
+@dataclass(frozen=True)
+class CheckedDocument:
+    """A payload's exact bytes that passed ``checked``, with their root element and type.
+
+    Why: a caller that must check a document anyway (the e-mail intake does, to
+    answer the sender in the SMTP reply) hands this to ``Edge.submit``, which then
+    trusts it instead of parsing and checking the same bytes a second time. Only
+    ``checked`` makes one: the constructor wants a token private to this module,
+    and ``dataclasses.replace`` cannot copy it (an InitVar without a default), so
+    holding one means ``xml`` passed its schema. ``root`` is the tree parsed from
+    ``xml``, shared and not copied: read it, never modify it. Whoever seals the
+    document seals ``xml``, never a re-serialised ``root``.
+    """
+
+    xml: bytes = field(repr=False)  # a repr never shows the document's content
+    root: etree._Element = field(repr=False, compare=False)
+    message_type: str
+    token: InitVar[object]
+
+    def __post_init__(self, token: object) -> None:
+        if token is not _CHECKED:
+            raise TypeError("a CheckedDocument is made only by gateway.schemas.checked")
+
+
+def checked(data: bytes, source: str, expected_root: str | None = None) -> CheckedDocument:
+    """``validate``, keeping the bytes, the root and the message type together."""
+    root = validate(data, source, expected_root)
+    return CheckedDocument(data, root, message_type(root, source), _CHECKED)

@@ -107,7 +107,7 @@ class Acceptance:
             return addressed
         agencies, in_reply_to = addressed
         submission = Submission(
-            payload=payload.xml,
+            payload=payload.document,  # checked above: the edge does not check it again
             recipients=agencies,
             correlation_id=payload.correlation_id,
             in_reply_to=in_reply_to,

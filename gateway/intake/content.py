@@ -5,9 +5,18 @@ mail carries exactly one of, in this order: a canonical XML attachment
 (application/xml or text/xml); a plain-text form (forms.py) in its text body;
 or free text, with or without attachments, which becomes a Referral flagged
 for manual triage (triage.py). The payload is then schema-checked here, so a
-sender hears about a bad document in the SMTP reply, not later. Reasons are
-redacted: they name the element and the check, never a value from the
-document or the mail's text.
+sender hears about a bad document in the SMTP reply, not later; the edge
+takes the checked document as it is (schemas.CheckedDocument) instead of
+checking it again. Reasons are redacted: they name the element and the check,
+never a value from the document or the mail's text.
+
+The entity is read with the email package's compat32 policy, as mime.py reads
+the PGP/MIME structure: finding the parts and decoding an attachment needs no
+more, and policy.default builds a parsed header object on every header read:
+with it this step cost 1.3 ms of CPU for the benchmark's Referral, the
+largest Python cost of an accepted mail, and 0.4 ms without. Only a free-text
+mail, whose Referral quotes the subject, From and file names decoded, is read
+again with policy.default.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from email.parser import BytesParser
 from gateway import schemas
 from gateway.intake import forms, triage
 from gateway.intake.refusal import Refusal
-from gateway.schemas import SchemaViolation
+from gateway.schemas import CheckedDocument, SchemaViolation
 from gateway.xmlsafe import UnsafeXmlError
 
 XML_TYPES = frozenset({"application/xml", "text/xml"})
@@ -29,11 +38,18 @@ XML_TYPES = frozenset({"application/xml", "text/xml"})
 
 @dataclass(frozen=True)
 class Payload:
-    xml: bytes
-    message_type: str
+    document: CheckedDocument
     carried_as: str  # "xml-attachment", "form" or "free-text"
     in_reply_to: str | None = None
     correlation_id: str | None = None
+
+    @property
+    def xml(self) -> bytes:
+        return self.document.xml
+
+    @property
+    def message_type(self) -> str:
+        return self.document.message_type
 
 
 def _parts(message: Message) -> list[Message]:
@@ -53,8 +69,7 @@ def payload_of(
     ``sender`` is the From address the intake checked; a triage Referral records it
     (without it, the entity's own From header, which a signed part rarely has).
     """
-    message = BytesParser(policy=policy.default).parsebytes(content)
-    assert isinstance(message, EmailMessage)
+    message = BytesParser(policy=policy.compat32).parsebytes(content)
     parts = _parts(message)
     xml_parts = [p for p in parts if p.get_content_type() in XML_TYPES]
     if len(xml_parts) > 1:
@@ -68,7 +83,9 @@ def payload_of(
         body = triage.text_of(text)
         if forms.is_form(body):
             return _form(body, received_at, agency)
-    free = triage.free_text(message)
+    full = BytesParser(policy=policy.default).parsebytes(content)
+    assert isinstance(full, EmailMessage)
+    free = triage.free_text(full)
     if free is None:
         return Refusal(
             550,
@@ -103,7 +120,7 @@ def _form(body: str, received_at: datetime, agency: str) -> Payload | Refusal:
 def checked(xml: bytes, carried_as: str) -> Payload | Refusal:
     """Schema-check a payload; the refusal names the element and check, no values."""
     try:
-        root = schemas.validate(xml, carried_as)
+        document = schemas.checked(xml, carried_as)
     except SchemaViolation as exc:
         return Refusal(
             550,
@@ -118,7 +135,7 @@ def checked(xml: bytes, carried_as: str) -> Payload | Refusal:
             f"The document is not well-formed, safe XML: {_one_line(str(exc))}",
             "payload-unsafe",
         )
-    return Payload(xml, schemas.message_type(root), carried_as)
+    return Payload(document, carried_as)
 
 
 def _one_line(text: str) -> str:

@@ -4,6 +4,7 @@ reported at once, the root picked by element name, and redaction for logs."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,27 @@ def test_unknown_identifier_scheme_is_reported_once() -> None:
         schemas.validate(data, "r.xml")
     assert [p.element for p in caught.value.problems] == ["Identifier"]
     assert "attribute 'scheme'" in str(caught.value)
+
+
+def test_checked_keeps_the_exact_bytes_the_root_and_the_type() -> None:
+    document = schemas.checked(REFERRAL, "referral.xml")
+    assert document.xml is REFERRAL
+    assert document.message_type == "Referral"
+    assert document.root.tag == "{urn:mash-gateway:v1}Referral"
+    assert "Fictional" not in repr(document)  # a repr never carries the document
+
+
+def test_checked_refuses_what_validate_refuses() -> None:
+    with pytest.raises(SchemaViolation):
+        schemas.checked(referral_with("<Purpose>", "<Purpose>x"), "bad.xml")
+    with pytest.raises(SchemaViolation, match="expected a Decision"):
+        schemas.checked(REFERRAL, "referral.xml", "Decision")
+
+
+def test_only_checked_makes_a_checked_document() -> None:
+    """Holding one must mean the bytes passed: no constructor call or replace() around it."""
+    document = schemas.checked(REFERRAL, "referral.xml")
+    with pytest.raises(TypeError, match="made only by"):
+        schemas.CheckedDocument(b"<Referral/>", document.root, "Referral", object())
+    with pytest.raises(ValueError, match="token"):
+        replace(document, xml=b"<Referral/>")
