@@ -50,6 +50,24 @@ def enhanced(reply: str, max_bytes: int) -> str:
     return reply
 
 
+class ReplyLines:
+    """The lines of one reply, held until its last (RFC 5321 section 4.2.1: ``250-`` says
+    more follow), so that a multi-line reply (EHLO's) goes out in one write: aiosmtpd
+    pushes it line by line, a TLS record and a send each."""
+
+    def __init__(self) -> None:
+        self._held: list[str] = []
+
+    def add(self, line: str) -> str | None:
+        """The whole reply once ``line`` ends it; None while more lines follow."""
+        if line[3:4] == "-":
+            self._held.append(line)
+            return None
+        whole = "\r\n".join([*self._held, line])
+        self._held.clear()
+        return whole
+
+
 class Handler:
     """aiosmtpd hooks: the envelope checks, and DATA through Acceptance."""
 
@@ -154,6 +172,7 @@ class IntakeSMTP(SMTP):
         self._session_timeout = config.session_timeout
         self._session_timer: asyncio.TimerHandle | None = None
         self._on_close = on_close
+        self._reply = ReplyLines()
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
@@ -161,7 +180,10 @@ class IntakeSMTP(SMTP):
             if rewritten != status:  # a limit aiosmtpd enforced: count it like our refusals
                 reason = {"530": "starttls", "552": "size", "500": "line-length"}[status[:3]]
                 metrics.INTAKE_RESULTS.labels(result="refused", reason=reason).inc()
-            status = rewritten
+            whole = self._reply.add(rewritten)
+            if whole is None:
+                return
+            status = whole
         await super().push(status)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -1,4 +1,5 @@
-"""The SMTP shell's own rules: enhanced codes for aiosmtpd's replies, and the connection cap."""
+"""The SMTP shell's own rules: enhanced codes for aiosmtpd's replies, a multi-line reply
+sent whole, and the connection cap."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.intake.server import Busy, ConnectionCap, enhanced
+from gateway.intake.server import Busy, ConnectionCap, ReplyLines, enhanced
 
 pytestmark = pytest.mark.unit
 
@@ -39,3 +40,11 @@ def test_over_the_cap_a_connection_gets_busy_until_one_closes() -> None:
     closers[0]()
     assert not isinstance(cap(), Busy)
     assert cap.open == 2
+
+
+def test_a_multi_line_reply_is_held_until_its_last_line_then_sent_whole() -> None:
+    reply = ReplyLines()
+    assert reply.add("250-mx.hub.example") is None
+    assert reply.add("250-SIZE 1000") is None
+    assert reply.add("250 HELP") == "250-mx.hub.example\r\n250-SIZE 1000\r\n250 HELP"
+    assert reply.add("552 5.3.4 Message too big") == "552 5.3.4 Message too big"  # nothing held
