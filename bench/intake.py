@@ -62,6 +62,7 @@ from bench.e2e import cpu_seconds, fresh_vhost, percentile, print_table, spawn
 from gateway import logs
 from gateway.cli import main as cli_main
 from gateway.config import load_config
+from gateway.demo_mail import send_over_starttls
 from gateway.intake import mime
 from gateway.intake.pgp import usable_home
 from gateway.resources import schemas_dir
@@ -113,7 +114,10 @@ def senders(port: int, n: int, entity_file: Path, sessions_only: bool) -> None:
                 return
             data = mail(OFFICER, entity)  # a new Message-ID each
             started = time.perf_counter()
-            code, reply = session(port, tls) if sessions_only else send(port, data, tls)
+            if sessions_only:
+                code, reply = session(port, tls)
+            else:
+                code, reply = send_over_starttls(port, tls, OFFICER, HUB, data)
             took = time.perf_counter() - started
             with lock:
                 if code == 250:
@@ -139,18 +143,6 @@ class Sent:
     rate: float  # mails/s
     latencies: list[float]  # sorted, seconds
     senders_cpu: float  # CPU seconds the senders' process used
-
-
-def send(port: int, data: bytes, tls: ssl.SSLContext) -> tuple[int, str]:
-    """One SMTP transaction over STARTTLS, as a sending MTA makes it; the last reply."""
-    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
-        client.starttls(context=tls)
-        client.ehlo()
-        for code, reply in (client.mail(OFFICER), client.rcpt(HUB)):
-            if code != 250:
-                return code, reply.decode()
-        code, reply = client.data(data)
-        return code, reply.decode()
 
 
 def session(port: int, tls: ssl.SSLContext) -> tuple[int, str]:
