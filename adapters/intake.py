@@ -79,15 +79,15 @@ class Intake:
         done = await self.sent(key)
         ids = list(done.message_ids) if done else []
         for index in range(len(ids), len(documents)):
-            document = documents[index]
+            prepared = documents[index]
             try:
                 fields = await self.edge.submit(
                     Submission(
-                        document.payload,
+                        prepared.document,
                         self.spec.recipients,
                         correlation_id=reply.correlation_id,
                         in_reply_to=reply.in_reply_to,
-                        source=document.source,
+                        source=prepared.source,
                     )
                 )
             except GatewayError as exc:  # e.g. a header fact the payload contradicts

@@ -23,9 +23,14 @@ from gateway.xmlsafe import UnsafeXmlError
 
 @dataclass(frozen=True)
 class Prepared:
-    payload: bytes
+    """A document ready to submit: checked here, so the edge does not check it again."""
+
+    document: schemas.CheckedDocument
     source: str
-    message_type: str
+
+    @property
+    def message_type(self) -> str:
+        return self.document.message_type
 
 
 class Refused(Exception):
@@ -59,13 +64,13 @@ def prepare(
     prepared = []
     for document in mapped:
         try:
-            root = schemas.validate(document.payload, document.source)
+            checked = schemas.checked(document.payload, document.source)
         except SchemaViolation as exc:
             raise Refused("schema", str(exc), exc.redacted()) from None
         except UnsafeXmlError as exc:
             raise Refused("mapping", str(exc), str(exc)) from None
-        _check_upn(root, document.source, sender, recipients, registry)
-        prepared.append(Prepared(document.payload, document.source, schemas.message_type(root)))
+        _check_upn(checked.root, document.source, sender, recipients, registry)
+        prepared.append(Prepared(checked, document.source))
     return prepared
 
 
