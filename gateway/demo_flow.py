@@ -40,6 +40,7 @@ from gateway.broker.vhost import admin_for, vhost_url
 from gateway.cli import init_cmd, track_cmd
 from gateway.clock import utc_now
 from gateway.config import DEFAULT_CONFIG_NAME, AreaConfig, load_config
+from gateway.demo_area import MAIL_ONLY_AGENCY
 from gateway.demo_mail import Officer
 from gateway.edge import Delivered, Edge, Submission
 from gateway.errors import GatewayError
@@ -54,7 +55,7 @@ from gateway.vocabulary import SYSTEM_MESSAGE_TYPES
 from gateway.xmlsafe import parse
 
 EDGE_PARTNERS = ("health", "csc", "probation")
-MAIL_ONLY_PARTNER = "housing"
+MAIL_ONLY_PARTNER = MAIL_ONLY_AGENCY
 PARTNERS = (*EDGE_PARTNERS, MAIL_ONLY_PARTNER)
 # What housing's officer writes into the mailed form (the request pre-fills its ids).
 HOUSING_ANSWERS = {

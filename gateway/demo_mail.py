@@ -34,14 +34,15 @@ import gnupg
 from aiosmtpd.smtp import SMTP, Envelope
 
 from gateway.clock import utc_now
+from gateway.demo_area import MAIL_ONLY_AGENCY, MAIL_ONLY_DOMAIN
 from gateway.errors import GatewayError
 from gateway.intake import devkeys, forms, replies
 from gateway.intake.config import IntakeConfig
 from gateway.intake.pgp import usable_home
 
 OFFICER_NAME = "Housing options officer"
-OFFICER = "housing.officer@housing.demo.example"
-OFFICER_HOME = Path("agency-systems", "housing", "gnupg")  # under the area
+OFFICER = f"housing.officer@{MAIL_ONLY_DOMAIN}"
+OFFICER_HOME = Path("agency-systems", MAIL_ONLY_AGENCY, "gnupg")  # under the area
 FORM_START = "Form: InformationResponse"
 
 
@@ -175,7 +176,7 @@ class Officer:
         if not signature.data or not encrypted.ok:
             raise DemoMailError(f"housing's officer cannot sign and encrypt: {encrypted.status}")
         heading = replies.Heading(
-            OFFICER, reply_to, f"Re: {subject}", utc_now(), "housing.demo.example", None, "no"
+            OFFICER, reply_to, f"Re: {subject}", utc_now(), MAIL_ONLY_DOMAIN, None, "no"
         )
         context = ssl.create_default_context(cafile=str(self.intake_ca))
         context.minimum_version = ssl.TLSVersion.TLSv1_2
