@@ -17,10 +17,12 @@ key their writes by message id (the inbox writer names files by it).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 
 import structlog
 from aio_pika.abc import (
@@ -84,6 +86,13 @@ class HandlerRefused(GatewayError):
     The edge answers with a negative receipt (check ``handler``) and rejects
     the message to quarantine, instead of redelivering it.
     """
+
+
+class HandOver(Enum):
+    """How a hand-over to the agency's system ended, when it did not refuse the message."""
+
+    DONE = "done"  # taken now, or recorded as taken before: receipt and ack
+    RETRY = "retry"  # the handler failed: leave it for redelivery
 
 
 @dataclass(frozen=True)
@@ -266,22 +275,18 @@ class Edge:
         delivered = Delivered(
             opened.header, payload, opened.plaintext_sha256, opened.ciphertext_sha256
         )
-        async with self._handling.hold(fields.message_id):  # a concurrent copy waits here
-            if not await self.store.was_handled(self.agency, fields.message_id):
-                try:
-                    await handler(delivered)
-                except HandlerRefused as exc:
-                    await self._refuse(message, body, "handler", str(exc), received_at)
-                    return
-                except Exception:
-                    # The agency system did not take it: redeliver later; past the
-                    # inbox's delivery limit RabbitMQ quarantines it.
-                    log.exception("handler.failed", message_id=fields.message_id)
-                    await message.nack(requeue=True)
-                    return
-                await self.store.mark_handled(self.agency, fields.message_id)
-            else:
-                log.info("redelivery.not_handed_over", message_id=fields.message_id)
+        # Shielded: closing a channel (the broker went away) cancels its consumer tasks,
+        # and a hand-over cancelled after the agency's system took the message but before
+        # it was recorded would hand the redelivered copy over a second time.
+        outcome = await asyncio.shield(self._hand_over(delivered, handler))
+        if isinstance(outcome, HandlerRefused):
+            await self._refuse(message, body, "handler", str(outcome), received_at)
+            return
+        if outcome is HandOver.RETRY:
+            # The agency system did not take it: redeliver later; past the
+            # inbox's delivery limit RabbitMQ quarantines it.
+            await message.nack(requeue=True)
+            return
         if fields.message_type not in SYSTEM_MESSAGE_TYPES:
             receipt = notices.positive_receipt(
                 fields.message_id,
@@ -293,6 +298,23 @@ class Edge:
             )
             await self._send_receipt(fields, receipt, "positive", None)
         await message.ack()
+
+    async def _hand_over(self, delivered: Delivered, handler: Handler) -> HandOver | HandlerRefused:
+        """Give the message to the agency's system once, and record that it did."""
+        message_id = delivered.header.fields.message_id
+        async with self._handling.hold(message_id):  # a concurrent copy waits here
+            if await self.store.was_handled(self.agency, message_id):
+                log.info("redelivery.not_handed_over", message_id=message_id)
+                return HandOver.DONE
+            try:
+                await handler(delivered)
+            except HandlerRefused as exc:
+                return exc
+            except Exception:
+                log.exception("handler.failed", message_id=message_id)
+                return HandOver.RETRY
+            await self.store.mark_handled(self.agency, message_id)
+            return HandOver.DONE
 
     async def _refuse(
         self,

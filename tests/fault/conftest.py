@@ -200,7 +200,7 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-async def _rabbitmqctl(executable: str, *args: str) -> str:
+async def run_rabbitmqctl(executable: str, *args: str) -> str:
     process = await asyncio.create_subprocess_exec(
         executable,
         *args,
@@ -236,12 +236,14 @@ async def broker_stopped(rabbitmqctl: str) -> AsyncIterator[None]:
     connections drop, quorum queues recover from their logs, and the node,
     its cookie and its service manager stay as they were.
     """
-    await _rabbitmqctl(rabbitmqctl, "stop_app")
+    await run_rabbitmqctl(rabbitmqctl, "stop_app")
     try:
         yield
     finally:
-        await _rabbitmqctl(rabbitmqctl, "start_app")
-        await _rabbitmqctl(rabbitmqctl, "await_startup", "--timeout", str(BROKER_START_TIMEOUT_S))
+        await run_rabbitmqctl(rabbitmqctl, "start_app")
+        await run_rabbitmqctl(
+            rabbitmqctl, "await_startup", "--timeout", str(BROKER_START_TIMEOUT_S)
+        )
         deadline = time.monotonic() + BROKER_START_TIMEOUT_S
         broker = urlsplit(AMQP_URL)
         while not _port_open(broker.hostname or "127.0.0.1", broker.port or 5672):
@@ -252,7 +254,7 @@ async def broker_stopped(rabbitmqctl: str) -> AsyncIterator[None]:
 
 async def list_consumers(rabbitmqctl: str, vhost: str) -> dict[str, int]:
     """Queues in ``vhost`` that have consumers, with how many each."""
-    text = await _rabbitmqctl(
+    text = await run_rabbitmqctl(
         rabbitmqctl, "-q", "list_queues", "-p", vhost, "name", "consumers", "--no-table-headers"
     )
     found = {}
