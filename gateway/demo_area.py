@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from gateway.intake.config import DEFAULT_TLS_CERT
+
 
 @dataclass(frozen=True)
 class DemoAgency:
@@ -85,7 +87,7 @@ DEMO_RELAY = (
     "port = 2525\n"
     "starttls = true\n"
     'sender = "mash-intake@intake.demo.example"\n'
-    'ca_file = "keys/private/intake/tls.crt"\n'
+    f'ca_file = "{DEFAULT_TLS_CERT}"\n'  # the intake's own development certificate
 )
 
 

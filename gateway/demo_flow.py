@@ -168,7 +168,8 @@ class DemoCase:
             raise
 
     async def _read_one(self, raw: bytes, officer: Officer) -> None:
-        subject = str(demo_mail.parsed(raw)["Subject"])
+        mail = demo_mail.parsed(raw)
+        subject = str(mail["Subject"])
         if not subject.startswith("Information request"):
             self.say(f"   {MAIL_ONLY_PARTNER}'s officer got a mail: {subject}")
             return
@@ -176,7 +177,7 @@ class DemoCase:
             f"3. {MAIL_ONLY_PARTNER} has only e-mail: its officer gets the request "
             "encrypted to their key and replies with the form, signed and encrypted"
         )
-        code, reply = await asyncio.to_thread(officer.answer, raw, HOUSING_ANSWERS)
+        code, reply = await asyncio.to_thread(officer.answer, mail, HOUSING_ANSWERS)
         if code != 250:
             raise GatewayError(f"the intake refused housing's answer: {code} {reply}")
         self.say(f"   the intake accepted the mail: {reply}")
@@ -304,7 +305,7 @@ async def _mail_side(
             say(f"secure-mail intake on port {running.port}; housing mail server on {server.port}")
             officer = Officer(
                 config.path.parent / demo_mail.OFFICER_HOME,
-                f"intake@{intake.hostname}",
+                devkeys.key_address(intake),
                 running.port,
                 intake.tls_cert,
             )

@@ -138,9 +138,8 @@ class Officer:
     intake_port: int
     intake_ca: Path  # the certificate the intake's STARTTLS must present
 
-    def decrypted(self, raw: bytes) -> EmailMessage:
+    def decrypted(self, outer: EmailMessage) -> EmailMessage:
         """The inner entity of a PGP/MIME mail to the officer."""
-        outer = parsed(raw)
         part = next(
             (p for p in outer.walk() if p.get_content_type() == "application/octet-stream"), None
         )
@@ -151,12 +150,11 @@ class Officer:
             raise DemoMailError(f"housing's officer cannot decrypt the mail: {result.status}")
         return parsed(bytes(result.data))
 
-    def answer(self, raw: bytes, answers: Mapping[str, str]) -> tuple[int, str]:
+    def answer(self, outer: EmailMessage, answers: Mapping[str, str]) -> tuple[int, str]:
         """Reply to a mailed request with its form filled in; the intake's reply to DATA."""
-        outer = parsed(raw)
         reply_to, subject = str(outer["Reply-To"] or ""), str(outer["Subject"] or "")
         text = next(
-            (p for p in self.decrypted(raw).walk() if p.get_content_type() == "text/plain"), None
+            (p for p in self.decrypted(outer).walk() if p.get_content_type() == "text/plain"), None
         )
         body = text.get_content() if text is not None else ""
         if not reply_to or FORM_START not in body:

@@ -54,6 +54,7 @@ FINGERPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
 DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,253}")
 
+DEFAULT_TLS_CERT = "keys/private/intake/tls.crt"
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 DEFAULT_COMMAND_TIMEOUT = 60.0
 DEFAULT_SESSION_TIMEOUT = 600.0
@@ -167,7 +168,7 @@ def parse_intake(
         port=port,
         hostname=hostname,
         mailboxes=frozenset(mailboxes),
-        tls_cert=_path(doc, "tls_cert", "keys/private/intake/tls.crt", base, fail),
+        tls_cert=_path(doc, "tls_cert", DEFAULT_TLS_CERT, base, fail),
         tls_key=_path(doc, "tls_key", "keys/private/intake/tls.key", base, fail),
         gnupg_home=_path(doc, "gnupg_home", "keys/private/gnupg", base, fail),
         reply_key=_path(doc, "reply_key", "keys/private/intake/reply-token.key", base, fail),

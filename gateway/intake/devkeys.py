@@ -92,10 +92,15 @@ def write_tls_pair(config: IntakeConfig, now: datetime) -> None:
     config.tls_cert.write_bytes(certificate)
 
 
+def key_address(config: IntakeConfig) -> str:
+    """The address on the intake's PGP key: senders may encrypt to it by this name."""
+    return f"intake@{config.hostname}"
+
+
 def create_keyring(config: IntakeConfig, public_dir: Path) -> str:
     """A fresh GnuPG home (0700) with the gateway key: Ed25519 signing, Curve25519 encryption."""
     fingerprint, public_key = create_home_with_key(
-        config.gnupg_home, "MASH secure-mail intake", f"intake@{config.hostname}"
+        config.gnupg_home, "MASH secure-mail intake", key_address(config)
     )
     public_dir.mkdir(parents=True, exist_ok=True)
     (public_dir / PUBLIC_KEY_NAME).write_text(public_key, encoding="ascii")
