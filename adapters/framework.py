@@ -1,6 +1,6 @@
 """Running adapters: one agency's identity, its transports each way, and its profile's mappings.
 
-An adapter logs in to the exchange as its agency (gateway.edge.Edge: the
+An adapter logs in to the exchange as its agency (gateway.services.edge.Edge: the
 agency's private keys under keys/private, its broker password if
 `broker setup` issued one), takes inbound documents through its transport
 into the intake, and hands the agency's inbox to its outbound transport.
@@ -22,16 +22,16 @@ from typing import Protocol
 
 import structlog
 
-from adapters.intake import Intake
+from adapters.inbound import Intake
 from adapters.ledger import Ledger
 from adapters.profile import load_profile, profile_dir
 from adapters.transports.filedrop import FileDropInbound, FileDropOutbound
 from adapters.transports.http_inbound import HttpInbound
 from adapters.transports.http_outbound import WebhookOutbound
 from adapters.transports.mesh import MeshInbound, MeshOutbound
-from gateway.adapter_config import AdapterConfig
-from gateway.config import AreaConfig, ConfigError
-from gateway.edge import Edge, Handler
+from gateway.config.adapter_config import AdapterConfig
+from gateway.config.area_config import AreaConfig, ConfigError
+from gateway.services.edge import Edge, Handler
 from gateway.store import TrackingStore, store_from_url
 
 log = structlog.get_logger("adapters")

@@ -2,7 +2,7 @@
 
 Pure: values in, documents out, or a Refused naming the stage that failed
 and why. The router cannot read payloads, so rules about content (the UPN
-may travel only in education flows: gateway.policy.upn_allowed) are applied
+may travel only in education flows: gateway.core.sharing.upn_allowed) are applied
 here, before anything is sealed.
 """
 
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from lxml import etree
 
 from adapters.mapping import Mapping, MappingError
-from gateway import schemas
-from gateway.policy import upn_refusal
-from gateway.registry import Registry
-from gateway.schemas import SchemaViolation
-from gateway.xmlsafe import UnsafeXmlError
+from gateway.core import schemas
+from gateway.core.registry import Registry
+from gateway.core.schemas import SchemaViolation
+from gateway.core.sharing import upn_refusal
+from gateway.core.xmlsafe import UnsafeXmlError
 
 
 @dataclass(frozen=True)

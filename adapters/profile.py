@@ -27,8 +27,8 @@ from adapters.mapping import Canonical, Mapped, Mapping, MappingError
 from adapters.mapping.csv_mapping import CsvMapping
 from adapters.mapping.json_xslt import JsonXsltMapping
 from adapters.mapping.xslt import XsltMapping
-from gateway.edge import HandlerRefused
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
+from gateway.services.edge import HandlerRefused
 
 BUILTIN = Path(__file__).resolve().parent / "profiles"
 CANONICAL = "canonical"

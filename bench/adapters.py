@@ -49,17 +49,17 @@ import aiohttp
 from aiohttp import web
 from mesh_client import MeshClient
 
-from adapters import tokens
+from adapters import http_tokens
 from adapters.framework import run_adapter
 from adapters.ledger import Ledger
 from adapters.profile import BUILTIN, load_profile
 from adapters.transports.mesh import secret_files
 from bench.e2e import Child, free_port, fresh_vhost, print_table, spawn
-from gateway import logs
-from gateway.adapter_config import AdapterConfig
 from gateway.cli import main as cli_main
-from gateway.config import AreaConfig, load_config
-from gateway.edge import Delivered, Edge, Submission
+from gateway.config.adapter_config import AdapterConfig
+from gateway.config.area_config import AreaConfig, load_config
+from gateway.infra import logs
+from gateway.services.edge import Delivered, Edge, Submission
 from gateway.store.sqlite import SqliteStore
 
 PPN = (BUILTIN / "police" / "samples" / "ppn-child-domestic-abuse.xml").read_bytes()
@@ -221,7 +221,7 @@ async def bench_http(config: AreaConfig, ledger: Ledger, n: int) -> tuple[float,
             spec.http, port=listen_port, webhook=f"http://127.0.0.1:{hook_port}/mash"
         ),
     )
-    token = tokens.issue(config.private_keys_dir, "csc")
+    token = http_tokens.issue(config.private_keys_dir, "csc")
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/xml"}
     try:
         echo_rate = await post_all(f"http://127.0.0.1:{echo_port}/echo", EXPORT, headers, n)

@@ -57,8 +57,8 @@ from aio_pika.abc import DeliveryMode
 from bench.e2e import Child, cpu_seconds, fresh_vhost, percentile, spawn
 from gateway.broker import topology
 from gateway.cli import main as cli_main
-from gateway.clock import utc_now
-from gateway.escalator import DEFAULT_BATCH
+from gateway.infra.clock import utc_now
+from gateway.services.escalator import DEFAULT_BATCH
 from gateway.store import store_from_url
 from gateway.store.sqlite import to_text
 

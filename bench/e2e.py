@@ -78,20 +78,22 @@ import aio_pika
 import aiohttp
 from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
 
-from gateway import keystore, logs, metrics, metrics_http, notices, queue_depths
-from gateway import router as router_module
 from gateway.broker import topology
 from gateway.broker.vhost import admin_for, vhost_url
 from gateway.cli import main as cli_main
-from gateway.clock import utc_now
-from gateway.config import AreaConfig, load_config
-from gateway.edge import Delivered, Edge, Submission
-from gateway.envelope import HeaderFields, RecipientKey, seal_bytes
-from gateway.lifecycle import State
-from gateway.metrics_config import Listen
+from gateway.config.area_config import AreaConfig, load_config
+from gateway.config.metrics_config import Listen
+from gateway.core import notices
+from gateway.core.envelope import HeaderFields, RecipientKey, seal_bytes
+from gateway.core.lifecycle import State
+from gateway.core.vocabulary import SYSTEM_PURPOSE
+from gateway.infra import keystore, logs
+from gateway.infra.clock import utc_now
+from gateway.services import metrics, metrics_server, queue_depths
+from gateway.services import router as router_module
+from gateway.services.edge import Delivered, Edge, Submission
 from gateway.store import store_from_url
 from gateway.store.sqlite import SqliteStore, from_text
-from gateway.vocabulary import SYSTEM_PURPOSE
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -611,7 +613,7 @@ async def observing(variant: str, area: Path, router_port: int) -> AsyncIterator
             sys.stderr = real
         stop = asyncio.Event()
         try:
-            async with metrics_http.serving(Listen("127.0.0.1", 0)) as edge_port:
+            async with metrics_server.serving(Listen("127.0.0.1", 0)) as edge_port:
                 assert edge_port is not None
                 scraper = asyncio.create_task(scrape_every_second([router_port, edge_port], stop))
                 try:
@@ -642,7 +644,7 @@ def router_without_audit(mode: str, config_path: str, port: int) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         observed = AsyncExitStack()
         if mode == "noaudit":
-            await observed.enter_async_context(metrics_http.serving(Listen("127.0.0.1", port)))
+            await observed.enter_async_context(metrics_server.serving(Listen("127.0.0.1", port)))
             await observed.enter_async_context(
                 queue_depths.watching(config.broker_url, config.inbox_agencies)
             )

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gateway.envelope import (
+from gateway.core.envelope import (
     DecryptionIdentity,
     HeaderFields,
     RecipientKey,
@@ -47,8 +47,8 @@ from gateway.envelope import (
     seal,
     seal_bytes,
 )
-from gateway.envelope.protocol import HPKE_SUITE
-from gateway.registry import Agency, KeyUse, PublicKeyRecord, Registry, key_id_for
+from gateway.core.envelope.protocol import HPKE_SUITE
+from gateway.core.registry import Agency, KeyUse, PublicKeyRecord, Registry, key_id_for
 
 NOW = datetime(2025, 3, 3, 9, 30, tzinfo=UTC)
 WINDOW = TimeWindow(timedelta(hours=1), timedelta(minutes=5))

@@ -59,13 +59,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gnupg
 
 from bench.e2e import cpu_seconds, fresh_vhost, percentile, print_table, spawn
-from gateway import logs
 from gateway.cli import main as cli_main
-from gateway.config import load_config
-from gateway.demo_mail import send_over_starttls
+from gateway.config.area_config import load_config
+from gateway.core.resources import schemas_dir
+from gateway.demo.mail import send_over_starttls
+from gateway.infra import logs
 from gateway.intake import mime
 from gateway.intake.pgp import usable_home
-from gateway.resources import schemas_dir
 from gateway.store.sqlite import SqliteStore
 from tests.integration.exchange_harness import Exchange
 from tests.integration.intake_harness import (

@@ -42,7 +42,7 @@ from typing import Any
 from lxml import etree
 
 from adapters.mapping import Mapped, MappingError
-from gateway import xmlsafe
+from gateway.core import xmlsafe
 
 MAP_NS = "urn:mash-gateway:csv-mapping"
 _IF = f"{{{MAP_NS}}}if"

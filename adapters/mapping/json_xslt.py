@@ -26,7 +26,7 @@ from lxml import etree
 
 from adapters.mapping import Mapped, MappingError
 from adapters.mapping.xslt import LINE_NS, XsltMapping
-from gateway.xmlsafe import MAX_DEPTH
+from gateway.core.xmlsafe import MAX_DEPTH
 
 _LINE = f"{{{LINE_NS}}}line"
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")

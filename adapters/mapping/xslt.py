@@ -3,7 +3,7 @@
 The stylesheet is loaded with the safe parser and compiled with
 ``XSLTAccessControl.DENY_ALL``, so neither it nor a hostile input can read
 files, write files or reach the network (no ``document()``, no
-``xsl:include`` at run time). The input is parsed with gateway.xmlsafe.
+``xsl:include`` at run time). The input is parsed with gateway.core.xmlsafe.
 
 Errors name the source line. Before transforming, every input element gets
 an ``ln:line`` attribute (namespace ``LINE_NS``) saying where it came from
@@ -24,7 +24,7 @@ from pathlib import Path
 from lxml import etree
 
 from adapters.mapping import Mapped, MappingError
-from gateway import xmlsafe
+from gateway.core import xmlsafe
 
 LINE_NS = "urn:mash-gateway:adapter-line"
 _LINE = f"{{{LINE_NS}}}line"

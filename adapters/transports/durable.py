@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gateway.atomic import atomic_writer
+from gateway.infra.atomic import atomic_writer
 
 
 def fsync_dir(path: Path) -> None:

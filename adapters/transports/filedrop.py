@@ -48,15 +48,15 @@ from pathlib import Path
 
 import structlog
 
-from adapters.intake import Intake, Reply, digest_of, failed
+from adapters.inbound import Intake, Reply, digest_of, failed
 from adapters.prepare import Refused
 from adapters.profile import Profile
 from adapters.transports.durable import fsync_dir, move, write_text
-from gateway.adapter_config import FileDropSettings
-from gateway.atomic import atomic_writer
-from gateway.clock import utc_now
-from gateway.edge import Delivered
-from gateway.keyed_locks import KeyedLocks
+from gateway.config.adapter_config import FileDropSettings
+from gateway.infra.atomic import atomic_writer
+from gateway.infra.clock import utc_now
+from gateway.infra.keyed_locks import KeyedLocks
+from gateway.services.edge import Delivered
 
 log = structlog.get_logger("adapters.filedrop")
 

@@ -1,7 +1,7 @@
 """HTTP inbound: the agency system POSTs native or canonical documents; we answer with message ids.
 
 Endpoints (aiohttp), all behind ``Authorization: Bearer <token>``
-(adapters.tokens; 401 otherwise):
+(adapters.http_tokens; 401 otherwise):
 
 - ``POST /messages``: the body is a native document of a media type the
   profile lists, or canonical XML as ``application/vnd.mash-gateway+xml``.
@@ -29,12 +29,12 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from adapters.intake import Intake, Reply, digest_of, failed
+from adapters.http_tokens import expected_digest, verify
+from adapters.inbound import Intake, Reply, digest_of, failed
 from adapters.mapping import Canonical, Mapping
 from adapters.prepare import Refused
-from adapters.tokens import expected_digest, verify
-from gateway.adapter_config import HttpSettings
-from gateway.keyed_locks import KeyedLocks
+from gateway.config.adapter_config import HttpSettings
+from gateway.infra.keyed_locks import KeyedLocks
 from gateway.store import TrackingStore
 
 log = structlog.get_logger("adapters.http")

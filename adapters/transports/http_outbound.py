@@ -21,10 +21,10 @@ import asyncio
 import aiohttp
 import structlog
 
-from adapters.intake import failed
+from adapters.inbound import failed
 from adapters.profile import Profile
-from gateway.adapter_config import HttpSettings
-from gateway.edge import Delivered, HandlerRefused
+from gateway.config.adapter_config import HttpSettings
+from gateway.services.edge import Delivered, HandlerRefused
 
 log = structlog.get_logger("adapters.http")
 

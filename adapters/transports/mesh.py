@@ -46,17 +46,17 @@ from pathlib import Path
 import structlog
 from mesh_client import MeshClient
 
-from adapters.intake import Intake, Reply, failed
+from adapters.inbound import Intake, Reply, failed
 from adapters.ledger import Ledger
 from adapters.prepare import Refused
 from adapters.profile import Profile
 from adapters.transports.durable import move, write_text
-from gateway.adapter_config import MeshSettings
-from gateway.atomic import atomic_writer
 from gateway.broker.credentials import CredentialsError, kept_password
-from gateway.clock import utc_now
-from gateway.edge import Delivered
-from gateway.xmlsafe import MAX_DOCUMENT_BYTES
+from gateway.config.adapter_config import MeshSettings
+from gateway.core.xmlsafe import MAX_DOCUMENT_BYTES
+from gateway.infra.atomic import atomic_writer
+from gateway.infra.clock import utc_now
+from gateway.services.edge import Delivered
 
 log = structlog.get_logger("adapters.mesh")
 

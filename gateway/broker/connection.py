@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 
 RECONNECT_INTERVAL_S = 1.0
 

@@ -15,8 +15,8 @@ from urllib.parse import unquote, urlsplit
 
 from gateway.broker.definitions import agency_user
 from gateway.broker.vhost import Credentials, vhost_url
-from gateway.config import AreaConfig
-from gateway.errors import GatewayError
+from gateway.config.area_config import AreaConfig
+from gateway.core.errors import GatewayError
 
 CREDENTIALS_SUBDIR = "broker"
 PASSWORD_SUFFIX = ".password"  # noqa: S105 (a file name, not a password)

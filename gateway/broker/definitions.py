@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.broker.topology import INGRESS_EXCHANGE, Limits, checked_agency, inbox_queue, plan
-from gateway.config import AGENCY_USER_PREFIX
+from gateway.config.area_config import AGENCY_USER_PREFIX
 
 GATEWAY_USER = "mash-gateway"
 RABBITMQ_HASHING = "rabbit_password_hashing_sha256"

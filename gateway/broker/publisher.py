@@ -24,7 +24,7 @@ import aiormq
 from aio_pika.abc import AbstractExchange, DeliveryMode, FieldValue
 from pamqp.commands import Basic
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 
 RETRY_BUDGET_S = 60.0
 RETRY_FIRST_PAUSE_S = 0.2

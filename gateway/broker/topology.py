@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import aio_pika
 from aio_pika.abc import AbstractChannel, ExchangeType
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 
 INGRESS_EXCHANGE = "mash.ingress"
 INGRESS_ROUTING_KEY = "submit"

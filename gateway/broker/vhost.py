@@ -32,8 +32,8 @@ from gateway.broker.definitions import (
     agency_user,
 )
 from gateway.broker.topology import checked_agency
-from gateway.config import AGENCY_USER_PREFIX
-from gateway.errors import GatewayError
+from gateway.config.area_config import AGENCY_USER_PREFIX
+from gateway.core.errors import GatewayError
 
 MANAGEMENT_PORT = 15672
 HTTP_TIMEOUT_S = 10

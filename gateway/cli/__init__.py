@@ -11,7 +11,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gateway import logs
 from gateway.cli import (
     adapter_cmd,
     audit_cmds,
@@ -29,7 +28,8 @@ from gateway.cli import (
     track_cmd,
     validate_cmd,
 )
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
+from gateway.infra import logs
 
 COMMAND_MODULES = (
     demo_cmd,

@@ -1,7 +1,7 @@
 """`mash-gateway adapter AGENCY...`: run agency adapters until SIGTERM or SIGINT.
 
 Each AGENCY needs an ``[[adapters]]`` table in gateway.toml (see
-gateway/adapter_config.py); with no AGENCY every configured adapter runs. A stop
+gateway/config/adapter_config.py); with no AGENCY every configured adapter runs. A stop
 lets the file or request in hand finish. ``--issue-token`` prints a new
 HTTP bearer token for each AGENCY once (only its digest is kept) and exits.
 """
@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from adapters import tokens
+from adapters import http_tokens
 from adapters.framework import adapter_config, run_adapters
-from gateway import logs, metrics_http
 from gateway.cli.stopping import stop_on_signals
-from gateway.config import AreaConfig, ConfigError, load_config
+from gateway.config.area_config import AreaConfig, ConfigError, load_config
+from gateway.infra import logs
+from gateway.services import metrics_server
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,13 +28,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="print a new HTTP bearer token for each AGENCY (the old one stops working) and exit",
     )
-    metrics_http.add_listen_argument(parser)
+    metrics_server.add_listen_argument(parser)
     parser.set_defaults(handler=run)
 
 
 async def serve(config: AreaConfig, agencies: list[str], metrics_listen: str | None) -> None:
     stop = stop_on_signals()
-    async with metrics_http.serving(metrics_http.listen_address(config, metrics_listen)):
+    async with metrics_server.serving(metrics_server.listen_address(config, metrics_listen)):
         await run_adapters(config, agencies, stop)
 
 
@@ -52,6 +53,6 @@ def issue_tokens(config: AreaConfig, agencies: list[str]) -> int:
     for agency in agencies:
         if adapter_config(config, agency).transport != "http":
             raise ConfigError(f"adapter {agency}: tokens are for HTTP adapters only")
-        token = tokens.issue(config.private_keys_dir, agency)
+        token = http_tokens.issue(config.private_keys_dir, agency)
         print(f"{agency}: {token}")
     return 0

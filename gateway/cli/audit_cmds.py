@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway import audit_chain, audit_log
 from gateway.cli.periods import check_order, day
-from gateway.config import AreaConfig, load_config
-from gateway.errors import GatewayError
+from gateway.config.area_config import AreaConfig, load_config
+from gateway.core import audit_chain
+from gateway.core.errors import GatewayError
+from gateway.services import audit_log
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

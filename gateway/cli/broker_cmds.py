@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from gateway.atomic import atomic_writer
 from gateway.broker.connection import connect, safe_url
 from gateway.broker.credentials import (
     default_credentials_dir,
@@ -49,16 +48,17 @@ from gateway.broker.definitions import (
 from gateway.broker.topology import Limits, declare
 from gateway.broker.vhost import admin_for, new_password, vhost_url
 from gateway.cli import init_cmd
-from gateway.clock import utc_now
-from gateway.config import (
+from gateway.config.area_config import (
     AGENCY_USER_PREFIX,
     DEFAULT_CONFIG_NAME,
     AreaConfig,
     load_config,
     parse_config,
 )
-from gateway.demo_area import demo_config
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
+from gateway.demo.area import demo_config
+from gateway.infra.atomic import atomic_writer
+from gateway.infra.clock import utc_now
 
 PRIVATE_MODE = 0o600
 PUBLIC_MODE = 0o644

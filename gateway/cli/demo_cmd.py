@@ -12,7 +12,8 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from gateway import demo_flow, logs
+from gateway.demo import flow as demo_flow
+from gateway.infra import logs
 
 DEFAULT_AREA = Path("demo-area")
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672/"

@@ -13,13 +13,14 @@ import sys
 import uuid
 from pathlib import Path
 
-from gateway import keystore, schemas
-from gateway.atomic import atomic_writer
-from gateway.clock import utc_now
-from gateway.config import ConfigError, load_config
-from gateway.envelope import HeaderFields, recipient_keys, seal
-from gateway.envelope import open as open_envelope
-from gateway.errors import GatewayError
+from gateway.config.area_config import ConfigError, load_config
+from gateway.core import schemas
+from gateway.core.envelope import HeaderFields, recipient_keys, seal
+from gateway.core.envelope import open as open_envelope
+from gateway.core.errors import GatewayError
+from gateway.infra import keystore
+from gateway.infra.atomic import atomic_writer
+from gateway.infra.clock import utc_now
 
 DEFAULT_PURPOSE = "child-safeguarding"
 DEFAULT_LAWFUL_BASES = ("uk-gdpr-6-1-e", "uk-gdpr-9-2-g-dpa-sch1-18")

@@ -13,9 +13,9 @@ import asyncio
 import time
 from pathlib import Path
 
-from gateway.atomic import atomic_writer
-from gateway.config import AreaConfig, load_config
-from gateway.edge import Delivered, Edge
+from gateway.config.area_config import AreaConfig, load_config
+from gateway.infra.atomic import atomic_writer
+from gateway.services.edge import Delivered, Edge
 from gateway.store import store_from_url
 
 

@@ -13,12 +13,13 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway import demo_mail, keystore
-from gateway.clock import utc_now
-from gateway.config import DEFAULT_CONFIG_NAME, AreaConfig, ConfigError, load_config
-from gateway.demo_area import DEMO_AGENCIES, demo_config
+from gateway.config.area_config import DEFAULT_CONFIG_NAME, AreaConfig, ConfigError, load_config
+from gateway.core.registry import KeyUse
+from gateway.demo import mail as demo_mail
+from gateway.demo.area import DEMO_AGENCIES, demo_config
+from gateway.infra import keystore
+from gateway.infra.clock import utc_now
 from gateway.intake import devkeys as intake_devkeys
-from gateway.registry import KeyUse
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/mash-demo"
 

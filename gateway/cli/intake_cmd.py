@@ -10,18 +10,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from gateway import logs, metrics, metrics_http
 from gateway.cli.stopping import stop_on_signals
-from gateway.clock import utc_now
-from gateway.config import AreaConfig, load_config
+from gateway.config.area_config import AreaConfig, load_config
+from gateway.infra import logs
+from gateway.infra.clock import utc_now
 from gateway.intake.service import running_intake
+from gateway.services import metrics, metrics_server
 from gateway.store import store_from_url
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("intake", help="run the secure-mail intake (SMTP)")
     logs.add_json_argument(parser)
-    metrics_http.add_listen_argument(parser)
+    metrics_server.add_listen_argument(parser)
     parser.set_defaults(handler=run)
 
 
@@ -33,7 +34,7 @@ async def serve(config: AreaConfig, metrics_listen: str | None = None) -> None:
         if config.intake is not None:
             metrics.track_certificate("smtp-tls", config.intake.tls_cert.read_bytes(), utc_now())
         async with (
-            metrics_http.serving(metrics_http.listen_address(config, metrics_listen)),
+            metrics_server.serving(metrics_server.listen_address(config, metrics_listen)),
             running_intake(config, store) as intake,
         ):
             print(

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timedelta
 
-from gateway import keystore
-from gateway.clock import utc_now
-from gateway.config import AreaConfig, ConfigError, load_config
-from gateway.registry import KeyRejected, KeyUse, PublicKeyRecord
+from gateway.config.area_config import AreaConfig, ConfigError, load_config
+from gateway.core.registry import KeyRejected, KeyUse, PublicKeyRecord
+from gateway.infra import keystore
+from gateway.infra.clock import utc_now
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

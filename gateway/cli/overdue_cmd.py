@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from gateway import overdue_view
-from gateway.clock import utc_now
-from gateway.config import AreaConfig, load_config
+from gateway.config.area_config import AreaConfig, load_config
+from gateway.infra.clock import utc_now
 from gateway.store import store_from_url
+from gateway.views import overdue as overdue_view
 
 EXIT_OVERDUE = 3
 

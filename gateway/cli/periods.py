@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import date
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 
 
 class PeriodError(GatewayError):

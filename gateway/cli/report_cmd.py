@@ -14,14 +14,14 @@ import asyncio
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from gateway import report, report_view
 from gateway.cli.periods import check_order, day
-from gateway.clock import utc_now
-from gateway.config import AreaConfig, load_config
-from gateway.errors import GatewayError
-from gateway.schemas import NAMESPACE
+from gateway.config.area_config import AreaConfig, load_config
+from gateway.core.errors import GatewayError
+from gateway.core.schemas import NAMESPACE
+from gateway.core.xmlsafe import UnsafeXmlError, parse
+from gateway.infra.clock import utc_now
 from gateway.store import TrackingStore, store_from_url
-from gateway.xmlsafe import UnsafeXmlError, parse
+from gateway.views import report, report_formats
 
 DEFAULT_DAYS = 30
 DEFAULT_REPEAT_DAYS = 28
@@ -117,5 +117,5 @@ async def build(config: AreaConfig, args: argparse.Namespace) -> report.Report:
 
 def run(args: argparse.Namespace) -> int:
     built = asyncio.run(build(load_config(args.config), args))
-    print(report_view.render(built, args.format), end="" if args.format == "csv" else "\n")
+    print(report_formats.render(built, args.format), end="" if args.format == "csv" else "\n")
     return 0

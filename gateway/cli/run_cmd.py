@@ -13,10 +13,11 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 
 from adapters.framework import run_adapters
-from gateway import logs, metrics_http, queue_depths
 from gateway.cli.stopping import stop_on_signals
-from gateway.config import AreaConfig, load_config
-from gateway.router import run_router
+from gateway.config.area_config import AreaConfig, load_config
+from gateway.infra import logs
+from gateway.services import metrics_server, queue_depths
+from gateway.services.router import run_router
 from gateway.store import TrackingStore, store_from_url
 
 
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="AGENCY",
         help="also run these agencies' adapters in this process (no names: every configured one)",
     )
-    metrics_http.add_listen_argument(parser)
+    metrics_server.add_listen_argument(parser)
     parser.set_defaults(handler=run)
 
 
@@ -46,7 +47,7 @@ async def serve(
     adapters: Sequence[str] | None = None,
 ) -> None:
     """Metrics (if configured) are served, and queue depths polled, while the router runs."""
-    listen = metrics_http.listen_address(config, metrics_listen)
+    listen = metrics_server.listen_address(config, metrics_listen)
     store = store_from_url(config.store_url)
     await store.open()
     stop = stop_on_signals()
@@ -56,7 +57,7 @@ async def serve(
             if listen is not None
             else nullcontext()
         )
-        async with metrics_http.serving(listen), depths:
+        async with metrics_server.serving(listen), depths:
             if adapters is None:
                 await run_router(config, store, stop, reload_on_sighup=True, audit_path=audit_log)
             else:

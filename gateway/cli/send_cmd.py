@@ -12,9 +12,9 @@ import asyncio
 from pathlib import Path
 
 from gateway.cli.envelope_cmds import read_file
-from gateway.config import AreaConfig, ConfigError, load_config
-from gateway.edge import Edge, Submission
-from gateway.envelope import HeaderFields
+from gateway.config.area_config import AreaConfig, ConfigError, load_config
+from gateway.core.envelope import HeaderFields
+from gateway.services.edge import Edge, Submission
 from gateway.store import store_from_url
 
 

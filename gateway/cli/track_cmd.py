@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from gateway import timeline_view
-from gateway.clock import utc_now
-from gateway.config import AreaConfig, load_config
-from gateway.errors import GatewayError
+from gateway.config.area_config import AreaConfig, load_config
+from gateway.core.errors import GatewayError
+from gateway.infra.clock import utc_now
 from gateway.store import TrackingStore, store_from_url
+from gateway.views import timeline
 
 
 class NotTracked(GatewayError):
@@ -36,7 +36,7 @@ async def message_report(store: TrackingStore, message_id: str, where: str) -> s
     message = await store.message(message_id)
     if message is None:
         raise NotTracked(f"no message {message_id!r} in the tracking store ({where})")
-    return timeline_view.message_view(message, await store.timeline(message_id))
+    return timeline.message_view(message, await store.timeline(message_id))
 
 
 async def case_report(store: TrackingStore, correlation_id: str, where: str) -> str:
@@ -45,14 +45,12 @@ async def case_report(store: TrackingStore, correlation_id: str, where: str) -> 
         raise NotTracked(
             f"no messages with correlation id {correlation_id!r} in the tracking store ({where})"
         )
-    view = timeline_view.case_view(
-        correlation_id, messages, await store.case_timeline(correlation_id)
-    )
+    view = timeline.case_view(correlation_id, messages, await store.case_timeline(correlation_id))
     deadlines = await store.case_deadlines(correlation_id)
     if not deadlines:
         return view
     events = await store.case_deadline_events(correlation_id)
-    return f"{view}\n\n{timeline_view.deadlines_view(deadlines, events, utc_now())}"
+    return f"{view}\n\n{timeline.deadlines_view(deadlines, events, utc_now())}"
 
 
 async def report(config: AreaConfig, message_id: str | None, correlation_id: str | None) -> str:

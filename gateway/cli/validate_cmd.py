@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway import schemas
-from gateway.errors import GatewayError
+from gateway.core import schemas
+from gateway.core.errors import GatewayError
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:

@@ -16,16 +16,16 @@ from dataclasses import dataclass
 
 import structlog
 
-from gateway import metrics
-from gateway.clock import utc_now
-from gateway.edge import PolicyRefusal, Submission
-from gateway.envelope import HeaderFields
-from gateway.intake import content, mime, policy, trust
-from gateway.intake.config import DomainRule, IntakeConfig, Policy
+from gateway.config.intake_config import DomainRule, IntakeConfig, Policy
+from gateway.core.envelope import HeaderFields
+from gateway.core.payload_facts import HeaderPayloadMismatch
+from gateway.infra.clock import utc_now
+from gateway.intake import content, mime, sender_policy, trust
 from gateway.intake.pgp import Keyring
 from gateway.intake.refusal import Refusal
 from gateway.intake.smuggling import smuggling_refusal
-from gateway.payload_facts import HeaderPayloadMismatch
+from gateway.services import metrics
+from gateway.services.edge import PolicyRefusal, Submission
 
 log = structlog.get_logger("gateway.intake")
 
@@ -63,7 +63,7 @@ class Acceptance:
         self.senders: OrderedDict[str, Accepted] = OrderedDict()
 
     async def accept(
-        self, raw: bytes, mail_from: str, recipients: tuple[policy.Recipient, ...]
+        self, raw: bytes, mail_from: str, recipients: tuple[sender_policy.Recipient, ...]
     ) -> Accepted | Refusal:
         outcome = await self._accept(raw, mail_from, recipients)
         if isinstance(outcome, Refusal):
@@ -83,16 +83,16 @@ class Acceptance:
         return outcome
 
     async def _accept(
-        self, raw: bytes, mail_from: str, recipients: tuple[policy.Recipient, ...]
+        self, raw: bytes, mail_from: str, recipients: tuple[sender_policy.Recipient, ...]
     ) -> Accepted | Refusal:
         smuggled = smuggling_refusal(raw)
         if smuggled is not None:
             return smuggled
-        rule = policy.sender_rule(mail_from, self.config)
+        rule = sender_policy.sender_rule(mail_from, self.config)
         if isinstance(rule, Refusal):
             return rule
         message = mime.entity(raw)
-        from_address = policy.header_from(message.headers.get_all("From", []), rule)
+        from_address = sender_policy.header_from(message.headers.get_all("From", []), rule)
         if isinstance(from_address, Refusal):
             return from_address
         with metrics.timed("gpg_decrypt_verify"):
@@ -102,7 +102,7 @@ class Acceptance:
         payload = content.payload_of(authenticated.content, utc_now(), rule.agency, from_address)
         if isinstance(payload, Refusal):
             return payload
-        addressed = policy.addressing(recipients, payload.message_type, payload.in_reply_to)
+        addressed = sender_policy.addressing(recipients, payload.message_type, payload.in_reply_to)
         if isinstance(addressed, Refusal):
             return addressed
         agencies, in_reply_to = addressed

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway import xmlsafe
-from gateway.schemas import NAMESPACE
+from gateway.core import xmlsafe
+from gateway.core.schemas import NAMESPACE
 
 
 @dataclass(frozen=True)

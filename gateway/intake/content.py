@@ -27,11 +27,11 @@ from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 
-from gateway import schemas
+from gateway.core import schemas
+from gateway.core.schemas import CheckedDocument, SchemaViolation
+from gateway.core.xmlsafe import UnsafeXmlError
 from gateway.intake import forms, triage
 from gateway.intake.refusal import Refusal
-from gateway.schemas import CheckedDocument, SchemaViolation
-from gateway.xmlsafe import UnsafeXmlError
 
 XML_TYPES = frozenset({"application/xml", "text/xml"})
 

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.intake.config import IntakeConfig
+from gateway.config.intake_config import IntakeConfig
 from gateway.intake.pgp import usable_home
 
 VALIDITY = timedelta(days=365)

@@ -23,8 +23,8 @@ from datetime import date, datetime
 
 from lxml import etree
 
-from gateway import vocabulary
-from gateway.identifiers import nhs_number_problem
+from gateway.core import vocabulary
+from gateway.core.identifiers import nhs_number_problem
 
 NS = "urn:mash-gateway:v1"
 FIELD_LINE = re.compile(r"([A-Za-z][A-Za-z-]*)\s*:\s?(.*)")

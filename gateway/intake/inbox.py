@@ -10,7 +10,7 @@ names only. Positive receipts need no mail: the acknowledgement said so.
 An InformationRequest is mailed to the agency's contacts (PGP-encrypted to
 every pinned staff key for a `pgp` domain, TLS-only otherwise), with the
 request attached, the answer form pre-filled, and a reply-token Reply-To
-address (tokens.py) that makes the answer an InformationResponse to it.
+address (reply_tokens.py) that makes the answer an InformationResponse to it.
 A reminder or escalation (Escalation) is mailed to the contacts the same
 way. Anything else cannot be mailed: it is not handed over, so the edge
 redelivers it and, past the inbox's delivery limit, RabbitMQ quarantines it.
@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import structlog
 
-from gateway.edge import Delivered
-from gateway.errors import GatewayError
-from gateway.intake import replies, tokens
+from gateway.config.intake_config import DomainRule, Policy
+from gateway.core.errors import GatewayError
+from gateway.intake import replies, reply_tokens
 from gateway.intake.acceptance import Acceptance
 from gateway.intake.bounces import bounce_of
-from gateway.intake.config import DomainRule, Policy
 from gateway.intake.mailer import Mailer
 from gateway.intake.reminders import reminder_mail
+from gateway.services.edge import Delivered
 
 log = structlog.get_logger("gateway.intake.inbox")
 
@@ -101,8 +101,8 @@ class NoticeInbox:
                 f"InformationRequest to {self.agency}: needs a reply key, a contact address "
                 "and, for a pgp domain, a registered staff key"
             )
-        token = tokens.ReplyToken(fields.message_id, fields.sender, self.agency)
-        reply_to = f"{tokens.local_part(self.reply_key, token)}@{self.mailer.hostname}"
+        token = reply_tokens.ReplyToken(fields.message_id, fields.sender, self.agency)
+        reply_to = f"{reply_tokens.local_part(self.reply_key, token)}@{self.mailer.hostname}"
         body = replies.request_body(
             fields.message_id, fields.correlation_id, fields.sender, fields.deadline
         )

@@ -16,10 +16,10 @@ import ssl
 
 import structlog
 
-from gateway.clock import utc_now
+from gateway.config.intake_config import Policy, Relay
+from gateway.infra.clock import utc_now
 from gateway.intake import replies
 from gateway.intake.acceptance import Accepted
-from gateway.intake.config import Policy, Relay
 from gateway.intake.pgp import Keyring
 
 log = structlog.get_logger("gateway.intake.mailer")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import gnupg
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 from gateway.intake.trust import Verdict, classify
 
 

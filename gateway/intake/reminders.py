@@ -8,8 +8,8 @@ a `pgp` agency the caller sends it encrypted.
 
 from __future__ import annotations
 
-from gateway import xmlsafe
-from gateway.schemas import NAMESPACE
+from gateway.core import xmlsafe
+from gateway.core.schemas import NAMESPACE
 
 NS = {"m": NAMESPACE}
 LEVELS = {"1": "Reminder", "2": "Escalation"}

@@ -1,6 +1,6 @@
 """The SMTP listener: aiosmtpd with STARTTLS required, the limits, and the intake's replies.
 
-A thin shell. MAIL and RCPT ask policy.py; DATA hands the raw bytes to
+A thin shell. MAIL and RCPT ask sender_policy.py; DATA hands the raw bytes to
 Acceptance. What aiosmtpd enforces itself (STARTTLS before MAIL or AUTH,
 the size limit, the per-command timeout) keeps aiosmtpd's behaviour, with
 its replies given RFC 3463 enhanced status codes. Added here: a session
@@ -18,12 +18,12 @@ from typing import Any
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from gateway import metrics
-from gateway.intake import policy
+from gateway.config.intake_config import IntakeConfig
+from gateway.intake import sender_policy
 from gateway.intake.acceptance import Acceptance, Accepted, refused
-from gateway.intake.config import IntakeConfig
 from gateway.intake.mailer import Mailer
 from gateway.intake.refusal import Refusal
+from gateway.services import metrics
 
 log = structlog.get_logger("gateway.intake.server")
 
@@ -87,7 +87,7 @@ class Handler:
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        rule = policy.sender_rule(address, self.config)
+        rule = sender_policy.sender_rule(address, self.config)
         if isinstance(rule, Refusal):
             refused(rule)
             return rule.reply
@@ -106,17 +106,17 @@ class Handler:
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 Recipient OK"
 
-    def _recipient(self, mail_from: str, address: str) -> policy.Recipient | Refusal:
-        rule = policy.sender_rule(mail_from, self.config)
+    def _recipient(self, mail_from: str, address: str) -> sender_policy.Recipient | Refusal:
+        rule = sender_policy.sender_rule(mail_from, self.config)
         if isinstance(rule, Refusal):
             return rule
-        return policy.recipient(address, self.config, rule, self.reply_key)
+        return sender_policy.recipient(address, self.config, rule, self.reply_key)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         mail_from = envelope.mail_from or ""
         found = [self._recipient(mail_from, address) for address in envelope.rcpt_tos]
-        recipients = tuple(r for r in found if isinstance(r, policy.Recipient))
+        recipients = tuple(r for r in found if isinstance(r, sender_policy.Recipient))
         try:
             outcome = await self.acceptance.accept(raw, mail_from, recipients)
         except Exception:

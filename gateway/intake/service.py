@@ -17,16 +17,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from gateway.config import AreaConfig, ConfigError
-from gateway.edge import Edge, Submission
-from gateway.envelope import HeaderFields
+from gateway.config.area_config import AreaConfig, ConfigError
+from gateway.config.intake_config import IntakeConfig
+from gateway.core.envelope import HeaderFields
 from gateway.intake.acceptance import Acceptance
-from gateway.intake.config import IntakeConfig
 from gateway.intake.devkeys import stop_agent
 from gateway.intake.inbox import NoticeInbox
 from gateway.intake.mailer import Mailer
 from gateway.intake.pgp import Keyring
 from gateway.intake.server import serve
+from gateway.services.edge import Edge, Submission
 from gateway.store import TrackingStore
 
 

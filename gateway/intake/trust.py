@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway.intake.config import DomainRule, Staff
+from gateway.config.intake_config import DomainRule, Staff
 from gateway.intake.refusal import Refusal
 
 

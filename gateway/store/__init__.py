@@ -23,10 +23,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from gateway.deadline_rules import Closure, Deadline, EscalationPlan, Reschedule
-from gateway.envelope import HeaderFields
-from gateway.errors import GatewayError
-from gateway.lifecycle import Event, Outcome, State
+from gateway.core.deadline_rules import Closure, Deadline, EscalationPlan, Reschedule
+from gateway.core.envelope import HeaderFields
+from gateway.core.errors import GatewayError
+from gateway.core.lifecycle import Event, Outcome, State
 
 
 class StoreError(GatewayError):

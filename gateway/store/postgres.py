@@ -26,9 +26,9 @@ from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from gateway.clock import utc_now
-from gateway.deadline_rules import Closure, Deadline, Reschedule
-from gateway.lifecycle import Event, Outcome, State, transition
+from gateway.core.deadline_rules import Closure, Deadline, Reschedule
+from gateway.core.lifecycle import Event, Outcome, State, transition
+from gateway.infra.clock import utc_now
 from gateway.store import (
     Admission,
     ClaimResult,

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from gateway.deadline_rules import Closure, Deadline, Kind
+from gateway.core.deadline_rules import Closure, Deadline, Kind
 from gateway.store import DeadlineEvent
 
 Instant = Callable[[Any], datetime]

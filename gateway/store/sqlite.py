@@ -27,9 +27,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from gateway.clock import utc_now
-from gateway.deadline_rules import Closure, Deadline, Reschedule
-from gateway.lifecycle import Event, Outcome, State, transition
+from gateway.core.deadline_rules import Closure, Deadline, Reschedule
+from gateway.core.lifecycle import Event, Outcome, State, transition
+from gateway.infra.clock import utc_now
 from gateway.store import (
     Admission,
     ClaimResult,

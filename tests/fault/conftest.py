@@ -30,8 +30,8 @@ import pytest
 
 from gateway.broker.vhost import BrokerAdmin, vhost_url
 from gateway.cli import main
-from gateway.config import AreaConfig, load_config
-from gateway.edge import Edge
+from gateway.config.area_config import AreaConfig, load_config
+from gateway.services.edge import Edge
 from gateway.store import SQLITE_PREFIX
 from tests.integration.conftest import AMQP_URL, broker_admin, pg_schema_url
 from tests.integration.exchange_harness import Inbox, open_edge

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from gateway.broker import topology
-from gateway.edge import Edge, Submission
-from gateway.lifecycle import State
-from gateway.resources import schemas_dir
+from gateway.core.lifecycle import State
+from gateway.core.resources import schemas_dir
+from gateway.services.edge import Edge, Submission
 from tests.fault.conftest import FaultArea, broker_stopped, list_consumers
 
 pytestmark = pytest.mark.fault

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from gateway.broker.topology import inbox_queue
-from gateway.edge import Delivered, Submission
-from gateway.resources import schemas_dir
+from gateway.core.resources import schemas_dir
+from gateway.services.edge import Delivered, Submission
 from tests.fault.conftest import FaultArea, run_rabbitmqctl
 from tests.integration.exchange_harness import Inbox, open_edge
 

@@ -17,9 +17,9 @@ from collections import Counter
 
 import pytest
 
-from gateway.edge import Submission
-from gateway.lifecycle import State
-from gateway.resources import schemas_dir
+from gateway.core.lifecycle import State
+from gateway.core.resources import schemas_dir
+from gateway.services.edge import Submission
 from tests.fault.conftest import FaultArea
 
 pytestmark = pytest.mark.fault

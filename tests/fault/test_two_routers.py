@@ -26,9 +26,9 @@ import pytest
 from gateway.broker import topology
 from gateway.broker.vhost import BrokerAdmin, vhost_url
 from gateway.cli import main
-from gateway.config import load_config
-from gateway.edge import Submission
-from gateway.resources import schemas_dir
+from gateway.config.area_config import load_config
+from gateway.core.resources import schemas_dir
+from gateway.services.edge import Submission
 from tests.fault.conftest import FaultArea, RouterProcess
 from tests.integration.conftest import AMQP_URL
 

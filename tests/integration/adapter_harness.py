@@ -11,8 +11,8 @@ from pathlib import Path
 
 from adapters.framework import adapter_config, run_adapter
 from adapters.ledger import Ledger
-from gateway.adapter_config import parse_adapters
-from gateway.config import AreaConfig, ConfigError, load_config
+from gateway.config.adapter_config import parse_adapters
+from gateway.config.area_config import AreaConfig, ConfigError, load_config
 from gateway.store import TrackingStore
 from tests.integration.exchange_harness import Exchange
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from gateway.broker.vhost import BrokerAdmin, vhost_url
 from gateway.cli import main
-from gateway.config import AreaConfig, load_config
-from gateway.deadlines import DeadlinePolicy
-from gateway.edge import Delivered, Edge
-from gateway.envelope import TimeWindow
-from gateway.router import DEFAULT_WINDOW, run_router
+from gateway.config.area_config import AreaConfig, load_config
+from gateway.core.deadlines import DeadlinePolicy
+from gateway.core.envelope import TimeWindow
+from gateway.services.edge import Delivered, Edge
+from gateway.services.router import DEFAULT_WINDOW, run_router
 from gateway.store.sqlite import SqliteStore
 
 PURPOSE = "child-safeguarding"

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import gnupg
 
-from gateway.demo_mail import multipart_signed, send_over_starttls
+from gateway.config.intake_config import DomainRule, Policy, Relay, Staff
+from gateway.demo.mail import multipart_signed, send_over_starttls
 from gateway.intake import devkeys
-from gateway.intake.config import DomainRule, Policy, Relay, Staff
 from gateway.intake.service import RunningIntake, running_intake
 from gateway.store.sqlite import SqliteStore
 from tests.integration.exchange_harness import Exchange

@@ -16,11 +16,11 @@ import pytest
 
 from adapters.ledger import Ledger
 from adapters.profile import BUILTIN
-from gateway import metrics
 from gateway.broker.vhost import BrokerAdmin
-from gateway.clock import utc_now
-from gateway.edge import Submission
-from gateway.resources import schemas_dir
+from gateway.core.resources import schemas_dir
+from gateway.infra.clock import utc_now
+from gateway.services import metrics
+from gateway.services.edge import Submission
 from tests.integration.adapter_harness import add_adapter, running_adapter
 from tests.integration.conftest import AMQP_URL
 from tests.integration.exchange_harness import Exchange, eventually, running_exchange

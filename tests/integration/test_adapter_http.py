@@ -22,14 +22,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from adapters import tokens
+from adapters import http_tokens
 from adapters.profile import BUILTIN
 from gateway.broker import topology
 from gateway.broker.vhost import BrokerAdmin
-from gateway.config import AreaConfig
-from gateway.edge import Submission
+from gateway.config.area_config import AreaConfig
+from gateway.core.resources import schemas_dir
 from gateway.intake.devkeys import self_signed_pair
-from gateway.resources import schemas_dir
+from gateway.services.edge import Submission
 from tests.integration.adapter_harness import add_adapter, running_adapter
 from tests.integration.conftest import AMQP_URL
 from tests.integration.exchange_harness import Exchange, eventually, running_exchange
@@ -118,7 +118,7 @@ async def webhook() -> AsyncIterator[Webhook]:
 async def csc(exchange: Exchange, webhook: Webhook, tmp_path: Path) -> AsyncIterator[Csc]:
     port = free_port()
     config = add_adapter(exchange, http_adapter(port, webhook.url))
-    token = tokens.issue(config.private_keys_dir, "csc")
+    token = http_tokens.issue(config.private_keys_dir, "csc")
     async with running_adapter(config, "csc", tmp_path / "ledger.db", exchange.router_store):
         yield Csc(config, f"http://127.0.0.1:{port}", token, webhook)
 
@@ -192,7 +192,7 @@ async def test_idempotency_key_survives_a_restart(
 ) -> None:
     port = free_port()
     config = add_adapter(exchange, http_adapter(port, webhook.url))
-    token = tokens.issue(config.private_keys_dir, "csc")
+    token = http_tokens.issue(config.private_keys_dir, "csc")
     csc = Csc(config, f"http://127.0.0.1:{port}", token, webhook)
     key = {**XML, "Idempotency-Key": "csc-return-0042"}
     async with running_adapter(config, "csc", tmp_path / "ledger.db"):
@@ -260,7 +260,7 @@ async def test_a_webhook_that_is_down_gets_a_negative_receipt_and_ends_in_quaran
 ) -> None:
     down = f"http://127.0.0.1:{free_port()}/mash"  # nothing listens there
     config = add_adapter(exchange, http_adapter(free_port(), down))
-    tokens.issue(config.private_keys_dir, "csc")
+    http_tokens.issue(config.private_keys_dir, "csc")
     async with running_adapter(config, "csc", tmp_path / "ledger.db"):
         sent = await exchange.edges["hub"].submit(Submission(REQUEST, ("csc",)))
         held = await _quarantined(exchange, sent.message_id)
@@ -282,7 +282,7 @@ async def test_probation_posts_json_and_the_hub_gets_a_response(
     probation = Csc(
         config,
         f"http://127.0.0.1:{port}",
-        tokens.issue(config.private_keys_dir, "probation"),
+        http_tokens.issue(config.private_keys_dir, "probation"),
         webhook,
     )
     json_type = {"Content-Type": "application/json"}
@@ -340,7 +340,7 @@ async def test_the_endpoint_serves_tls_when_given_a_pair(
         "[adapters.http]\n", f'[adapters.http]\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
     )
     config = add_adapter(exchange, toml)
-    token = tokens.issue(config.private_keys_dir, "csc")
+    token = http_tokens.issue(config.private_keys_dir, "csc")
     headers = {"Authorization": f"Bearer {token}", **XML}
     trusted = ssl.create_default_context(cafile=str(cert))
     async with (

@@ -16,10 +16,10 @@ from adapters.ledger import Ledger
 from adapters.profile import BUILTIN
 from adapters.transports.mesh import secret_files
 from gateway.broker.vhost import BrokerAdmin
-from gateway.clock import utc_now
-from gateway.config import AreaConfig
-from gateway.edge import Submission
-from gateway.resources import schemas_dir
+from gateway.config.area_config import AreaConfig
+from gateway.core.resources import schemas_dir
+from gateway.infra.clock import utc_now
+from gateway.services.edge import Submission
 from tests.integration.adapter_harness import add_adapter, running_adapter
 from tests.integration.conftest import AMQP_URL
 from tests.integration.exchange_harness import Exchange, eventually, running_exchange

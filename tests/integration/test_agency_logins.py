@@ -12,10 +12,10 @@ import pytest
 
 from gateway.broker.vhost import BrokerAdmin, vhost_url
 from gateway.cli import main
-from gateway.config import AreaConfig, load_config
-from gateway.edge import Delivered, Edge, Submission
-from gateway.resources import schemas_dir
-from gateway.router import run_router
+from gateway.config.area_config import AreaConfig, load_config
+from gateway.core.resources import schemas_dir
+from gateway.services.edge import Delivered, Edge, Submission
+from gateway.services.router import run_router
 from gateway.store.sqlite import SqliteStore
 from tests.integration.conftest import AMQP_URL
 

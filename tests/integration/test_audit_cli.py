@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway import keystore
-from gateway.audit_chain import ChainHead, Decision, Outcome, decision_link
-from gateway.audit_log import AuditLog, AuditLogError, GroupCommit, default_path
 from gateway.cli import main
-from gateway.clock import utc_now
-from gateway.config import AreaConfig, load_config
+from gateway.config.area_config import AreaConfig, load_config
+from gateway.core.audit_chain import ChainHead, Decision, Outcome, decision_link
+from gateway.infra import keystore
+from gateway.infra.clock import utc_now
+from gateway.services.audit_log import AuditLog, AuditLogError, GroupCommit, default_path
 
 pytestmark = pytest.mark.integration
 

@@ -38,7 +38,7 @@ from gateway.broker.topology import (
 )
 from gateway.broker.vhost import BrokerAdmin, Credentials, vhost_url
 from gateway.cli import main
-from gateway.demo_area import DEMO_AGENCIES
+from gateway.demo.area import DEMO_AGENCIES
 
 pytestmark = pytest.mark.integration
 

@@ -6,13 +6,13 @@ from pathlib import Path
 import gnupg
 import pytest
 
-from gateway import demo_mail
 from gateway.cli import main
-from gateway.config import load_config
+from gateway.config.area_config import load_config
+from gateway.core.registry import KeyUse
+from gateway.core.resources import schemas_dir
+from gateway.demo import mail as demo_mail
 from gateway.intake import devkeys
 from gateway.intake.pgp import usable_home
-from gateway.registry import KeyUse
-from gateway.resources import schemas_dir
 
 pytestmark = pytest.mark.integration
 

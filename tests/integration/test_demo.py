@@ -14,13 +14,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway import demo_flow, demo_mail, logs
 from gateway.cli import main
-from gateway.config import load_config
-from gateway.metrics_config import Listen
-from gateway.metrics_http import serving
-from gateway.resources import schemas_dir
-from gateway.xmlsafe import parse
+from gateway.config.area_config import load_config
+from gateway.config.metrics_config import Listen
+from gateway.core.resources import schemas_dir
+from gateway.core.xmlsafe import parse
+from gateway.demo import flow as demo_flow
+from gateway.demo import mail as demo_mail
+from gateway.infra import logs
+from gateway.services.metrics_server import serving
 from tests.integration.conftest import AMQP_URL
 
 pytestmark = pytest.mark.integration

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from gateway import schemas
 from gateway.broker.vhost import BrokerAdmin
-from gateway.edge import PolicyRefusal, Submission
-from gateway.payload_facts import HeaderPayloadMismatch
-from gateway.resources import schemas_dir
-from gateway.schemas import SchemaViolation
+from gateway.core import schemas
+from gateway.core.payload_facts import HeaderPayloadMismatch
+from gateway.core.resources import schemas_dir
+from gateway.core.schemas import SchemaViolation
+from gateway.services.edge import PolicyRefusal, Submission
 from tests.integration.conftest import AMQP_URL
 from tests.integration.exchange_harness import Exchange, eventually, running_exchange
 

@@ -12,20 +12,21 @@ import aio_pika
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from gateway import keystore, schemas
 from gateway.broker import topology
 from gateway.broker.publisher import publish
 from gateway.broker.vhost import BrokerAdmin
 from gateway.cli import main
-from gateway.clock import utc_now
-from gateway.edge import PolicyRefusal, Submission
-from gateway.envelope import HeaderFields, RecipientKey, TimeWindow, seal_bytes
-from gateway.envelope.container import encode_head, split_head
-from gateway.envelope.protocol import HEADER_SIGNATURE_LABEL
-from gateway.lifecycle import State
-from gateway.payload_facts import HeaderPayloadMismatch
-from gateway.registry import KeyUse, key_id_for
-from gateway.resources import schemas_dir
+from gateway.core import schemas
+from gateway.core.envelope import HeaderFields, RecipientKey, TimeWindow, seal_bytes
+from gateway.core.envelope.container import encode_head, split_head
+from gateway.core.envelope.protocol import HEADER_SIGNATURE_LABEL
+from gateway.core.lifecycle import State
+from gateway.core.payload_facts import HeaderPayloadMismatch
+from gateway.core.registry import KeyUse, key_id_for
+from gateway.core.resources import schemas_dir
+from gateway.infra import keystore
+from gateway.infra.clock import utc_now
+from gateway.services.edge import PolicyRefusal, Submission
 from tests.integration.conftest import AMQP_URL
 from tests.integration.exchange_harness import (
     BASES,

@@ -31,21 +31,22 @@ import pytest_asyncio
 import structlog
 from structlog.testing import capture_logs
 
-from gateway import keystore, notices, schemas
 from gateway.broker import topology
 from gateway.broker.publisher import publish
 from gateway.broker.vhost import BrokerAdmin
-from gateway.clock import utc_now
-from gateway.deadline_rules import Kind
-from gateway.deadlines import EscalationContact
-from gateway.demo_mail import MailServer, mail_server
-from gateway.edge import Delivered, Submission
-from gateway.envelope import HeaderFields, recipient_keys, seal_bytes
+from gateway.core import notices, schemas
+from gateway.core.deadline_rules import Kind
+from gateway.core.deadlines import EscalationContact
+from gateway.core.envelope import HeaderFields, recipient_keys, seal_bytes
+from gateway.core.lifecycle import State
+from gateway.core.resources import schemas_dir
+from gateway.demo.mail import MailServer, mail_server
+from gateway.infra import keystore
+from gateway.infra.clock import utc_now
 from gateway.intake import forms
 from gateway.intake.service import RunningIntake
-from gateway.lifecycle import State
-from gateway.metrics import REGISTRY
-from gateway.resources import schemas_dir
+from gateway.services.edge import Delivered, Submission
+from gateway.services.metrics import REGISTRY
 from tests.integration.conftest import AMQP_URL
 from tests.integration.exchange_harness import Exchange, eventually, running_exchange
 from tests.integration.intake_harness import (

@@ -22,12 +22,12 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import queue_depths
 from gateway.broker.vhost import BrokerAdmin
-from gateway.edge import Submission
-from gateway.metrics_config import Listen
-from gateway.metrics_http import serving
-from gateway.resources import schemas_dir
+from gateway.config.metrics_config import Listen
+from gateway.core.resources import schemas_dir
+from gateway.services import queue_depths
+from gateway.services.edge import Submission
+from gateway.services.metrics_server import serving
 from tests.integration.conftest import AMQP_URL
 from tests.integration.exchange_harness import Exchange, eventually, running_exchange
 

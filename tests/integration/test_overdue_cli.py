@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway import deadline_rules as rules
 from gateway.cli import main
 from gateway.cli.overdue_cmd import EXIT_OVERDUE
-from gateway.clock import utc_now
-from gateway.config import load_config
-from gateway.deadline_rules import Routed
-from gateway.lifecycle import Event
+from gateway.config.area_config import load_config
+from gateway.core import deadline_rules as rules
+from gateway.core.deadline_rules import Routed
+from gateway.core.lifecycle import Event
+from gateway.infra.clock import utc_now
 from gateway.store import DeadlineChanges, MessageRecord, store_from_url
 
 pytestmark = pytest.mark.integration

@@ -46,7 +46,9 @@ def test_wheel_ships_schemas_and_resolves_them_when_installed(
     assert "gateway/_schemas/envelope-header.xsd" in names
     assert "gateway/_schemas/examples/valid/referral.xml" in names
     assert not any(name.endswith(".key") for name in names)
-    found = run_isolated(site, "from gateway.resources import schemas_dir; print(schemas_dir())")
+    found = run_isolated(
+        site, "from gateway.core.resources import schemas_dir; print(schemas_dir())"
+    )
     assert found == str(site / "gateway" / "_schemas")
 
 

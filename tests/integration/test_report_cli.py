@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.clock import utc_now
-from gateway.config import load_config
-from gateway.lifecycle import Event
-from gateway.resources import schemas_dir
+from gateway.config.area_config import load_config
+from gateway.core.lifecycle import Event
+from gateway.core.resources import schemas_dir
+from gateway.infra.clock import utc_now
 from gateway.store import MessageRecord, store_from_url
 
 pytestmark = pytest.mark.integration

@@ -20,10 +20,10 @@ from gateway.broker.publisher import publish
 from gateway.broker.topology import INGRESS_EXCHANGE, INGRESS_ROUTING_KEY
 from gateway.broker.vhost import BrokerAdmin, vhost_url
 from gateway.cli import main
-from gateway.clock import utc_now
-from gateway.config import load_config
-from gateway.registry import KeyUse
-from gateway.resources import schemas_dir
+from gateway.config.area_config import load_config
+from gateway.core.registry import KeyUse
+from gateway.core.resources import schemas_dir
+from gateway.infra.clock import utc_now
 from tests.integration.conftest import AMQP_URL
 
 pytestmark = pytest.mark.integration

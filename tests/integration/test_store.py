@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.lifecycle import Event, IllegalTransition, State
+from gateway.core.lifecycle import Event, IllegalTransition, State
 from gateway.store import (
     Admission,
     ClaimResult,

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway import deadline_rules as rules
-from gateway import deadlines as dl
-from gateway.deadline_rules import Deadline, Kind, Routed
-from gateway.lifecycle import Event, State
+from gateway.core import deadline_rules as rules
+from gateway.core import deadlines as dl
+from gateway.core.deadline_rules import Deadline, Kind, Routed
+from gateway.core.lifecycle import Event, State
 from gateway.store import (
     DeadlineChanges,
     DeadlineEvent,

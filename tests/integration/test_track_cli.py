@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.config import load_config
-from gateway.lifecycle import State
+from gateway.config.area_config import load_config
+from gateway.core.lifecycle import State
 from gateway.store import MessageRecord, store_from_url
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from gateway.envelope import (
+from gateway.core.envelope import (
     DecryptionIdentity,
     HeaderFields,
     RecipientKey,
@@ -26,13 +26,13 @@ from gateway.envelope import (
     TimeWindow,
     seal_bytes,
 )
-from gateway.envelope.container import encode_head, split_head
-from gateway.envelope.header import header_bytes, header_element
-from gateway.envelope.protocol import HEADER_SIGNATURE_LABEL
-from gateway.envelope.segments import encrypt_segments
-from gateway.envelope.statement import content_statement
-from gateway.envelope.wrap import wrap_content_key
-from gateway.registry import Agency, KeyUse, PublicKeyRecord, Registry, key_id_for
+from gateway.core.envelope.container import encode_head, split_head
+from gateway.core.envelope.header import header_bytes, header_element
+from gateway.core.envelope.protocol import HEADER_SIGNATURE_LABEL
+from gateway.core.envelope.segments import encrypt_segments
+from gateway.core.envelope.statement import content_statement
+from gateway.core.envelope.wrap import wrap_content_key
+from gateway.core.registry import Agency, KeyUse, PublicKeyRecord, Registry, key_id_for
 
 NOW = datetime(2025, 3, 3, 9, 30, tzinfo=UTC)
 WINDOW = TimeWindow(max_age=timedelta(hours=1), max_future_skew=timedelta(minutes=5))

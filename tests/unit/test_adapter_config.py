@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from adapters.profile import load_profile, profile_dir
-from gateway.adapter_config import FileDropSettings, HttpSettings
-from gateway.config import AreaConfig, ConfigError, parse_config
-from gateway.demo_area import demo_config
+from gateway.config.adapter_config import FileDropSettings, HttpSettings
+from gateway.config.area_config import AreaConfig, ConfigError, parse_config
+from gateway.demo.area import demo_config
 
 pytestmark = pytest.mark.unit
 

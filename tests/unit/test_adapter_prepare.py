@@ -10,9 +10,9 @@ import pytest
 from adapters.mapping import Canonical
 from adapters.prepare import Refused, prepare
 from adapters.profile import BUILTIN, load_profile
-from gateway.config import parse_config
-from gateway.demo_area import demo_config
-from gateway.resources import schemas_dir
+from gateway.config.area_config import parse_config
+from gateway.core.resources import schemas_dir
+from gateway.demo.area import demo_config
 
 pytestmark = pytest.mark.unit
 

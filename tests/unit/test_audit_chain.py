@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit_chain import (
+from gateway.core.audit_chain import (
     GENESIS,
     ChainHead,
     Decision,
@@ -24,9 +24,9 @@ from gateway.audit_chain import (
     record_hash,
     verify,
 )
-from gateway.envelope import HeaderFields, SigningIdentity
-from gateway.envelope.claimed import ClaimedFacts
-from gateway.registry import Agency, KeyUse, PublicKeyRecord, Registry, key_id_for
+from gateway.core.envelope import HeaderFields, SigningIdentity
+from gateway.core.envelope.claimed import ClaimedFacts
+from gateway.core.registry import Agency, KeyUse, PublicKeyRecord, Registry, key_id_for
 
 pytestmark = pytest.mark.unit
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, parse_config
-from gateway.demo_area import demo_config
-from gateway.registry import KeyUse, key_id_for
+from gateway.config.area_config import ConfigError, parse_config
+from gateway.core.registry import KeyUse, key_id_for
+from gateway.demo.area import demo_config
 
 pytestmark = pytest.mark.unit
 

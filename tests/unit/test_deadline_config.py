@@ -6,9 +6,9 @@ from datetime import date, time, timedelta
 
 import pytest
 
-from gateway.config import ConfigError
-from gateway.deadline_config import parse_deadlines
-from gateway.deadlines import Counting, DeadlinePolicy, Duration, Span, Timer, default_policy
+from gateway.config.area_config import ConfigError
+from gateway.config.deadline_config import parse_deadlines
+from gateway.core.deadlines import Counting, DeadlinePolicy, Duration, Span, Timer, default_policy
 
 pytestmark = pytest.mark.unit
 

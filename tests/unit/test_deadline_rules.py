@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway import deadline_rules as rules
-from gateway import deadlines as dl
-from gateway.deadline_rules import Kind, Routed
+from gateway.core import deadline_rules as rules
+from gateway.core import deadlines as dl
+from gateway.core.deadline_rules import Kind, Routed
 
 pytestmark = pytest.mark.unit
 
@@ -132,7 +132,7 @@ def test_level_one_goes_to_the_silent_agency_and_the_sender_level_two_to_contact
 
 
 def test_without_configured_contacts_the_hubs_registered_addresses_are_used() -> None:
-    from gateway.registry import Agency, Registry
+    from gateway.core.registry import Agency, Registry
 
     registry = Registry.build([Agency(HUB, "Hub", "hub", ("a@hub.example", "b@hub.example"))], [])
     contacts = rules.escalation_contacts(POLICY, registry, HUB)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.deadlines import (
+from gateway.core.deadlines import (
     Calendar,
     Counting,
     DeadlineError,

@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from envelope_keys import NOW, WINDOW, fields, keys, new_keys, registry, seal_to, split
 
-from gateway.envelope import (
+from gateway.core.envelope import (
     DecryptionIdentity,
     EnvelopeError,
     RecipientKey,

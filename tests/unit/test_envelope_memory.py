@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from envelope_keys import NOW, WINDOW, fields, keys, registry
 
-from gateway.envelope import open, seal
+from gateway.core.envelope import open, seal
 
 pytestmark = pytest.mark.unit
 

@@ -21,7 +21,7 @@ from envelope_keys import (
     split,
 )
 
-from gateway.envelope import (
+from gateway.core.envelope import (
     EnvelopeError,
     SigningIdentity,
     check_ciphertext,
@@ -29,7 +29,7 @@ from gateway.envelope import (
     seal_bytes,
     verify,
 )
-from gateway.envelope.claimed import claimed_header
+from gateway.core.envelope.claimed import claimed_header
 
 pytestmark = pytest.mark.unit
 

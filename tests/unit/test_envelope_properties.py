@@ -7,7 +7,7 @@ from envelope_keys import NOW, WINDOW, keys, registry, seal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.envelope import EnvelopeError, check_ciphertext, open_bytes, verify
+from gateway.core.envelope import EnvelopeError, check_ciphertext, open_bytes, verify
 
 pytestmark = pytest.mark.unit
 

@@ -3,7 +3,7 @@
 import pytest
 from envelope_keys import NOW, registry, seal_to
 
-from gateway.envelope import EnvelopeError, verify
+from gateway.core.envelope import EnvelopeError, verify
 
 pytestmark = pytest.mark.unit
 

@@ -26,12 +26,12 @@ from envelope_keys import (
     split,
 )
 
-from gateway.envelope import EnvelopeError, open_bytes, verify
-from gateway.envelope.errors import Check
-from gateway.envelope.header import parse_header
-from gateway.envelope.segments import decrypt_segments, encrypt_segments
-from gateway.envelope.statement import content_statement
-from gateway.envelope.wrap import unwrap_content_key
+from gateway.core.envelope import EnvelopeError, open_bytes, verify
+from gateway.core.envelope.envelope_error import Check
+from gateway.core.envelope.header import parse_header
+from gateway.core.envelope.segments import decrypt_segments, encrypt_segments
+from gateway.core.envelope.statement import content_statement
+from gateway.core.envelope.wrap import unwrap_content_key
 
 pytestmark = pytest.mark.unit
 

@@ -11,9 +11,9 @@ import pytest
 from envelope_keys import NOW, SEGMENT, WINDOW, fields, keys, registry, seal_to, split
 from lxml import etree
 
-from gateway import xmlsafe
-from gateway.envelope import EnvelopeError, open_bytes, seal, seal_bytes, verify
-from gateway.resources import schemas_dir
+from gateway.core import xmlsafe
+from gateway.core.envelope import EnvelopeError, open_bytes, seal, seal_bytes, verify
+from gateway.core.resources import schemas_dir
 
 pytestmark = pytest.mark.unit
 

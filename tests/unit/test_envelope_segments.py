@@ -21,8 +21,8 @@ from envelope_keys import (
     split,
 )
 
-from gateway.envelope import EnvelopeError, open, open_bytes
-from gateway.envelope.segments import decrypt_segments, encrypt_segments
+from gateway.core.envelope import EnvelopeError, open, open_bytes
+from gateway.core.envelope.segments import decrypt_segments, encrypt_segments
 
 pytestmark = pytest.mark.unit
 

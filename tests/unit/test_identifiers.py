@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from gateway.identifiers import (
+from gateway.core.identifiers import (
     PNC_CHECK_LETTERS,
     IdentifierError,
     check_identifier,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import GatewayError
-from gateway.intake.config import Policy, Staff, parse_intake
+from gateway.config.intake_config import Policy, Staff, parse_intake
+from gateway.core.errors import GatewayError
 
 pytestmark = pytest.mark.unit
 

@@ -8,11 +8,11 @@ from email.policy import SMTP
 
 import pytest
 
-from gateway import schemas
+from gateway.core import schemas
+from gateway.core.resources import schemas_dir
 from gateway.intake.content import Payload, payload_of
 from gateway.intake.forms import FormError, fill, fill_in, is_form, template
 from gateway.intake.refusal import Refusal
-from gateway.resources import schemas_dir
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.intake.config import DomainRule, Policy, Staff
+from gateway.config.intake_config import DomainRule, Policy, Staff
 from gateway.intake.mime import MimeError, body_parts, encrypted_payload, entity, signed_parts
 from gateway.intake.refusal import Refusal
 from gateway.intake.trust import SignatureStatus, Verdict, classify, signer

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway import notices
-from gateway.deadlines import EscalationContact
+from gateway.core import notices
+from gateway.core.deadlines import EscalationContact
 from gateway.intake.bounces import Bounce, bounce_of
 from gateway.intake.forms import fill
 from gateway.intake.reminders import reminder_mail

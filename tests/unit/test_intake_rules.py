@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import GatewayError
-from gateway.intake import tokens
-from gateway.intake.config import DomainRule, IntakeConfig, Policy, parse_intake
-from gateway.intake.policy import Recipient, addressing, header_from, recipient, sender_rule
+from gateway.config.intake_config import DomainRule, IntakeConfig, Policy, parse_intake
+from gateway.core.errors import GatewayError
+from gateway.intake import reply_tokens
 from gateway.intake.refusal import Refusal
+from gateway.intake.sender_policy import Recipient, addressing, header_from, recipient, sender_rule
 from gateway.intake.smuggling import bare_line_break, smuggling_refusal
 
 pytestmark = pytest.mark.unit
@@ -95,8 +95,8 @@ def test_own_mailbox_is_accepted() -> None:
 
 
 def test_a_reply_token_is_ours_only_for_the_agency_it_was_made_for() -> None:
-    token = tokens.ReplyToken(REQUEST_ID, "hub", "health")
-    address = f"{tokens.local_part(KEY, token)}@intake.demo.example"
+    token = reply_tokens.ReplyToken(REQUEST_ID, "hub", "health")
+    address = f"{reply_tokens.local_part(KEY, token)}@intake.demo.example"
     assert len(address.split("@")[0]) <= 64
     assert recipient(address.upper(), config(), rule(), KEY) == Recipient("hub", token)
     for refused in (
@@ -109,7 +109,7 @@ def test_a_reply_token_is_ours_only_for_the_agency_it_was_made_for() -> None:
 
 
 def test_a_reply_answers_its_request_alone() -> None:
-    token = tokens.ReplyToken(REQUEST_ID, "hub", "health")
+    token = reply_tokens.ReplyToken(REQUEST_ID, "hub", "health")
     reply = Recipient("hub", token)
     assert addressing((reply,), "InformationResponse", None) == (("hub",), REQUEST_ID)
     assert addressing((Recipient("hub"),), "Referral", None) == (("hub",), None)

@@ -11,11 +11,11 @@ from email.policy import SMTP
 import pytest
 from lxml import etree
 
-from gateway import schemas
+from gateway.core import schemas
+from gateway.core.resources import schemas_dir
 from gateway.intake.content import Payload, payload_of
 from gateway.intake.refusal import Refusal
 from gateway.intake.triage import MAX_TEXT
-from gateway.resources import schemas_dir
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from gateway.keyed_locks import KeyedLocks
+from gateway.infra.keyed_locks import KeyedLocks
 
 pytestmark = pytest.mark.unit
 

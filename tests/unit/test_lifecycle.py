@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from gateway.errors import GatewayError
-from gateway.lifecycle import (
+from gateway.core.errors import GatewayError
+from gateway.core.lifecycle import (
     TERMINAL,
     Event,
     IllegalTransition,

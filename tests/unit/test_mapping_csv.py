@@ -10,7 +10,7 @@ from lxml import etree
 from adapters.mapping import MappingError
 from adapters.mapping.csv_mapping import CsvMapping
 from adapters.profile import BUILTIN
-from gateway import schemas
+from gateway.core import schemas
 
 pytestmark = pytest.mark.unit
 

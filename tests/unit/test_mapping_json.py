@@ -10,7 +10,7 @@ import pytest
 from adapters.mapping import MappingError
 from adapters.mapping.json_xslt import JsonXsltMapping
 from adapters.profile import BUILTIN
-from gateway import schemas
+from gateway.core import schemas
 
 pytestmark = pytest.mark.unit
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from gateway import metrics
-from gateway.config import ConfigError, parse_config
-from gateway.demo_area import demo_config
-from gateway.envelope.claimed import ClaimedFacts
-from gateway.errors import GatewayError
-from gateway.metrics_config import Listen, parse_listen, parse_metrics
-from gateway.registry import Agency, KeyUse, PublicKeyRecord, Registry
+from gateway.config.area_config import ConfigError, parse_config
+from gateway.config.metrics_config import Listen, parse_listen, parse_metrics
+from gateway.core.envelope.claimed import ClaimedFacts
+from gateway.core.errors import GatewayError
+from gateway.core.registry import Agency, KeyUse, PublicKeyRecord, Registry
+from gateway.demo.area import demo_config
+from gateway.services import metrics
 from gateway.store import DeadlineCount
 
 pytestmark = pytest.mark.unit

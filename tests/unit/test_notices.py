@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway import notices, schemas
+from gateway.core import notices, schemas
 
 pytestmark = pytest.mark.unit
 

@@ -162,7 +162,7 @@ def test_grafana_provisioning_points_at_the_dashboard_and_datasource() -> None:
 
 
 def test_alerts_and_dashboard_read_only_metrics_the_gateway_defines() -> None:
-    defined = set(METRIC_NAME.findall((ROOT / "gateway" / "metrics.py").read_text()))
+    defined = set(METRIC_NAME.findall((ROOT / "gateway" / "services" / "metrics.py").read_text()))
     readable = defined | {name + suffix for name in defined for suffix in HISTOGRAM_SUFFIXES}
     for path in (OPS / "alerts.yml", DASHBOARD):
         used = set(METRIC_NAME.findall(path.read_text()))

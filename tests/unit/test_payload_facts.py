@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 import pytest
 from lxml import etree
 
-from gateway import schemas
-from gateway.payload_facts import HeaderPayloadMismatch, merge, payload_facts
-from gateway.resources import schemas_dir
+from gateway.core import schemas
+from gateway.core.payload_facts import HeaderPayloadMismatch, merge, payload_facts
+from gateway.core.resources import schemas_dir
 
 pytestmark = pytest.mark.unit
 

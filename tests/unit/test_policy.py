@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.policy import (
+from gateway.core.sharing import (
     Agreement,
     Allowed,
     Denied,
@@ -18,7 +18,7 @@ from gateway.policy import (
     is_system_message,
     upn_allowed,
 )
-from gateway.vocabulary import agency_kinds
+from gateway.core.vocabulary import agency_kinds
 
 pytestmark = pytest.mark.unit
 

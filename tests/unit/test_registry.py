@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.registry import (
+from gateway.core.registry import (
     Agency,
     KeyRejected,
     KeyUse,

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway import report, report_view
-from gateway.deadline_rules import Deadline, Kind
-from gateway.lifecycle import State
-from gateway.resources import schemas_dir
+from gateway.core.deadline_rules import Deadline, Kind
+from gateway.core.lifecycle import State
+from gateway.core.resources import schemas_dir
+from gateway.core.xmlsafe import parse
 from gateway.store import MessageRecord, TimelineEntry
-from gateway.xmlsafe import parse
+from gateway.views import report, report_formats
 
 pytestmark = pytest.mark.unit
 
@@ -117,7 +117,7 @@ def test_every_format_carries_every_section() -> None:
         [],
         report.Repeats(28, 3, 1, 1),
     )
-    text = report_view.render(built, "text")
+    text = report_formats.render(built, "text")
     for heading in (
         "volumes:",
         "timeliness:",
@@ -126,10 +126,12 @@ def test_every_format_carries_every_section() -> None:
         "repeat referrals:",
     ):
         assert heading in text
-    csv_lines = report_view.render(built, "csv").splitlines()
+    csv_lines = report_formats.render(built, "csv").splitlines()
     assert csv_lines[0].startswith("section,") and any(
         line.startswith("repeat_referrals,") for line in csv_lines
     )
-    assert '"breaches_by_rag": [\n    {\n      "rag": "Amber"' in report_view.render(built, "json")
+    assert '"breaches_by_rag": [\n    {\n      "rag": "Amber"' in report_formats.render(
+        built, "json"
+    )
     empty = replace(built, failures=())
-    assert "delivery failures:\n  none" in report_view.render(empty, "text")
+    assert "delivery failures:\n  none" in report_formats.render(empty, "text")

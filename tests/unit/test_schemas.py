@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import schemas
-from gateway.errors import GatewayError
-from gateway.resources import schemas_dir
-from gateway.schemas import MESSAGE_TYPES, SchemaViolation
+from gateway.core import schemas
+from gateway.core.errors import GatewayError
+from gateway.core.resources import schemas_dir
+from gateway.core.schemas import MESSAGE_TYPES, SchemaViolation
 
 pytestmark = pytest.mark.unit
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from gateway.lifecycle import State
+from gateway.core.lifecycle import State
 from gateway.store import MessageRecord, TimelineEntry
-from gateway.timeline_view import case_view, message_view, printable, timestamp
+from gateway.views.timeline import case_view, message_view, printable, timestamp
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.resources import schemas_dir
+from gateway.core.resources import schemas_dir
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import pytest
 
-from gateway.xmlsafe import MAX_DEPTH, UnsafeXmlError, XmlLimits, parse
+from gateway.core.xmlsafe import MAX_DEPTH, UnsafeXmlError, XmlLimits, parse
 
 pytestmark = pytest.mark.unit
 

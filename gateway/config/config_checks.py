@@ -1,0 +1,28 @@
+"""Checks shared by the config sections' pure parsers: each error names its key path.
+
+Every section parser (deadlines, intake, adapters, metrics) takes the raw
+TOML value and a ``fail(key, problem)`` callback from gateway.config.area_config, so
+errors read alike without those modules importing the config parser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gateway.core.errors import GatewayError
+
+Fail = Callable[[str, str], GatewayError]
+
+
+def table(value: Any, key: str, fail: Fail) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise fail(key, "must be a table")
+    return value
+
+
+def known(doc: Mapping[str, Any], key: str, allowed: set[str], fail: Fail) -> None:
+    """Refuse unknown keys, so a misspelt one cannot silently leave a default in force."""
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise fail(f"{key}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")

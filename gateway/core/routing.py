@@ -1,0 +1,133 @@
+"""The router's decision for one verified ingress message: deliver, forward a receipt, or reject.
+
+Pure: header facts, the registry, the agreements, the date and (for replies)
+the original message's record in; a decision out. The router shell has
+already verified the signature, the header schema, the timestamp window and
+replay; this module decides who may receive what.
+
+Decisions written down here:
+- a message with any recipient it may not reach is rejected whole, never
+  partly delivered: the sender addressed one message and learns of one fate;
+- edges may not send NonDelivery or Escalation, and nobody but the router may
+  sign as the gateway principal;
+- a DeliveryReceipt must come from a recipient of the original, go back to
+  its sender only, and say in its signed header whether it is positive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+
+from gateway.core import lifecycle, sharing
+from gateway.core.registry import Registry
+from gateway.core.vocabulary import SYSTEM_PURPOSE
+from gateway.store import MessageRecord
+
+RECEIPT = "DeliveryReceipt"
+GATEWAY_ONLY_TYPES = frozenset({"NonDelivery", "Escalation"})
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the router may know of a message: its signed header, never its payload."""
+
+    message_id: str
+    message_type: str
+    sender: str
+    recipients: tuple[str, ...]
+    purpose: str
+    lawful_bases: tuple[str, ...]
+    in_reply_to: str | None = None
+    receipt_outcome: str | None = None  # "positive" | "negative", DeliveryReceipt only
+    receipt_check: str | None = None  # the failed check named by a negative receipt
+
+
+@dataclass(frozen=True)
+class Deliver:
+    recipients: tuple[str, ...]
+    agreement_ids: tuple[str, ...]
+    answers: str | None = None  # the InformationRequest this message answers
+
+
+@dataclass(frozen=True)
+class ForwardReceipt:
+    original_id: str
+    to: str
+    positive: bool
+
+
+@dataclass(frozen=True)
+class Reject:
+    check: str  # one of common.xsd's FailedCheck values
+    reason: str
+
+
+RoutingDecision = Deliver | ForwardReceipt | Reject
+
+
+def route(
+    facts: Facts,
+    registry: Registry,
+    agreements: Iterable[sharing.Agreement],
+    gateway: str,
+    on: date,
+    original: MessageRecord | None,
+) -> RoutingDecision:
+    """Decide what happens to ``facts``; ``original`` is the record of ``in_reply_to``, if any."""
+    if facts.sender == gateway:
+        return Reject("unknown-sender", "only the router itself signs as the gateway")
+    if facts.message_type in GATEWAY_ONLY_TYPES:
+        return Reject("policy", f"only the gateway issues {facts.message_type}")
+    unknown = next(
+        (r for r in facts.recipients if r not in registry.agencies or r == gateway), None
+    )
+    if unknown is not None:
+        return Reject("unknown-recipient", f"recipient {unknown!r} is not a registered agency")
+    if facts.sender in facts.recipients:
+        return Reject("policy", f"{facts.sender} addressed a message to itself")
+    if facts.message_type == RECEIPT:
+        return _receipt(facts, original)
+    if facts.purpose == SYSTEM_PURPOSE:
+        return Reject(
+            "policy", f"purpose {SYSTEM_PURPOSE} is for receipts and gateway notices only"
+        )
+    agreement_ids = []
+    for recipient in facts.recipients:
+        decision = sharing.decide(
+            agreements,
+            facts.sender,
+            recipient,
+            facts.message_type,
+            facts.purpose,
+            facts.lawful_bases,
+            on,
+        )
+        if isinstance(decision, sharing.Denied):
+            return Reject("policy", decision.reason)
+        agreement_ids.append(decision.agreement_id)
+    answered = (
+        original.message_id
+        if original is not None and lifecycle.answers(original.message_type, facts.message_type)
+        else None
+    )
+    return Deliver(facts.recipients, tuple(dict.fromkeys(agreement_ids)), answered)
+
+
+def _receipt(facts: Facts, original: MessageRecord | None) -> RoutingDecision:
+    if facts.purpose != SYSTEM_PURPOSE:
+        return Reject("policy", f"a receipt must have purpose {SYSTEM_PURPOSE}")
+    if facts.in_reply_to is None or original is None:
+        return Reject("policy", "a receipt must reply to a message the gateway routed")
+    if facts.sender not in original.recipients:
+        return Reject(
+            "policy", f"{facts.sender} receipted {original.message_id} but was not its recipient"
+        )
+    if facts.recipients != (original.sender,):
+        return Reject(
+            "policy", f"a receipt for {original.message_id} goes to {original.sender} only"
+        )
+    if facts.receipt_outcome not in {"positive", "negative"}:
+        return Reject("header-schema", "a receipt header must say whether it is positive")
+    return ForwardReceipt(original.message_id, original.sender, facts.receipt_outcome == "positive")
