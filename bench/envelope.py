@@ -49,6 +49,7 @@ from gateway.core.envelope import (
 )
 from gateway.core.envelope.protocol import HPKE_SUITE
 from gateway.core.registry import Agency, KeyUse, PublicKeyRecord, Registry, key_id_for
+from gateway.infra.spool import ciphertext_spool
 
 NOW = datetime(2025, 3, 3, 9, 30, tzinfo=UTC)
 WINDOW = TimeWindow(timedelta(hours=1), timedelta(minutes=5))
@@ -187,9 +188,9 @@ def envelope_2k(recipients: tuple[str, ...]) -> tuple[float, float]:
 def child(step: str, source: Path, target: Path) -> None:
     """One streaming step in this process; prints seconds and peak RSS in KiB."""
     started = time.perf_counter()
-    with source.open("rb") as reader, target.open("wb") as writer:
+    with source.open("rb") as reader, target.open("wb") as writer, ciphertext_spool() as spool:
         if step == "seal":
-            seal(fields(("health",)), reader, signer(), recipient_keys(("health",)), writer)
+            seal(fields(("health",)), reader, signer(), recipient_keys(("health",)), writer, spool)
         elif step == "open":
             open(reader, registry(), identity("health"), NOW, WINDOW, None, writer)
     elapsed = time.perf_counter() - started

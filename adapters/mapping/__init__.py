@@ -12,6 +12,16 @@ from typing import Protocol
 
 from gateway.core.errors import GatewayError
 
+__all__ = [
+    "Canonical",
+    "Mapped",
+    "Mapping",
+    "MappingError",
+    "csv_mapping",
+    "json_xslt",
+    "xslt",
+]
+
 
 class MappingError(GatewayError):
     """A native document does not map; the message names the file, row or line, and field.

@@ -1,1 +1,9 @@
 """Transports: how an adapter meets an agency system (a folder, HTTP), each way."""
+
+__all__ = [
+    "durable",
+    "filedrop",
+    "http_inbound",
+    "http_outbound",
+    "mesh",
+]

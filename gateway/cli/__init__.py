@@ -31,6 +31,11 @@ from gateway.cli import (
 from gateway.core.errors import GatewayError
 from gateway.infra import logs
 
+__all__ = [
+    "build_parser",
+    "main",
+]
+
 COMMAND_MODULES = (
     demo_cmd,
     init_cmd,

@@ -21,6 +21,7 @@ from gateway.core.errors import GatewayError
 from gateway.infra import keystore
 from gateway.infra.atomic import atomic_writer
 from gateway.infra.clock import utc_now
+from gateway.infra.spool import ciphertext_spool
 
 DEFAULT_PURPOSE = "child-safeguarding"
 DEFAULT_LAWFUL_BASES = ("uk-gdpr-6-1-e", "uk-gdpr-9-2-g-dpa-sch1-18")
@@ -80,8 +81,12 @@ def run_seal(args: argparse.Namespace) -> int:
         in_reply_to=args.in_reply_to,
         rag=args.rag,
     )
-    with args.file.open("rb") as plaintext, atomic_writer(args.output, 0o644) as out:
-        seal(fields, plaintext, signer, keys, out)
+    with (
+        args.file.open("rb") as plaintext,
+        atomic_writer(args.output, 0o644) as out,
+        ciphertext_spool() as spool,
+    ):
+        seal(fields, plaintext, signer, keys, out, spool)
     print(
         f"sealed {message_type} {fields.message_id} from {args.sender} "
         f"to {', '.join(recipients)} -> {args.output}"

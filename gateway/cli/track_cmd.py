@@ -12,14 +12,9 @@ import argparse
 import asyncio
 
 from gateway.config.area_config import AreaConfig, load_config
-from gateway.core.errors import GatewayError
 from gateway.infra.clock import utc_now
-from gateway.store import TrackingStore, store_from_url
-from gateway.views import timeline
-
-
-class NotTracked(GatewayError):
-    """The tracking store has no message with that id, or no case with that correlation id."""
+from gateway.services.tracking import case_report, message_report
+from gateway.store import store_from_url
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,34 +27,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run)
 
 
-async def message_report(store: TrackingStore, message_id: str, where: str) -> str:
-    message = await store.message(message_id)
-    if message is None:
-        raise NotTracked(f"no message {message_id!r} in the tracking store ({where})")
-    return timeline.message_view(message, await store.timeline(message_id))
-
-
-async def case_report(store: TrackingStore, correlation_id: str, where: str) -> str:
-    messages = await store.case_messages(correlation_id)
-    if not messages:
-        raise NotTracked(
-            f"no messages with correlation id {correlation_id!r} in the tracking store ({where})"
-        )
-    view = timeline.case_view(correlation_id, messages, await store.case_timeline(correlation_id))
-    deadlines = await store.case_deadlines(correlation_id)
-    if not deadlines:
-        return view
-    events = await store.case_deadline_events(correlation_id)
-    return f"{view}\n\n{timeline.deadlines_view(deadlines, events, utc_now())}"
-
-
 async def report(config: AreaConfig, message_id: str | None, correlation_id: str | None) -> str:
     store = store_from_url(config.store_url)
     where = f"[store].url in {config.path}"
     await store.open()
     try:
         if correlation_id is not None:
-            return await case_report(store, correlation_id, where)
+            return await case_report(store, correlation_id, where, utc_now())
         assert message_id is not None  # argparse requires one of the two
         return await message_report(store, message_id, where)
     finally:

@@ -1,0 +1,13 @@
+"""The gateway.toml parsers: text in, typed area configuration out.
+
+May import the core only.
+"""
+
+__all__ = [
+    "adapter_config",
+    "area_config",
+    "config_checks",
+    "deadline_config",
+    "intake_config",
+    "metrics_config",
+]

@@ -1,0 +1,27 @@
+"""The pure core: values in, values out; no IO, no clock, no asyncio.
+
+Envelope format, schemas, the sharing decision, routing and its plan of
+effects, the message lifecycle, deadlines and their rules, the audit chain,
+notices and identifiers. It imports nothing of the gateway's outside itself
+(tests/unit/test_layers.py).
+"""
+
+__all__ = [
+    "audit_chain",
+    "deadline_rules",
+    "deadlines",
+    "envelope",
+    "errors",
+    "identifiers",
+    "lifecycle",
+    "notices",
+    "payload_facts",
+    "records",
+    "registry",
+    "resources",
+    "routing",
+    "schemas",
+    "sharing",
+    "vocabulary",
+    "xmlsafe",
+]

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import date
 
 from gateway.core import lifecycle, sharing
+from gateway.core.records import MessageRecord
 from gateway.core.registry import Registry
 from gateway.core.vocabulary import SYSTEM_PURPOSE
-from gateway.store import MessageRecord
 
 RECEIPT = "DeliveryReceipt"
 GATEWAY_ONLY_TYPES = frozenset({"NonDelivery", "Escalation"})

@@ -35,7 +35,6 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from gateway.broker.vhost import admin_for, vhost_url
-from gateway.cli import init_cmd, track_cmd
 from gateway.config.area_config import DEFAULT_CONFIG_NAME, AreaConfig, load_config
 from gateway.core import deadlines as dl
 from gateway.core.errors import GatewayError
@@ -47,11 +46,13 @@ from gateway.core.xmlsafe import parse
 from gateway.demo import mail as demo_mail
 from gateway.demo.area import MAIL_ONLY_AGENCY
 from gateway.demo.mail import Officer
+from gateway.demo.setup import create_area
 from gateway.infra.clock import utc_now
 from gateway.intake import devkeys
 from gateway.intake.service import running_intake
 from gateway.services.edge import Delivered, Edge, Submission
 from gateway.services.router import run_router
+from gateway.services.tracking import case_report
 from gateway.store import TrackingStore, store_from_url
 
 EDGE_PARTNERS = ("health", "csc", "probation")
@@ -249,7 +250,7 @@ async def run(area: Path, base_url: str, say: Callable[[str], None] = print) -> 
 
 
 async def _run_in(area: Path, url: str, vhost: str, say: Callable[[str], None]) -> str:
-    init_cmd.create_area(area, url, replace=True, say=say)
+    create_area(area, url, replace=True, say=say)
     config = load_config(str(area / DEFAULT_CONFIG_NAME))
     store = store_from_url(config.store_url)
     await store.open()
@@ -281,7 +282,7 @@ async def _run_in(area: Path, url: str, vhost: str, say: Callable[[str], None]) 
                 raise case.failure
             await _wait_settled(store, case.correlation_id)
         say("\nCase timeline (ids, states and times only):")
-        say(await track_cmd.case_report(store, case.correlation_id, config.store_url))
+        say(await case_report(store, case.correlation_id, config.store_url, utc_now()))
         return case.correlation_id
     finally:
         for edge in case.edges.values():

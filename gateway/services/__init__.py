@@ -1,0 +1,15 @@
+"""The long-running shells: router, edge, escalator, audit log, metrics serving.
+
+They carry out what the core decides, over the broker and the store.
+"""
+
+__all__ = [
+    "audit_log",
+    "edge",
+    "escalator",
+    "metrics",
+    "metrics_server",
+    "queue_depths",
+    "router",
+    "tracking",
+]

@@ -39,10 +39,11 @@ from gateway.core.deadline_rules import Deadline, EscalationPlan
 from gateway.core.deadlines import DeadlinePolicy
 from gateway.core.envelope import HeaderFields, SigningIdentity, recipient_keys, seal_bytes
 from gateway.core.errors import GatewayError
+from gateway.core.records import Firing, record_of
 from gateway.core.vocabulary import SYSTEM_PURPOSE
 from gateway.infra.clock import utc_now
 from gateway.services import audit_log, metrics
-from gateway.store import Firing, TrackingStore, record_of
+from gateway.store import TrackingStore
 
 log = structlog.get_logger("gateway.services.escalator")
 

@@ -43,9 +43,9 @@ from prometheus_client.registry import Collector
 from gateway.core import vocabulary
 from gateway.core.envelope import HeaderFields
 from gateway.core.envelope.claimed import ClaimedFacts
+from gateway.core.records import DeadlineCount, MessageRecord
 from gateway.core.registry import Registry
 from gateway.infra.clock import utc_now
-from gateway.store import DeadlineCount, MessageRecord
 
 # The _created series double the exposition and no dashboard or alert here reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]

@@ -53,13 +53,14 @@ from gateway.core.envelope import (
 from gateway.core.envelope.claimed import ClaimedFacts, claimed_facts
 from gateway.core.errors import GatewayError
 from gateway.core.lifecycle import Event, IllegalTransition, State
+from gateway.core.records import ClaimResult, DeadlineChanges, record_of
 from gateway.core.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
 from gateway.infra import keystore
 from gateway.infra.clock import utc_now
 from gateway.infra.keyed_locks import KeyedLocks
 from gateway.services import audit_log, metrics
 from gateway.services.escalator import DEFAULT_TICK_S, Escalator, EscalatorChannels, run_escalator
-from gateway.store import ClaimResult, DeadlineChanges, TrackingStore, record_of
+from gateway.store import TrackingStore
 
 log = structlog.get_logger("gateway.services.router")
 

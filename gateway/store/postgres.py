@@ -28,8 +28,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from gateway.core.deadline_rules import Closure, Deadline, Reschedule
 from gateway.core.lifecycle import Event, Outcome, State, transition
-from gateway.infra.clock import utc_now
-from gateway.store import (
+from gateway.core.records import (
     Admission,
     ClaimResult,
     DeadlineChanges,
@@ -39,10 +38,10 @@ from gateway.store import (
     Fire,
     Firing,
     MessageRecord,
-    StoreError,
     TimelineEntry,
-    UnknownMessage,
 )
+from gateway.infra.clock import utc_now
+from gateway.store import StoreError, UnknownMessage
 from gateway.store.migrations import POSTGRES, migrations, migrations_table
 from gateway.store.rows import DEADLINE_COLUMNS, closing_event, deadline_of
 

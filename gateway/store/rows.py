@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.core.deadline_rules import Closure, Deadline, Kind
-from gateway.store import DeadlineEvent
+from gateway.core.records import DeadlineEvent
 
 Instant = Callable[[Any], datetime]
 

@@ -1,0 +1,11 @@
+"""Text views of what the store knows: timelines, overdue lists, reports.
+
+Pure like the core (records in, text out), and may import only the core.
+"""
+
+__all__ = [
+    "overdue",
+    "report",
+    "report_formats",
+    "timeline",
+]

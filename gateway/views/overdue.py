@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from gateway.core.deadline_rules import Deadline
-from gateway.store import DeadlineCount
+from gateway.core.records import DeadlineCount
 from gateway.views.timeline import printable, timestamp
 
 COUNT_HEADINGS = ("AGENCY", "KIND", "RAG", "OPEN", "OVERDUE", "BREACHED")

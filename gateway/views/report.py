@@ -25,8 +25,8 @@ from statistics import median, quantiles
 from lxml import etree
 
 from gateway.core.deadline_rules import Deadline
+from gateway.core.records import MessageRecord, TimelineEntry
 from gateway.core.schemas import NAMESPACE
-from gateway.store import MessageRecord, TimelineEntry
 
 NEGATIVE_RECEIPT = "negative receipt from "
 

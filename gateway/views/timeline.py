@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from gateway.core.deadline_rules import Deadline
 from gateway.core.lifecycle import State
-from gateway.store import DeadlineEvent, DeadlineEventEntry, MessageRecord, TimelineEntry
+from gateway.core.records import DeadlineEvent, DeadlineEventEntry, MessageRecord, TimelineEntry
 
 STATE_WIDTH = max(len(s.value) for s in State)
 TIME_WIDTH = len("2026-01-01T00:00:00.000Z")

@@ -23,12 +23,12 @@ from gateway.broker import topology
 from gateway.broker.vhost import BrokerAdmin
 from gateway.core import deadlines as dl
 from gateway.core.deadline_rules import Deadline, Kind
+from gateway.core.records import DeadlineEvent
 from gateway.core.resources import schemas_dir
 from gateway.core.schemas import NAMESPACE
 from gateway.core.xmlsafe import parse
 from gateway.infra.clock import utc_now
 from gateway.services.edge import Submission
-from gateway.store import DeadlineEvent
 from tests.integration.conftest import AMQP_URL
 from tests.integration.exchange_harness import Exchange, eventually, running_exchange
 

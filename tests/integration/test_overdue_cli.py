@@ -15,8 +15,9 @@ from gateway.config.area_config import load_config
 from gateway.core import deadline_rules as rules
 from gateway.core.deadline_rules import Routed
 from gateway.core.lifecycle import Event
+from gateway.core.records import DeadlineChanges, MessageRecord
 from gateway.infra.clock import utc_now
-from gateway.store import DeadlineChanges, MessageRecord, store_from_url
+from gateway.store import store_from_url
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,10 @@ import pytest
 from gateway.cli import main
 from gateway.config.area_config import load_config
 from gateway.core.lifecycle import Event
+from gateway.core.records import MessageRecord
 from gateway.core.resources import schemas_dir
 from gateway.infra.clock import utc_now
-from gateway.store import MessageRecord, store_from_url
+from gateway.store import store_from_url
 
 pytestmark = pytest.mark.integration
 

@@ -11,16 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway.core.lifecycle import Event, IllegalTransition, State
-from gateway.store import (
-    Admission,
-    ClaimResult,
-    MessageRecord,
-    StoreError,
-    TimelineEntry,
-    TrackingStore,
-    UnknownMessage,
-    store_from_url,
-)
+from gateway.core.records import Admission, ClaimResult, MessageRecord, TimelineEntry
+from gateway.store import StoreError, TrackingStore, UnknownMessage, store_from_url
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import MIGRATIONS, SqliteStore
 

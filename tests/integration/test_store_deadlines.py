@@ -12,14 +12,8 @@ from gateway.core import deadline_rules as rules
 from gateway.core import deadlines as dl
 from gateway.core.deadline_rules import Deadline, Kind, Routed
 from gateway.core.lifecycle import Event, State
-from gateway.store import (
-    DeadlineChanges,
-    DeadlineEvent,
-    Fire,
-    Firing,
-    MessageRecord,
-    TrackingStore,
-)
+from gateway.core.records import DeadlineChanges, DeadlineEvent, Fire, Firing, MessageRecord
+from gateway.store import TrackingStore
 from gateway.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,8 @@ import pytest
 from gateway.cli import main
 from gateway.config.area_config import load_config
 from gateway.core.lifecycle import State
-from gateway.store import MessageRecord, store_from_url
+from gateway.core.records import MessageRecord
+from gateway.store import store_from_url
 
 pytestmark = pytest.mark.integration
 

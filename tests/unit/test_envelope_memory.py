@@ -11,6 +11,7 @@ import pytest
 from envelope_keys import NOW, WINDOW, fields, keys, registry
 
 from gateway.core.envelope import open, seal
+from gateway.infra.spool import ciphertext_spool
 
 pytestmark = pytest.mark.unit
 
@@ -28,8 +29,9 @@ def test_64_mib_seals_and_opens_through_files_with_bounded_python_memory(tmp_pat
             expected.update(BLOCK)
     tracemalloc.start()
     try:
-        with source.open("rb") as plaintext, sealed.open("wb") as out:
-            seal(fields(), plaintext, keys("police").signer(), [keys("health").recipient()], out)
+        with source.open("rb") as plaintext, sealed.open("wb") as out, ciphertext_spool() as spool:
+            signer, recipient = keys("police").signer(), keys("health").recipient()
+            seal(fields(), plaintext, signer, [recipient], out, spool)
         _, seal_peak = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
         with sealed.open("rb") as container, opened_path.open("wb") as out:

@@ -66,6 +66,7 @@ def test_seal_returns_the_header_that_verify_reads_back() -> None:
         keys("police").signer(),
         [keys(a).recipient() for a in FIVE],
         out,
+        io.BytesIO(),
         segment_size=SEGMENT,
     )
     verified = verify(out.getvalue(), registry(), NOW, WINDOW, None)

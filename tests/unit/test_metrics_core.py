@@ -12,10 +12,10 @@ from gateway.config.area_config import ConfigError, parse_config
 from gateway.config.metrics_config import Listen, parse_listen, parse_metrics
 from gateway.core.envelope.claimed import ClaimedFacts
 from gateway.core.errors import GatewayError
+from gateway.core.records import DeadlineCount
 from gateway.core.registry import Agency, KeyUse, PublicKeyRecord, Registry
 from gateway.demo.area import demo_config
 from gateway.services import metrics
-from gateway.store import DeadlineCount
 
 pytestmark = pytest.mark.unit
 

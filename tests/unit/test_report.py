@@ -9,9 +9,9 @@ import pytest
 
 from gateway.core.deadline_rules import Deadline, Kind
 from gateway.core.lifecycle import State
+from gateway.core.records import MessageRecord, TimelineEntry
 from gateway.core.resources import schemas_dir
 from gateway.core.xmlsafe import parse
-from gateway.store import MessageRecord, TimelineEntry
 from gateway.views import report, report_formats
 
 pytestmark = pytest.mark.unit

@@ -5,10 +5,10 @@ from datetime import UTC, date, datetime
 import pytest
 
 from gateway.core.lifecycle import State
+from gateway.core.records import MessageRecord
 from gateway.core.registry import Agency, Registry
 from gateway.core.routing import Deliver, Facts, ForwardReceipt, Reject, route
 from gateway.core.sharing import Agreement
-from gateway.store import MessageRecord
 
 pytestmark = pytest.mark.unit
 

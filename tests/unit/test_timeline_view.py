@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from gateway.core.lifecycle import State
-from gateway.store import MessageRecord, TimelineEntry
+from gateway.core.records import MessageRecord, TimelineEntry
 from gateway.views.timeline import case_view, message_view, printable, timestamp
 
 pytestmark = pytest.mark.unit

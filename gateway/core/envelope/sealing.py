@@ -1,18 +1,18 @@
 """Sealing: sign, encrypt for the listed recipients, and write one container.
 
-The header carries the ciphertext digest, so the ciphertext is spooled
-(in memory up to a few MiB, then a temporary file) and copied out after the
-signed header: memory stays bounded whatever the payload size. Only
-ciphertext ever reaches the spool's disk file, never plaintext.
+The header carries the ciphertext digest, so the ciphertext is written to a
+spool the caller provides and copied out after the signed header. A shell
+sealing a large payload passes a temporary file (memory stays bounded
+whatever the size; only ciphertext ever reaches it, never plaintext);
+``seal_bytes`` spools in memory, since its plaintext is in memory already.
+The spool is the caller's so that this module touches no file and stays pure.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
-import shutil
-import tempfile
+import secrets
 from collections.abc import Sequence
 from typing import BinaryIO
 
@@ -31,7 +31,6 @@ from gateway.core.envelope.statement import content_statement
 from gateway.core.envelope.wrap import wrap_content_key
 from gateway.core.registry import KeyUse, key_id_for
 
-SPOOL_IN_MEMORY_BYTES = 4 * 1024 * 1024
 COPY_CHUNK_BYTES = 1024 * 1024
 
 
@@ -70,11 +69,16 @@ def seal(
     signer: SigningIdentity,
     recipients: Sequence[RecipientKey],
     out: BinaryIO,
+    spool: BinaryIO,
     segment_size: int = DEFAULT_SEGMENT_SIZE,
 ) -> Header:
-    """Read ``plaintext`` to its end and write the sealed container to ``out``."""
+    """Read ``plaintext`` to its end and write the sealed container to ``out``.
+
+    ``spool`` is an empty, seekable binary file that holds the ciphertext
+    until the signed header, which names its digest, has been written.
+    """
     by_agency = _check_keys(fields, signer, recipients)
-    content_key = os.urandom(CONTENT_KEY_BYTES)
+    content_key = secrets.token_bytes(CONTENT_KEY_BYTES)
     wrapped = tuple(
         wrap_content_key(content_key, fields.message_id, by_agency[agency])
         for agency in fields.recipients
@@ -87,14 +91,14 @@ def seal(
         )
         return signer.private_key.sign(statement)
 
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES, mode="w+b") as spool:
-        payload = encrypt_segments(
-            content_key, fields.message_id, plaintext, segment_size, sign_content, spool
-        )
-        raw = header_bytes(element, payload.ciphertext_sha256, payload.ciphertext_length)
-        out.write(encode_head(raw, signer.private_key.sign(HEADER_SIGNATURE_LABEL + raw)))
-        spool.seek(0)
-        shutil.copyfileobj(spool, out, COPY_CHUNK_BYTES)
+    payload = encrypt_segments(
+        content_key, fields.message_id, plaintext, segment_size, sign_content, spool
+    )
+    raw = header_bytes(element, payload.ciphertext_sha256, payload.ciphertext_length)
+    out.write(encode_head(raw, signer.private_key.sign(HEADER_SIGNATURE_LABEL + raw)))
+    spool.seek(0)
+    while chunk := spool.read(COPY_CHUNK_BYTES):
+        out.write(chunk)
     return Header(
         fields=fields,
         signing_key_id=signer.key_id,
@@ -115,5 +119,5 @@ def seal_bytes(
     segment_size: int = DEFAULT_SEGMENT_SIZE,
 ) -> bytes:
     out = io.BytesIO()
-    seal(fields, io.BytesIO(plaintext), signer, recipients, out, segment_size)
+    seal(fields, io.BytesIO(plaintext), signer, recipients, out, io.BytesIO(), segment_size)
     return out.getvalue()

@@ -1,0 +1,125 @@
+"""The facts the tracking store keeps, as plain values the core and the views can read.
+
+The store (gateway/store) persists them; routing, the views and the
+escalator's rules compute with them. They live in the core so that nothing
+pure imports the store to name them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from gateway.core.deadline_rules import Closure, Deadline, EscalationPlan, Reschedule
+from gateway.core.envelope import HeaderFields
+from gateway.core.lifecycle import State
+
+
+class ClaimResult(StrEnum):
+    FIRST = "first"  # never seen: process it
+    REPEAT = "repeat"  # the same header seen again: an at-least-once redelivery, skip quietly
+    REPLAY = "replay"  # a different header reusing the id: reject as a replay
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The outcome of admitting a message: its claim, and its state after admission.
+
+    ``state`` is None for a replay; for a repeat it is where the first
+    delivery got to, so the router knows whether to finish the work.
+    """
+
+    claim: ClaimResult
+    state: State | None
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """The header facts the router tracks, and the message's current state."""
+
+    message_id: str
+    correlation_id: str
+    in_reply_to: str | None
+    message_type: str
+    sender: str
+    recipients: tuple[str, ...]
+    rag: str | None
+    deadline: datetime | None
+    created_at: datetime
+    state: State = State.SUBMITTED
+
+
+def record_of(fields: HeaderFields) -> MessageRecord:
+    """The facts the store keeps of a message, from its verified header."""
+    return MessageRecord(
+        message_id=fields.message_id,
+        correlation_id=fields.correlation_id,
+        in_reply_to=fields.in_reply_to,
+        message_type=fields.message_type,
+        sender=fields.sender,
+        recipients=fields.recipients,
+        rag=fields.rag,
+        deadline=fields.deadline,
+        created_at=fields.created_at,
+    )
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    message_id: str
+    state: State
+    at: datetime
+    reason: str | None = None
+    detail: str | None = None
+
+
+class DeadlineEvent(StrEnum):
+    RERATED = "rerated"
+    ESCALATED = "escalated"
+    MET = "met"
+    MET_LATE = "met-late"
+    ENDED = "ended"  # closed without being met: a negative receipt or a rejection
+
+
+@dataclass(frozen=True)
+class DeadlineEventEntry:
+    deadline_id: str
+    at: datetime
+    event: DeadlineEvent
+    level: int | None = None
+    message_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class DeadlineChanges:
+    """What a state change does to deadlines, applied in the same transaction."""
+
+    opened: Sequence[Deadline] = ()
+    closures: Sequence[Closure] = ()
+    reschedules: Sequence[Reschedule] = ()
+
+
+@dataclass(frozen=True)
+class Firing:
+    """An escalation that was sent: the plan, and the message to record as routed."""
+
+    plan: EscalationPlan
+    record: MessageRecord
+
+
+Fire = Callable[[list[Deadline]], Awaitable[list[Firing]]]
+
+
+@dataclass(frozen=True)
+class DeadlineCount:
+    """Deadlines owed by one agency, of one kind and RAG: counts only, for `overdue` and metrics."""
+
+    agency: str
+    kind: str
+    rag: str | None
+    open: int
+    overdue: int  # open and past due
+    breached: int  # past due at any time, open or closed
