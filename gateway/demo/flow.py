@@ -14,7 +14,7 @@
    decision and sends it to the police.
 
 Each agency with a system is an Edge with a handler that plays its case
-system; housing's side of the mail is demo_mail.py, and the intake runs as
+system; housing's side of the mail is mail.py, and the intake runs as
 `mash-gateway intake` would, on free ports. The router runs beside them on
 a shortened clock (``DEMO_POLICY``: an Amber answer is due in seconds, not
 working days). The payloads are the shipped examples, re-dated so the

@@ -1,6 +1,6 @@
 """The demo's e-mail-only agency: housing's officer, their mail client and their mail server.
 
-Housing has no case system, only e-mail and a PGP key (demo_area.py). A
+Housing has no case system, only e-mail and a PGP key (area.py). A
 deployment owns neither end of that mail; the demo plays both, so the round
 trip runs on one machine:
 

@@ -43,7 +43,7 @@ def create(config: IntakeConfig, public_dir: Path, now: datetime, replace: bool)
 
 
 def write_reply_key(config: IntakeConfig) -> None:
-    """The secret that tags reply-token addresses (tokens.py), 0600."""
+    """The secret that tags reply-token addresses (reply_tokens.py), 0600."""
     config.reply_key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(config.reply_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
