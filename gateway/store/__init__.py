@@ -4,10 +4,15 @@ It holds header facts, states, claims and edge idempotency marks; never a
 payload, never personal data. ``reason`` and ``detail`` carry check names,
 ids and digests only.
 
-``TrackingStore`` is the contract. SQLite (embedded, zero set-up) is the
-default; PostgreSQL is for several routers sharing one store. Both pass the
-same suite (tests/integration/test_store.py). Every timestamp is passed in
-by the caller as a timezone-aware datetime: the store never reads a clock.
+``TrackingStore`` is the contract, the union of one Protocol per role
+(``HandledMarks`` for the edge, ``RouterStore``, ``EscalatorStore``, and the
+read-only ``CaseReader``, ``OverdueReader``, ``ReportReader``). SQLite
+(embedded, zero set-up) is the default; PostgreSQL is for several routers
+sharing one store. One implementation serves both (``sql_store``, over the
+``dialect`` each driver, ``sqlite`` and ``postgres``, fills in), and both
+pass the same suite (tests/integration/test_store.py). Every timestamp is
+passed in by the caller as a timezone-aware datetime: the store never reads
+a clock.
 
 Deadlines live here too: the router opens and closes them in the same
 transaction as the state change that causes it, and the escalator fires
@@ -22,10 +27,9 @@ from typing import Protocol
 
 from gateway.core.deadline_rules import Deadline
 from gateway.core.errors import GatewayError
-from gateway.core.lifecycle import Event, Outcome, State
+from gateway.core.lifecycle import Event, Outcome
 from gateway.core.records import (
     Admission,
-    ClaimResult,
     DeadlineChanges,
     DeadlineCount,
     DeadlineEventEntry,
@@ -37,9 +41,15 @@ from gateway.core.records import (
 __all__ = [
     "POSTGRES_PREFIXES",
     "SQLITE_PREFIX",
+    "CaseReader",
+    "EscalatorStore",
+    "HandledMarks",
+    "OverdueReader",
+    "ReportReader",
+    "RouterStore",
     "StoreError",
+    "StoreReader",
     "TrackingStore",
-    "UnknownMessage",
     "store_from_url",
 ]
 
@@ -48,28 +58,21 @@ class StoreError(GatewayError):
     """The tracking store cannot be opened or refused a write; the message names which."""
 
 
-class UnknownMessage(StoreError):
-    """A transition for a message id the store has never recorded."""
+# One Protocol per role, so each service is given only what it uses.
 
 
-class TrackingStore(Protocol):
-    async def open(self) -> None:
-        """Connect and apply pending schema migrations (idempotent)."""
+class HandledMarks(Protocol):
+    """The edge's idempotency marks: which messages its agency has handed to its system."""
 
-    async def close(self) -> None: ...
+    async def mark_handled(self, agency: str, message_id: str) -> bool:
+        """True the first time ``agency`` handles ``message_id`` only."""
 
-    async def record_submitted(self, message: MessageRecord, at: datetime) -> bool:
-        """Record a new message in state submitted; False if its id is already recorded."""
+    async def was_handled(self, agency: str, message_id: str) -> bool:
+        """Whether ``agency`` has already handed ``message_id`` to its system."""
 
-    async def record_transition(
-        self,
-        message_id: str,
-        state: State,
-        at: datetime,
-        reason: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        """Append a transition and make ``state`` current; rejected needs a reason."""
+
+class RouterStore(Protocol):
+    """What the router records of each message, and reads back to decide."""
 
     async def admit(self, message: MessageRecord, header_digest: str, at: datetime) -> Admission:
         """Claim the id for the header digest and record the message, atomically."""
@@ -86,14 +89,35 @@ class TrackingStore(Protocol):
         """Apply ``event`` via the lifecycle, and ``deadlines``, atomically.
 
         None for an unknown message. Raises IllegalTransition (writing
-        nothing) for an impossible move. Deadline changes are idempotent, so
-        a redelivered message may apply them again.
+        nothing) for an impossible move, StoreError for a rejection without
+        a reason. Deadline changes are idempotent, so a redelivered message
+        may apply them again.
         """
 
-    async def claim_message(self, message_id: str, header_digest: str) -> ClaimResult:
-        """Claim a message id for the digest of its header, atomically."""
-
     async def message(self, message_id: str) -> MessageRecord | None: ...
+
+    async def case_deadlines(self, correlation_id: str) -> list[Deadline]: ...
+
+
+class EscalatorStore(Protocol):
+    """What the escalator fires, and the deadline gauges it refreshes."""
+
+    async def fire_due(self, now: datetime, limit: int, fire: Fire) -> int:
+        """Hand up to ``limit`` deadlines whose next firing is due to ``fire``; record its firings.
+
+        A deadline is handed to one caller at a time, across processes on
+        PostgreSQL. If ``fire`` raises, nothing is recorded and the deadlines
+        stay due. Returns the number of firings recorded.
+        """
+
+    async def deadline_counts(self, now: datetime) -> list[DeadlineCount]: ...
+
+
+class CaseReader(Protocol):
+    """A message's or a case's story: ``track``, an agency's status requests, the demo."""
+
+    async def message(self, message_id: str) -> MessageRecord | None:
+        """The message's header facts and current state; None if never recorded."""
 
     async def timeline(self, message_id: str) -> list[TimelineEntry]:
         """A message's transitions, oldest first."""
@@ -104,31 +128,27 @@ class TrackingStore(Protocol):
     async def case_timeline(self, correlation_id: str) -> list[TimelineEntry]:
         """Every transition of every message of a case, oldest first."""
 
-    async def mark_handled(self, agency: str, message_id: str) -> bool:
-        """True the first time ``agency`` handles ``message_id`` only: the edge's idempotency."""
-
-    async def was_handled(self, agency: str, message_id: str) -> bool:
-        """Whether ``agency`` has already handed ``message_id`` to its system."""
-
-    async def fire_due(self, now: datetime, limit: int, fire: Fire) -> int:
-        """Hand up to ``limit`` deadlines whose next firing is due to ``fire``; record its firings.
-
-        A deadline is handed to one caller at a time, across processes on
-        PostgreSQL. If ``fire`` raises, nothing is recorded and the deadlines
-        stay due. Returns the number of firings recorded.
-        """
-
     async def case_deadlines(self, correlation_id: str) -> list[Deadline]:
         """The deadlines of a case, by start then id."""
 
     async def case_deadline_events(self, correlation_id: str) -> list[DeadlineEventEntry]:
         """Every deadline event of a case, oldest first."""
 
+
+class OverdueReader(Protocol):
+    """``overdue``: who owes what, and how late."""
+
     async def deadline_counts(self, now: datetime) -> list[DeadlineCount]:
         """Open, overdue and breached deadlines by agency, kind and RAG."""
 
     async def overdue_deadlines(self, now: datetime, limit: int) -> list[Deadline]:
         """Open deadlines past due, most overdue first."""
+
+
+class ReportReader(Protocol):
+    """``report``: a period's volumes, response times and delivery failures."""
+
+    async def message(self, message_id: str) -> MessageRecord | None: ...
 
     async def messages_between(self, start: datetime, end: datetime) -> list[MessageRecord]:
         """Messages created in [start, end), oldest first: the report's volumes."""
@@ -138,6 +158,19 @@ class TrackingStore(Protocol):
 
     async def rejections_between(self, start: datetime, end: datetime) -> list[TimelineEntry]:
         """Rejected transitions in [start, end), oldest first: the report's delivery failures."""
+
+
+class StoreReader(CaseReader, OverdueReader, ReportReader, Protocol):
+    """Everything the store tells without changing it: what an operator's console shows."""
+
+
+class TrackingStore(HandledMarks, RouterStore, EscalatorStore, StoreReader, Protocol):
+    """The whole store: every role's methods, and opening and closing it."""
+
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations (idempotent)."""
+
+    async def close(self) -> None: ...
 
 
 SQLITE_PREFIX = "sqlite:///"

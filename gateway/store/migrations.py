@@ -2,8 +2,8 @@
 
 One schema for both stores: the statements are written once, with the few
 column types that differ between SQLite and PostgreSQL left as
-placeholders that each ``Dialect`` fills in, so the two stores cannot
-drift apart and ``schema_version`` means the same on both.
+``{fragment}``s that each ``Dialect`` fills in, so the two stores cannot
+drift apart and a schema version means the same on both.
 
 A released migration is never edited: a change is a new, higher version.
 Each migration is a tuple of single statements so it can run, with its
@@ -22,38 +22,17 @@ class Migration:
     statements: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Dialect:
-    """The column types that differ between the stores."""
-
-    instant: str  # a UTC timestamp
-    sequence_key: str  # an increasing integer primary key
-    flag: str  # a boolean column that defaults to false
-
-
-# Timestamps are fixed-width UTC ISO-8601 text, so text order is time order.
-SQLITE = Dialect(
-    instant="TEXT",
-    sequence_key="INTEGER PRIMARY KEY AUTOINCREMENT",
-    flag="INTEGER NOT NULL DEFAULT 0",
-)
-POSTGRES = Dialect(
-    instant="TIMESTAMPTZ",
-    sequence_key="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-    flag="BOOLEAN NOT NULL DEFAULT FALSE",
-)
-
 STATES = "('submitted', 'routed', 'delivered', 'answered', 'rejected')"
 DEADLINE_EVENTS = "('rerated', 'escalated', 'met', 'met-late', 'ended')"
 
-_MIGRATIONS_TABLE = """
+MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version     INTEGER PRIMARY KEY,
     description TEXT NOT NULL,
     applied_at  {instant} NOT NULL
 )"""
 
-_MIGRATIONS: tuple[Migration, ...] = (
+MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
         "messages, recipients, transitions, claims, handled",
@@ -139,26 +118,3 @@ _MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
 )
-
-
-def migrations_table(dialect: Dialect) -> str:
-    return _MIGRATIONS_TABLE.format(instant=dialect.instant)
-
-
-def migrations(dialect: Dialect) -> tuple[Migration, ...]:
-    """Every migration, its statements in ``dialect``."""
-    return tuple(
-        Migration(
-            m.version,
-            m.description,
-            tuple(
-                s.format(
-                    instant=dialect.instant,
-                    sequence_key=dialect.sequence_key,
-                    flag=dialect.flag,
-                )
-                for s in m.statements
-            ),
-        )
-        for m in _MIGRATIONS
-    )

@@ -38,7 +38,7 @@ async def routed_request(config_path: Path, message_id: str, rag: str, hours_ago
         request = Routed(
             message_id, f"CASE-{message_id}", "InformationRequest", "hub", ("police",), rag=rag
         )
-        await store.record_submitted(
+        await store.admit(
             MessageRecord(
                 message_id,
                 request.correlation_id,
@@ -50,6 +50,7 @@ async def routed_request(config_path: Path, message_id: str, rag: str, hours_ago
                 None,
                 at,
             ),
+            f"digest-{message_id}",
             at,
         )
         opened = rules.opened_by(request, at, config.deadlines, config.hub)

@@ -33,7 +33,7 @@ async def record_referrals(config_path: Path, ids: list[str], days_apart: int) -
             record = MessageRecord(
                 message_id, f"CASE-{n}", None, "Referral", "police", ("hub",), None, None, at
             )
-            await store.record_submitted(record, at)
+            await store.admit(record, f"digest-{message_id}", at)
             await store.advance(message_id, Event.ROUTED, at)
     finally:
         await store.close()

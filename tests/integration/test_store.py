@@ -12,9 +12,10 @@ import pytest
 
 from gateway.core.lifecycle import Event, IllegalTransition, State
 from gateway.core.records import Admission, ClaimResult, MessageRecord, TimelineEntry
-from gateway.store import StoreError, TrackingStore, UnknownMessage, store_from_url
+from gateway.store import StoreError, TrackingStore, store_from_url
+from gateway.store.migrations import MIGRATIONS
 from gateway.store.postgres import PostgresStore
-from gateway.store.sqlite import MIGRATIONS, SqliteStore
+from gateway.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.integration
 
@@ -37,26 +38,32 @@ def record(message_id: str, **changes: object) -> MessageRecord:
     return MessageRecord(**{**facts, **changes})  # type: ignore[arg-type]
 
 
-async def test_a_submitted_message_reads_back_with_its_facts(store: TrackingStore) -> None:
-    assert await store.record_submitted(record("m-1"), at=T0)
+async def admit(store: TrackingStore, message: MessageRecord, at: datetime) -> Admission:
+    """Admit ``message`` as the router does, its header digest named for its id."""
+    return await store.admit(message, f"digest-{message.message_id}", at)
+
+
+async def test_an_admitted_message_reads_back_with_its_facts(store: TrackingStore) -> None:
+    assert await admit(store, record("m-1"), T0) == Admission(ClaimResult.FIRST, State.SUBMITTED)
     assert await store.message("m-1") == record("m-1")
     assert await store.message("m-unknown") is None
 
 
-async def test_recording_the_same_message_twice_changes_nothing(store: TrackingStore) -> None:
-    assert await store.record_submitted(record("m-1"), at=T0)
-    await store.record_transition("m-1", State.ROUTED, T0 + timedelta(seconds=1))
-    assert not await store.record_submitted(record("m-1"), at=T0 + timedelta(seconds=2))
+async def test_admitting_the_same_message_twice_changes_nothing(store: TrackingStore) -> None:
+    await admit(store, record("m-1"), T0)
+    await store.advance("m-1", Event.ROUTED, T0 + timedelta(seconds=1))
+    again = await admit(store, record("m-1", sender="other"), T0 + timedelta(seconds=2))
+    assert again == Admission(ClaimResult.REPEAT, State.ROUTED)
     assert [e.state for e in await store.timeline("m-1")] == [State.SUBMITTED, State.ROUTED]
     assert (await store.message("m-1")) == record("m-1", state=State.ROUTED)
 
 
 async def test_every_transition_is_timestamped_in_order(store: TrackingStore) -> None:
-    await store.record_submitted(record("m-1"), at=T0)
+    await admit(store, record("m-1"), T0)
     plus = [T0 + timedelta(seconds=s) for s in (1, 2, 3)]
-    await store.record_transition("m-1", State.ROUTED, plus[0], detail="to health,police,csc")
-    await store.record_transition("m-1", State.DELIVERED, plus[1], detail="sha256:ab12")
-    await store.record_transition("m-1", State.ANSWERED, plus[2])
+    await store.advance("m-1", Event.ROUTED, plus[0], detail="to health,police,csc")
+    await store.advance("m-1", Event.RECEIPTED_POSITIVE, plus[1], detail="sha256:ab12")
+    await store.advance("m-1", Event.ANSWERED, plus[2])
     assert await store.timeline("m-1") == [
         TimelineEntry("m-1", State.SUBMITTED, T0),
         TimelineEntry("m-1", State.ROUTED, plus[0], detail="to health,police,csc"),
@@ -68,44 +75,51 @@ async def test_every_transition_is_timestamped_in_order(store: TrackingStore) ->
 
 async def test_timestamps_come_back_in_utc_whatever_zone_went_in(store: TrackingStore) -> None:
     bst = timezone(timedelta(hours=1))
-    await store.record_submitted(record("m-1", created_at=T0.astimezone(bst)), at=T0)
-    await store.record_transition("m-1", State.ROUTED, datetime(2026, 6, 1, 10, 0, 0, 5, bst))
+    await admit(store, record("m-1", created_at=T0.astimezone(bst)), T0)
+    await store.advance("m-1", Event.ROUTED, datetime(2026, 6, 1, 10, 0, 0, 5, bst))
     got = await store.message("m-1")
     assert got is not None and got.created_at == T0 and got.created_at.tzinfo is UTC
     routed = (await store.timeline("m-1"))[-1].at
     assert routed == datetime(2026, 6, 1, 9, 0, 0, 5, UTC)
 
 
-async def test_naive_timestamps_are_refused(store: TrackingStore) -> None:
+async def test_naive_timestamps_are_refused_and_write_nothing(store: TrackingStore) -> None:
     with pytest.raises(StoreError, match="has no timezone"):
-        await store.record_submitted(record("m-1"), at=datetime(2026, 1, 5, 9, 0))
+        await admit(store, record("m-1"), datetime(2026, 1, 5, 9, 0))
+    with pytest.raises(StoreError, match="has no timezone"):
+        await admit(store, record("m-1", created_at=datetime(2026, 1, 5, 9, 0)), T0)
+    assert await store.message("m-1") is None
+    await admit(store, record("m-1"), T0)
+    with pytest.raises(StoreError, match="has no timezone"):
+        await store.advance("m-1", Event.ROUTED, datetime(2026, 1, 5, 9, 0))
+    assert [e.state for e in await store.timeline("m-1")] == [State.SUBMITTED]
 
 
 async def test_rejection_keeps_its_reason(store: TrackingStore) -> None:
-    await store.record_submitted(record("m-1"), at=T0)
-    reason = "agreement isa-01 does not allow lawful basis cda-1998-s115"
-    await store.record_transition("m-1", State.REJECTED, T0, reason=reason)
-    assert (await store.timeline("m-1"))[-1] == TimelineEntry("m-1", State.REJECTED, T0, reason)
+    await admit(store, record("m-1"), T0)
     with pytest.raises(StoreError, match="m-1: a rejected transition needs a reason"):
-        await store.record_transition("m-1", State.REJECTED, T0)
-
-
-async def test_a_transition_for_an_unknown_message_is_refused(store: TrackingStore) -> None:
-    with pytest.raises(UnknownMessage, match="no message m-404"):
-        await store.record_transition("m-404", State.ROUTED, T0)
-    assert await store.timeline("m-404") == []
+        await store.advance("m-1", Event.REJECTED, T0)
+    reason = "agreement isa-01 does not allow lawful basis cda-1998-s115"
+    await store.advance("m-1", Event.REJECTED, T0, reason=reason)
+    assert (await store.timeline("m-1"))[-1] == TimelineEntry("m-1", State.REJECTED, T0, reason)
 
 
 async def test_claims_tell_first_sighting_redelivery_and_replay(store: TrackingStore) -> None:
-    assert await store.claim_message("m-1", "digest-a") is ClaimResult.FIRST
-    assert await store.claim_message("m-1", "digest-a") is ClaimResult.REPEAT
-    assert await store.claim_message("m-1", "digest-b") is ClaimResult.REPLAY
-    assert await store.claim_message("m-2", "digest-b") is ClaimResult.FIRST
+    assert (await store.admit(record("m-1"), "digest-a", T0)).claim is ClaimResult.FIRST
+    assert (await store.admit(record("m-1"), "digest-a", T0)).claim is ClaimResult.REPEAT
+    assert (await store.admit(record("m-1"), "digest-b", T0)).claim is ClaimResult.REPLAY
+    assert (await store.admit(record("m-2"), "digest-b", T0)).claim is ClaimResult.FIRST
 
 
-async def test_concurrent_claims_of_one_id_have_exactly_one_winner(store: TrackingStore) -> None:
-    results = await asyncio.gather(*(store.claim_message("m-1", "d") for _ in range(20)))
-    assert sorted(results) == sorted([ClaimResult.FIRST] + [ClaimResult.REPEAT] * 19)
+async def test_concurrent_admissions_of_one_id_have_exactly_one_winner(
+    store: TrackingStore,
+) -> None:
+    results = await asyncio.gather(*(store.admit(record("m-1"), "d", T0) for _ in range(20)))
+    assert sorted(r.claim for r in results) == sorted(
+        [ClaimResult.FIRST] + [ClaimResult.REPEAT] * 19
+    )
+    assert {r.state for r in results} == {State.SUBMITTED}
+    assert [e.state for e in await store.timeline("m-1")] == [State.SUBMITTED]
 
 
 async def test_admit_claims_and_records_in_one_step(store: TrackingStore) -> None:
@@ -116,14 +130,6 @@ async def test_admit_claims_and_records_in_one_step(store: TrackingStore) -> Non
     assert again == Admission(ClaimResult.REPEAT, State.ROUTED)
     assert await store.admit(record("m-1"), "digest-b", T0) == Admission(ClaimResult.REPLAY, None)
     assert [e.state for e in await store.timeline("m-1")] == [State.SUBMITTED, State.ROUTED]
-
-
-async def test_admit_after_a_bare_claim_still_records_the_message(store: TrackingStore) -> None:
-    assert await store.claim_message("m-1", "d") is ClaimResult.FIRST  # a crash right after this
-    assert await store.admit(record("m-1"), "d", T0) == Admission(
-        ClaimResult.REPEAT, State.SUBMITTED
-    )
-    assert await store.message("m-1") is not None
 
 
 async def test_advance_applies_the_lifecycle_and_ignores_repeats(store: TrackingStore) -> None:
@@ -166,13 +172,13 @@ async def test_a_case_timeline_interleaves_its_messages(store: TrackingStore) ->
         created_at=T0 + timedelta(minutes=9),
     )
     other = record("m-other", correlation_id="case-2026-0002")
-    await store.record_submitted(referral, at=T0)
-    await store.record_submitted(other, at=T0)
-    await store.record_transition("m-ref", State.ROUTED, T0 + timedelta(minutes=1))
-    await store.record_submitted(request, at=T0 + timedelta(minutes=5))
-    await store.record_transition("m-req", State.ROUTED, T0 + timedelta(minutes=6))
-    await store.record_submitted(response, at=T0 + timedelta(minutes=9))
-    await store.record_transition("m-req", State.ANSWERED, T0 + timedelta(minutes=10))
+    await admit(store, referral, T0)
+    await admit(store, other, T0)
+    await store.advance("m-ref", Event.ROUTED, T0 + timedelta(minutes=1))
+    await admit(store, request, T0 + timedelta(minutes=5))
+    await store.advance("m-req", Event.ROUTED, T0 + timedelta(minutes=6))
+    await admit(store, response, T0 + timedelta(minutes=9))
+    await store.advance("m-req", Event.ANSWERED, T0 + timedelta(minutes=10))
 
     assert [(e.message_id, e.state) for e in await store.case_timeline(CASE)] == [
         ("m-ref", State.SUBMITTED),
@@ -191,7 +197,7 @@ async def test_a_case_timeline_interleaves_its_messages(store: TrackingStore) ->
 async def test_data_survives_reopening_and_migrations_run_once(
     store: TrackingStore, make_store: Callable[[], TrackingStore]
 ) -> None:
-    await store.record_submitted(record("m-1"), at=T0)
+    await admit(store, record("m-1"), T0)
     await store.close()
     again = make_store()
     await again.open()
@@ -212,7 +218,6 @@ async def test_sqlite_file_uses_wal_foreign_keys_and_records_its_migrations(
     for _ in range(2):
         s = SqliteStore(str(path))
         await s.open()
-        assert await s.schema_version() == MIGRATIONS[-1].version
         await s.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -258,8 +263,8 @@ def test_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_period_reads_take_what_falls_in_the_period(store: TrackingStore) -> None:
     inside, before = T0 + timedelta(hours=1), T0 - timedelta(seconds=1)
-    await store.record_submitted(record("in-period", created_at=inside), inside)
-    await store.record_submitted(record("too-early", created_at=before), before)
+    await admit(store, record("in-period", created_at=inside), inside)
+    await admit(store, record("too-early", created_at=before), before)
     await store.advance("in-period", Event.REJECTED, inside, reason="agreement: no agreement")
     await store.advance("too-early", Event.REJECTED, before, reason="agreement: no agreement")
     end = T0 + timedelta(days=1)

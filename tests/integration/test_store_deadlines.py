@@ -29,8 +29,8 @@ def request(message_id: str, rag: str = "Red", recipients: tuple[str, ...] = ("h
 
 
 async def route(store: TrackingStore, message: Routed, at: datetime = T0) -> list[Deadline]:
-    """Record ``message`` as submitted and routed, opening its deadlines, as the router does."""
-    await store.record_submitted(
+    """Admit ``message`` and route it, opening its deadlines, as the router does."""
+    await store.admit(
         MessageRecord(
             message.message_id,
             message.correlation_id,
@@ -42,6 +42,7 @@ async def route(store: TrackingStore, message: Routed, at: datetime = T0) -> lis
             None,
             at,
         ),
+        f"digest-{message.message_id}",
         at,
     )
     opened = rules.opened_by(message, at, POLICY, "hub")
@@ -116,10 +117,11 @@ async def test_a_negative_receipt_ends_what_the_recipient_owed(store: TrackingSt
         in_reply_to="req-1",
         receipt_outcome="negative",
     )
-    await store.record_submitted(
+    await store.admit(
         MessageRecord(
             "rcpt-1", CASE, "req-1", "DeliveryReceipt", "health", ("hub",), None, None, T0
         ),
+        "digest-rcpt-1",
         T0,
     )
     changes = DeadlineChanges(closures=rules.closed_by(receipt, "hub"))

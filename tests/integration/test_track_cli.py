@@ -10,7 +10,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.config.area_config import load_config
-from gateway.core.lifecycle import State
+from gateway.core.lifecycle import Event
 from gateway.core.records import MessageRecord
 from gateway.store import store_from_url
 
@@ -42,15 +42,19 @@ async def populate(store_url: str) -> None:
     store = store_from_url(store_url)
     await store.open()
     try:
-        await store.record_submitted(message(REFERRAL, "Referral", "police", ("hub",), 0), T0)
-        await store.record_transition(REFERRAL, State.ROUTED, T0 + timedelta(seconds=1))
-        await store.record_transition(
-            REFERRAL, State.DELIVERED, T0 + timedelta(seconds=2), detail="sha256:receipt-digest"
+        referral = message(REFERRAL, "Referral", "police", ("hub",), 0)
+        await store.admit(referral, "digest-referral", T0)
+        await store.advance(REFERRAL, Event.ROUTED, T0 + timedelta(seconds=1))
+        await store.advance(
+            REFERRAL,
+            Event.RECEIPTED_POSITIVE,
+            T0 + timedelta(seconds=2),
+            detail="sha256:receipt-digest",
         )
         request = message(REQUEST, "InformationRequest", "hub", ("health", "probation"), 10)
-        await store.record_submitted(request, T0 + timedelta(seconds=10))
-        await store.record_transition(
-            REQUEST, State.REJECTED, T0 + timedelta(seconds=11), reason="policy: no agreement"
+        await store.admit(request, "digest-request", T0 + timedelta(seconds=10))
+        await store.advance(
+            REQUEST, Event.REJECTED, T0 + timedelta(seconds=11), reason="policy: no agreement"
         )
     finally:
         await store.close()

@@ -1,0 +1,561 @@
+"""The tracking store, written once over SQLite and PostgreSQL.
+
+Why one implementation over a dialect, and not SQLAlchemy Core: the SQL
+here is a few dozen plain statements, and both databases speak almost all
+of it alike (``ON CONFLICT DO NOTHING``, ``RETURNING``, ``FILTER``). What
+must differ is small and named in ``Dialect``: placeholders, row locks
+(``FOR UPDATE``, ``SKIP LOCKED``), the migrations' advisory lock, column
+types, how a timestamp is bound and read back. The rest is how the two are
+driven, which a query builder would not change: SQLite runs each
+transaction whole on its one worker thread, PostgreSQL awaits each
+statement on a pooled connection. SQLAlchemy's async engine would add
+three dependencies (sqlalchemy, greenlet, aiosqlite) and cost SQLite one
+thread hop per statement instead of one per transaction.
+
+So each method builds a unit of work (a generator of statements, see
+``dialect``) and hands it to its driver: ``_transaction`` for writes,
+``_query`` for reads, ``_fire`` for ``fire_due``, whose locking is where
+the two stores really differ (see each driver's docstring).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime
+
+from gateway.core.deadline_rules import Closure, Deadline, Kind, Reschedule
+from gateway.core.lifecycle import Event, Outcome, State, transition
+from gateway.core.records import (
+    Admission,
+    ClaimResult,
+    DeadlineChanges,
+    DeadlineCount,
+    DeadlineEvent,
+    DeadlineEventEntry,
+    Fire,
+    Firing,
+    MessageRecord,
+    TimelineEntry,
+)
+from gateway.infra.clock import utc_now
+from gateway.store import StoreError
+from gateway.store.dialect import Dialect, Row, T, Work, sql
+from gateway.store.migrations import MIGRATIONS, MIGRATIONS_TABLE
+
+DEADLINE_COLUMNS = (
+    "deadline_id, message_id, correlation_id, kind, debtor, creditor, rag,"
+    " started_at, due_at, next_at, level, closed_at, closed_by, breached"
+)
+
+
+class SqlStore(ABC):
+    """A TrackingStore over one SQL database; its driver subclass connects and runs the work."""
+
+    def __init__(self, dialect: Dialect, where: str) -> None:
+        self._dialect = dialect
+        self._where = where  # names the store in errors, without credentials
+
+    @abstractmethod
+    async def _connect(self) -> bool:
+        """Connect; False if already connected."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def _transaction(self, what: str, work: Work[T]) -> T:
+        """Run ``work`` in one write transaction; ``what`` names it in errors."""
+
+    @abstractmethod
+    async def _query(self, what: str, work: Work[T]) -> T:
+        """Run ``work``, which only reads."""
+
+    @abstractmethod
+    async def _fire(self, due: Work[list[Deadline]], fire: Fire) -> int:
+        """Select ``due``, hand it to ``fire``, record the firings (``record_firings``)."""
+
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations (idempotent)."""
+        try:
+            if await self._connect():
+                await self._transaction("migrating", _migrate(self._dialect, self._where))
+        except BaseException:
+            await self.close()
+            raise
+
+    async def admit(self, message: MessageRecord, header_digest: str, at: datetime) -> Admission:
+        work = _admit(message, header_digest, at)
+        return await self._transaction(f"admitting {message.message_id}", work)
+
+    async def advance(
+        self,
+        message_id: str,
+        event: Event,
+        at: datetime,
+        reason: str | None = None,
+        detail: str | None = None,
+        deadlines: DeadlineChanges | None = None,
+    ) -> Outcome | None:
+        work = _advance(message_id, event, at, reason, detail, deadlines)
+        return await self._transaction(f"applying {event.value} to {message_id}", work)
+
+    async def mark_handled(self, agency: str, message_id: str) -> bool:
+        inserted = await self._transaction(
+            f"marking {message_id} handled by {agency}",
+            _rows(
+                "INSERT INTO handled (agency, message_id) VALUES (?, ?)"
+                " ON CONFLICT DO NOTHING RETURNING 1",
+                agency,
+                message_id,
+            ),
+        )
+        return bool(inserted)
+
+    async def was_handled(self, agency: str, message_id: str) -> bool:
+        found = await self._query(
+            f"reading whether {agency} handled {message_id}",
+            _rows("SELECT 1 FROM handled WHERE agency = ? AND message_id = ?", agency, message_id),
+        )
+        return bool(found)
+
+    async def message(self, message_id: str) -> MessageRecord | None:
+        found = await self._query(
+            f"reading message {message_id}", self._messages("m.message_id = ?", message_id)
+        )
+        return found[0] if found else None
+
+    async def case_messages(self, correlation_id: str) -> list[MessageRecord]:
+        return await self._query(
+            f"reading case {correlation_id}", self._messages("m.correlation_id = ?", correlation_id)
+        )
+
+    async def timeline(self, message_id: str) -> list[TimelineEntry]:
+        return await self._query(
+            f"reading the timeline of {message_id}", self._timeline("t.message_id = ?", message_id)
+        )
+
+    async def case_timeline(self, correlation_id: str) -> list[TimelineEntry]:
+        return await self._query(
+            f"reading the timeline of case {correlation_id}",
+            self._timeline("m.correlation_id = ?", correlation_id),
+        )
+
+    async def fire_due(self, now: datetime, limit: int, fire: Fire) -> int:
+        due = self._deadlines(
+            "next_at IS NOT NULL AND next_at <= ? ORDER BY next_at LIMIT ?{skip_locked}", now, limit
+        )
+        return await self._fire(due, fire)
+
+    async def case_deadlines(self, correlation_id: str) -> list[Deadline]:
+        return await self._query(
+            f"reading the deadlines of case {correlation_id}",
+            self._deadlines("correlation_id = ? ORDER BY started_at, deadline_id", correlation_id),
+        )
+
+    async def case_deadline_events(self, correlation_id: str) -> list[DeadlineEventEntry]:
+        rows = await self._query(
+            f"reading the deadline events of case {correlation_id}",
+            _rows(
+                "SELECT e.deadline_id, e.at, e.event, e.level, e.message_id, e.reason"
+                " FROM deadline_events e JOIN deadlines d ON d.deadline_id = e.deadline_id"
+                " WHERE d.correlation_id = ? ORDER BY e.at, e.seq",
+                correlation_id,
+            ),
+        )
+        instant = self._dialect.read_instant
+        return [
+            DeadlineEventEntry(r[0], instant(r[1]), DeadlineEvent(r[2]), r[3], r[4], r[5])
+            for r in rows
+        ]
+
+    async def deadline_counts(self, now: datetime) -> list[DeadlineCount]:
+        rows = await self._query(
+            "counting deadlines",
+            _rows(
+                "SELECT debtor, kind, rag,"
+                " COUNT(*) FILTER (WHERE closed_at IS NULL),"
+                " COUNT(*) FILTER (WHERE closed_at IS NULL AND due_at <= ?),"
+                " COUNT(*) FILTER (WHERE breached OR (closed_at IS NULL AND due_at <= ?))"
+                " FROM deadlines GROUP BY debtor, kind, rag ORDER BY debtor, kind, rag",
+                now,
+                now,
+            ),
+        )
+        return [DeadlineCount(*r) for r in rows]
+
+    async def overdue_deadlines(self, now: datetime, limit: int) -> list[Deadline]:
+        return await self._query(
+            "reading overdue deadlines",
+            self._deadlines(
+                "closed_at IS NULL AND due_at <= ? ORDER BY due_at, deadline_id LIMIT ?", now, limit
+            ),
+        )
+
+    async def messages_between(self, start: datetime, end: datetime) -> list[MessageRecord]:
+        return await self._query(
+            "reading the messages of a period",
+            self._messages("m.created_at >= ? AND m.created_at < ?", start, end),
+        )
+
+    async def deadlines_between(self, start: datetime, end: datetime) -> list[Deadline]:
+        return await self._query(
+            "reading the deadlines of a period",
+            self._deadlines(
+                "started_at >= ? AND started_at < ? ORDER BY started_at, deadline_id", start, end
+            ),
+        )
+
+    async def rejections_between(self, start: datetime, end: datetime) -> list[TimelineEntry]:
+        return await self._query(
+            "reading the rejections of a period",
+            self._timeline("t.state = 'rejected' AND t.at >= ? AND t.at < ?", start, end),
+        )
+
+    # Reads that turn rows into values. ``where`` is a constant of this module, never user text.
+
+    def _messages(self, where: str, *params: object) -> Work[list[MessageRecord]]:
+        """Messages matching ``where``, one row per recipient in one statement."""
+        rows = yield sql(
+            "SELECT m.message_id, m.correlation_id, m.in_reply_to, m.message_type, m.sender,"  # noqa: S608
+            " m.rag, m.deadline, m.created_at, m.state, r.agency FROM messages m"
+            " LEFT JOIN message_recipients r ON r.message_id = m.message_id"
+            f" WHERE {where} ORDER BY m.created_at, m.message_id, r.position",
+            *params,
+        )
+        found: dict[str, tuple[Row, list[str]]] = {}
+        for row in rows:
+            agencies = found.setdefault(row[0], (row, []))[1]
+            if row[9] is not None:
+                agencies.append(row[9])
+        instant = self._dialect.read_instant
+        return [
+            MessageRecord(
+                message_id=r[0],
+                correlation_id=r[1],
+                in_reply_to=r[2],
+                message_type=r[3],
+                sender=r[4],
+                recipients=tuple(agencies),
+                rag=r[5],
+                deadline=None if r[6] is None else instant(r[6]),
+                created_at=instant(r[7]),
+                state=State(r[8]),
+            )
+            for r, agencies in found.values()
+        ]
+
+    def _timeline(self, where: str, *params: object) -> Work[list[TimelineEntry]]:
+        rows = yield sql(
+            "SELECT t.message_id, t.state, t.at, t.reason, t.detail FROM transitions t"  # noqa: S608
+            f" JOIN messages m ON m.message_id = t.message_id WHERE {where} ORDER BY t.at, t.seq",
+            *params,
+        )
+        instant = self._dialect.read_instant
+        return [TimelineEntry(r[0], State(r[1]), instant(r[2]), r[3], r[4]) for r in rows]
+
+    def _deadlines(self, where: str, *params: object) -> Work[list[Deadline]]:
+        rows = yield sql(f"SELECT {DEADLINE_COLUMNS} FROM deadlines WHERE {where}", *params)  # noqa: S608
+        instant = self._dialect.read_instant
+        return [
+            Deadline(
+                deadline_id=r[0],
+                message_id=r[1],
+                correlation_id=r[2],
+                kind=Kind(r[3]),
+                debtor=r[4],
+                creditor=r[5],
+                rag=r[6],
+                started_at=instant(r[7]),
+                due_at=instant(r[8]),
+                next_at=None if r[9] is None else instant(r[9]),
+                level=r[10],
+                closed_at=None if r[11] is None else instant(r[11]),
+                closed_by=r[12],
+                breached=bool(r[13]),
+            )
+            for r in rows
+        ]
+
+
+# Units of work that write, run inside one transaction by the driver.
+
+
+def _rows(text: str, *params: object) -> Work[list[Row]]:
+    """One statement's rows."""
+    return (yield sql(text, *params))
+
+
+def _migrate(dialect: Dialect, where: str) -> Work[None]:
+    for statement in dialect.migration_lock:
+        yield sql(statement)
+    yield sql(MIGRATIONS_TABLE)
+    ((current,),) = yield sql("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+    newest = MIGRATIONS[-1].version
+    if current > newest:
+        raise StoreError(
+            f"tracking store {where} has schema version {current}, newer than this "
+            f"gateway's {newest}; upgrade the gateway"
+        )
+    for migration in MIGRATIONS:
+        if migration.version <= current:
+            continue
+        for statement in migration.statements:
+            yield sql(statement)
+        yield sql(
+            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+            migration.version,
+            migration.description,
+            utc_now(),
+        )
+
+
+def _admit(message: MessageRecord, header_digest: str, at: datetime) -> Work[Admission]:
+    """Claim the id for the header digest and record the message as submitted."""
+    claimed = yield from _claim(message.message_id, header_digest)
+    if claimed is ClaimResult.REPLAY:
+        return Admission(claimed, None)
+    current = yield from _state(message.message_id)
+    if current is None:
+        yield from _insert_message(message, at)
+        current = State.SUBMITTED
+    return Admission(claimed, current)
+
+
+def _advance(
+    message_id: str,
+    event: Event,
+    at: datetime,
+    reason: str | None,
+    detail: str | None,
+    deadlines: DeadlineChanges | None,
+) -> Work[Outcome | None]:
+    current = yield from _state(message_id)
+    if current is None:
+        return None
+    outcome = transition(current, event)
+    if outcome.changed:
+        yield from _append_transition(message_id, outcome.state, at, reason, detail)
+    if deadlines is not None:
+        yield from _apply_deadlines(deadlines, at)
+    return outcome
+
+
+def _claim(message_id: str, header_digest: str) -> Work[ClaimResult]:
+    if (
+        yield sql(
+            "INSERT INTO claims (message_id, header_digest) VALUES (?, ?)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            message_id,
+            header_digest,
+        )
+    ):
+        return ClaimResult.FIRST
+    ((seen,),) = yield sql("SELECT header_digest FROM claims WHERE message_id = ?", message_id)
+    return ClaimResult.REPEAT if seen == header_digest else ClaimResult.REPLAY
+
+
+def _state(message_id: str) -> Work[State | None]:
+    """The message's state, its row locked until the transaction ends where rows can be."""
+    rows = yield sql("SELECT state FROM messages WHERE message_id = ?{for_update}", message_id)
+    return State(rows[0][0]) if rows else None
+
+
+def _insert_message(message: MessageRecord, at: datetime) -> Work[bool]:
+    """Record ``message`` as submitted at ``at`` (its ``state`` is ignored); False if it was."""
+    if not (
+        yield sql(
+            "INSERT INTO messages (message_id, correlation_id, in_reply_to, message_type, sender,"
+            " rag, deadline, created_at, state, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1",
+            message.message_id,
+            message.correlation_id,
+            message.in_reply_to,
+            message.message_type,
+            message.sender,
+            message.rag,
+            message.deadline,
+            message.created_at,
+            State.SUBMITTED.value,
+            at,
+        )
+    ):
+        return False
+    if message.recipients:
+        yield sql(
+            "INSERT INTO message_recipients (message_id, position, agency)"  # noqa: S608
+            f" VALUES {_tuples(3, len(message.recipients))}",
+            *(v for n, r in enumerate(message.recipients) for v in (message.message_id, n, r)),
+        )
+    yield sql(
+        "INSERT INTO transitions (message_id, state, at) VALUES (?, ?, ?)",
+        message.message_id,
+        State.SUBMITTED.value,
+        at,
+    )
+    return True
+
+
+def _append_transition(
+    message_id: str, state: State, at: datetime, reason: str | None, detail: str | None
+) -> Work[None]:
+    if state is State.REJECTED and not reason:
+        raise StoreError(f"message {message_id}: a rejected transition needs a reason")
+    yield sql(
+        "UPDATE messages SET state = ?, updated_at = ? WHERE message_id = ?",
+        state.value,
+        at,
+        message_id,
+    )
+    yield sql(
+        "INSERT INTO transitions (message_id, state, at, reason, detail) VALUES (?, ?, ?, ?, ?)",
+        message_id,
+        state.value,
+        at,
+        reason,
+        detail,
+    )
+
+
+def _apply_deadlines(changes: DeadlineChanges, at: datetime) -> Work[None]:
+    """Open, close and reschedule; each is idempotent, so a redelivery may apply them again."""
+    if changes.opened:
+        yield sql(
+            "INSERT INTO deadlines (deadline_id, message_id, correlation_id, kind, debtor,"  # noqa: S608
+            " creditor, rag, started_at, due_at, next_at)"
+            f" VALUES {_tuples(10, len(changes.opened))} ON CONFLICT (deadline_id) DO NOTHING",
+            *(
+                value
+                for d in changes.opened
+                for value in (
+                    d.deadline_id,
+                    d.message_id,
+                    d.correlation_id,
+                    d.kind.value,
+                    d.debtor,
+                    d.creditor,
+                    d.rag,
+                    d.started_at,
+                    d.due_at,
+                    d.next_at,
+                )
+            ),
+        )
+    for closure in changes.closures:
+        yield from _close(closure, at)
+    for change in changes.reschedules:
+        yield from _reschedule(change, at)
+
+
+def _close(closure: Closure, at: datetime) -> Work[None]:
+    where: list[str] = ["closed_at IS NULL"]
+    params: list[object] = []
+    for column, value in (
+        ("message_id", closure.message_id),
+        ("correlation_id", closure.correlation_id),
+        ("debtor", closure.debtor),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if closure.kinds:
+        where.append(f"kind IN ({', '.join('?' * len(closure.kinds))})")
+        params.extend(sorted(k.value for k in closure.kinds))
+    rows = yield sql(
+        f"SELECT deadline_id, due_at < ? FROM deadlines WHERE {' AND '.join(where)}"  # noqa: S608
+        "{for_update}",
+        at,
+        *params,
+    )
+    for deadline_id, late in rows:
+        yield sql(
+            "UPDATE deadlines SET closed_at = ?, closed_by = ?, next_at = NULL,"
+            " breached = breached OR ? WHERE deadline_id = ?",
+            at,
+            closure.by,
+            bool(late),
+            deadline_id,
+        )
+        event = _closing_event(closure, bool(late))
+        yield from _event(deadline_id, at, event, closure.by, closure.reason)
+
+
+def _closing_event(closure: Closure, late: bool) -> DeadlineEvent:
+    """What closing one deadline records: met, met late, or ended without being met."""
+    if not closure.met:
+        return DeadlineEvent.ENDED
+    return DeadlineEvent.MET_LATE if late else DeadlineEvent.MET
+
+
+def _reschedule(change: Reschedule, at: datetime) -> Work[None]:
+    if (
+        yield sql(
+            "UPDATE deadlines SET rag = ?, due_at = ?, next_at = ?"
+            " WHERE deadline_id = ? AND rag = ? AND closed_at IS NULL RETURNING 1",
+            change.new_rag,
+            change.due_at,
+            change.next_at,
+            change.deadline_id,
+            change.old_rag,
+        )
+    ):
+        yield from _event(change.deadline_id, at, DeadlineEvent.RERATED, None, change.reason)
+
+
+def record_firings(firings: list[Firing]) -> Work[int]:
+    """Record each escalation once: a repeat (same deadline and level) changes nothing."""
+    recorded = 0
+    for firing in firings:
+        recorded += yield from _record_firing(firing)
+    return recorded
+
+
+def _record_firing(firing: Firing) -> Work[int]:
+    plan = firing.plan
+    at = plan.escalated_at
+    if not (
+        yield sql(
+            "INSERT INTO deadline_events (deadline_id, at, event, level, message_id)"
+            " VALUES (?, ?, 'escalated', ?, ?) ON CONFLICT DO NOTHING RETURNING 1",
+            plan.deadline.deadline_id,
+            at,
+            plan.level,
+            plan.message_id,
+        )
+    ):
+        return 0
+    yield sql(
+        "UPDATE deadlines SET level = ?, breached = TRUE,"
+        " next_at = CASE WHEN closed_at IS NULL THEN CAST(? AS {instant}) END"
+        " WHERE deadline_id = ?",
+        plan.level,
+        plan.next_at,
+        plan.deadline.deadline_id,
+    )
+    if (yield from _insert_message(firing.record, at)):
+        detail = f"level {plan.level} for {plan.deadline.deadline_id}"
+        yield from _append_transition(plan.message_id, State.ROUTED, at, None, detail)
+    return 1
+
+
+def _event(
+    deadline_id: str,
+    at: datetime,
+    event: DeadlineEvent,
+    message_id: str | None,
+    reason: str | None,
+) -> Work[None]:
+    yield sql(
+        "INSERT INTO deadline_events (deadline_id, at, event, message_id, reason)"
+        " VALUES (?, ?, ?, ?, ?)",
+        deadline_id,
+        at,
+        event.value,
+        message_id,
+        reason,
+    )
+
+
+def _tuples(width: int, count: int) -> str:
+    """``count`` rows of ``width`` placeholders: one multi-row VALUES instead of many statements."""
+    row = f"({', '.join('?' * width)})"
+    return ", ".join([row] * count)
