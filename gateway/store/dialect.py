@@ -4,8 +4,11 @@ The store's logic is written once (``sql_store``) as units of work:
 generators that yield a ``Statement`` and are sent back its rows. A driver
 runs a unit to the end in its own way: SQLite's on its one worker thread in
 one hop, PostgreSQL's by awaiting each statement on a pooled connection.
+
 The SQL is written once too, with ``?`` placeholders and a few
-``{fragment}``s; a ``Dialect`` fills those in and binds the parameters.
+``{fragment}``s that a ``Dialect`` fills in. What is the database library's
+business, not SQL's, stays in each driver: its placeholder style, and how
+a timestamp is bound and read back.
 """
 
 from __future__ import annotations
@@ -41,36 +44,28 @@ def sql(text: str, *params: object) -> Statement:
 
 @dataclass(frozen=True)
 class Dialect:
-    """The differences, as the ``{name}`` fragments statements use and two conversions."""
+    """The differences in the SQL text, as the ``{name}`` fragments statements use."""
 
     instant: str  # column type of a UTC timestamp
     sequence_key: str  # an increasing integer primary key
     flag: str  # a boolean column that defaults to false
-    for_update: str  # locks selected rows until the transaction ends, where rows can be locked
-    skip_locked: str  # the same, passing over rows another transaction holds
-    migration_lock: tuple[str, ...]  # statements that make concurrent migrations wait
-    numbered: bool  # placeholders $1, $2, ... instead of ?
-    bind: Callable[[object], object]  # a parameter as the database takes it
-    read_instant: ReadInstant  # a timestamp column as it comes back
+    row_locks: bool  # {for_update} locks selected rows, {skip_locked} passes over locked ones
+    migration_lock: str | None  # a statement that makes concurrent migrations wait their turn
 
-    def prepare(self, statement: Statement) -> tuple[str, tuple[object, ...]]:
-        return _render(self, statement.sql), tuple(map(self.bind, statement.params))
+    def render(self, text: str) -> str:
+        return _render(self, text)
 
 
 @functools.lru_cache(maxsize=1024)
 def _render(dialect: Dialect, text: str) -> str:
-    """``text`` in ``dialect``; the statements are constants, so each is rendered once."""
-    filled = text.format(
+    """The statements are constants, so each is rendered once."""
+    return text.format(
         instant=dialect.instant,
         sequence_key=dialect.sequence_key,
         flag=dialect.flag,
-        for_update=dialect.for_update,
-        skip_locked=dialect.skip_locked,
+        for_update=" FOR UPDATE" if dialect.row_locks else "",
+        skip_locked=" FOR UPDATE SKIP LOCKED" if dialect.row_locks else "",
     )
-    if not dialect.numbered:
-        return filled
-    head, *rest = filled.split("?")  # no statement has a ? inside a literal
-    return head + "".join(f"${n}{part}" for n, part in enumerate(rest, 1))
 
 
 def aware(at: datetime) -> datetime:

@@ -20,6 +20,7 @@ Commits are durable with PostgreSQL's default ``synchronous_commit=on``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -40,8 +41,13 @@ POOL_SIZE = 4
 MIGRATION_LOCK_KEY = 0x6D617368  # "mash"
 
 
-def _bind(value: object) -> object:
-    return aware(value) if isinstance(value, datetime) else value
+POSTGRES = Dialect(
+    instant="TIMESTAMPTZ",
+    sequence_key="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    flag="BOOLEAN NOT NULL DEFAULT FALSE",
+    row_locks=True,
+    migration_lock=f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})",
+)
 
 
 def _as_is(value: datetime) -> datetime:
@@ -49,24 +55,18 @@ def _as_is(value: datetime) -> datetime:
     return value
 
 
-POSTGRES = Dialect(
-    instant="TIMESTAMPTZ",
-    sequence_key="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-    flag="BOOLEAN NOT NULL DEFAULT FALSE",
-    for_update=" FOR UPDATE",
-    skip_locked=" FOR UPDATE SKIP LOCKED",
-    migration_lock=(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})",),
-    numbered=True,
-    bind=_bind,
-    read_instant=_as_is,
-)
+@functools.lru_cache(maxsize=1024)
+def _numbered(text: str) -> str:
+    """``text`` in POSTGRES, its ``?`` placeholders as asyncpg's $1, $2, ..."""
+    head, *rest = POSTGRES.render(text).split("?")  # no statement has a ? inside a literal
+    return head + "".join(f"${n}{part}" for n, part in enumerate(rest, 1))
 
 
 class PostgresStore(SqlStore):
     """A TrackingStore in the PostgreSQL database ``url`` names."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(POSTGRES, url.split("@")[-1])
+        super().__init__(POSTGRES, url.split("@")[-1], _as_is)
         self.url = url
         self._pool: asyncpg.Pool | None = None
 
@@ -114,7 +114,7 @@ async def _drive(conn: Connection, work: Work[T]) -> T:
     try:
         statement = next(work)
         while True:
-            text, params = POSTGRES.prepare(statement)
-            statement = work.send(await conn.fetch(text, *params))
+            params = [aware(p) if isinstance(p, datetime) else p for p in statement.params]
+            statement = work.send(await conn.fetch(_numbered(statement.sql), *params))
     except StopIteration as done:
         return cast(T, done.value)

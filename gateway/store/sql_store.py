@@ -3,14 +3,15 @@
 Why one implementation over a dialect, and not SQLAlchemy Core: the SQL
 here is a few dozen plain statements, and both databases speak almost all
 of it alike (``ON CONFLICT DO NOTHING``, ``RETURNING``, ``FILTER``). What
-must differ is small and named in ``Dialect``: placeholders, row locks
-(``FOR UPDATE``, ``SKIP LOCKED``), the migrations' advisory lock, column
-types, how a timestamp is bound and read back. The rest is how the two are
-driven, which a query builder would not change: SQLite runs each
-transaction whole on its one worker thread, PostgreSQL awaits each
-statement on a pooled connection. SQLAlchemy's async engine would add
-three dependencies (sqlalchemy, greenlet, aiosqlite) and cost SQLite one
-thread hop per statement instead of one per transaction.
+must differ is small. In the SQL: row locks (``FOR UPDATE``, ``SKIP
+LOCKED``), the migrations' advisory lock and column types, named in
+``Dialect``. In the database library: placeholders, and how a timestamp is
+bound and read back, in each driver. The rest is how the two are driven,
+which a query builder would not change: SQLite runs each transaction whole
+on its one worker thread, PostgreSQL awaits each statement on a pooled
+connection. SQLAlchemy's async engine would add three dependencies
+(sqlalchemy, greenlet, aiosqlite) and cost SQLite one thread hop per
+statement instead of one per transaction.
 
 So each method builds a unit of work (a generator of statements, see
 ``dialect``) and hands it to its driver: ``_transaction`` for writes,
@@ -39,7 +40,7 @@ from gateway.core.records import (
 )
 from gateway.infra.clock import utc_now
 from gateway.store import StoreError
-from gateway.store.dialect import Dialect, Row, T, Work, sql
+from gateway.store.dialect import Dialect, ReadInstant, Row, T, Work, sql
 from gateway.store.migrations import MIGRATIONS, MIGRATIONS_TABLE
 
 DEADLINE_COLUMNS = (
@@ -51,9 +52,10 @@ DEADLINE_COLUMNS = (
 class SqlStore(ABC):
     """A TrackingStore over one SQL database; its driver subclass connects and runs the work."""
 
-    def __init__(self, dialect: Dialect, where: str) -> None:
+    def __init__(self, dialect: Dialect, where: str, read_instant: ReadInstant) -> None:
         self._dialect = dialect
         self._where = where  # names the store in errors, without credentials
+        self._instant = read_instant  # a timestamp column as the driver returns it
 
     @abstractmethod
     async def _connect(self) -> bool:
@@ -162,7 +164,7 @@ class SqlStore(ABC):
                 correlation_id,
             ),
         )
-        instant = self._dialect.read_instant
+        instant = self._instant
         return [
             DeadlineEventEntry(r[0], instant(r[1]), DeadlineEvent(r[2]), r[3], r[4], r[5])
             for r in rows
@@ -227,7 +229,7 @@ class SqlStore(ABC):
             agencies = found.setdefault(row[0], (row, []))[1]
             if row[9] is not None:
                 agencies.append(row[9])
-        instant = self._dialect.read_instant
+        instant = self._instant
         return [
             MessageRecord(
                 message_id=r[0],
@@ -250,12 +252,12 @@ class SqlStore(ABC):
             f" JOIN messages m ON m.message_id = t.message_id WHERE {where} ORDER BY t.at, t.seq",
             *params,
         )
-        instant = self._dialect.read_instant
+        instant = self._instant
         return [TimelineEntry(r[0], State(r[1]), instant(r[2]), r[3], r[4]) for r in rows]
 
     def _deadlines(self, where: str, *params: object) -> Work[list[Deadline]]:
         rows = yield sql(f"SELECT {DEADLINE_COLUMNS} FROM deadlines WHERE {where}", *params)  # noqa: S608
-        instant = self._dialect.read_instant
+        instant = self._instant
         return [
             Deadline(
                 deadline_id=r[0],
@@ -286,8 +288,8 @@ def _rows(text: str, *params: object) -> Work[list[Row]]:
 
 
 def _migrate(dialect: Dialect, where: str) -> Work[None]:
-    for statement in dialect.migration_lock:
-        yield sql(statement)
+    if dialect.migration_lock:
+        yield sql(dialect.migration_lock)
     yield sql(MIGRATIONS_TABLE)
     ((current,),) = yield sql("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
     newest = MIGRATIONS[-1].version

@@ -49,20 +49,12 @@ def from_text(text: str) -> datetime:
     return datetime.strptime(text, _FORMAT).replace(tzinfo=UTC)
 
 
-def _bind(value: object) -> object:
-    return to_text(value) if isinstance(value, datetime) else value
-
-
 SQLITE = Dialect(
     instant="TEXT",
     sequence_key="INTEGER PRIMARY KEY AUTOINCREMENT",
     flag="INTEGER NOT NULL DEFAULT 0",
-    for_update="",
-    skip_locked="",
-    migration_lock=(),  # BEGIN IMMEDIATE already holds the one write lock
-    numbered=False,
-    bind=_bind,
-    read_instant=from_text,
+    row_locks=False,
+    migration_lock=None,  # BEGIN IMMEDIATE already holds the one write lock
 )
 
 
@@ -70,7 +62,7 @@ class SqliteStore(SqlStore):
     """A TrackingStore in the SQLite file at ``path``."""
 
     def __init__(self, path: str) -> None:
-        super().__init__(SQLITE, path)
+        super().__init__(SQLITE, path, from_text)
         self.path = path
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -151,6 +143,7 @@ def _drive(conn: sqlite3.Connection, work: Work[T]) -> T:
     try:
         statement = next(work)
         while True:
-            statement = work.send(conn.execute(*SQLITE.prepare(statement)).fetchall())
+            params = [to_text(p) if isinstance(p, datetime) else p for p in statement.params]
+            statement = work.send(conn.execute(SQLITE.render(statement.sql), params).fetchall())
     except StopIteration as done:
         return cast(T, done.value)
