@@ -35,7 +35,7 @@ from adapters.mapping import Canonical, Mapping
 from adapters.prepare import Refused
 from gateway.config.adapter_config import HttpSettings
 from gateway.infra.keyed_locks import KeyedLocks
-from gateway.store import TrackingStore
+from gateway.store import CaseReader
 
 log = structlog.get_logger("adapters.http")
 
@@ -50,7 +50,7 @@ def _problem(status: int, error: str, reason: str) -> web.Response:
 
 
 class HttpInbound:
-    def __init__(self, settings: HttpSettings, intake: Intake, store: TrackingStore) -> None:
+    def __init__(self, settings: HttpSettings, intake: Intake, store: CaseReader) -> None:
         self.settings = settings
         self.intake = intake
         self.store = store

@@ -20,7 +20,7 @@ from gateway.core.errors import GatewayError
 from gateway.core.schemas import NAMESPACE
 from gateway.core.xmlsafe import UnsafeXmlError, parse
 from gateway.infra.clock import utc_now
-from gateway.store import TrackingStore, store_from_url
+from gateway.store import ReportReader, store_from_url
 from gateway.views import report, report_formats
 
 DEFAULT_DAYS = 30
@@ -72,7 +72,7 @@ def period(start: date | None, end: date | None, today: date) -> tuple[datetime,
 
 
 async def referrals_in(
-    folder: Path, store: TrackingStore
+    folder: Path, store: ReportReader
 ) -> list[tuple[datetime, tuple[frozenset[str], ...]]]:
     """(routed time, each subject's keys) of each Referral file the store knows; others skip."""
     found = []

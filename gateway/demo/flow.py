@@ -53,7 +53,7 @@ from gateway.intake.service import running_intake
 from gateway.services.edge import Delivered, Edge, Submission
 from gateway.services.router import run_router
 from gateway.services.tracking import case_report
-from gateway.store import TrackingStore, store_from_url
+from gateway.store import CaseReader, HandledMarks, store_from_url
 
 EDGE_PARTNERS = ("health", "csc", "probation")
 MAIL_ONLY_PARTNER = MAIL_ONLY_AGENCY
@@ -226,7 +226,7 @@ class DemoCase:
         )
 
 
-async def _settled(store: TrackingStore, correlation_id: str) -> bool:
+async def _settled(store: CaseReader, correlation_id: str) -> bool:
     """Every case message is receipted or answered (receipts themselves are never receipted)."""
     messages = [
         m
@@ -294,7 +294,7 @@ async def _run_in(area: Path, url: str, vhost: str, say: Callable[[str], None]) 
 
 @asynccontextmanager
 async def _mail_side(
-    config: AreaConfig, store: TrackingStore, case: DemoCase, say: Callable[[str], None]
+    config: AreaConfig, store: HandledMarks, case: DemoCase, say: Callable[[str], None]
 ) -> AsyncIterator[None]:
     """Housing's mail server, the intake relaying to it, and the officer reading the mail."""
     intake = config.intake
@@ -320,7 +320,7 @@ async def _mail_side(
                 await asyncio.to_thread(devkeys.stop_agent, officer.home)
 
 
-async def _wait_settled(store: TrackingStore, correlation_id: str) -> None:
+async def _wait_settled(store: CaseReader, correlation_id: str) -> None:
     for _ in range(int(FLOW_TIMEOUT_S * 10)):
         if await _settled(store, correlation_id):
             return

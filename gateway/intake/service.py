@@ -27,7 +27,7 @@ from gateway.intake.mailer import Mailer
 from gateway.intake.pgp import Keyring
 from gateway.intake.server import serve
 from gateway.services.edge import Edge, Submission
-from gateway.store import TrackingStore
+from gateway.store import HandledMarks
 
 
 @dataclass
@@ -62,7 +62,7 @@ def read_reply_key(path: Path) -> bytes | None:
 
 
 @asynccontextmanager
-async def running_intake(config: AreaConfig, store: TrackingStore) -> AsyncIterator[RunningIntake]:
+async def running_intake(config: AreaConfig, store: HandledMarks) -> AsyncIterator[RunningIntake]:
     settings = intake_config(config)
     keyring = Keyring(settings.gnupg_home)
     async with AsyncExitStack() as stack:

@@ -59,7 +59,7 @@ from gateway.infra import keystore
 from gateway.infra.clock import utc_now
 from gateway.infra.keyed_locks import KeyedLocks
 from gateway.services import metrics
-from gateway.store import TrackingStore
+from gateway.store import HandledMarks
 
 log = structlog.get_logger("gateway.services.edge")
 
@@ -134,7 +134,7 @@ class Edge:
     """One agency's connection to the exchange."""
 
     def __init__(
-        self, config: AreaConfig, agency: str, store: TrackingStore, broker_url: str | None = None
+        self, config: AreaConfig, agency: str, store: HandledMarks, broker_url: str | None = None
     ) -> None:
         config.registry.agency(agency)
         self.config = config

@@ -43,7 +43,7 @@ from gateway.core.records import Firing, record_of
 from gateway.core.vocabulary import SYSTEM_PURPOSE
 from gateway.infra.clock import utc_now
 from gateway.services import audit_log, metrics
-from gateway.store import TrackingStore
+from gateway.store import EscalatorStore
 
 log = structlog.get_logger("gateway.services.escalator")
 
@@ -68,7 +68,7 @@ class Escalator:
     def __init__(
         self,
         config: AreaConfig,
-        store: TrackingStore,
+        store: EscalatorStore,
         signer: SigningIdentity,
         audit: audit_log.AuditLog | None = None,
         policy: DeadlinePolicy | None = None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from gateway.core.errors import GatewayError
-from gateway.store import TrackingStore
+from gateway.store import CaseReader
 from gateway.views import timeline
 
 
@@ -17,14 +17,14 @@ class NotTracked(GatewayError):
     """The tracking store has no message with that id, or no case with that correlation id."""
 
 
-async def message_report(store: TrackingStore, message_id: str, where: str) -> str:
+async def message_report(store: CaseReader, message_id: str, where: str) -> str:
     message = await store.message(message_id)
     if message is None:
         raise NotTracked(f"no message {message_id!r} in the tracking store ({where})")
     return timeline.message_view(message, await store.timeline(message_id))
 
 
-async def case_report(store: TrackingStore, correlation_id: str, where: str, now: datetime) -> str:
+async def case_report(store: CaseReader, correlation_id: str, where: str, now: datetime) -> str:
     messages = await store.case_messages(correlation_id)
     if not messages:
         raise NotTracked(
