@@ -38,6 +38,7 @@ from gateway.store.dialect import Dialect, T, Work, aware
 from gateway.store.sql_store import SqlStore, record_firings
 
 BUSY_TIMEOUT_MS = 5000
+OLDEST_SQLITE = (3, 35, 0)  # RETURNING; ON CONFLICT DO NOTHING and FILTER are older
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
@@ -84,6 +85,11 @@ class SqliteStore(SqlStore):
         executor.shutdown(wait=True)
 
     def _prepare(self) -> None:
+        if sqlite3.sqlite_version_info < OLDEST_SQLITE:
+            raise StoreError(
+                f"tracking store {self.path} needs SQLite {'.'.join(map(str, OLDEST_SQLITE))}"
+                f" or newer; this Python has {sqlite3.sqlite_version}"
+            )
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
         except sqlite3.Error as exc:
