@@ -50,6 +50,11 @@ __all__ = [
     "StoreError",
     "StoreReader",
     "TrackingStore",
+    "dialect",
+    "migrations",
+    "postgres",
+    "sql_store",
+    "sqlite",
     "store_from_url",
 ]
 
