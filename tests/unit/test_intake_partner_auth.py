@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import stat
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import dkim
 import pytest
@@ -22,7 +24,10 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from gateway.config.area_config import parse_config
 from gateway.config.intake_config import Authentication, DkimKey, DomainRule, Policy
+from gateway.demo.area import DKIM_SELECTOR, demo_config
+from gateway.demo.setup import HEALTH_DKIM_KEY, write_dkim_key
 from gateway.intake.dkim_check import DkimVerifier, signing_time
 from gateway.intake.partner_auth import DkimSignature, certificate_refusal, dkim_verdict
 from gateway.intake.refusal import Refusal
@@ -220,3 +225,18 @@ def test_only_the_from_domains_signatures_cause_a_lookup() -> None:
 
     check(signed(domain="elsewhere.example"), rule(), DkimVerifier(dns))
     assert asked == []
+
+
+def test_the_demo_areas_health_pin_verifies_what_its_mail_server_signs(tmp_path: Path) -> None:
+    """The setting `init` writes is a working one: health's stand-in key, its pinned half."""
+    public_key = write_dkim_key(tmp_path / HEALTH_DKIM_KEY, replace=False)
+    assert stat.S_IMODE((tmp_path / HEALTH_DKIM_KEY).stat().st_mode) == 0o600
+    text = demo_config("amqp://guest:guest@127.0.0.1:5672/x", date(2026, 11, 23), (), public_key)
+    intake = parse_config(text, tmp_path / "gateway.toml").intake
+    assert intake is not None
+    health = intake.rule_for(DOMAIN)
+    assert health is not None and health.authenticate == {Authentication.DKIM}
+    assert health.dkim_keys == (DkimKey(DKIM_SELECTOR, public_key, "rsa"),)
+    key = (tmp_path / HEALTH_DKIM_KEY).read_bytes()
+    verdict = check(signed(selector=DKIM_SELECTOR, key=key), health)
+    assert isinstance(verdict, DkimSignature), verdict
