@@ -13,12 +13,16 @@ domain's key is read from DNS by ``lookup`` (dkimpy's resolver, dnspython).
 A DNS timeout marks the signature temporary, so the sender is told to try
 again (451) rather than refused for good. RSA keys under 2048 bits fail.
 dkimpy is CPU work and may block on DNS, so it runs in a worker thread.
+Its own logger is silenced: its messages can quote header values (an i=
+address), and logs never carry personal data; what failed reaches the
+sender in the SMTP reply and the logs as a check name.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -32,6 +36,8 @@ from gateway.intake.partner_auth import DkimSignature
 Lookup = Callable[..., bytes | None]
 MAX_SIGNATURES = 8  # a mail gains one per signing hop; more is an attempt to burn CPU
 DNS_TIMEOUT_SECONDS = 5
+_QUIET = logging.getLogger("gateway.intake.dkimpy")
+_QUIET.disabled = True
 
 
 def _dns(name: bytes, timeout: int = DNS_TIMEOUT_SECONDS) -> bytes | None:
@@ -47,7 +53,9 @@ class DkimVerifier:
         return await asyncio.to_thread(self._signatures, raw, rule)
 
     def _signatures(self, raw: bytes, rule: DomainRule) -> tuple[DkimSignature, ...]:
-        verifier = dkim.DKIM(raw, minkey=DKIM_MIN_RSA_BITS, timeout=DNS_TIMEOUT_SECONDS)
+        verifier = dkim.DKIM(
+            raw, logger=_QUIET, minkey=DKIM_MIN_RSA_BITS, timeout=DNS_TIMEOUT_SECONDS
+        )
         count = sum(1 for name, _ in verifier.headers if name.lower() == b"dkim-signature")
         return tuple(
             self._one(verifier, index, rule) for index in range(min(count, MAX_SIGNATURES))
