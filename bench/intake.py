@@ -9,7 +9,9 @@ process (``python -m gateway run``, as deployed) and the intake in this one
 ``intake_on``: a `pgp` domain for police with pinned staff keys), it prints:
 
 - intake: N Referrals signed by a pinned police officer's key and encrypted to
-  the intake's key (RFC 3156), each in its own SMTP session with STARTTLS,
+  the intake's key (RFC 3156), each signed on its own (the intake refuses a
+  copy of a mail it accepted as a replay; the mails are made before the
+  clock starts), each in its own SMTP session with STARTTLS,
   sent by 50 concurrent senders in a separate process (the senders are other
   machines in a deployment). A mail counts when its 250 arrives, which the
   intake sends only after the broker confirmed the sealed message. Rate over
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import cProfile
 import json
 import os
@@ -93,9 +96,10 @@ GPG_THREADS = min(32, (os.cpu_count() or 1) + 4)  # asyncio's default executor, 
 
 
 def senders(port: int, n: int, entity_file: Path, sessions_only: bool) -> None:
-    """Send ``n`` mails (or open ``n`` bare sessions) from SENDERS threads; print the elapsed
-    time, this process's CPU time and each latency as JSON."""
-    entity = entity_file.read_bytes()
+    """Send ``n`` mails, the entities in ``entity_file`` (one base64 line each), or open ``n``
+    bare sessions, from SENDERS threads; print the elapsed time, this process's CPU time
+    and each latency as JSON."""
+    entities = [base64.b64decode(line) for line in entity_file.read_text().split()]
     # One client context for all: ssl.create_default_context loads the system's CA bundle,
     # which costs more CPU than the handshake (the harness's send builds one per mail).
     tls = client_tls()
@@ -109,10 +113,10 @@ def senders(port: int, n: int, entity_file: Path, sessions_only: bool) -> None:
     def sender() -> None:
         while True:
             try:
-                work.get_nowait()
+                i = work.get_nowait()
             except queue.Empty:
                 return
-            data = mail(OFFICER, entity)  # a new Message-ID each
+            data = b"" if sessions_only else mail(OFFICER, entities[i])  # a new Message-ID each
             started = time.perf_counter()
             if sessions_only:
                 code, reply = session(port, tls)
@@ -246,6 +250,17 @@ async def bench(n: int, profile: bool) -> dict[str, float]:
     return r
 
 
+def write_entities(path: Path, count: int, people: People, gateway: str) -> None:
+    """``count`` Referrals, each signed and encrypted on its own, one base64 line each."""
+
+    def one(i: int) -> bytes:
+        content = content_with_xml(REFERRAL, f"Referral attached ({i}).")
+        return base64.b64encode(encrypted(signed(content, people, people.officer), people, gateway))
+
+    with ThreadPoolExecutor(max_workers=GPG_THREADS) as pool:
+        path.write_bytes(b"\n".join(pool.map(one, range(count))) + b"\n")
+
+
 async def measure(
     port: int,
     home: Path,
@@ -259,11 +274,11 @@ async def measure(
     raw_mail = mail(OFFICER, entity)
     raw = RawGpg(home, raw_mail)
     print(f"# gpg {'.'.join(map(str, raw.gpg.version or ()))}, {GPG_THREADS} worker threads")
-    with tempfile.NamedTemporaryFile(prefix="mash-bench-entity-") as entity_file:
-        entity_file.write(entity)
-        entity_file.flush()
-        path = Path(entity_file.name)
-        await send_all(port, WARM_UP, path)
+    with tempfile.TemporaryDirectory(prefix="mash-bench-entities-") as folder:
+        warm_up, path = Path(folder, "warm-up"), Path(folder, "mails")
+        await asyncio.to_thread(write_entities, warm_up, WARM_UP, people, gateway)
+        await asyncio.to_thread(write_entities, path, n, people, gateway)
+        await send_all(port, WARM_UP, warm_up)
         await asyncio.to_thread(raw.rate, WARM_UP, GPG_THREADS)
         before = own_and_children_cpu()[0]
         sessions = await send_all(port, max(100, n // 5), path, sessions_only=True)

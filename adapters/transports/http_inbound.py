@@ -34,6 +34,7 @@ from adapters.inbound import Intake, Reply, digest_of, failed
 from adapters.mapping import Canonical, Mapping
 from adapters.prepare import Refused
 from gateway.config.adapter_config import HttpSettings
+from gateway.infra import tls
 from gateway.infra.keyed_locks import KeyedLocks
 from gateway.store import CaseReader
 
@@ -76,13 +77,11 @@ class HttpInbound:
         log.info("http.listening", agency=self.intake.agency, port=self.settings.port)
 
     def _tls(self) -> ssl.SSLContext | None:
-        """TLS 1.2 or later with the configured pair; none on loopback (config enforces it)."""
+        """gateway/infra/tls.py's listener TLS with the configured pair; none on loopback
+        (config enforces it)."""
         if self.settings.tls_cert is None or self.settings.tls_key is None:
             return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(str(self.settings.tls_cert), str(self.settings.tls_key))
-        return context
+        return tls.server_context(self.settings.tls_cert, self.settings.tls_key)
 
     async def run(self, stop: asyncio.Event) -> None:
         try:

@@ -73,13 +73,18 @@ CHILD_BASES = (
 
 
 # The secure-mail intake (gateway/config/intake_config.py): police sign and encrypt with PGP/MIME
-# (pin each officer's key under staff), health is an accredited domain trusted on TLS alone.
+# (pin each officer's key under staff). Health is a `tls` domain: its staff do not sign, so its
+# mail server must: each mail carries a DKIM signature by health.demo.example, verified against
+# the key pinned here (`init` makes the pair; the private half, under agency-systems/health/,
+# stands in for health's mail server). Without a pinned key the intake would read it from DNS.
 # Housing has no case system, only e-mail with PGP: it is an e-mail-only agency (inbox =
 # true), so the intake takes its inbox and mails it requests, encrypted to its pinned staff
 # keys, through the relay. In the demo the relay is a stand-in for housing's mail server that
 # `mash-gateway demo` runs on a free port with the intake's development certificate
 # (gateway/demo/mail.py); name your real relay, and the CA that signed its certificate, here.
 MAIL_ONLY_DOMAIN = "housing.demo.example"
+TLS_DOMAIN = "health.demo.example"
+DKIM_SELECTOR = "mash"
 MAIL_ONLY_AGENCY = "housing"
 DEMO_RELAY = (
     "\n[intake.relay]\n"
@@ -91,11 +96,17 @@ DEMO_RELAY = (
 )
 
 
-def demo_intake(mail_only_staff: tuple[tuple[str, str], ...]) -> str:
-    """The [intake] table; ``mail_only_staff`` pins (address, fingerprint) for housing."""
+def demo_intake(mail_only_staff: tuple[tuple[str, str], ...], health_dkim: str | None) -> str:
+    """The [intake] table; ``mail_only_staff`` pins (address, fingerprint) for housing,
+    ``health_dkim`` health's DKIM public key (the p= value)."""
     staff = ", ".join(
         f'{{ address = "{address}", fingerprint = "{fingerprint}" }}'
         for address, fingerprint in mail_only_staff
+    )
+    dkim_keys = (
+        f'dkim_keys = [{{ selector = "{DKIM_SELECTOR}", public_key = "{health_dkim}" }}]\n'
+        if health_dkim is not None
+        else ""
     )
     return (
         "\n[intake]\n"
@@ -108,9 +119,11 @@ def demo_intake(mail_only_staff: tuple[tuple[str, str], ...]) -> str:
         'policy = "pgp"\n'
         "staff = []\n"
         "\n[[intake.domains]]\n"
-        'domain = "health.demo.example"\n'
+        f'domain = "{TLS_DOMAIN}"\n'
         'agency = "health"\n'
         'policy = "tls"\n'
+        'authenticate = ["dkim"]\n'
+        f"{dkim_keys}"
         "\n[[intake.domains]]\n"
         f'domain = "{MAIL_ONLY_DOMAIN}"\n'
         f'agency = "{MAIL_ONLY_AGENCY}"\n'
@@ -172,12 +185,16 @@ def _agreement(
 
 
 def demo_config(
-    broker_url: str, today: date, mail_only_staff: tuple[tuple[str, str], ...] = ()
+    broker_url: str,
+    today: date,
+    mail_only_staff: tuple[tuple[str, str], ...] = (),
+    health_dkim: str | None = None,
 ) -> str:
     """gateway.toml for the demo area, without keys (init appends them).
 
     ``mail_only_staff`` pins housing's staff keys; without them the area is whole, but the
     intake cannot mail housing a request (it would be readable only on TLS).
+    ``health_dkim`` pins health's DKIM key; without it the intake looks it up in DNS.
     """
     parts = [
         "# MASH gateway area configuration (demo area written by `mash-gateway init`).\n"
@@ -208,6 +225,6 @@ def demo_config(
     parts.append(
         _agreement("isa-demo-responses", PARTNERS, ("hub",), ("InformationResponse",), today)
     )
-    parts.append(demo_intake(mail_only_staff))
+    parts.append(demo_intake(mail_only_staff, health_dkim))
     parts.append(DEMO_ADAPTERS)
     return "".join(parts)

@@ -36,6 +36,7 @@ from aiosmtpd.smtp import SMTP, Envelope
 from gateway.config.intake_config import IntakeConfig
 from gateway.core.errors import GatewayError
 from gateway.demo.area import MAIL_ONLY_AGENCY, MAIL_ONLY_DOMAIN
+from gateway.infra import tls
 from gateway.infra.clock import utc_now
 from gateway.intake import devkeys, forms, replies
 from gateway.intake.pgp import usable_home
@@ -110,10 +111,8 @@ class MailServer:
 
 @asynccontextmanager
 async def mail_server(cert: Path, key: Path) -> AsyncIterator[MailServer]:
-    """A real SMTP server on a free port of 127.0.0.1 that requires STARTTLS (TLS 1.2+)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(cert), str(key))
+    """A real SMTP server on a free port of 127.0.0.1 that requires STARTTLS (infra/tls.py)."""
+    context = tls.server_context(cert, key)
     server = MailServer()
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(
@@ -176,19 +175,18 @@ class Officer:
         heading = replies.Heading(
             OFFICER, reply_to, f"Re: {subject}", utc_now(), MAIL_ONLY_DOMAIN, None, "no"
         )
-        context = ssl.create_default_context(cafile=str(self.intake_ca))
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
         data = replies.encrypted(heading, bytes(encrypted.data))
+        context = tls.client_context(self.intake_ca)
         return send_over_starttls(self.intake_port, context, OFFICER, reply_to, data)
 
 
 def send_over_starttls(
-    port: int, tls: ssl.SSLContext, mail_from: str, rcpt: str, data: bytes
+    port: int, context: ssl.SSLContext, mail_from: str, rcpt: str, data: bytes
 ) -> tuple[int, str]:
     """One SMTP transaction to 127.0.0.1:``port`` over STARTTLS, as a sending MTA makes it:
     the reply to the first command refused, or to DATA."""
     with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
-        client.starttls(context=tls)
+        client.starttls(context=context)
         client.ehlo()
         for code, reply in (client.mail(mail_from), client.rcpt(rcpt)):
             if code != 250:

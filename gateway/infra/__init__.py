@@ -1,4 +1,5 @@
-"""Small IO helpers every shell shares: atomic files, the clock, key files, logs, locks, spools.
+"""Small IO helpers every shell shares: atomic files, the clock, key files, logs, locks, spools,
+TLS contexts.
 
 May import the core and the config.
 """
@@ -10,4 +11,5 @@ __all__ = [
     "keystore",
     "logs",
     "spool",
+    "tls",
 ]

@@ -1,28 +1,36 @@
 """One mail from DATA to the exchange: every check in order, then the submission.
 
-The shell that joins the pure checks (smuggling, policy, mime, trust,
-content) with the keyring and the exchange. The order matters: cheap checks
-on the raw bytes first, gpg (a process per call, in a thread) only for a
-mail that passed them, and the exchange last, so a refused mail never
-reaches it. ``accept`` returns only after the broker confirmed the
-message, so the 250 the sender gets means the message is on the exchange.
+The shell that joins the pure checks (smuggling, policy, partner_auth, mime,
+trust, replay, content) with the keyring, the DKIM verifier, the replay
+memory and the exchange. The order matters: cheap checks on the raw bytes
+first, the signatures (gpg, a process per call, and dkimpy, each in a
+thread) only for a mail that passed them, the replay memory for an
+authenticated mail only (so no stranger can fill it), and the exchange
+last, so a refused mail never reaches it. ``accept`` returns only after the
+broker confirmed the message and the replay memory kept it, so the 250 the
+sender gets means the message is on the exchange and a copy will be refused.
+(Should the memory fail to write, the mail is accepted all the same and the
+failure logged: a 4xx would make the sender's MTA send a copy for certain.)
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
 
-from gateway.config.intake_config import DomainRule, IntakeConfig, Policy
+from gateway.config.intake_config import Authentication, DomainRule, IntakeConfig, Policy
 from gateway.core.envelope import HeaderFields
 from gateway.core.payload_facts import HeaderPayloadMismatch
 from gateway.infra.clock import utc_now
-from gateway.intake import content, mime, sender_policy, trust
+from gateway.intake import content, mime, partner_auth, replay, sender_policy, trust
+from gateway.intake.dkim_check import DkimVerifier
 from gateway.intake.pgp import Keyring
 from gateway.intake.refusal import Refusal
+from gateway.intake.replay_memory import ReplayMemory
 from gateway.intake.smuggling import smuggling_refusal
 from gateway.services import metrics
 from gateway.services.edge import PolicyRefusal, Submission
@@ -42,6 +50,7 @@ class Authenticated:
     content: bytes  # the MIME entity that carries the payload
     assurance: str
     signer: str | None = None  # the pinned fingerprint that signed it
+    covered: tuple[str, ...] = ()  # SHA-256 of what each signature covers (replay keys)
 
 
 @dataclass(frozen=True)
@@ -54,18 +63,32 @@ class Accepted:
 
 
 class Acceptance:
-    def __init__(self, config: IntakeConfig, keyring: Keyring, submit: Submitter) -> None:
+    def __init__(
+        self,
+        config: IntakeConfig,
+        keyring: Keyring,
+        submit: Submitter,
+        replays: ReplayMemory,
+        dkim: DkimVerifier,
+    ) -> None:
         self.config = config
         self.keyring = keyring
         self.submit = submit
+        self.replays = replays
+        self.dkim = dkim
         # message id -> the mail's sender, so a later non-delivery can be mailed back.
         # In memory and bounded: after a restart a notice goes to the agency's contacts.
         self.senders: OrderedDict[str, Accepted] = OrderedDict()
 
     async def accept(
-        self, raw: bytes, mail_from: str, recipients: tuple[sender_policy.Recipient, ...]
+        self,
+        raw: bytes,
+        mail_from: str,
+        recipients: tuple[sender_policy.Recipient, ...],
+        client_certificate: str | None = None,
     ) -> Accepted | Refusal:
-        outcome = await self._accept(raw, mail_from, recipients)
+        """``client_certificate``: the SHA-256 of the session's TLS client certificate."""
+        outcome = await self._accept(raw, mail_from, recipients, client_certificate)
         if isinstance(outcome, Refusal):
             refused(outcome)
         else:
@@ -83,7 +106,11 @@ class Acceptance:
         return outcome
 
     async def _accept(
-        self, raw: bytes, mail_from: str, recipients: tuple[sender_policy.Recipient, ...]
+        self,
+        raw: bytes,
+        mail_from: str,
+        recipients: tuple[sender_policy.Recipient, ...],
+        client_certificate: str | None,
     ) -> Accepted | Refusal:
         smuggled = smuggling_refusal(raw)
         if smuggled is not None:
@@ -91,14 +118,65 @@ class Acceptance:
         rule = sender_policy.sender_rule(mail_from, self.config)
         if isinstance(rule, Refusal):
             return rule
+        uncertified = partner_auth.certificate_refusal(rule, client_certificate)
+        if uncertified is not None:
+            return uncertified
         message = mime.entity(raw)
         from_address = sender_policy.header_from(message.headers.get_all("From", []), rule)
         if isinstance(from_address, Refusal):
             return from_address
+        message_id = replay.message_id(message.headers.get_all("Message-ID", []))
+        if isinstance(message_id, Refusal):
+            return message_id
+        vouched = await self.vouch(raw, rule)
+        if isinstance(vouched, Refusal):
+            return vouched
         with metrics.timed("gpg_decrypt_verify"):
             authenticated = await self.authenticate(message, rule, from_address)
         if isinstance(authenticated, Refusal):
             return authenticated
+        keys = replay.keys(rule.domain, message_id, (*vouched, *authenticated.covered))
+        seen = await self.replays.claim(keys, utc_now())
+        if seen is not None:
+            return replay.replayed(seen)
+        try:
+            outcome = await self._submit(authenticated, rule, from_address, recipients)
+            if isinstance(outcome, Accepted):
+                await self._remember(keys, outcome.fields.message_id)
+            return outcome
+        finally:
+            self.replays.release(keys)
+
+    async def _remember(self, keys: tuple[replay.ReplayKey, ...], message_id: str) -> None:
+        """Keep the accepted mail's keys. The message is already on the exchange: if the
+        memory cannot be written, a 4xx would make the sender's MTA send a second copy for
+        certain, so the mail is still accepted and the failure logged and counted."""
+        try:
+            await self.replays.remember(keys, message_id, utc_now())
+        except Exception:
+            log.exception("intake.replay_memory_failed", message_id=message_id)
+            metrics.INTAKE_RESULTS.labels(result="accepted", reason="replay-unremembered").inc()
+
+    async def vouch(self, raw: bytes, rule: DomainRule) -> tuple[str, ...] | Refusal:
+        """A `tls` domain's DKIM check, when its rule asks for one: the digest of what the
+        accepted signature covers (none for a rule without DKIM)."""
+        if Authentication.DKIM not in rule.authenticate:
+            return ()
+        verdict = partner_auth.dkim_verdict(rule, await self.dkim.signatures(raw, rule))
+        if isinstance(verdict, Refusal):
+            return verdict
+        old = replay.too_old(verdict.signed_at, utc_now(), self.config.replay_window)
+        if old is not None:
+            return old
+        return (verdict.covered,) if verdict.covered else ()
+
+    async def _submit(
+        self,
+        authenticated: Authenticated,
+        rule: DomainRule,
+        from_address: str,
+        recipients: tuple[sender_policy.Recipient, ...],
+    ) -> Accepted | Refusal:
         payload = content.payload_of(authenticated.content, utc_now(), rule.agency, from_address)
         if isinstance(payload, Refusal):
             return payload
@@ -145,6 +223,9 @@ class Acceptance:
                 staff = trust.signer(verdict, rule, from_address)
                 if isinstance(staff, Refusal):
                     return staff
+                old = replay.too_old(verdict.signed_at, utc_now(), self.config.replay_window)
+                if old is not None:
+                    return old
                 if rule.policy is Policy.PGP and not encrypted:
                     return Refusal(
                         550,
@@ -153,7 +234,8 @@ class Acceptance:
                         "(PGP/MIME, RFC 3156)",
                         "not-encrypted",
                     )
-                return Authenticated(parts.signed, PGP_VERIFIED, staff.fingerprint)
+                covered = hashlib.sha256(parts.signed).hexdigest()
+                return Authenticated(parts.signed, PGP_VERIFIED, staff.fingerprint, (covered,))
         except mime.MimeError as exc:
             return Refusal(550, "5.6.0", f"Malformed PGP/MIME message: {exc}", "mime")
         if rule.policy is Policy.PGP:

@@ -1,6 +1,8 @@
 """What `mash-gateway init` creates for the intake: a dev TLS pair and the gateway keyring.
 
-Also the secret that tags reply-token addresses. Development material
+Also the secret that tags reply-token addresses, and a DKIM key pair as a
+partner's mail server would hold one (the demo's stand-in for health's
+server signs with it; its public half is pinned). Development material
 only: a self-signed certificate (production uses a
 certificate from the organisation's CA, named in ``[intake] tls_cert``).
 The private key is created 0600 and the GnuPG home 0700, never chmod-ed
@@ -10,6 +12,7 @@ senders to encrypt to.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import secrets
@@ -21,7 +24,7 @@ from pathlib import Path
 import gnupg
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from gateway.config.intake_config import IntakeConfig
@@ -80,6 +83,21 @@ def self_signed_pair(hostname: str, now: datetime, validity: timedelta) -> tuple
         serialization.NoEncryption(),
     )
     return certificate.public_bytes(serialization.Encoding.PEM), pem
+
+
+def dkim_pair() -> tuple[bytes, str]:
+    """A 2048-bit RSA DKIM key: the private key (PEM, as dkimpy signs with it) and the
+    public key as the p= value of its DNS record (base64 SubjectPublicKeyInfo)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return pem, base64.b64encode(public).decode("ascii")
 
 
 def write_tls_pair(config: IntakeConfig, now: datetime) -> None:

@@ -2,7 +2,8 @@
 
 smtplib blocks, so each delivery runs in a worker thread. With
 ``starttls = true`` the relay's certificate is verified (against
-``ca_file`` when given, else the system CAs) and TLS 1.2 is the minimum;
+``ca_file`` when given, else the system CAs) under gateway/infra/tls.py's
+rules (TLS 1.3, or 1.2 with ECDHE and AEAD suites);
 a relay that does not offer STARTTLS is an error, never a silent
 downgrade. A `pgp` domain's acknowledgement is encrypted to the pinned key
 that signed the mail.
@@ -12,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import ssl
 
 import structlog
 
 from gateway.config.intake_config import Policy, Relay
+from gateway.infra import tls
 from gateway.infra.clock import utc_now
 from gateway.intake import replies
 from gateway.intake.acceptance import Accepted
@@ -65,10 +66,6 @@ class Mailer:
     def _deliver(self, to: str, data: bytes) -> None:
         with smtplib.SMTP(self.relay.host, self.relay.port, self.hostname, timeout=30) as client:
             if self.relay.starttls:
-                context = ssl.create_default_context(
-                    cafile=str(self.relay.ca_file) if self.relay.ca_file else None
-                )
-                context.minimum_version = ssl.TLSVersion.TLSv1_2
-                client.starttls(context=context)
+                client.starttls(context=tls.client_context(self.relay.ca_file))
                 client.ehlo()
             client.sendmail(self.relay.sender, [to], data)

@@ -86,6 +86,7 @@ class Keyring:
             result.key_status,
             result.fingerprint,
             result.pubkey_fingerprint,
+            result.sig_timestamp,
         )
 
     def _decrypt(self, data: bytes) -> Decrypted:

@@ -1,16 +1,27 @@
 """The SMTP listener: aiosmtpd with STARTTLS required, the limits, and the intake's replies.
 
-A thin shell. MAIL and RCPT ask sender_policy.py; DATA hands the raw bytes to
-Acceptance. What aiosmtpd enforces itself (STARTTLS before MAIL or AUTH,
-the size limit, the per-command timeout) keeps aiosmtpd's behaviour, with
-its replies given RFC 3463 enhanced status codes. Added here: a session
-timeout, and a cap on concurrent connections (a connection over the cap
-gets 421 and is closed before any SMTP state exists).
+A thin shell. MAIL and RCPT ask sender_policy.py (and MAIL, for a domain
+that authenticates by client certificate, partner_auth.py); DATA hands the
+raw bytes and the session's client certificate to Acceptance. What aiosmtpd
+enforces itself (STARTTLS before MAIL or AUTH, the size limit, the
+per-command timeout) keeps aiosmtpd's behaviour, with its replies given RFC
+3463 enhanced status codes. Added here: a session timeout, a cap on
+concurrent connections (a connection over the cap gets 421 and is closed
+before any SMTP state exists), and a cap on recipients per transaction
+(past it, RFC 5321 section 4.5.3.1.10's ``452`` for each further RCPT, with
+RFC 3463's 4.5.3, whose class must match the reply's).
+
+TLS is gateway/infra/tls.py's (TLS 1.3, or 1.2 with ECDHE and AEAD only).
+When a domain authenticates by client certificate, the handshake asks
+every client for one (optional, so others are unaffected), trusting the
+configured ``client_ca`` files and the public CAs to chain it; the pin is
+what lets it speak for a domain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -18,8 +29,9 @@ from typing import Any
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from gateway.config.intake_config import IntakeConfig
-from gateway.intake import sender_policy
+from gateway.config.intake_config import Authentication, IntakeConfig
+from gateway.infra import tls
+from gateway.intake import partner_auth, sender_policy
 from gateway.intake.acceptance import Acceptance, Accepted, refused
 from gateway.intake.mailer import Mailer
 from gateway.intake.refusal import Refusal
@@ -32,11 +44,26 @@ TEMPORARY_FAILURE = "451 4.3.0 Temporary failure on our side; nothing was kept, 
 
 
 def tls_context(config: IntakeConfig) -> ssl.SSLContext:
-    """Server-side TLS 1.2 or later with the configured certificate and key."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(config.tls_cert), str(config.tls_key))
-    return context
+    """The listener's TLS; asking for client certificates when a domain is pinned to one."""
+    by_certificate = [
+        rule for rule in config.domains if Authentication.CLIENT_CERTIFICATE in rule.authenticate
+    ]
+    client_cas = (
+        tuple(dict.fromkeys(r.client_ca for r in by_certificate if r.client_ca is not None))
+        if by_certificate
+        else None
+    )
+    return tls.server_context(config.tls_cert, config.tls_key, client_cas)
+
+
+def client_certificate(session: Session) -> str | None:
+    """The SHA-256 (upper-case hex) of the certificate the client presented, if any."""
+    extra = session.ssl or {}
+    ssl_object = extra.get("ssl_object")
+    if not isinstance(ssl_object, ssl.SSLObject):
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return hashlib.sha256(der).hexdigest().upper() if der else None
 
 
 def enhanced(reply: str, max_bytes: int) -> str:
@@ -91,6 +118,10 @@ class Handler:
         if isinstance(rule, Refusal):
             refused(rule)
             return rule.reply
+        uncertified = partner_auth.certificate_refusal(rule, client_certificate(session))
+        if uncertified is not None:
+            refused(uncertified)
+            return uncertified.reply
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 Sender OK"
@@ -98,6 +129,16 @@ class Handler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if len(envelope.rcpt_tos) >= self.config.max_recipients:
+            too_many = Refusal(
+                452,
+                "4.5.3",
+                f"Too many recipients: at most {self.config.max_recipients} per transaction; "
+                "send to the others in another",
+                "recipients",
+            )
+            refused(too_many)
+            return too_many.reply
         found = self._recipient(envelope.mail_from or "", address)
         if isinstance(found, Refusal):
             refused(found)
@@ -118,7 +159,9 @@ class Handler:
         found = [self._recipient(mail_from, address) for address in envelope.rcpt_tos]
         recipients = tuple(r for r in found if isinstance(r, sender_policy.Recipient))
         try:
-            outcome = await self.acceptance.accept(raw, mail_from, recipients)
+            outcome = await self.acceptance.accept(
+                raw, mail_from, recipients, client_certificate(session)
+            )
         except Exception:
             log.exception("intake.failed")
             metrics.INTAKE_RESULTS.labels(result="deferred", reason="internal").inc()

@@ -5,7 +5,8 @@ same wiring. Each agency that owns an allowlisted domain gets its own edge
 (its own keys and broker login): a mail from that domain is sealed and
 signed as that agency, with the assurance the mail earned. For an
 e-mail-only agency (``inbox = true``) the intake also consumes its inbox
-(inbox.py).
+(inbox.py). The replay memory (replay_memory.py) is opened for the intake's
+life; DKIM keys are looked up through ``dkim_lookup`` (DNS unless given).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from gateway.config.intake_config import IntakeConfig
 from gateway.core.envelope import HeaderFields
 from gateway.intake.acceptance import Acceptance
 from gateway.intake.devkeys import stop_agent
+from gateway.intake.dkim_check import DkimVerifier, Lookup
 from gateway.intake.inbox import NoticeInbox
 from gateway.intake.mailer import Mailer
 from gateway.intake.pgp import Keyring
+from gateway.intake.replay_memory import ReplayMemory
 from gateway.intake.server import serve
 from gateway.services.edge import Edge, Submission
 from gateway.store import HandledMarks
@@ -62,10 +65,16 @@ def read_reply_key(path: Path) -> bytes | None:
 
 
 @asynccontextmanager
-async def running_intake(config: AreaConfig, store: HandledMarks) -> AsyncIterator[RunningIntake]:
+async def running_intake(
+    config: AreaConfig, store: HandledMarks, dkim_lookup: Lookup | None = None
+) -> AsyncIterator[RunningIntake]:
     settings = intake_config(config)
     keyring = Keyring(settings.gnupg_home)
+    replays = ReplayMemory(settings.replay_store, settings.replay_window)
+    dkim = DkimVerifier(dkim_lookup) if dkim_lookup is not None else DkimVerifier()
     async with AsyncExitStack() as stack:
+        await replays.open()
+        stack.push_async_callback(replays.close)
         edges: dict[str, Edge] = {}
         for agency in sorted({rule.agency for rule in settings.domains}):
             edges[agency] = await stack.enter_async_context(Edge(config, agency, store))
@@ -73,7 +82,7 @@ async def running_intake(config: AreaConfig, store: HandledMarks) -> AsyncIterat
         async def submit(agency: str, submission: Submission, assurance: str) -> HeaderFields:
             return await edges[agency].submit(replace(submission, assurance=assurance))
 
-        acceptance = Acceptance(settings, keyring, submit)
+        acceptance = Acceptance(settings, keyring, submit, replays, dkim)
         mailer = (
             Mailer(settings.relay, settings.hostname, keyring)
             if settings.relay is not None

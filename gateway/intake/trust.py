@@ -10,6 +10,7 @@ trusted by gpg's web of trust) is not enough.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from gateway.config.intake_config import DomainRule, Staff
@@ -30,6 +31,7 @@ class SignatureStatus(StrEnum):
 class Verdict:
     status: SignatureStatus
     fingerprint: str | None  # the primary key's fingerprint, as pinned in the config
+    signed_at: datetime | None = None  # when the signature says it was made (a good one)
 
 
 def classify(
@@ -38,8 +40,10 @@ def classify(
     key_status: str | None,
     fingerprint: str | None,
     primary_fingerprint: str | None,
+    sig_timestamp: str | None = None,
 ) -> Verdict:
-    """python-gnupg's Verify fields (valid, status, key_status, fingerprints) as a Verdict."""
+    """python-gnupg's Verify fields (valid, status, key_status, fingerprints, the
+    signature's time in seconds since the epoch) as a Verdict."""
     pinned = (primary_fingerprint or fingerprint or "").upper() or None
     if key_status == "signing key was revoked":
         return Verdict(SignatureStatus.REVOKED_KEY, pinned)
@@ -52,7 +56,12 @@ def classify(
     if status == "signature bad":
         return Verdict(SignatureStatus.BAD, None)
     if valid and pinned:
-        return Verdict(SignatureStatus.GOOD, pinned)
+        signed_at = (
+            datetime.fromtimestamp(int(sig_timestamp), UTC)
+            if sig_timestamp and sig_timestamp.isdigit()
+            else None
+        )
+        return Verdict(SignatureStatus.GOOD, pinned, signed_at)
     return Verdict(SignatureStatus.ERROR, None)
 
 

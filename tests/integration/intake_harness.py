@@ -5,12 +5,21 @@ session (``people``). Each test gets a fresh area (and so a fresh gateway
 PGP key); the pinned and unpinned public keys are imported into it. GnuPG
 homes live in short /tmp directories: gpg-agent's socket path must stay
 under 108 characters, which pytest's tmp paths do not.
+
+The `tls` domains' mail servers are played here too: health's and
+probation's sign each mail with DKIM (``mail`` does it, as their outgoing
+server would); health's key is pinned in the config, probation's is
+"published in DNS", which here is the lookup function handed to dkimpy's
+DNS hook. Housing's server presents a client certificate from its own CA
+(``partner_tls``), pinned by fingerprint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
+import hashlib
 import shutil
 import smtplib
 import sqlite3
@@ -21,13 +30,26 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
 
+import dkim
 import gnupg
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 
-from gateway.config.intake_config import DomainRule, Policy, Relay, Staff
+from gateway.config.intake_config import (
+    Authentication,
+    DkimKey,
+    DomainRule,
+    Policy,
+    Relay,
+    Staff,
+)
 from gateway.demo.mail import multipart_signed, send_over_starttls
 from gateway.intake import devkeys
 from gateway.intake.service import RunningIntake, running_intake
@@ -46,7 +68,51 @@ MAIL_ONLY_DOMAIN = "probation.demo.example"  # an e-mail-only agency: the intake
 PROBATION_OFFICER = f"po@{MAIL_ONLY_DOMAIN}"
 PGP_MAIL_ONLY_DOMAIN = "csc.demo.example"  # e-mail-only too, on PGP
 SOCIAL_WORKER = f"sw@{PGP_MAIL_ONLY_DOMAIN}"
+CERT_DOMAIN = "housing.demo.example"  # authenticated by its mail server's client certificate
+HOUSING_OFFICER = f"officer@{CERT_DOMAIN}"
 PAST = ("--faked-system-time", "20200101T000000")
+SELECTOR = "mash"
+
+
+@dataclass(frozen=True)
+class DkimSigner:
+    """A `tls` partner's outgoing mail server: signs as its domain with its DKIM key."""
+
+    domain: str
+    private_key: bytes  # PEM
+    public_key: str  # the p= value of its DNS record
+
+    @classmethod
+    def made(cls, domain: str) -> DkimSigner:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        der = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return cls(domain, pem, base64.b64encode(der).decode())
+
+    def sign(self, data: bytes, domain: str | None = None) -> bytes:
+        """``data`` with a DKIM-Signature by ``domain`` (its own by default) on top."""
+        header = dkim.sign(
+            data, SELECTOR.encode(), (domain or self.domain).encode(), self.private_key
+        )
+        return bytes(header) + data
+
+
+HEALTH_SERVER = DkimSigner.made(TLS_DOMAIN)  # its key pinned in the config
+PROBATION_SERVER = DkimSigner.made(MAIL_ONLY_DOMAIN)  # its key "in DNS"
+DKIM_SIGNERS = {TLS_DOMAIN: HEALTH_SERVER, MAIL_ONLY_DOMAIN: PROBATION_SERVER}
+
+
+def dns(name: bytes, timeout: int = 5) -> bytes | None:
+    """The DNS the intake reads unpinned DKIM keys from: probation's record only."""
+    if name == f"{SELECTOR}._domainkey.{MAIL_ONLY_DOMAIN}.".encode():
+        return f"v=DKIM1; k=rsa; p={PROBATION_SERVER.public_key}".encode()
+    return None
 
 
 @dataclass(frozen=True)
@@ -67,21 +133,32 @@ class People:
     revoked: Person  # pinned, but revoked
     unknown: Person  # pinned, never given to the gateway
     social_worker: Person  # pinned to csc, an e-mail-only agency on PGP
+    veteran: Person  # pinned, made 60 days ago; signs as of 30 days ago
 
     @property
     def gpg(self) -> gnupg.GPG:
         return gnupg.GPG(gnupghome=str(self.home))
 
     def signing_gpg(self, signer: Person) -> gnupg.GPG:
-        """gpg signs with an expired key only on a clock from when it was valid."""
+        """gpg signs with an expired key only on a clock from when it was valid; the
+        veteran's signatures are a month old."""
         if signer == self.expired:
             return gnupg.GPG(gnupghome=str(self.home), options=list(PAST))
+        if signer == self.veteran:
+            return gnupg.GPG(gnupghome=str(self.home), options=days_ago(30))
         return self.gpg
 
     def pinned(self) -> tuple[Staff, ...]:
         return tuple(
             Staff(p.address, p.fingerprint)
-            for p in (self.officer, self.colleague, self.expired, self.revoked, self.unknown)
+            for p in (
+                self.officer,
+                self.colleague,
+                self.expired,
+                self.revoked,
+                self.unknown,
+                self.veteran,
+            )
         )
 
     def known_to_gateway(self) -> tuple[Person, ...]:
@@ -92,7 +169,14 @@ class People:
             self.expired,
             self.revoked,
             self.social_worker,
+            self.veteran,
         )
+
+
+def days_ago(days: int) -> list[str]:
+    """gpg's options for a clock ``days`` in the past."""
+    then = datetime.now(UTC) - timedelta(days=days)
+    return ["--faked-system-time", then.strftime("%Y%m%dT%H%M%S")]
 
 
 def short_home(prefix: str) -> Path:
@@ -137,7 +221,11 @@ def made_people() -> Iterator[People]:
         past = gnupg.GPG(gnupghome=str(home), options=list(PAST))
         expired = _new_key(past, f"expired@{PGP_DOMAIN}", expire="1d")
         social_worker = _new_key(gpg, SOCIAL_WORKER)
-        yield People(home, officer, colleague, stranger, expired, revoked, unknown, social_worker)
+        early = gnupg.GPG(gnupghome=str(home), options=days_ago(60))
+        veteran = _new_key(early, f"veteran@{PGP_DOMAIN}")
+        yield People(
+            home, officer, colleague, stranger, expired, revoked, unknown, social_worker, veteran
+        )
     finally:
         drop_home(home)
 
@@ -189,12 +277,22 @@ def encrypted(entity: bytes, people: People, gateway_fingerprint: str) -> bytes:
     )
 
 
-def mail(from_address: str, entity: bytes, to: str = HUB, subject: str = "Referral") -> bytes:
-    """Outer headers, then the entity (whose own headers continue the header block)."""
-    return (
+def mail(
+    from_address: str,
+    entity: bytes,
+    to: str = HUB,
+    subject: str = "Referral",
+    dkim_signed: bool = True,
+) -> bytes:
+    """Outer headers, then the entity (whose own headers continue the header block); for a
+    DKIM-signing partner, signed as its mail server would (unless ``dkim_signed`` is False)."""
+    domain = from_address.split("@")[1]
+    data = (
         f"From: {from_address}\r\nTo: {to}\r\nSubject: {subject}\r\n"
-        f"Message-ID: <{uuid.uuid4().hex}@{from_address.split('@')[1]}>\r\nMIME-Version: 1.0\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@{domain}>\r\nMIME-Version: 1.0\r\n"
     ).encode() + entity
+    signer = DKIM_SIGNERS.get(domain)
+    return signer.sign(data) if signer is not None and dkim_signed else data
 
 
 @functools.cache
@@ -207,9 +305,93 @@ def client_tls() -> ssl.SSLContext:
     return context
 
 
-def send(port: int, mail_from: str, rcpt: str, data: bytes) -> tuple[int, str]:
+def send(
+    port: int, mail_from: str, rcpt: str, data: bytes, tls: ssl.SSLContext | None = None
+) -> tuple[int, str]:
     """One transaction over STARTTLS; the reply to the last command that was refused, or to DATA."""
-    return send_over_starttls(port, client_tls(), mail_from, rcpt, data)
+    return send_over_starttls(port, tls or client_tls(), mail_from, rcpt, data)
+
+
+@dataclass(frozen=True)
+class PartnerPki:
+    """Housing's mail server certificates: its CA, the pinned one, and another by that CA."""
+
+    ca: Path
+    pinned: tuple[Path, Path]  # certificate, key
+    other: tuple[Path, Path]
+
+    def tls(self, which: str = "pinned") -> ssl.SSLContext:
+        """A sending MTA's client context that presents ``which`` certificate."""
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        cert, key = self.pinned if which == "pinned" else self.other
+        context.load_cert_chain(str(cert), str(key))
+        return context
+
+    def fingerprint(self, which: str = "pinned") -> str:
+        cert = self.pinned[0] if which == "pinned" else self.other[0]
+        der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+        return hashlib.sha256(der).hexdigest().upper()
+
+
+def _pem_pair(
+    folder: Path, name: str, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> tuple[Path, Path]:
+    cert, key_file = folder / f"{name}.crt", folder / f"{name}.key"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert, key_file
+
+
+def housing_pki(exchange: Exchange) -> PartnerPki:
+    """Housing's certificates on this exchange's area (made once, by the first caller)."""
+    return partner_pki(exchange.tmp / "housing-pki")
+
+
+@functools.cache
+def partner_pki(folder: Path) -> PartnerPki:
+    """A CA and two server certificates it signed, as a partner's PKI would issue them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Housing mail CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_file, _ = _pem_pair(folder, "ca", ca, ca_key)
+
+    def server(name: str) -> tuple[Path, Path]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .sign(ca_key, hashes.SHA256())
+        )
+        return _pem_pair(folder, name, certificate, key)
+
+    return PartnerPki(
+        ca_file, server("mx1.housing.demo.example"), server("rogue.housing.demo.example")
+    )
 
 
 def send_raw_data(port: int, mail_from: str, rcpt: str, data: bytes) -> tuple[int, str]:
@@ -244,6 +426,8 @@ async def intake_on(
         relay = Relay(
             "127.0.0.1", relay_port, True, f"mash-intake@{HOST}", exchange.config.intake.tls_cert
         )
+    pki = housing_pki(exchange)
+    dkim_only = frozenset({Authentication.DKIM})
     try:
         settings = replace(
             exchange.config.intake,
@@ -251,10 +435,34 @@ async def intake_on(
             mailboxes=frozenset({"hub", "education"}),
             relay=relay,
             gnupg_home=home / "gnupg",
+            replay_store=home / "replay.db",
             domains=(
                 DomainRule(PGP_DOMAIN, "police", Policy.PGP, people.pinned()),
-                DomainRule(TLS_DOMAIN, "health", Policy.TLS, ()),
-                DomainRule(MAIL_ONLY_DOMAIN, "probation", Policy.TLS, (), inbox=relay is not None),
+                DomainRule(
+                    TLS_DOMAIN,
+                    "health",
+                    Policy.TLS,
+                    (),
+                    authenticate=dkim_only,
+                    dkim_keys=(DkimKey(SELECTOR, HEALTH_SERVER.public_key, "rsa"),),
+                ),
+                DomainRule(
+                    MAIL_ONLY_DOMAIN,
+                    "probation",
+                    Policy.TLS,
+                    (),
+                    inbox=relay is not None,
+                    authenticate=dkim_only,
+                ),
+                DomainRule(
+                    CERT_DOMAIN,
+                    "housing",
+                    Policy.TLS,
+                    (),
+                    authenticate=frozenset({Authentication.CLIENT_CERTIFICATE}),
+                    client_ca=pki.ca,
+                    client_certificates=frozenset({pki.fingerprint()}),
+                ),
                 DomainRule(
                     PGP_MAIL_ONLY_DOMAIN,
                     "csc",
@@ -274,7 +482,7 @@ async def intake_on(
         await store.open()
         try:
             config = replace(exchange.config, intake=settings)
-            async with running_intake(config, store) as running:
+            async with running_intake(config, store, dns) as running:
                 yield running, fingerprint
         finally:
             await store.close()

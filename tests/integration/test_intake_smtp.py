@@ -17,6 +17,7 @@ import base64
 import hashlib
 import logging
 import smtplib
+import ssl
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -47,19 +48,24 @@ from gateway.intake import forms
 from gateway.intake.service import RunningIntake
 from gateway.services.edge import Delivered, Submission
 from gateway.services.metrics import REGISTRY
+from tests.integration import tls_scan
 from tests.integration.conftest import AMQP_URL
 from tests.integration.exchange_harness import Exchange, eventually, running_exchange
 from tests.integration.intake_harness import (
     EDUCATION,
     HOST,
+    HOUSING_OFFICER,
     HUB,
     NURSE,
     OFFICER,
     PROBATION_OFFICER,
+    PROBATION_SERVER,
+    TLS_DOMAIN,
     People,
     client_tls,
     content_with_xml,
     encrypted,
+    housing_pki,
     intake_on,
     made_people,
     mail,
@@ -141,6 +147,11 @@ _baseline: dict[str, int] = {}
 async def baseline(exchange: Exchange) -> None:
     """What the router and the hub had when the test started, once an earlier test's
     trailing traffic (receipts) has settled."""
+    await settle(exchange)
+
+
+async def settle(exchange: Exchange) -> None:
+    """Take the baseline again once the traffic so far has settled."""
     settled = (-1, -1)
     for _ in range(50):
         now = (router_message_count(exchange), len(exchange.inboxes["hub"].messages))
@@ -726,3 +737,194 @@ async def test_two_hundred_concurrent_connections_are_handled(
     assert running.config.max_connections >= 200
     answers = await asyncio.gather(*(_hello(running.port) for _ in range(200)))
     assert answers == [b"250"] * 200
+
+
+# --- a tls domain's mail must be vouched for by its mail server -------------------------
+
+
+async def test_anonymous_mail_claiming_a_tls_domain_is_refused(
+    exchange: Exchange, intake: tuple[RunningIntake, str]
+) -> None:
+    """The attack as it was run: swaks over STARTTLS, From a `tls` domain, no signature."""
+    running, _ = intake
+    swaks = await asyncio.create_subprocess_exec(
+        "swaks",
+        "--server",
+        f"127.0.0.1:{running.port}",
+        "--tls",
+        "--from",
+        NURSE,
+        "--to",
+        HUB,
+        "--header",
+        f"From: {NURSE}",
+        "--header",
+        "Subject: Referral",
+        "--body",
+        "Please see this child today.",
+        "--timeout",
+        "10",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    output = (await swaks.communicate())[0].decode()
+    assert swaks.returncode != 0, output
+    assert "550 5.7.20 Mail from health.demo.example must carry a DKIM signature" in output, output
+    reply = await asyncio.to_thread(
+        send, running.port, NURSE, HUB, mail(NURSE, content_with_xml(REFERRAL), dkim_signed=False)
+    )
+    await refused_with(exchange, reply, 550, "5.7.20", "must carry a DKIM signature by health")
+
+
+async def test_a_dkim_signature_that_is_not_the_senders_own_or_does_not_verify_is_refused(
+    exchange: Exchange, intake: tuple[RunningIntake, str]
+) -> None:
+    running, _ = intake
+    unsigned = mail(NURSE, content_with_xml(REFERRAL), dkim_signed=False)
+    elsewhere = PROBATION_SERVER.sign(unsigned)  # probation's valid signature on health's mail
+    reply = await asyncio.to_thread(send, running.port, NURSE, HUB, elsewhere)
+    await refused_with(exchange, reply, 550, "5.7.22", "No DKIM signature by the From domain")
+    forged = PROBATION_SERVER.sign(unsigned, domain=TLS_DOMAIN)  # claims health, wrong key
+    reply = await asyncio.to_thread(send, running.port, NURSE, HUB, forged)
+    await refused_with(exchange, reply, 550, "5.7.20", "(s=mash) does not verify")
+    altered = mail(NURSE, content_with_xml(REFERRAL)).replace(b"Referral attached.", b"Rewritten.")
+    reply = await asyncio.to_thread(send, running.port, NURSE, HUB, altered)
+    await refused_with(exchange, reply, 550, "5.7.20", "body hash mismatch")
+
+
+async def test_a_domain_on_client_certificates_takes_mail_only_from_its_pinned_server(
+    exchange: Exchange, intake: tuple[RunningIntake, str]
+) -> None:
+    running, _ = intake
+    pki = housing_pki(exchange)
+    data = mail(HOUSING_OFFICER, content_with_xml(REFERRAL))
+    none = await asyncio.to_thread(send, running.port, HOUSING_OFFICER, HUB, data)
+    await refused_with(exchange, none, 550, "5.7.1", "pinned TLS client certificate; this session")
+    rogue = await asyncio.to_thread(
+        send, running.port, HOUSING_OFFICER, HUB, data, pki.tls("other")
+    )
+    await refused_with(
+        exchange, rogue, 550, "5.7.1", f"(SHA-256 {pki.fingerprint('other')}) is not pinned"
+    )
+    code, reply = await asyncio.to_thread(
+        send, running.port, HOUSING_OFFICER, HUB, data, pki.tls("pinned")
+    )
+    assert code == 250 and "(tls-only)" in reply, reply
+    message_id = reply.split()[4]
+    await eventually(lambda: _async_true(delivered_to_hub(exchange, message_id)))
+    assert delivered_to_hub(exchange, message_id)[0].header.fields.sender == "housing"
+
+
+# --- replays ------------------------------------------------------------------------------
+
+
+async def test_the_same_signed_mail_sent_twice_is_accepted_once(
+    exchange: Exchange, intake: tuple[RunningIntake, str], people: People
+) -> None:
+    running, gateway = intake
+    data = pgp_mail(people, gateway)
+    code, reply = await asyncio.to_thread(send, running.port, OFFICER, HUB, data)
+    assert code == 250, reply
+    first = reply.split()[4]
+    await eventually(lambda: _async_true(delivered_to_hub(exchange, first)))
+    await settle(exchange)
+    again = await asyncio.to_thread(send, running.port, OFFICER, HUB, data)
+    await refused_with(exchange, again, 550, "5.7.1", "the same Message-ID was accepted at")
+    assert f"as {first}; a second copy is refused as a replay" in again[1]
+
+
+def header_of(data: bytes, name: bytes) -> bytes:
+    return data.split(name + b": ", 1)[1].split(b"\r\n", 1)[0]
+
+
+async def test_a_replay_under_a_new_message_id_or_new_content_under_an_old_one_is_refused(
+    exchange: Exchange, intake: tuple[RunningIntake, str], people: People
+) -> None:
+    running, gateway = intake
+    entity = encrypted(signed(content_with_xml(REFERRAL), people, people.officer), people, gateway)
+    original = mail(OFFICER, entity)
+    code, reply = await asyncio.to_thread(send, running.port, OFFICER, HUB, original)
+    assert code == 250, reply
+    first = reply.split()[4]
+    await eventually(lambda: _async_true(delivered_to_hub(exchange, first)))
+    await settle(exchange)
+    rewrapped = mail(OFFICER, entity)  # the captured signed content, a fresh Message-ID
+    reply = await asyncio.to_thread(send, running.port, OFFICER, HUB, rewrapped)
+    await refused_with(exchange, reply, 550, "5.7.1", "the same signed content was accepted")
+    assert first in reply[1]
+    fresh = pgp_mail(people, gateway)  # newly signed content, under the first mail's id
+    reused = fresh.replace(header_of(fresh, b"Message-ID"), header_of(original, b"Message-ID"))
+    assert reused != fresh
+    reply = await asyncio.to_thread(send, running.port, OFFICER, HUB, reused)
+    await refused_with(exchange, reply, 550, "5.7.1", "the same Message-ID was accepted")
+
+
+async def test_a_dkim_signed_mail_sent_twice_is_accepted_once(
+    exchange: Exchange, intake: tuple[RunningIntake, str]
+) -> None:
+    running, _ = intake
+    data = mail(NURSE, content_with_xml(REFERRAL))
+    code, reply = await asyncio.to_thread(send, running.port, NURSE, HUB, data)
+    assert code == 250, reply
+    await eventually(lambda: _async_true(delivered_to_hub(exchange, reply.split()[4])))
+    await settle(exchange)
+    again = await asyncio.to_thread(send, running.port, NURSE, HUB, data)
+    await refused_with(exchange, again, 550, "5.7.1", "refused as a replay")
+
+
+async def test_a_signature_older_than_the_replay_window_is_refused(
+    exchange: Exchange, intake: tuple[RunningIntake, str], people: People
+) -> None:
+    """Past the window the memory has forgotten, so an old signature is refused outright."""
+    running, gateway = intake
+    veteran = people.veteran.address
+    data = mail(
+        veteran,
+        encrypted(signed(content_with_xml(REFERRAL), people, people.veteran), people, gateway),
+    )
+    reply = await asyncio.to_thread(send, running.port, veteran, HUB, data)
+    await refused_with(exchange, reply, 550, "5.7.1", "more than 14 days ago: too old to tell")
+
+
+# --- recipients per transaction, and the listener's TLS ------------------------------------
+
+
+def _recipients(port: int, count: int) -> list[tuple[int, bytes]]:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.starttls(context=client_tls())
+        client.ehlo()
+        assert client.mail(NURSE)[0] == 250
+        replies = [client.rcpt(HUB) for _ in range(count)]
+        client.rset()
+        return replies
+
+
+async def test_recipients_past_the_cap_get_452_too_many_recipients(
+    exchange: Exchange, intake: tuple[RunningIntake, str]
+) -> None:
+    running, _ = intake
+    cap = running.config.max_recipients
+    assert cap == 100
+    replies = await asyncio.to_thread(_recipients, running.port, 1000)
+    assert [code for code, _ in replies[:cap]] == [250] * cap
+    assert {reply for reply in replies[cap:]} == {
+        (
+            452,
+            b"4.5.3 Too many recipients: at most 100 per transaction; send to the others in "
+            b"another",
+        )
+    }
+
+
+async def test_the_intake_offers_only_ecdhe_with_aead_and_tls13(
+    intake: tuple[RunningIntake, str],
+) -> None:
+    running, _ = intake
+    handshake = tls_scan.smtp_starttls(running.port)
+    accepted = await asyncio.to_thread(tls_scan.accepted_tls12, handshake)
+    assert accepted == tls_scan.GOOD_TLS12_ECDSA, sorted(accepted)  # the dev certificate is EC
+    assert not [name for name in accepted if tls_scan.unsafe(name)]
+    tls13 = await asyncio.to_thread(tls_scan.accepted_tls13, running.port, True)
+    assert tls13 == tls_scan.GOOD_TLS13
+    for old in (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1):
+        assert not await asyncio.to_thread(tls_scan.accepts_version, handshake, old)

@@ -27,7 +27,12 @@ def config() -> IntakeConfig:
             "mailboxes": ["hub"],
             "domains": [
                 {"domain": "police.demo.example", "agency": "police", "policy": "pgp"},
-                {"domain": "health.demo.example", "agency": "health", "policy": "tls"},
+                {
+                    "domain": "health.demo.example",
+                    "agency": "health",
+                    "policy": "tls",
+                    "authenticate": ["dkim"],
+                },
             ],
         },
         fail,
