@@ -20,22 +20,35 @@ Layout (every table and key optional; what is absent keeps its default)::
 
     [deadlines.calendar]
     zone = "Europe/London"
-    holidays = [2026-12-25, "2026-12-28"]
+    nation = "england-and-wales"      # or "scotland", "northern-ireland": its bank holidays
+    holidays = [2026-12-24, "2026-12-31"]   # the area's own closures, on top
     hours = { Mon = ["09:00-12:30", "13:30-17:00"], Tue = ["09:00-17:00"] }
 
 Decisions: a ``hours`` table replaces the default week whole (a day it does
 not name is closed), because merging days would make a calendar nobody
 wrote. Unknown keys are refused, so a misspelt key cannot silently leave a
 default in force.
+
+Bank holidays come from the ``holidays`` package (substitute days and
+one-off days such as a state funeral included), for the nation the area is
+in: they differ (2 January and St Andrew's Day in Scotland, St Patrick's Day
+and 12 July in Northern Ireland, Easter Monday everywhere but Scotland). An
+area that names no nation gets England and Wales's, the most common, so a
+calendar is never without Christmas; ``nation = "none"`` leaves only the
+area's own ``holidays``. They are computed here, for HOLIDAY_YEARS, and handed
+to the pure core as a set of dates.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import date, datetime, time
+from functools import cache
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays as bank_holiday_rules
 
 from gateway.config.config_checks import Fail, known, table
 from gateway.core import deadlines as dl
@@ -49,12 +62,28 @@ _DAY_NAMES = {
     for index, names in enumerate(zip(dl.WEEKDAYS, _FULL_NAMES, strict=True))
     for name in names
 }
+# The UK's three bank-holiday jurisdictions, as the holidays package's GB subdivisions
+# (Wales keeps England's bank holidays).
+NATIONS = {"england-and-wales": "ENG", "scotland": "SCT", "northern-ireland": "NIR"}
+DEFAULT_NATION = "england-and-wales"
+NO_NATION = "none"
+# Deadlines run days or weeks ahead of now; the span covers any a running area computes.
+HOLIDAY_YEARS = range(2000, 2100)
+
+
+@cache
+def bank_holidays(nation: str) -> frozenset[date]:
+    """The nation's bank holidays in HOLIDAY_YEARS, substitute days included."""
+    if nation == NO_NATION:
+        return frozenset()
+    rules = bank_holiday_rules.country_holidays("GB", subdiv=NATIONS[nation], years=HOLIDAY_YEARS)
+    return frozenset(rules)
 
 
 def parse_deadlines(value: Any, fail: Fail) -> dl.DeadlinePolicy:
     """The area's policy from the ``[deadlines]`` value; the defaults when it is absent."""
     if value is None:
-        return dl.default_policy()
+        return dl.default_policy(dl.office_hours(holidays=bank_holidays(DEFAULT_NATION)))
     doc = table(value, "deadlines", fail)
     known(doc, "deadlines", {"delivery", "decision", "grace", "rag", "calendar", "contacts"}, fail)
     calendar = _calendar(doc.get("calendar"), fail)
@@ -143,11 +172,12 @@ def _rag(value: Any, fail: Fail) -> dict[str, dl.Timer]:
 
 def _calendar(value: Any, fail: Fail) -> dl.Calendar:
     if value is None:
-        return dl.office_hours()
+        return dl.office_hours(holidays=bank_holidays(DEFAULT_NATION))
     doc = table(value, "deadlines.calendar", fail)
-    known(doc, "deadlines.calendar", {"zone", "holidays", "hours"}, fail)
+    known(doc, "deadlines.calendar", {"zone", "nation", "holidays", "hours"}, fail)
     zone = _zone(doc.get("zone", dl.DEFAULT_ZONE), fail)
-    holidays = _holidays(doc.get("holidays", []), fail)
+    nation = _nation(doc.get("nation", DEFAULT_NATION), fail)
+    holidays = bank_holidays(nation) | _holidays(doc.get("holidays", []), fail)
     if "hours" not in doc:
         return dl.office_hours(zone.key, holidays)
     return dl.Calendar(zone, _week(doc["hours"], fail), holidays)
@@ -161,6 +191,13 @@ def _zone(name: Any, fail: Fail) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise fail(key, f"{name!r} is not a known IANA zone") from None
+
+
+def _nation(name: Any, fail: Fail) -> str:
+    if not isinstance(name, str) or (name != NO_NATION and name not in NATIONS):
+        allowed = ", ".join(repr(n) for n in (*NATIONS, NO_NATION))
+        raise fail("deadlines.calendar.nation", f"{name!r} must be one of {allowed}")
+    return str(name)
 
 
 def _holidays(value: Any, fail: Fail) -> frozenset[date]:

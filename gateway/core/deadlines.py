@@ -62,7 +62,12 @@ class Span:
 
 @dataclass(frozen=True)
 class Calendar:
-    """Weekday hours (index 0 = Monday) and holidays, in one zone."""
+    """Weekday hours (index 0 = Monday) and holidays, in one zone.
+
+    ``holidays`` are the dates closed all day: the area's bank holidays and its
+    own closures, which the config layer computes (the core reads no calendar
+    data), so a calendar built here without them knows no bank holiday.
+    """
 
     zone: ZoneInfo
     week: tuple[tuple[Span, ...], ...]

@@ -160,6 +160,14 @@ DEMO_ADAPTERS = (
 )
 
 
+# Working hours for the deadlines (gateway/config/deadline_config.py): the demo borough is in
+# England, so England and Wales's bank holidays close it; add the area's own closures under
+# ``holidays``.
+DEMO_CALENDAR = (
+    '\n[deadlines.calendar]\nzone = "Europe/London"\nnation = "england-and-wales"\nholidays = []\n'
+)
+
+
 def _list(values: tuple[str, ...]) -> str:
     return "[" + ", ".join(f'"{v}"' for v in values) + "]"
 
@@ -207,6 +215,7 @@ def demo_config(
         'private_keys = "keys/private"\n',
         f'\n[broker]\nurl = "{broker_url}"\n',
         '\n[store]\nurl = "sqlite:///state/gateway.db"\n',
+        DEMO_CALENDAR,
     ]
     for agency in DEMO_AGENCIES:
         parts.append(

@@ -2,13 +2,24 @@
 broken one refused at start-up with the key named."""
 
 import tomllib
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.config.area_config import ConfigError
+from gateway.config.area_config import ConfigError, parse_config
 from gateway.config.deadline_config import parse_deadlines
-from gateway.core.deadlines import Counting, DeadlinePolicy, Duration, Span, Timer, default_policy
+from gateway.core.deadlines import (
+    Counting,
+    DeadlinePolicy,
+    Duration,
+    Span,
+    Timer,
+    decision_deadline,
+    default_policy,
+)
+from gateway.demo.area import demo_config
 
 pytestmark = pytest.mark.unit
 
@@ -29,7 +40,8 @@ def refused(text: str, message: str) -> None:
 
 def test_absent_table_gives_the_defaults() -> None:
     policy = parse("")
-    assert policy == default_policy()
+    assert policy.calendar.holidays >= {date(2026, 12, 25), date(2027, 1, 1)}
+    assert policy == default_policy(policy.calendar)
     assert policy.response["Red"] == Timer(Duration(minutes=240), Counting.CLOCK)
     assert policy.response["Amber"] == Timer(Duration(minutes=24 * 60), Counting.WORKING)
     assert policy.response["Green"] == Timer(Duration(minutes=72 * 60), Counting.WORKING)
@@ -65,7 +77,7 @@ def test_a_full_table_overrides_each_part() -> None:
     assert policy.response["Green"] == default_policy().response["Green"]
     calendar = policy.calendar
     assert calendar.zone.key == "Europe/Dublin"
-    assert calendar.holidays == {date(2026, 12, 25), date(2026, 12, 28)}
+    assert {date(2026, 12, 25), date(2026, 12, 28)} <= calendar.holidays
     assert calendar.week[0] == (Span(time(9), time(12, 30)), Span(time(13, 30), time(17)))
     assert calendar.week[4] == (Span(time(9), time(16, 30)),)
     assert calendar.week[1] == calendar.week[2] == calendar.week[3] == ()
@@ -73,9 +85,67 @@ def test_a_full_table_overrides_each_part() -> None:
 
 
 def test_holidays_alone_keep_office_hours() -> None:
-    calendar = parse('[deadlines.calendar]\nholidays = ["2026-12-25"]').calendar
-    assert calendar.holidays == {date(2026, 12, 25)}
+    calendar = parse('[deadlines.calendar]\nholidays = ["2026-12-24"]').calendar
+    assert date(2026, 12, 24) in calendar.holidays
     assert calendar.week == default_policy().calendar.week
+
+
+LONDON = ZoneInfo("Europe/London")
+
+
+def holidays_of(nation: str) -> frozenset[date]:
+    return parse(f'[deadlines.calendar]\nnation = "{nation}"').calendar.holidays
+
+
+# (nation, a day that nation closes, a day the others keep open); 2026 unless stated.
+DISTINGUISHING = [
+    ("scotland", date(2026, 1, 2), ("england-and-wales", "northern-ireland")),
+    ("scotland", date(2026, 11, 30), ("england-and-wales", "northern-ireland")),  # St Andrew's
+    ("scotland", date(2026, 8, 3), ("england-and-wales", "northern-ireland")),  # 1st Mon in Aug
+    ("northern-ireland", date(2026, 3, 17), ("england-and-wales", "scotland")),  # St Patrick's
+    ("northern-ireland", date(2026, 7, 13), ("england-and-wales", "scotland")),  # 12 July (Sun)
+    ("england-and-wales", date(2026, 4, 6), ("scotland",)),  # Easter Monday
+    ("england-and-wales", date(2026, 8, 31), ("scotland",)),  # last Mon in August
+]
+
+
+@pytest.mark.parametrize(("nation", "day", "open_in"), DISTINGUISHING)
+def test_each_nation_has_its_own_bank_holidays(
+    nation: str, day: date, open_in: tuple[str, ...]
+) -> None:
+    assert day in holidays_of(nation)
+    for other in open_in:
+        assert day not in holidays_of(other), other
+
+
+@pytest.mark.parametrize("nation", ["england-and-wales", "scotland", "northern-ireland"])
+def test_every_nation_closes_for_christmas_with_substitute_days(nation: str) -> None:
+    closed = holidays_of(nation)
+    assert {date(2026, 12, 25), date(2026, 12, 26), date(2027, 1, 1)} <= closed
+    # 26 Dec 2026 is a Saturday: Boxing Day moves to Monday 28th.
+    assert date(2026, 12, 28) in closed
+    # 25 and 26 Dec 2027 are a weekend: both move, to Monday 27th and Tuesday 28th.
+    assert {date(2027, 12, 27), date(2027, 12, 28)} <= closed
+    assert date(2026, 12, 24) not in closed and date(2026, 12, 29) not in closed
+
+
+def test_the_area_adds_its_own_closures_on_top_and_none_means_only_those() -> None:
+    closed = parse(
+        '[deadlines.calendar]\nnation = "scotland"\nholidays = [2026-12-24]'
+    ).calendar.holidays
+    assert {date(2026, 12, 24), date(2026, 11, 30), date(2026, 12, 25)} <= closed
+    only = parse('[deadlines.calendar]\nnation = "none"\nholidays = [2026-12-24]')
+    assert only.calendar.holidays == {date(2026, 12, 24)}
+
+
+def test_a_referral_routed_on_christmas_eve_is_not_due_on_christmas_day() -> None:
+    """Issue 14, finding 12: the demo area's decision deadline skips Christmas."""
+    demo = demo_config("amqp://guest:guest@127.0.0.1:5672/x", date(2026, 11, 23))
+    policy = parse_config(demo, Path("/areas/demo/gateway.toml")).deadlines
+    routed = datetime(2026, 12, 24, 10, tzinfo=LONDON)  # a Thursday
+    # Fri 25 Christmas, the weekend, Mon 28 the Boxing Day substitute: Tue 29 Dec.
+    assert decision_deadline(policy, routed) == datetime(2026, 12, 29, 10, tzinfo=LONDON)
+    assert decision_deadline(parse(""), routed) == datetime(2026, 12, 29, 10, tzinfo=LONDON)
 
 
 @pytest.mark.parametrize(
@@ -150,6 +220,11 @@ def test_holidays_alone_keep_office_hours() -> None:
             "deadlines.calendar.hours.Mon: must be",
         ),
         ("[deadlines.calendar]\nopen = true", "deadlines.calendar.open: unknown key"),
+        (
+            '[deadlines.calendar]\nnation = "wales"',
+            "deadlines.calendar.nation: 'wales' must be one of 'england-and-wales', 'scotland'",
+        ),
+        ("[deadlines.calendar]\nnation = 3", "deadlines.calendar.nation: 3 must be one of"),
         ('[deadlines]\ncontacts = "hub"', "deadlines.contacts: must be an array of tables"),
         (
             '[[deadlines.contacts]]\nagency = "hub"\nemail = "m@hub.example"',
