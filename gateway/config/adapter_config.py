@@ -34,9 +34,9 @@ does not import gateway.config.area_config). Layout::
     root = "agency-systems/health"   # error/ for refused messages and MESH reports
     poll_seconds = 5.0
     max_chunk_size = 104857600       # MESH chunks are at most 100 MB
-    cert = "keys/private/mesh/health.crt"   # mutual TLS (optional, with key and ca)
-    key = "keys/private/mesh/health.key"
-    ca = "keys/mesh-ca.pem"
+    cert = "keys/private/mesh/health.crt"   # mutual TLS: required unless MESH is on this
+    key = "keys/private/mesh/health.key"     # machine (a sandbox), where plain http:// is
+    ca = "keys/mesh-ca.pem"                  # allowed too; ca is optional
 
 The MESH password and shared key are not in gateway.toml: they are read from
 ``<private keys>/mesh/<agency>.password`` and ``.shared-key`` (mode 0600).
@@ -225,8 +225,12 @@ def _mesh(value: Any, key: str, fail: Fail, base_dir: Path) -> MeshSettings | No
     allowed = {"url", "mailbox", "recipient", "workflow_id", "workflows", "poll_seconds"}
     known(table, key, allowed | {"max_chunk_size", *paths}, fail)
     url = _text(table, key, "url", fail)
-    if not url.startswith(("http://", "https://")):
-        raise fail(f"{key}.url", "must be an http:// or https:// URL")
+    where = urlsplit(url)
+    if where.scheme not in ("http", "https") or not where.hostname:
+        raise fail(f"{key}.url", "must be an https:// URL")
+    on_this_machine = where.hostname in LOOPBACK
+    if where.scheme == "http" and not on_this_machine:
+        raise fail(f"{key}.url", "must be https:// unless MESH is on this machine (a sandbox)")
     workflows = table.get("workflows", {})
     if not isinstance(workflows, dict) or not all(
         isinstance(v, str) and v for v in workflows.values()
@@ -241,6 +245,12 @@ def _mesh(value: Any, key: str, fail: Fail, base_dir: Path) -> MeshSettings | No
     }
     if (located["cert"] is None) != (located["key"] is None):
         raise fail(f"{key}.cert", "cert and key go together (mutual TLS)")
+    if located["cert"] is None and not on_this_machine:
+        raise fail(
+            f"{key}.cert",
+            f"missing: MESH at {where.hostname} needs the mailbox's client certificate "
+            "(cert and key, mutual TLS)",
+        )
     root = located["root"]
     if root is None:
         raise fail(f"{key}.root", "missing")

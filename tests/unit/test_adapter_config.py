@@ -143,3 +143,43 @@ def test_a_webhook_off_this_machine_must_use_https() -> None:
     with pytest.raises(ConfigError, match=r"http.webhook: must be https:// unless"):
         parsed(remote)
     assert parsed(remote.replace("http://csc", "https://csc")).adapters
+
+
+MESH = FILEDROP.replace('transport = "filedrop"', 'transport = "mesh"').replace(
+    '[adapters.filedrop]\nroot = "agency-systems/police"',
+    "[adapters.mesh]\n"
+    'url = "https://msg.intspineservices.nhs.uk"\nmailbox = "X26ABC1"\nrecipient = "X26ABC2"\n'
+    'workflow_id = "MASH_GATEWAY"\nroot = "agency-systems/police"\n'
+    'cert = "keys/private/mesh/police.crt"\nkey = "keys/private/mesh/police.key"',
+)
+
+
+def test_mesh_off_this_machine_needs_https_and_a_client_certificate() -> None:
+    (adapter,) = parsed(MESH).adapters
+    assert adapter.mesh is not None
+    assert adapter.mesh.cert == Path("/areas/demo/keys/private/mesh/police.crt")
+    plain = MESH.replace("https://msg", "http://msg")
+    with pytest.raises(ConfigError, match=r"adapters\[0\].mesh.url: must be https:// unless"):
+        parsed(plain)
+    anonymous = MESH.replace('cert = "keys/private/mesh/police.crt"\n', "").replace(
+        'key = "keys/private/mesh/police.key"', ""
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"adapters\[0\].mesh.cert: missing: MESH at msg.intspineservices.nhs.uk needs",
+    ):
+        parsed(anonymous)
+    for bad in ("ftp://msg.example", "https://"):
+        with pytest.raises(ConfigError, match=r"adapters\[0\].mesh.url: must be an https:// URL"):
+            parsed(MESH.replace("https://msg.intspineservices.nhs.uk", bad))
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8700", "http://localhost:8700", "http://[::1]:8700"]
+)
+def test_a_mesh_sandbox_on_this_machine_may_be_plain_and_anonymous(url: str) -> None:
+    sandbox = MESH.replace("https://msg.intspineservices.nhs.uk", url)
+    sandbox = sandbox.replace('cert = "keys/private/mesh/police.crt"\n', "")
+    sandbox = sandbox.replace('key = "keys/private/mesh/police.key"', "")
+    (adapter,) = parsed(sandbox).adapters
+    assert adapter.mesh is not None and adapter.mesh.cert is None
