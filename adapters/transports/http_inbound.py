@@ -17,6 +17,21 @@ Endpoints (aiohttp), all behind ``Authorization: Bearer <token>``
 
 The idempotency keys live in the adapter ledger (state/adapters.db), so a
 repeat is recognised across restarts.
+
+Slow and oversized clients are cut off, so a handful of sockets cannot hold
+the endpoint (slowloris):
+- the request head (request line and headers) must arrive whole within
+  ``idle_seconds`` of connecting or of the previous response, and an idle
+  keep-alive connection is closed after as long: aiohttp's keepalive timer,
+  which from 3.14.4 also runs before the first request and is not reset by
+  a trickle of bytes;
+- the body must arrive within ``body_seconds`` of the head (408, then close);
+- the head is bounded (MAX_LINE bytes a line, MAX_FIELD a header, at most
+  MAX_HEADERS headers: 400 beyond) and the body by ``max_body_bytes`` (413;
+  the rest of a refused body is waited for LINGER_S at most).
+A request whose head and body have arrived is never cancelled by the
+client going away (aiohttp's handler_cancellation stays off): a send to
+the exchange is finished and recorded, so a retry with the same key finds it.
 """
 
 from __future__ import annotations
@@ -43,11 +58,24 @@ log = structlog.get_logger("adapters.http")
 TRANSPORT = "http"
 CANONICAL_MEDIA_TYPE = "application/vnd.mash-gateway+xml"
 MAX_KEY_LENGTH = 200
+MAX_LINE = 8190  # bytes in the request line or one header line
+MAX_FIELD = 8190  # bytes in one header
+MAX_HEADERS = 32
+# After a refusal, what is left of the body is read and dropped this long, so the client
+# sees the answer rather than a reset; then the connection is closed.
+LINGER_S = 2.0
 
 
 def _problem(status: int, error: str, reason: str) -> web.Response:
     headers = {"WWW-Authenticate": 'Bearer realm="mash-gateway"'} if status == 401 else None
     return web.json_response({"error": error, "reason": reason}, status=status, headers=headers)
+
+
+def _too_slow(seconds: float) -> web.Response:
+    """408, and the connection closed: what is left of a trickled body is not waited for."""
+    response = _problem(408, "too-slow", f"the body did not arrive within {seconds:g} s")
+    response.force_close()
+    return response
 
 
 class HttpInbound:
@@ -68,7 +96,15 @@ class HttpInbound:
 
     async def start(self) -> None:
         expected_digest(self.keys_dir, self.intake.agency)  # no token issued: refuse to start
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(
+            self.app(),
+            access_log=None,
+            keepalive_timeout=self.settings.idle_seconds,  # the request head, and idle
+            max_line_size=MAX_LINE,
+            max_field_size=MAX_FIELD,
+            max_headers=MAX_HEADERS,
+            lingering_time=LINGER_S,
+        )
         await self._runner.setup()
         site = web.TCPSite(
             self._runner, self.settings.host, self.settings.port, ssl_context=self._tls()
@@ -126,7 +162,10 @@ class HttpInbound:
                 f"{request.content_type or 'no Content-Type'} is not accepted (use {accepted})",
             )
         try:
-            body = await request.read()
+            async with asyncio.timeout(self.settings.body_seconds):
+                body = await request.read()
+        except TimeoutError:
+            return _too_slow(self.settings.body_seconds)
         except web.HTTPRequestEntityTooLarge:
             return _problem(413, "too-large", f"the body is over the {limit}-byte limit")
         if len(body) > limit:

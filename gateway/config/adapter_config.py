@@ -22,6 +22,9 @@ does not import gateway.config.area_config). Layout::
     webhook = "https://csc.example/mash"     # outbound: where messages for the agency go
                                      # (http:// only to this machine)
     max_body_bytes = 1048576
+    idle_seconds = 15.0              # a request head must arrive within this (and an idle
+                                     # keep-alive connection is closed after it)
+    body_seconds = 30.0              # the body must arrive within this of the head (else 408)
     attempts = 5                     # webhook POSTs before giving up
     backoff_seconds = 0.5            # doubled after each failure
 
@@ -58,6 +61,8 @@ from gateway.config.config_checks import table as as_table
 TRANSPORTS = ("filedrop", "http", "mesh")
 MESH_MAX_CHUNK = 100 * 1000 * 1000
 DEFAULT_MAX_BODY = 1024 * 1024
+DEFAULT_IDLE_SECONDS = 15.0
+DEFAULT_BODY_SECONDS = 30.0
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
@@ -80,6 +85,9 @@ class HttpSettings:
     backoff_seconds: float = 0.5
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Slow clients are cut off (adapters/transports/http_inbound.py).
+    idle_seconds: float = DEFAULT_IDLE_SECONDS
+    body_seconds: float = DEFAULT_BODY_SECONDS
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,7 @@ def _http(value: Any, key: str, fail: Fail, base_dir: Path) -> HttpSettings | No
         return None
     table = as_table(value, key, fail)
     allowed = {"listen", "webhook", "max_body_bytes", "attempts", "backoff_seconds"}
+    allowed |= {"idle_seconds", "body_seconds"}
     known(table, key, allowed | {"tls_cert", "tls_key"}, fail)
     listen = _text(table, key, "listen", fail)
     host, _, port = listen.rpartition(":")
@@ -214,6 +223,8 @@ def _http(value: Any, key: str, fail: Fail, base_dir: Path) -> HttpSettings | No
         backoff_seconds=_number(table, key, "backoff_seconds", 0.5, fail),
         tls_cert=cert,
         tls_key=tls_key,
+        idle_seconds=_number(table, key, "idle_seconds", DEFAULT_IDLE_SECONDS, fail),
+        body_seconds=_number(table, key, "body_seconds", DEFAULT_BODY_SECONDS, fail),
     )
 
 

@@ -138,6 +138,19 @@ def test_plain_http_only_on_loopback() -> None:
         parsed(with_tls.replace('tls_key = "tls/csc.key"\n', ""))
 
 
+def test_slow_client_timeouts_have_defaults_and_can_be_set() -> None:
+    (default,) = parsed(HTTP).adapters
+    assert default.http is not None
+    assert (default.http.idle_seconds, default.http.body_seconds) == (15.0, 30.0)
+    (tight,) = parsed(HTTP + "idle_seconds = 5\nbody_seconds = 10\n").adapters
+    assert tight.http is not None
+    assert (tight.http.idle_seconds, tight.http.body_seconds) == (5.0, 10.0)
+    with pytest.raises(ConfigError, match=r"adapters\[0\].http.body_seconds: must be a positive"):
+        parsed(HTTP + "body_seconds = 0\n")
+    with pytest.raises(ConfigError, match=r"adapters\[0\].http.idle_seconds: must be a positive"):
+        parsed(HTTP + 'idle_seconds = "forever"\n')
+
+
 def test_a_webhook_off_this_machine_must_use_https() -> None:
     remote = HTTP.replace("http://127.0.0.1:9441/mash", "http://csc.example/mash")
     with pytest.raises(ConfigError, match=r"http.webhook: must be https:// unless"):
