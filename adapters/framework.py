@@ -10,11 +10,19 @@ system holds the message durably, and writes are keyed by message id.
 
 ``run_adapters`` is the entry point for a process that runs several (the
 `mash-gateway adapter` command, and `mash-gateway run` when it hosts them).
+Each adapter there is supervised: one that fails is logged, counted
+(``mash_gateway_adapter_errors_total{stage="crash"}``) and restarted after a
+backoff (RESTART_FIRST_S, doubling to RESTART_MAX_S), and the others run on
+untouched. Only a configuration error before an adapter has first started
+(a missing profile, token or secret) stops the process, naming the problem,
+so a half-configured area is not left running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,7 +30,7 @@ from typing import Protocol
 
 import structlog
 
-from adapters.inbound import Intake
+from adapters.inbound import Intake, failed
 from adapters.ledger import Ledger
 from adapters.profile import load_profile, profile_dir
 from adapters.transports.filedrop import FileDropInbound, FileDropOutbound
@@ -31,12 +39,15 @@ from adapters.transports.http_outbound import WebhookOutbound
 from adapters.transports.mesh import MeshInbound, MeshOutbound
 from gateway.config.adapter_config import AdapterConfig
 from gateway.config.area_config import AreaConfig, ConfigError
+from gateway.core.errors import GatewayError
 from gateway.services.edge import Edge, Handler
 from gateway.store import TrackingStore, store_from_url
 
 log = structlog.get_logger("adapters")
 
 LEDGER_FILE = Path("state") / "adapters.db"
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 60.0  # also: an adapter that ran this long starts again from RESTART_FIRST_S
 
 
 class Inbound(Protocol):
@@ -45,6 +56,9 @@ class Inbound(Protocol):
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take documents until ``stop`` is set."""
+
+    async def close(self) -> None:
+        """Let go of what ``start`` took (a listening socket, clients), however the run ended."""
 
 
 def adapter_config(config: AreaConfig, agency: str) -> AdapterConfig:
@@ -98,6 +112,7 @@ async def run_adapter(
                 ready.set()
             await inbound.run(stop)
         finally:
+            await inbound.close()
             if isinstance(outbound, WebhookOutbound | MeshOutbound):
                 await outbound.close()
 
@@ -132,14 +147,15 @@ def _transports(
 async def run_adapters(config: AreaConfig, agencies: Sequence[str], stop: asyncio.Event) -> None:
     """Run the named agencies' adapters (every configured one when none is named) until ``stop``.
 
-    If one adapter fails, the others are stopped and its error is raised.
+    Each is supervised (see ``supervise``); a configuration error before one
+    has first started stops the others and is raised.
     """
     specs = [adapter_config(config, a) for a in agencies] or list(config.adapters)
     if not specs:
         raise ConfigError(f"{config.path}: adapters: no [[adapters]] table configured")
     ledger = Ledger(ledger_path(config))
     try:
-        tasks = [asyncio.create_task(run_adapter(config, s, ledger, stop)) for s in specs]
+        tasks = [asyncio.create_task(supervise(config, s, ledger, stop)) for s in specs]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -147,3 +163,34 @@ async def run_adapters(config: AreaConfig, agencies: Sequence[str], stop: asynci
             await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         ledger.close()
+
+
+async def supervise(
+    config: AreaConfig, spec: AdapterConfig, ledger: Ledger, stop: asyncio.Event
+) -> None:
+    """Run one adapter until ``stop``, restarting it with backoff whenever it fails.
+
+    A failure is the adapter's alone: it is logged and counted, and the
+    adapters beside it in the process never see it. A GatewayError before the
+    adapter has ever been ready is a configuration problem, raised at once.
+    """
+    delay, started = RESTART_FIRST_S, False
+    while not stop.is_set():
+        ready, began = asyncio.Event(), time.monotonic()
+        try:
+            await run_adapter(config, spec, ledger, stop, ready)
+        except Exception as exc:
+            if isinstance(exc, GatewayError) and not (started or ready.is_set()):
+                raise
+            failed(spec.agency, spec.transport, "crash")
+            log.exception(
+                "adapter.crashed", agency=spec.agency, transport=spec.transport, restart_in_s=delay
+            )
+        started = started or ready.is_set()
+        if stop.is_set():
+            return
+        if time.monotonic() - began >= RESTART_MAX_S:
+            delay = RESTART_FIRST_S
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, RESTART_MAX_S)

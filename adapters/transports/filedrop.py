@@ -21,6 +21,17 @@ of their documents were already sent, so none is sent twice. A file whose
 content was already sent (dropped twice) goes to error/ naming the earlier
 message ids.
 
+Only regular files are taken: a symbolic link (which could point anywhere
+on the machine), a FIFO (a read would block for ever), a device, a socket
+or a folder goes to error/ unread, found by ``lstat`` before the claim and
+checked again when the file is opened (``O_NOFOLLOW | O_NONBLOCK``, then
+``fstat``), so one swapped in after the claim is refused too. A name too
+long to be claimed (over MAX_NAME_BYTES) goes to error/ under a shortened
+name. Any error with one file (a name, a permission, a file that vanished)
+files that file in error/ with its reason and the adapter goes on; a file
+that cannot even be moved is left where it is, with its reason logged once
+(and written to error/ if it can be), and skipped until the next start.
+
 archive/ is pruned because its files are personal data the exchange
 already carries: they are kept only long enough to trace a file to its
 message ids (storage limitation). error/ is never pruned: a person must act
@@ -38,12 +49,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fnmatch
 import json
 import os
+import stat
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -67,6 +81,19 @@ WORKERS = 16  # files in hand at once
 CLAIM_BATCH = 256  # files claimed per pass, so sending starts soon after a big drop
 PRUNE_EVERY_S = 3600.0
 DAY_S = 86400.0
+NAME_MAX = 255  # bytes in one file name (Linux, and most file systems)
+CLAIM_PREFIX_BYTES = len("20261123T090000Z-0000abcd--")
+TEMP_BYTES = len("..12345678.part")  # what gateway.infra.atomic adds to a name while writing
+# The longest name that still fits once claimed, with ``.reason`` and a temp name around it.
+MAX_NAME_BYTES = NAME_MAX - CLAIM_PREFIX_BYTES - len(".reason") - TEMP_BYTES
+KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def folders(root: Path) -> dict[str, Path]:
@@ -84,6 +111,68 @@ def picked_up(name: str, patterns: tuple[str, ...]) -> bool:
 
 def original_name(claimed: str) -> str:
     return claimed.split(CLAIM_SEPARATOR, 1)[-1]
+
+
+def kind_of(mode: int) -> str:
+    """What a directory entry is, in words, from its ``st_mode``."""
+    return next((kind for test, kind in KINDS if test(mode)), "not a regular file")
+
+
+def shown(name: str) -> str:
+    """A file name as a person can read it in a reason: undecodable bytes and controls escaped."""
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def fitted(name: str, limit: int = MAX_NAME_BYTES) -> str:
+    """``name`` cut to at most ``limit`` bytes, so it can be claimed or filed."""
+    return os.fsdecode(os.fsencode(name)[:limit])
+
+
+@dataclass(frozen=True)
+class Unfit:
+    """Why a directory entry is not taken: ``stage`` counts it, ``reason`` goes beside it."""
+
+    stage: str
+    reason: str
+
+
+def unfit(name: str, mode: int) -> Unfit | None:
+    """Why the entry ``name`` (of ``st_mode`` from ``lstat``) cannot be taken, if it cannot."""
+    if not stat.S_ISREG(mode):
+        return Unfit(
+            "not-a-file",
+            f"{shown(name)}: is {kind_of(mode)}, not a regular file; only regular files are "
+            "taken (write the file itself into outbox/, then rename it)",
+        )
+    size = len(os.fsencode(name))
+    if size > MAX_NAME_BYTES:
+        return Unfit(
+            "name",
+            f"{shown(name)}: the name is {size} bytes long, over the {MAX_NAME_BYTES} the file "
+            "drop takes; give it a shorter name and drop it again",
+        )
+    return None
+
+
+class NotRegular(OSError):
+    """Opened, it was not a regular file (swapped in after the claim)."""
+
+
+def read_regular(path: Path) -> bytes:
+    """The file's bytes, only if it is a regular file: never follows a link, never blocks."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegular(errno.ELOOP, kind_of(stat.S_IFLNK)) from None
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegular(errno.EINVAL, kind_of(mode))
+        return handle.read()
 
 
 def expired(entries: Iterable[tuple[str, float]], now: float, keep_days: float) -> list[str]:
@@ -107,16 +196,24 @@ class FileDropInbound:
         self.dirs = folders(settings.root)
         make_folders(settings.root)
         self._same_content = KeyedLocks()
+        self._left: set[Path] = set()  # files that could not be moved: skipped, reported once
 
     async def start(self) -> None:
         """Folders are made in the constructor; a claimed file is resumed in ``run``."""
+
+    async def close(self) -> None:
+        """Nothing is held between polls."""
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.recover()
         pruned_at = -PRUNE_EVERY_S
         while not stop.is_set():
             if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
-                await asyncio.to_thread(self.prune_archive, utc_now().timestamp())
+                try:
+                    await asyncio.to_thread(self.prune_archive, utc_now().timestamp())
+                except OSError as exc:  # tried again in an hour; sending goes on
+                    failed(self.intake.agency, TRANSPORT, "prune")
+                    log.error("archive.prune_failed", agency=self.intake.agency, error=exc.strerror)
                 pruned_at = time.monotonic()
             await self.poll_once()
             with contextlib.suppress(TimeoutError):
@@ -146,22 +243,72 @@ class FileDropInbound:
         return len(claimed)
 
     def _claim_batch(self) -> list[Path]:
-        names = sorted(os.listdir(self.dirs["outbox"]))
-        ready = [n for n in names if picked_up(n, self.intake.profile.patterns)][:CLAIM_BATCH]
+        outbox = self.dirs["outbox"]
+        names = sorted(os.listdir(outbox))
+        ready = [
+            n
+            for n in names
+            if picked_up(n, self.intake.profile.patterns) and outbox / n not in self._left
+        ][:CLAIM_BATCH]
         claimed = [c for c in (self._claim(n) for n in ready) if c is not None]
         if claimed:  # the claims are durable before anything is sent
             fsync_dir(self.dirs["processing"])
-            fsync_dir(self.dirs["outbox"])
+            fsync_dir(outbox)
         return claimed
 
     def _claim(self, name: str) -> Path | None:
-        stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
-        target = self.dirs["processing"] / f"{stamp}-{uuid.uuid4().hex[:8]}{CLAIM_SEPARATOR}{name}"
+        """Rename a regular file into processing/; file anything else in error/ unread."""
+        source = self.dirs["outbox"] / name
+        prefix = f"{utc_now():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}{CLAIM_SEPARATOR}"
         try:
-            os.rename(self.dirs["outbox"] / name, target)
+            problem = unfit(name, os.lstat(source).st_mode)
+            if problem is None:
+                target = self.dirs["processing"] / f"{prefix}{name}"
+                os.rename(source, target)
+                return target
         except FileNotFoundError:
-            return None  # another adapter process claimed it first
-        return target
+            return None  # another adapter process claimed it first, or it was taken back
+        except OSError as exc:
+            problem = Unfit("claim", f"{shown(name)}: cannot be claimed: {exc.strerror}")
+        self._file_unclaimed(source, self.dirs["error"] / f"{prefix}{fitted(name)}", problem)
+        return None
+
+    def _file_unclaimed(self, source: Path, target: Path, problem: Unfit) -> None:
+        """Move an entry that was never claimed straight from outbox/ to error/, reason first."""
+        try:
+            write_text(target.with_name(f"{target.name}.reason"), problem.reason + "\n")
+            os.rename(source, target)
+            fsync_dir(target.parent)
+            fsync_dir(source.parent)
+        except FileNotFoundError:
+            return  # taken back before it could be filed: the reason says what it was
+        except OSError as exc:
+            self._leave(source, problem, exc)
+            return
+        failed(self.intake.agency, TRANSPORT, problem.stage)
+        log.warning("file.refused", agency=self.intake.agency, stage=problem.stage)
+
+    def _leave(self, path: Path, problem: Unfit, exc: OSError) -> None:
+        """A file that cannot be moved stays where it is and is skipped; said once, not per poll."""
+        if path in self._left:
+            return
+        self._left.add(path)
+        failed(self.intake.agency, TRANSPORT, "stuck")
+        log.error(
+            "file.stuck",
+            agency=self.intake.agency,
+            folder=path.parent.name,
+            stage=problem.stage,
+            error=exc.strerror,
+        )
+        note = self.dirs["error"] / f"{utc_now():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}.stuck"
+        with contextlib.suppress(OSError):  # error/ itself may be what fails
+            write_text(
+                note,
+                f"{path.parent.name}/{problem.reason}\nIt cannot be moved to error/ "
+                f"({exc.strerror}), so it is left in {path.parent.name}/ and skipped until "
+                "the adapter restarts.\n",
+            )
 
     async def _process_all(self, paths: list[Path], resuming: bool) -> None:
         workers = asyncio.Semaphore(WORKERS)
@@ -173,9 +320,17 @@ class FileDropInbound:
         await asyncio.gather(*(one(p) for p in paths))
 
     async def process(self, path: Path, resuming: bool) -> None:
-        source = original_name(path.name)
+        source = shown(original_name(path.name))
         try:
-            data = await asyncio.to_thread(path.read_bytes)
+            data = await asyncio.to_thread(read_regular, path)
+        except NotRegular as exc:
+            reason = f"{source}: is {exc.strerror}, not a regular file; only those are taken"
+            await self._refuse(path, Refused("not-a-file", reason, "not-a-file"))
+            return
+        except FileNotFoundError:
+            reason = f"{source}: vanished before it was read (deleted or moved); nothing was sent"
+            await self._refuse(path, Refused("vanished", reason, "vanished"))
+            return
         except OSError as exc:
             reason = f"{source}: cannot read: {exc.strerror}"
             await self._refuse(path, Refused("read", reason, "read"))
@@ -197,7 +352,10 @@ class FileDropInbound:
             except Refused as refused:
                 await self._refuse(path, refused)
                 return
-        await asyncio.to_thread(self._archive, path, ids)
+        try:
+            await asyncio.to_thread(self._archive, path, ids)
+        except OSError as exc:  # sent and in the ledger: a restart archives it, sending nothing
+            self._leave(path, Unfit("archive", f"{source}: sent, but not archived"), exc)
         log.info(
             "file.sent",
             agency=self.intake.agency,
@@ -211,14 +369,22 @@ class FileDropInbound:
         move(path, self.dirs["archive"])
 
     async def _refuse(self, path: Path, refused: Refused) -> None:
-        await asyncio.to_thread(self._file_error, path, refused.reason)
+        try:
+            await asyncio.to_thread(self._file_error, path, refused.reason)
+        except OSError as exc:
+            self._leave(path, Unfit(refused.stage, refused.reason), exc)
+            return
         failed(self.intake.agency, TRANSPORT, refused.stage)
         log.warning("file.refused", agency=self.intake.agency, stage=refused.stage)
 
     def _file_error(self, path: Path, reason: str) -> None:
-        """The reason first, then the file: a file in error/ always has its reason beside it."""
+        """The reason first, then the file: a file in error/ always has its reason beside it.
+
+        A file that vanished leaves its reason alone in error/, the trace of what happened.
+        """
         write_text(self.dirs["error"] / f"{path.name}.reason", reason + "\n")
-        move(path, self.dirs["error"])
+        with contextlib.suppress(FileNotFoundError):
+            move(path, self.dirs["error"])
 
 
 class FileDropOutbound:

@@ -120,11 +120,12 @@ class HttpInbound:
         return tls.server_context(self.settings.tls_cert, self.settings.tls_key)
 
     async def run(self, stop: asyncio.Event) -> None:
-        try:
-            await stop.wait()
-        finally:
-            if self._runner is not None:
-                await self._runner.cleanup()
+        await stop.wait()
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
     def _authorised(self, request: web.Request) -> bool:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")

@@ -125,19 +125,19 @@ class MeshInbound:
         await asyncio.to_thread(self.clients[0].handshake)  # bad credentials fail at start
 
     async def run(self, stop: asyncio.Event) -> None:
-        try:
-            while not stop.is_set():
-                try:
-                    await self.poll_once()
-                except Exception:  # MESH or broker unreachable: try again next poll
-                    log.exception("mesh.poll_failed", agency=self.intake.agency)
-                    failed(self.intake.agency, TRANSPORT, "poll")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.poll_seconds)
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        finally:
-            for client in self.clients:
-                await asyncio.to_thread(client.close)
+        while not stop.is_set():
+            try:
+                await self.poll_once()
+            except Exception:  # MESH or broker unreachable: try again next poll
+                log.exception("mesh.poll_failed", agency=self.intake.agency)
+                failed(self.intake.agency, TRANSPORT, "poll")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.poll_seconds)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await asyncio.to_thread(client.close)
 
     async def poll_once(self) -> int:
         """Start taking every message now in the mailbox that is not already in hand."""

@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from adapters.framework import adapter_config
+from adapters.inbound import Intake
 from adapters.ledger import Ledger
-from adapters.profile import BUILTIN
+from adapters.profile import BUILTIN, load_profile, profile_dir
+from adapters.transports.filedrop import FileDropInbound
 from gateway.broker.vhost import BrokerAdmin
 from gateway.core.resources import schemas_dir
 from gateway.infra.clock import utc_now
@@ -125,7 +128,7 @@ async def test_every_bad_file_ends_in_error_with_its_reason(
     async with running_adapter(config, "police", tmp_path / "ledger.db"):
         drop(root, "good.xml", PPN)
         await eventually(lambda: _some(referrals(exchange)))
-        (root / "outbox" / "unreadable.xml").mkdir()  # cannot be read as a file
+        (root / "outbox" / "unreadable.xml").mkdir()  # not a file at all
         drop(root, "not-a-ppn.xml", b"<Incident><Ref>1</Ref></Incident>")
         drop(root, "bad-postcode.xml", bad_postcode)
         drop(root, "truncated.xml", PPN[:700])
@@ -140,7 +143,10 @@ async def test_every_bad_file_ends_in_error_with_its_reason(
             if name.endswith(".reason")
         }
         assert sorted(files(root / "outbox")) == [".still-writing.xml", "half-written.xml.tmp"]
-    assert reasons["unreadable.xml"] == "unreadable.xml: cannot read: Is a directory\n"
+    assert reasons["unreadable.xml"].startswith(
+        "unreadable.xml: is a folder, not a regular file; only regular files are taken"
+    )
+    assert next((root / "error").glob("*--unreadable.xml")).is_dir()  # moved, unread
     assert reasons["not-a-ppn.xml"].startswith("not-a-ppn.xml: line 1: PPNExport: the root is")
     assert reasons["bad-postcode.xml"].startswith("bad-postcode.xml:")
     assert "Postcode" in reasons["bad-postcode.xml"]
@@ -155,15 +161,61 @@ async def test_every_bad_file_ends_in_error_with_its_reason(
         assert any(n.endswith(f"--{name}") for n in files(root / "error"))
     assert len(referrals(exchange)) == 1
     counted = {stage: errors_counted(stage) - counted_before[stage] for stage in STAGES}
-    assert counted == {"read": 1, "mapping": 2, "schema": 1, "duplicate": 1, "policy": 1}
+    assert counted == {"not-a-file": 1, "mapping": 2, "schema": 1, "duplicate": 1, "policy": 1}
 
 
-STAGES = ("read", "mapping", "schema", "duplicate", "policy")
+STAGES = ("not-a-file", "mapping", "schema", "duplicate", "policy")
 
 
 def errors_counted(stage: str) -> float:
     labels = {"agency": "police", "transport": "filedrop", "stage": stage}
     return metrics.REGISTRY.get_sample_value("mash_gateway_adapter_errors_total", labels) or 0.0
+
+
+async def test_a_claimed_file_that_vanishes_or_turns_into_a_link_is_filed_with_its_reason(
+    exchange: Exchange, tmp_path: Path
+) -> None:
+    """The races after a claim, made to happen: each file ends in error/, and sending goes on."""
+    config = add_adapter(exchange, filedrop("police", "police"))
+    spec = adapter_config(config, "police")
+    assert spec.filedrop is not None
+    root = spec.filedrop.root
+    ledger = Ledger(tmp_path / "ledger.db")
+    profile = load_profile(profile_dir(spec.profile, config.base_dir))
+    edge = await exchange.edge("police", consume=False)
+    inbound = FileDropInbound(spec.filedrop, Intake(spec, profile, edge, ledger))
+    outside = tmp_path / "outside.xml"
+    outside.write_bytes(PPN.replace(b"PPN-2026-004512", b"PPN-2026-999999"))
+    before = {stage: errors_counted(stage) for stage in ("vanished", "not-a-file")}
+    try:
+        gone = root / "processing" / "20261123T090000Z-0000abcd--gone.xml"  # deleted after claim
+        await inbound.process(gone, resuming=False)
+        swapped = root / "processing" / "20261123T090000Z-0000abce--swapped.xml"
+        swapped.symlink_to(outside)  # a link put in place of the claimed file
+        await inbound.process(swapped, resuming=False)
+        drop(root, "ppn-004512.xml", PPN)
+        assert await inbound.poll_once() == 1
+    finally:
+        ledger.close()
+    error = root / "error"
+    assert (error / f"{gone.name}.reason").read_text() == (
+        "gone.xml: vanished before it was read (deleted or moved); nothing was sent\n"
+    )
+    assert not (error / gone.name).exists()
+    assert (
+        (error / f"{swapped.name}.reason")
+        .read_text()
+        .startswith("swapped.xml: is a symbolic link, not a regular file")
+    )
+    assert (error / swapped.name).is_symlink() and outside.exists()
+    assert {stage: errors_counted(stage) - before[stage] for stage in before} == {
+        "vanished": 1,
+        "not-a-file": 1,
+    }
+    await eventually(lambda: _some(referrals(exchange)))
+    (referral,) = referrals(exchange)
+    assert b"PPN-2026-004512" in referral
+    assert files(root / "processing") == []
 
 
 async def test_a_restart_resumes_a_claimed_file_without_sending_twice(
