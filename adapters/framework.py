@@ -40,6 +40,7 @@ from adapters.transports.mesh import MeshInbound, MeshOutbound
 from gateway.config.adapter_config import AdapterConfig
 from gateway.config.area_config import AreaConfig, ConfigError
 from gateway.core.errors import GatewayError
+from gateway.services import metrics
 from gateway.services.edge import Edge, Handler
 from gateway.store import TrackingStore, store_from_url
 
@@ -174,6 +175,8 @@ async def supervise(
     adapters beside it in the process never see it. A GatewayError before the
     adapter has ever been ready is a configuration problem, raised at once.
     """
+    # At 0 from the start, so the first crash is an increase an alert can see.
+    metrics.ADAPTER_ERRORS.labels(agency=spec.agency, transport=spec.transport, stage="crash")
     delay, started = RESTART_FIRST_S, False
     while not stop.is_set():
         ready, began = asyncio.Event(), time.monotonic()

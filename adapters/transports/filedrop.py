@@ -70,6 +70,7 @@ from gateway.config.adapter_config import FileDropSettings
 from gateway.infra.atomic import atomic_writer
 from gateway.infra.clock import utc_now
 from gateway.infra.keyed_locks import KeyedLocks
+from gateway.services import metrics
 from gateway.services.edge import Delivered
 
 log = structlog.get_logger("adapters.filedrop")
@@ -197,6 +198,8 @@ class FileDropInbound:
         make_folders(settings.root)
         self._same_content = KeyedLocks()
         self._left: set[Path] = set()  # files that could not be moved: skipped, reported once
+        # At 0 from the start, so the first stuck file is an increase an alert can see.
+        metrics.ADAPTER_ERRORS.labels(agency=intake.agency, transport=TRANSPORT, stage="stuck")
 
     async def start(self) -> None:
         """Folders are made in the constructor; a claimed file is resumed in ``run``."""
