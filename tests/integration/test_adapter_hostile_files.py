@@ -243,6 +243,20 @@ async def test_a_file_that_cannot_be_moved_is_left_and_reported_once(area: Area)
     assert await area.post() == 202
 
 
+async def test_a_configuration_error_at_start_stops_the_process_naming_it(
+    broker_admin: BrokerAdmin, tmp_path: Path
+) -> None:
+    """Supervision restarts what failed while running; a half-configured area does not start."""
+    async with running_exchange(broker_admin, AMQP_URL, tmp_path) as exchange:
+        config = exchange.config.path
+        config.write_text(config.read_text().replace("127.0.0.1:8441", f"127.0.0.1:{free_port()}"))
+        ended = subprocess.run(  # csc has no token issued
+            cli(config, "adapter", "police", "csc"), capture_output=True, text=True, timeout=60
+        )
+    assert ended.returncode != 0
+    assert "no token issued; run `mash-gateway adapter --issue-token csc`" in ended.stderr
+
+
 async def _some(items: list[bytes]) -> bool:
     return bool(items)
 
