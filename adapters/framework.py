@@ -16,6 +16,12 @@ backoff (RESTART_FIRST_S, doubling to RESTART_MAX_S), and the others run on
 untouched. Only a configuration error before an adapter has first started
 (a missing profile, token or secret) stops the process, naming the problem,
 so a half-configured area is not left running.
+
+There, SIGHUP re-reads gateway.toml (``Reloads``): each running adapter's
+edge takes the new registry and re-reads its private keys (``Edge.reload``),
+so a revoked key signs nothing more and a rotated one's successor takes
+over, and an adapter restarted later starts from the new config. Transports,
+profiles and ``[[adapters]]`` tables are read at start only.
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -38,8 +44,9 @@ from adapters.transports.http_inbound import HttpInbound
 from adapters.transports.http_outbound import WebhookOutbound
 from adapters.transports.mesh import MeshInbound, MeshOutbound
 from gateway.config.adapter_config import AdapterConfig
-from gateway.config.area_config import AreaConfig, ConfigError
+from gateway.config.area_config import AreaConfig, ConfigError, load_config
 from gateway.core.errors import GatewayError
+from gateway.infra import hangup
 from gateway.services import metrics
 from gateway.services.edge import Edge, Handler
 from gateway.store import TrackingStore, store_from_url
@@ -76,6 +83,40 @@ def ledger_path(config: AreaConfig) -> Path:
     return config.base_dir / LEDGER_FILE
 
 
+class Reloads:
+    """What SIGHUP reloads in a process of adapters: the config they start from, their edges."""
+
+    def __init__(self, config: AreaConfig) -> None:
+        self.config = config
+        self._edges: set[Edge] = set()
+
+    @contextmanager
+    def running(self, edge: Edge) -> Iterator[None]:
+        self._edges.add(edge)
+        try:
+            yield
+        finally:
+            self._edges.discard(edge)
+
+    def reload(self) -> None:
+        """Re-read gateway.toml into every running edge; a config that does not load changes
+        nothing. An edge whose keys cannot be re-read still takes the new registry."""
+        try:
+            config = load_config(str(self.config.path))
+        except GatewayError as exc:
+            log.error("adapters.reload_refused", reason=str(exc))
+            return
+        self.config = config
+        for edge in sorted(self._edges, key=lambda e: e.agency):
+            try:
+                edge.reload(config)
+            except GatewayError as exc:
+                log.error("adapter.keys_not_reloaded", agency=edge.agency, reason=str(exc))
+                continue
+            signing = sorted(edge.identity.signing.private_keys)
+            log.info("adapter.reloaded", agency=edge.agency, signing_keys=signing)
+
+
 @asynccontextmanager
 async def _opened(config: AreaConfig, store: TrackingStore | None) -> AsyncIterator[TrackingStore]:
     if store is not None:
@@ -96,13 +137,18 @@ async def run_adapter(
     stop: asyncio.Event,
     ready: asyncio.Event | None = None,
     store: TrackingStore | None = None,
+    reloads: Reloads | None = None,
 ) -> None:
     """Run one adapter until ``stop`` is set; ``ready`` is set once it consumes and listens.
 
     ``store`` is the tracking store (the area's ``[store]`` unless given).
+    With ``reloads``, the edge is made from its latest config and reloaded with it.
     """
     profile = load_profile(profile_dir(spec.profile, config.base_dir))
-    async with _opened(config, store) as tracking, Edge(config, spec.agency, tracking) as edge:
+    async with (
+        _opened(config, store) as tracking,
+        _edge(config, spec.agency, tracking, reloads) as edge,
+    ):
         intake = Intake(spec, profile, edge, ledger)
         inbound, outbound = _transports(spec, intake, tracking)
         try:
@@ -116,6 +162,17 @@ async def run_adapter(
             await inbound.close()
             if isinstance(outbound, WebhookOutbound | MeshOutbound):
                 await outbound.close()
+
+
+@asynccontextmanager
+async def _edge(
+    config: AreaConfig, agency: str, store: TrackingStore, reloads: Reloads | None
+) -> AsyncIterator[Edge]:
+    # Made and registered in one step, so no reload can fall between the two.
+    edge = Edge(reloads.config if reloads is not None else config, agency, store)
+    with reloads.running(edge) if reloads is not None else contextlib.nullcontext():
+        async with edge:
+            yield edge
 
 
 def _transports(
@@ -145,18 +202,26 @@ def _transports(
     raise ConfigError(f"adapter {spec.agency}: transport {spec.transport!r} is not configured")
 
 
-async def run_adapters(config: AreaConfig, agencies: Sequence[str], stop: asyncio.Event) -> None:
+async def run_adapters(
+    config: AreaConfig,
+    agencies: Sequence[str],
+    stop: asyncio.Event,
+    reload_on_sighup: bool = False,
+) -> None:
     """Run the named agencies' adapters (every configured one when none is named) until ``stop``.
 
     Each is supervised (see ``supervise``); a configuration error before one
-    has first started stops the others and is raised.
+    has first started stops the others and is raised. With
+    ``reload_on_sighup``, SIGHUP reloads every adapter's registry and keys.
     """
     specs = [adapter_config(config, a) for a in agencies] or list(config.adapters)
     if not specs:
         raise ConfigError(f"{config.path}: adapters: no [[adapters]] table configured")
+    reloads = Reloads(config)
+    leave = hangup.on_hangup(reloads.reload) if reload_on_sighup else None
     ledger = Ledger(ledger_path(config))
     try:
-        tasks = [asyncio.create_task(supervise(config, s, ledger, stop)) for s in specs]
+        tasks = [asyncio.create_task(supervise(config, s, ledger, stop, reloads)) for s in specs]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -164,10 +229,16 @@ async def run_adapters(config: AreaConfig, agencies: Sequence[str], stop: asynci
             await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         ledger.close()
+        if leave is not None:
+            leave()
 
 
 async def supervise(
-    config: AreaConfig, spec: AdapterConfig, ledger: Ledger, stop: asyncio.Event
+    config: AreaConfig,
+    spec: AdapterConfig,
+    ledger: Ledger,
+    stop: asyncio.Event,
+    reloads: Reloads | None = None,
 ) -> None:
     """Run one adapter until ``stop``, restarting it with backoff whenever it fails.
 
@@ -181,7 +252,7 @@ async def supervise(
     while not stop.is_set():
         ready, began = asyncio.Event(), time.monotonic()
         try:
-            await run_adapter(config, spec, ledger, stop, ready)
+            await run_adapter(config, spec, ledger, stop, ready, reloads=reloads)
         except Exception as exc:
             if isinstance(exc, GatewayError) and not (started or ready.is_set()):
                 raise

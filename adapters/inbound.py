@@ -66,7 +66,7 @@ class Intake:
             source,
             self.agency,
             self.spec.recipients,
-            self.edge.config.registry,
+            self.edge.registry,
         )
 
     async def sent(self, key: str) -> Sent | None:

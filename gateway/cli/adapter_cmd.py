@@ -4,6 +4,8 @@ Each AGENCY needs an ``[[adapters]]`` table in gateway.toml (see
 gateway/config/adapter_config.py); with no AGENCY every configured adapter runs. A stop
 lets the file or request in hand finish. ``--issue-token`` prints a new
 HTTP bearer token for each AGENCY once (only its digest is kept) and exits.
+SIGHUP re-reads gateway.toml: each adapter's edge takes the new registry and
+re-reads its private keys, so a revoked key signs nothing more.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 async def serve(config: AreaConfig, agencies: list[str], metrics_listen: str | None) -> None:
     stop = stop_on_signals()
     async with metrics_server.serving(metrics_server.listen_address(config, metrics_listen)):
-        await run_adapters(config, agencies, stop)
+        await run_adapters(config, agencies, stop, reload_on_sighup=True)
 
 
 def run(args: argparse.Namespace) -> int:

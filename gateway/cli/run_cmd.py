@@ -1,4 +1,5 @@
-"""`mash-gateway run`: the router service, until SIGTERM or SIGINT; SIGHUP re-reads the config.
+"""`mash-gateway run`: the router service, until SIGTERM or SIGINT; SIGHUP re-reads the config
+(for the router, its escalator and any adapters it hosts).
 
 It declares the topology, consumes ``gateway.router`` and acks each message
 only after its routing is recorded; a stop lets the message in hand finish.
@@ -85,7 +86,7 @@ async def _with_adapters(
         router.result()  # the router failed to start: its error
         return
     try:
-        await run_adapters(config, adapters, stop)
+        await run_adapters(config, adapters, stop, reload_on_sighup=True)
     finally:
         stop.set()
         await router

@@ -15,7 +15,6 @@ from gateway.cli.envelope_cmds import read_file
 from gateway.config.area_config import AreaConfig, ConfigError, load_config
 from gateway.core.envelope import HeaderFields
 from gateway.services.edge import Edge, Submission
-from gateway.store import store_from_url
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,13 +44,9 @@ def recipients_of(text: str) -> tuple[str, ...]:
 
 
 async def send(config: AreaConfig, agency: str, submission: Submission) -> HeaderFields:
-    store = store_from_url(config.store_url)
-    await store.open()
-    try:
-        async with Edge(config, agency, store) as edge:
-            return await edge.submit(submission)
-    finally:
-        await store.close()
+    """One submission; no store is opened, since only a consuming edge records anything."""
+    async with Edge(config, agency) as edge:
+        return await edge.submit(submission)
 
 
 def run(args: argparse.Namespace) -> int:

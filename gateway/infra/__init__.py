@@ -1,5 +1,5 @@
 """Small IO helpers every shell shares: atomic files, the clock, key files, logs, locks, spools,
-TLS contexts.
+TLS contexts, SIGHUP.
 
 May import the core and the config.
 """
@@ -7,6 +7,7 @@ May import the core and the config.
 __all__ = [
     "atomic",
     "clock",
+    "hangup",
     "keyed_locks",
     "keystore",
     "logs",

@@ -17,10 +17,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from gateway.config.area_config import AreaConfig
-from gateway.core.envelope import DecryptionIdentity, SigningIdentity
+from gateway.core.envelope import DecryptionIdentity, SigningIdentity, SigningKeys
 from gateway.core.errors import GatewayError
 from gateway.core.registry import KeyUse, PublicKeyRecord, key_id_for
 
@@ -111,18 +112,51 @@ def _read_private(keys_dir: Path, key_id: str) -> bytes:
             f"{path}: private key is readable by group or others "
             f"(mode {stat.S_IMODE(mode):04o}); run chmod 600 {path}"
         )
-    return path.read_bytes()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise KeyStoreError(f"{path}: cannot read private key: {exc.strerror}") from None
+
+
+def _private_key(keys_dir: Path, key_id: str) -> PrivateKeyTypes:
+    try:
+        return serialization.load_pem_private_key(_read_private(keys_dir, key_id), password=None)
+    except (ValueError, TypeError) as exc:
+        path = private_key_path(keys_dir, key_id)
+        raise KeyStoreError(f"{path}: not a readable private key: {exc}") from None
 
 
 def load_signing_identity(config: AreaConfig, agency: str, now: datetime) -> SigningIdentity:
     """The agency's current signing key: the newest one valid at ``now``."""
     record = config.registry.current_key(agency, KeyUse.SIGN, now)
-    private = serialization.load_pem_private_key(
-        _read_private(config.private_keys_dir, record.key_id), password=None
-    )
+    private = _private_key(config.private_keys_dir, record.key_id)
     if not isinstance(private, Ed25519PrivateKey):
         raise KeyStoreError(f"{record.key_id}: private key is not an Ed25519 key")
     return SigningIdentity(agency, record.key_id, private)
+
+
+def load_signing_keys(config: AreaConfig, agency: str, now: datetime) -> SigningKeys:
+    """Every signing private key of the agency found on disk that may still come into use.
+
+    Revoked and expired keys are skipped (neither ever signs again); a key not
+    yet valid is kept for when it is. Which one signs is the registry's choice
+    at each message (``SigningKeys.signer``). None found is not an error here:
+    an edge that only receives needs none, and one that sends is refused per
+    message, naming the key.
+    """
+    found: dict[str, Ed25519PrivateKey] = {}
+    for record in config.registry.keys_of(agency):
+        if record.use is not KeyUse.SIGN or record.revoked_at is not None:
+            continue
+        if now >= record.expires:
+            continue
+        if not private_key_path(config.private_keys_dir, record.key_id).exists():
+            continue
+        private = _private_key(config.private_keys_dir, record.key_id)
+        if not isinstance(private, Ed25519PrivateKey):
+            raise KeyStoreError(f"{record.key_id}: private key is not an Ed25519 key")
+        found[record.key_id] = private
+    return SigningKeys(agency, found)
 
 
 def load_decryption_identity(config: AreaConfig, agency: str) -> DecryptionIdentity:
@@ -137,9 +171,7 @@ def load_decryption_identity(config: AreaConfig, agency: str) -> DecryptionIdent
             continue
         if not private_key_path(config.private_keys_dir, record.key_id).exists():
             continue
-        private = serialization.load_pem_private_key(
-            _read_private(config.private_keys_dir, record.key_id), password=None
-        )
+        private = _private_key(config.private_keys_dir, record.key_id)
         if not isinstance(private, X25519PrivateKey):
             raise KeyStoreError(f"{record.key_id}: private key is not an X25519 key")
         found[record.key_id] = private

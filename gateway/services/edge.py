@@ -1,6 +1,9 @@
 """The edge client: what every adapter, the e-mail intake and the CLI use to talk to the exchange.
 
-An edge holds one agency's private keys. ``submit`` checks a payload's
+An edge holds one agency's private keys, read from disk when it starts and
+again on ``reload`` (never per message), with the registry they were read
+against; each unit of work (a submission, a received message) reads the
+clock once and passes that instant down. ``submit`` checks a payload's
 schema, seals it and publishes it to ingress. ``consume`` takes the agency's
 inbox: it opens each message (verify, decrypt, content signature), checks
 the payload schema, hands it to the agency's handler, and then sends a signed
@@ -41,9 +44,11 @@ from gateway.broker.publisher import publish_until_confirmed
 from gateway.config.area_config import AreaConfig
 from gateway.core import notices, schemas
 from gateway.core.envelope import (
+    DecryptionIdentity,
     EnvelopeError,
     Header,
     HeaderFields,
+    SigningKeys,
     open_bytes,
     recipient_keys,
     seal_bytes,
@@ -51,6 +56,7 @@ from gateway.core.envelope import (
 from gateway.core.envelope.claimed import claimed_header
 from gateway.core.errors import GatewayError
 from gateway.core.payload_facts import PayloadFacts, header_facts, payload_facts
+from gateway.core.registry import Registry
 from gateway.core.schemas import SchemaViolation
 from gateway.core.sharing import upn_refusal
 from gateway.core.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
@@ -130,18 +136,43 @@ class Submission:
     assurance: str = "edge-signed"
 
 
+@dataclass(frozen=True)
+class Identity:
+    """What an edge loaded at start or on its last reload: one value, swapped whole.
+
+    A unit of work takes it once, so a reload in the middle of a message
+    never mixes one registry's checks with another's keys.
+    """
+
+    registry: Registry
+    signing: SigningKeys
+    decryption: DecryptionIdentity
+
+
 class Edge:
-    """One agency's connection to the exchange."""
+    """One agency's connection to the exchange.
+
+    ``store`` records which messages were handed over; only ``consume``
+    needs it, so an edge that only sends is made without one.
+    """
 
     def __init__(
-        self, config: AreaConfig, agency: str, store: HandledMarks, broker_url: str | None = None
+        self,
+        config: AreaConfig,
+        agency: str,
+        store: HandledMarks | None = None,
+        broker_url: str | None = None,
     ) -> None:
         config.registry.agency(agency)
         self.config = config
         self.agency = agency
         self.store = store
         self.broker_url = broker_url or agency_broker_url(config, agency)
-        self.identity = keystore.load_decryption_identity(config, agency)
+        self.identity = Identity(
+            config.registry,
+            keystore.load_signing_keys(config, agency, utc_now()),
+            keystore.load_decryption_identity(config, agency),
+        )
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._ingress: AbstractExchange | None = None
@@ -156,6 +187,30 @@ class Edge:
     async def __aexit__(self, *exc: object) -> None:
         if self._connection is not None:
             await self._connection.close()
+
+    @property
+    def registry(self) -> Registry:
+        """The registry as of the last (re)load: agencies, keys, revocations."""
+        return self.identity.registry
+
+    def reload(self, config: AreaConfig) -> None:
+        """Take a re-read config: its registry at once, and the agency's private keys again.
+
+        The registry decides which key signs each message, so a key it revokes
+        signs nothing more from here on, and a successor found on disk takes
+        over. If the private keys cannot be re-read (a file gone, a mode too
+        open), the new registry still applies over the keys held before, and
+        the error is raised for the caller to report.
+        """
+        held = self.identity
+        self.config = config
+        # The registry first, so that it applies even if the keys cannot be re-read.
+        self.identity = Identity(config.registry, held.signing, held.decryption)
+        self.identity = Identity(
+            config.registry,
+            keystore.load_signing_keys(config, self.agency, utc_now()),
+            keystore.load_decryption_identity(config, self.agency),
+        )
 
     @property
     def ingress(self) -> AbstractExchange:
@@ -175,8 +230,9 @@ class Edge:
             else schemas.checked(submission.payload, submission.source)
         )
         root, message_type = document.root, document.message_type
+        identity = self.identity
         upn = upn_refusal(
-            root, submission.source, self.agency, submission.recipients, self.config.registry
+            root, submission.source, self.agency, submission.recipients, identity.registry
         )
         if upn is not None:
             raise PolicyRefusal(upn)
@@ -203,7 +259,7 @@ class Edge:
             deadline=facts.deadline,
         )
         with bound_contextvars(message_id=fields.message_id, correlation_id=fields.correlation_id):
-            await self._seal_and_publish(fields, document.xml, now)
+            await self._seal_and_publish(identity, fields, document.xml)
         metrics.submitted(fields)
         log.info(
             "message.submitted",
@@ -214,9 +270,13 @@ class Edge:
         )
         return fields
 
-    async def _seal_and_publish(self, fields: HeaderFields, payload: bytes, now: datetime) -> None:
-        signer = keystore.load_signing_identity(self.config, self.agency, now)
-        keys = recipient_keys(self.config.registry, fields.recipients, now)
+    async def _seal_and_publish(
+        self, identity: Identity, fields: HeaderFields, payload: bytes
+    ) -> None:
+        """Seal with the key the registry names at the message's own time, then publish."""
+        now = fields.created_at
+        signer = identity.signing.signer(identity.registry, now)
+        keys = recipient_keys(identity.registry, fields.recipients, now)
         with metrics.timed("seal"):
             sealed = seal_bytes(fields, payload, signer, keys)
         # The same bytes until confirmed: a retry after a lost confirm is a
@@ -234,6 +294,9 @@ class Edge:
         """Start consuming the inbox; returns the queue and consumer tag to cancel with."""
         if self._channel is None:
             raise RuntimeError("use the Edge as an async context manager")
+        store = self.store
+        if store is None:
+            raise RuntimeError("an edge that consumes needs a store to record hand-overs")
         # A passive declare (not ensure=False) registers the queue with the robust
         # channel, so the consumer is restored after a broker restart.
         queue = await self._channel.get_queue(topology.inbox_queue(self.agency))
@@ -242,37 +305,41 @@ class Edge:
             # Set by the router from the verified header: the ids of every line logged meanwhile.
             ids = {"message_id": message.message_id, "correlation_id": message.correlation_id}
             with bound_contextvars(**ids):
-                await self._receive(message, handler)
+                await self._receive(message, handler, store)
 
         tag = await queue.consume(on_message)
         return queue, tag
 
-    async def _receive(self, message: AbstractIncomingMessage, handler: Handler) -> None:
+    async def _receive(
+        self, message: AbstractIncomingMessage, handler: Handler, store: HandledMarks
+    ) -> None:
         received_at = utc_now()
+        identity = self.identity
         body = message.body
         try:
             with metrics.timed("open"):
                 opened, payload = open_bytes(
-                    body, self.config.registry, self.identity, received_at, None, None
+                    body, identity.registry, identity.decryption, received_at, None, None
                 )
         except EnvelopeError as exc:
-            await self._refuse(
-                message, body, OPEN_CHECKS.get(exc.check, "undecodable"), str(exc), received_at
-            )
+            check = OPEN_CHECKS.get(exc.check, "undecodable")
+            await self._refuse(identity, message, body, check, str(exc), received_at)
             return
         fields = opened.header.fields
         source = f"message {fields.message_id}"
         try:
             root = schemas.validate(payload, source, fields.message_type)
         except SchemaViolation as exc:
-            await self._refuse(message, body, "payload-schema", exc.redacted(), received_at)
+            await self._refuse(
+                identity, message, body, "payload-schema", exc.redacted(), received_at
+            )
             return
         except UnsafeXmlError as exc:
-            await self._refuse(message, body, "undecodable", str(exc), received_at)
+            await self._refuse(identity, message, body, "undecodable", str(exc), received_at)
             return
-        upn = upn_refusal(root, source, fields.sender, (self.agency,), self.config.registry)
+        upn = upn_refusal(root, source, fields.sender, (self.agency,), identity.registry)
         if upn is not None:
-            await self._refuse(message, body, "policy", upn, received_at)
+            await self._refuse(identity, message, body, "policy", upn, received_at)
             return
         delivered = Delivered(
             opened.header, payload, opened.plaintext_sha256, opened.ciphertext_sha256
@@ -280,9 +347,9 @@ class Edge:
         # Shielded: closing a channel (the broker went away) cancels its consumer tasks,
         # and a hand-over cancelled after the agency's system took the message but before
         # it was recorded would hand the redelivered copy over a second time.
-        outcome = await asyncio.shield(self._hand_over(delivered, handler))
+        outcome = await asyncio.shield(self._hand_over(delivered, handler, store))
         if isinstance(outcome, HandlerRefused):
-            await self._refuse(message, body, "handler", str(outcome), received_at)
+            await self._refuse(identity, message, body, "handler", str(outcome), received_at)
             return
         if outcome is HandOver.RETRY:
             # The agency system did not take it: redeliver later; past the
@@ -290,22 +357,27 @@ class Edge:
             await message.nack(requeue=True)
             return
         if fields.message_type not in SYSTEM_MESSAGE_TYPES:
+            # The hand-over is a second event, which the receipt dates: a webhook
+            # may have taken minutes of retries since the message was received.
+            handed_over_at = utc_now()
             receipt = notices.positive_receipt(
                 fields.message_id,
                 self.agency,
                 received_at,
                 opened.ciphertext_sha256,
                 opened.plaintext_sha256,
-                utc_now(),
+                handed_over_at,
             )
-            await self._send_receipt(fields, receipt, "positive", None)
+            await self._send_receipt(identity, fields, receipt, "positive", None, handed_over_at)
         await message.ack()
 
-    async def _hand_over(self, delivered: Delivered, handler: Handler) -> HandOver | HandlerRefused:
+    async def _hand_over(
+        self, delivered: Delivered, handler: Handler, store: HandledMarks
+    ) -> HandOver | HandlerRefused:
         """Give the message to the agency's system once, and record that it did."""
         message_id = delivered.header.fields.message_id
         async with self._handling.hold(message_id):  # a concurrent copy waits here
-            if await self.store.was_handled(self.agency, message_id):
+            if await store.was_handled(self.agency, message_id):
                 log.info("redelivery.not_handed_over", message_id=message_id)
                 return HandOver.DONE
             try:
@@ -315,11 +387,12 @@ class Edge:
             except Exception:
                 log.exception("handler.failed", message_id=message_id)
                 return HandOver.RETRY
-            await self.store.mark_handled(self.agency, message_id)
+            await store.mark_handled(self.agency, message_id)
             return HandOver.DONE
 
     async def _refuse(
         self,
+        identity: Identity,
         message: AbstractIncomingMessage,
         body: bytes,
         check: str,
@@ -340,18 +413,25 @@ class Edge:
                 reason,
             )
             try:
-                await self._send_receipt(header.fields, receipt, "negative", check)
+                await self._send_receipt(
+                    identity, header.fields, receipt, "negative", check, received_at
+                )
             except Exception:
                 await message.nack(requeue=True)
                 raise
         await message.reject(requeue=False)
 
     async def _send_receipt(
-        self, original: HeaderFields, receipt: bytes, outcome: str, check: str | None
+        self,
+        identity: Identity,
+        original: HeaderFields,
+        receipt: bytes,
+        outcome: str,
+        check: str | None,
+        now: datetime,
     ) -> None:
-        if original.sender not in self.config.registry.agencies:
+        if original.sender not in identity.registry.agencies:
             return
-        now = utc_now()
         fields = HeaderFields(
             message_id=str(uuid.uuid4()),
             correlation_id=original.correlation_id,
@@ -365,4 +445,4 @@ class Edge:
             receipt_outcome=outcome,
             receipt_check=check,
         )
-        await self._seal_and_publish(fields, receipt, now)
+        await self._seal_and_publish(identity, fields, receipt)

@@ -78,11 +78,17 @@ class Escalator:
         self.store = store
         self.signer = signer
         self.audit = audit
+        self._given_policy = policy
         self.policy = policy or config.deadlines
         self.batch = batch
 
     def reload(self, config: AreaConfig, signer: SigningIdentity) -> None:
+        """Take a re-read config: registry, signer and ``[deadlines]`` (contacts, grace, calendar).
+
+        A policy given in place of the config's (the demo's shortened clock) is kept.
+        """
         self.config, self.signer = config, signer
+        self.policy = self._given_policy or config.deadlines
 
     async def tick(self, channels: EscalatorChannels) -> int:
         """Fire every deadline due now, a batch at a time; returns how many fired."""

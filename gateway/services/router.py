@@ -21,7 +21,7 @@ duplicate by message id.
 from __future__ import annotations
 
 import asyncio
-import signal
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,7 +55,7 @@ from gateway.core.errors import GatewayError
 from gateway.core.lifecycle import Event, IllegalTransition, State
 from gateway.core.records import ClaimResult, DeadlineChanges, record_of
 from gateway.core.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
-from gateway.infra import keystore
+from gateway.infra import hangup, keystore
 from gateway.infra.clock import utc_now
 from gateway.infra.keyed_locks import KeyedLocks
 from gateway.services import audit_log, metrics
@@ -108,11 +108,15 @@ class Router:
         metrics.track_keys(config.registry)
 
     def reload(self, config: AreaConfig) -> None:
-        """Take a new registry and agreements (a revoked key stops verifying at once).
+        """Take a new registry, agreements and ``[deadlines]`` (a revoked key stops verifying
+        at once; deadlines opened from now on follow the new rules).
 
         New agencies still need a restart: their inboxes are declared at start-up.
+        A policy given to ``run_router`` (the demo's shortened clock) is kept.
         """
         signer = keystore.load_signing_identity(config, config.gateway, utc_now())
+        if self.policy is self.config.deadlines:  # not one given in place of the config's
+            self.policy = config.deadlines
         self.config, self.signer = config, signer
         metrics.track_keys(config.registry)
         if self.audit is not None:
@@ -556,10 +560,8 @@ async def _consume(
             async with message.process(requeue=True):
                 await router.handle(message.body, exchanges)
 
-        if reload_on_sighup:
-            asyncio.get_running_loop().add_signal_handler(
-                signal.SIGHUP, _reload, router, escalator, config.path
-            )
+        if reload_on_sighup:  # for the process's life, beside any adapters it hosts
+            hangup.on_hangup(functools.partial(_reload, router, escalator, config.path))
         tag = await queue.consume(on_message)
         log.info("router.started", queue=topology.ROUTER_QUEUE)
         if ready is not None:

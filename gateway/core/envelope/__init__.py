@@ -39,6 +39,8 @@ from gateway.core.envelope.identities import (
     DecryptionIdentity,
     RecipientKey,
     SigningIdentity,
+    SigningKeyNotHeld,
+    SigningKeys,
     recipient_keys,
 )
 from gateway.core.envelope.opening import Opened, open, open_bytes
@@ -61,6 +63,8 @@ __all__ = [
     "RecipientKey",
     "SeenMessages",
     "SigningIdentity",
+    "SigningKeyNotHeld",
+    "SigningKeys",
     "TimeWindow",
     "VerifiedHeader",
     "WrappedKey",

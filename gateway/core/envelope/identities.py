@@ -9,7 +9,12 @@ from datetime import datetime
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from gateway.core.registry import Registry
+from gateway.core.errors import GatewayError
+from gateway.core.registry import KeyUse, Registry
+
+
+class SigningKeyNotHeld(GatewayError):
+    """The registry's current signing key for the agency is not among the private keys held."""
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,32 @@ class SigningIdentity:
     agency: str
     key_id: str
     private_key: Ed25519PrivateKey
+
+
+@dataclass(frozen=True)
+class SigningKeys:
+    """An agency's Ed25519 private keys by key id, read from disk once; the registry picks one.
+
+    Holding a private key is not licence to sign with it: ``signer`` asks the
+    registry for the agency's current key at ``at`` each time, so a key the
+    registry has revoked or let expire is never used, however long the keys
+    have been held.
+    """
+
+    agency: str
+    private_keys: Mapping[str, Ed25519PrivateKey]
+
+    def signer(self, registry: Registry, at: datetime) -> SigningIdentity:
+        """The identity to sign with at ``at``; raises when the registry allows none held here."""
+        record = registry.current_key(self.agency, KeyUse.SIGN, at)
+        private = self.private_keys.get(record.key_id)
+        if private is None:
+            held = ", ".join(sorted(self.private_keys)) or "none"
+            raise SigningKeyNotHeld(
+                f"{self.agency}: the current signing key {record.key_id} is not among the "
+                f"private keys loaded (held: {held}); install it and reload"
+            )
+        return SigningIdentity(self.agency, record.key_id, private)
 
 
 @dataclass(frozen=True)
