@@ -181,7 +181,7 @@ def _transports(
     if spec.transport == "filedrop" and spec.filedrop is not None:
         return (
             FileDropInbound(spec.filedrop, intake),
-            FileDropOutbound(spec.filedrop, intake.profile),
+            FileDropOutbound(spec.filedrop, intake.profile, intake.ledger, spec.agency),
         )
     if spec.transport == "http" and spec.http is not None:
         return (

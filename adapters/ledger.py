@@ -7,8 +7,13 @@ recorded as soon as it is published, so a restart after a crash resumes
 after the last published document instead of sending the file again. The
 window left is a crash between the broker's confirm and this record.
 
-Its own small SQLite file, not the tracking store: it holds input digests
-and keys, which are adapter business, never payloads.
+It also keeps which of those messages the exchange refused (a NonDelivery
+came back), so a transport that files its inputs away can file a refused
+one under error/ whichever comes first: the NonDelivery or the filing.
+
+Its own small SQLite file, not the tracking store: it holds input digests,
+keys and refusal reasons (checks and ids), which are adapter business, never
+payloads.
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ CREATE TABLE IF NOT EXISTS sent (
     message_id TEXT NOT NULL,
     at TEXT NOT NULL,
     PRIMARY KEY (agency, key, idx)
+);
+CREATE INDEX IF NOT EXISTS sent_by_message ON sent (agency, message_id);
+CREATE TABLE IF NOT EXISTS refused (
+    agency TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (agency, message_id)
 )
 """
 
@@ -40,6 +53,14 @@ class Sent:
     message_ids: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class SentAs:
+    """Where one message came from: the key it was sent under and the input's source."""
+
+    key: str
+    source: str
+
+
 class Ledger:
     """A thread-safe handle on the ledger file; writes are committed before they return."""
 
@@ -48,7 +69,7 @@ class Ledger:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(SCHEMA)
+        self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -80,3 +101,30 @@ class Ledger:
                 "INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (agency, key, index, digest, source, message_id, at.isoformat()),
             )
+
+    def sent_as(self, agency: str, message_id: str) -> SentAs | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT key, source FROM sent WHERE agency = ? AND message_id = ?",
+                (agency, message_id),
+            ).fetchone()
+        return SentAs(row[0], row[1]) if row else None
+
+    def record_refusal(self, agency: str, message_id: str, reason: str, at: datetime) -> None:
+        """The exchange refused ``message_id``; the first reason recorded is kept."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO refused VALUES (?, ?, ?, ?)",
+                (agency, message_id, reason, at.isoformat()),
+            )
+
+    def refusals(self, agency: str, key: str) -> dict[str, str]:
+        """The reason for each message sent under ``key`` that the exchange refused, in order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.message_id, r.reason FROM sent s JOIN refused r "
+                "ON r.agency = s.agency AND r.message_id = s.message_id "
+                "WHERE s.agency = ? AND s.key = ? ORDER BY s.idx",
+                (agency, key),
+            ).fetchall()
+        return {r[0]: r[1] for r in rows}

@@ -6,7 +6,10 @@ Layout under the adapter's root::
     processing/  a file claimed by this adapter (atomic rename)
     archive/     sent: the file, and ``<file>.sent`` listing its message ids; deleted
                  ``archive_days`` after they were written (checked hourly)
-    error/       refused: the file, and ``<file>.reason`` saying why (file, line, field)
+    error/       refused: the file, and ``<file>.reason`` saying why (file, line, field);
+                 a sent file whose message the exchange refused (a NonDelivery came
+                 back) is moved here from archive/ with its ``.sent``, the reason
+                 naming each refused message id, the failed check and why
     inbox/       messages for the agency: ``<message id>.json`` then ``<message id>.xml``
 
 Pick-up rule (how a half-written file is never read): only names matching
@@ -32,6 +35,11 @@ files that file in error/ with its reason and the adapter goes on; a file
 that cannot even be moved is left where it is, with its reason logged once
 (and written to error/ if it can be), and skipped until the next start.
 
+The NonDelivery and the filing race (a CSV's first row can be refused while
+its last is being sent), so each refusal is recorded in the ledger first and
+both sides look: the NonDelivery's handler in archive/, the filing in the
+ledger once the file is in archive/. Whichever comes second moves it.
+
 archive/ is pruned because its files are personal data the exchange
 already carries: they are kept only long enough to trace a file to its
 message ids (storage limitation). error/ is never pruned: a person must act
@@ -54,6 +62,7 @@ import fnmatch
 import json
 import os
 import stat
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -63,10 +72,12 @@ from pathlib import Path
 import structlog
 
 from adapters.inbound import Intake, Reply, digest_of, failed
+from adapters.ledger import Ledger, SentAs
 from adapters.prepare import Refused
 from adapters.profile import Profile
 from adapters.transports.durable import fsync_dir, move, write_text
 from gateway.config.adapter_config import FileDropSettings
+from gateway.core.notices import non_delivery_facts
 from gateway.infra.atomic import atomic_writer
 from gateway.infra.clock import utc_now
 from gateway.infra.keyed_locks import KeyedLocks
@@ -82,6 +93,9 @@ WORKERS = 16  # files in hand at once
 CLAIM_BATCH = 256  # files claimed per pass, so sending starts soon after a big drop
 PRUNE_EVERY_S = 3600.0
 DAY_S = 86400.0
+FILE_KEY = "file:"  # ledger keys of files: the prefix, then the content's SHA-256
+SENT_SUFFIX = ".sent"
+_REFILING = threading.Lock()  # one refiling at a time: each rewrites a reason whole
 NAME_MAX = 255  # bytes in one file name (Linux, and most file systems)
 CLAIM_PREFIX_BYTES = len("20261123T090000Z-0000abcd--")
 TEMP_BYTES = len("..12345678.part")  # what gateway.infra.atomic adds to a name while writing
@@ -339,7 +353,7 @@ class FileDropInbound:
             await self._refuse(path, Refused("read", reason, "read"))
             return
         digest = digest_of(data)
-        key = f"file:{digest}"
+        key = f"{FILE_KEY}{digest}"
         async with self._same_content.hold(key):
             earlier = await self.intake.sent(key)
             if earlier is not None and not resuming:
@@ -359,6 +373,8 @@ class FileDropInbound:
             await asyncio.to_thread(self._archive, path, ids)
         except OSError as exc:  # sent and in the ledger: a restart archives it, sending nothing
             self._leave(path, Unfit("archive", f"{source}: sent, but not archived"), exc)
+        else:
+            await self._refused_meanwhile(key, path.name)
         log.info(
             "file.sent",
             agency=self.intake.agency,
@@ -368,8 +384,13 @@ class FileDropInbound:
         )
 
     def _archive(self, path: Path, ids: tuple[str, ...]) -> None:
-        write_text(self.dirs["archive"] / f"{path.name}.sent", "\n".join(ids) + "\n")
+        write_text(self.dirs["archive"] / f"{path.name}{SENT_SUFFIX}", "\n".join(ids) + "\n")
         move(path, self.dirs["archive"])
+
+    async def _refused_meanwhile(self, key: str, name: str) -> None:
+        """A NonDelivery may have come back while the file was still being sent: file it so."""
+        ledger, agency = self.intake.ledger, self.intake.agency
+        await asyncio.to_thread(refile_refused, self.dirs, ledger, agency, key, name)
 
     async def _refuse(self, path: Path, refused: Refused) -> None:
         try:
@@ -391,15 +412,26 @@ class FileDropInbound:
 
 
 class FileDropOutbound:
-    """The edge's handler: writes each delivered message into inbox/, durably, once."""
+    """The edge's handler: writes each delivered message into inbox/, durably, once.
 
-    def __init__(self, settings: FileDropSettings, profile: Profile) -> None:
-        self.inbox = folders(settings.root)["inbox"]
+    A NonDelivery for a message sent from a file is also acted on: the file
+    moves from archive/ to error/ (``refile_refused``).
+    """
+
+    def __init__(
+        self, settings: FileDropSettings, profile: Profile, ledger: Ledger, agency: str
+    ) -> None:
+        self.dirs = folders(settings.root)
+        self.inbox = self.dirs["inbox"]
         self.profile = profile
+        self.ledger = ledger
+        self.agency = agency
         make_folders(settings.root)
 
     async def __call__(self, delivered: Delivered) -> None:
         await asyncio.to_thread(self._write, delivered)
+        if delivered.header.fields.message_type == "NonDelivery":
+            await asyncio.to_thread(self._file_refused, delivered)
 
     def _write(self, delivered: Delivered) -> None:
         fields = delivered.header.fields
@@ -422,3 +454,77 @@ class FileDropOutbound:
         write_text(self.inbox / f"{fields.message_id}.json", json.dumps(facts, indent=2) + "\n")
         with atomic_writer(payload_path) as out:
             out.write(native)
+
+    def _file_refused(self, delivered: Delivered) -> None:
+        """Record the exchange's refusal of a message this drop sent, and refile its file.
+
+        The refused id is the NonDelivery's ``in_reply_to`` (its signed header);
+        messages not sent from a file (receipts, other adapters') are left be.
+        """
+        refused_id = delivered.header.fields.in_reply_to
+        sent = self.ledger.sent_as(self.agency, refused_id) if refused_id else None
+        if refused_id is None or sent is None or not sent.key.startswith(FILE_KEY):
+            return
+        facts = non_delivery_facts(delivered.payload)
+        reason = f"{facts.check}: {facts.reason}"
+        self.ledger.record_refusal(self.agency, refused_id, reason, utc_now())
+        log.warning(
+            "file.refused_by_exchange",
+            agency=self.agency,
+            message_id=refused_id,
+            check=facts.check,
+        )
+        name = sent_file(self.dirs, sent, refused_id)
+        if name is not None:  # else it is still being sent: the filing will see the refusal
+            refile_refused(self.dirs, self.ledger, self.agency, sent.key, name)
+
+
+def sent_file(dirs: dict[str, Path], sent: SentAs, message_id: str) -> str | None:
+    """The name of the file, in archive/ or already in error/, that became ``message_id``.
+
+    Its ``.sent`` listing names the id; only files dropped under the name the
+    ledger recorded as the source are read.
+    """
+    for folder in (dirs["archive"], dirs["error"]):
+        with os.scandir(folder) as entries:
+            listings = [e.name for e in entries if e.name.endswith(SENT_SUFFIX)]
+        for listing in listings:
+            name = listing.removesuffix(SENT_SUFFIX)
+            if shown(original_name(name)) != sent.source:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if message_id in (folder / listing).read_text("utf-8").split():
+                    return name
+    return None
+
+
+def refile_refused(dirs: dict[str, Path], ledger: Ledger, agency: str, key: str, name: str) -> None:
+    """Move file ``name`` (sent under ``key``) from archive/ to error/ if the exchange refused
+    any of its messages, its reason naming each refused id, check and why.
+
+    Idempotent, so the NonDelivery's handler and the filing may both call it:
+    the reason is rewritten whole from the ledger, and a move already made is
+    not an error. A file some of whose messages went through says which, so
+    nobody sends those again. A folder that refuses the move is logged, and
+    stops neither the adapter nor the hand-over of the NonDelivery.
+    """
+    with _REFILING:
+        reasons = ledger.refusals(agency, key)
+        if not reasons:
+            return
+        sent = ledger.sent(agency, key)
+        source = shown(original_name(name))
+        lines = [
+            f"{source}: the exchange refused message {message_id}: {reason}"
+            for message_id, reason in reasons.items()
+        ]
+        through = [i for i in (sent.message_ids if sent else ()) if i not in reasons]
+        if through:
+            lines.append(f"{source}: not refused, do not send again: {', '.join(through)}")
+        try:
+            write_text(dirs["error"] / f"{name}.reason", "\n".join(lines) + "\n")
+            for moving in (f"{name}{SENT_SUFFIX}", name):  # the file last: people act on it
+                with contextlib.suppress(FileNotFoundError):
+                    move(dirs["archive"] / moving, dirs["error"])
+        except OSError as exc:  # the refusal stays in the ledger, the NonDelivery in inbox/
+            log.error("file.not_refiled", agency=agency, error=exc.strerror)

@@ -1,16 +1,19 @@
 """The XML of the gateway's own messages: DeliveryReceipt, NonDelivery and Escalation payloads.
 
-Pure: values in, canonical XML bytes out (valid against their schemas).
-Reasons carried here name checks and ids, never personal data.
+Pure: values in, canonical XML bytes out (valid against their schemas), and
+a NonDelivery's facts read back for the edges that act on one. Reasons
+carried here name checks and ids, never personal data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from lxml import etree
 
+from gateway.core import xmlsafe
 from gateway.core.deadlines import EscalationContact
 from gateway.core.schemas import NAMESPACE
 
@@ -58,6 +61,26 @@ def non_delivery(
     _add(root, "Reason", reason)
     _add(root, "DetectedAt", _instant(detected_at))
     return _bytes(root)
+
+
+@dataclass(frozen=True)
+class NonDeliveryFacts:
+    """What a NonDelivery says: which message the exchange refused, the check, and why."""
+
+    failed_message_id: str | None
+    check: str
+    reason: str
+
+
+def non_delivery_facts(payload: bytes) -> NonDeliveryFacts:
+    """Read a NonDelivery payload (as an edge delivers it: already schema-checked)."""
+    root = xmlsafe.parse(payload, "NonDelivery")
+    ns = {"m": NAMESPACE}
+    return NonDeliveryFacts(
+        root.findtext("m:FailedMessageId", namespaces=ns),
+        root.findtext("m:FailedCheck", namespaces=ns) or "unknown",
+        root.findtext("m:Reason", namespaces=ns) or "refused by the exchange",
+    )
 
 
 def _receipt(

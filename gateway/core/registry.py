@@ -116,13 +116,11 @@ class Registry:
         share a ``not_before`` second.
         """
         self.agency(agency)
-        usable = [
-            k
-            for k in self.keys.values()
-            if k.agency == agency and k.use is use and k.problem_at(at) is None
-        ]
+        held = [k for k in self.keys.values() if k.agency == agency and k.use is use]
+        usable = [k for k in held if k.problem_at(at) is None]
         if not usable:
-            raise KeyRejected(f"agency {agency!r} has no valid {use.value} key")
+            newest = f": {held[-1].problem_at(at)}" if held else ""
+            raise KeyRejected(f"agency {agency!r} has no valid {use.value} key{newest}")
         return usable[-1]
 
     def encryption_key(self, agency: str, at: datetime) -> tuple[str, X25519PublicKey]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.core import xmlsafe
-from gateway.core.schemas import NAMESPACE
+from gateway.core.notices import non_delivery_facts
 
 
 @dataclass(frozen=True)
@@ -29,12 +28,9 @@ def bounce_of(
     receipt_check: str | None,
 ) -> Bounce | None:
     if message_type == "NonDelivery":
-        root = xmlsafe.parse(payload, "NonDelivery")
-        ns = {"m": NAMESPACE}
+        facts = non_delivery_facts(payload)
         return Bounce(
-            root.findtext("m:FailedMessageId", namespaces=ns) or (in_reply_to or "unknown"),
-            root.findtext("m:FailedCheck", namespaces=ns) or "unknown",
-            root.findtext("m:Reason", namespaces=ns) or "refused by the exchange",
+            facts.failed_message_id or (in_reply_to or "unknown"), facts.check, facts.reason
         )
     if message_type == "DeliveryReceipt" and receipt_outcome == "negative" and in_reply_to:
         return Bounce(

@@ -18,7 +18,7 @@ from adapters.framework import adapter_config
 from adapters.inbound import Intake
 from adapters.ledger import Ledger
 from adapters.profile import BUILTIN, load_profile, profile_dir
-from adapters.transports.filedrop import FileDropInbound
+from adapters.transports.filedrop import FileDropInbound, folders, make_folders, refile_refused
 from gateway.broker.vhost import BrokerAdmin
 from gateway.core.resources import schemas_dir
 from gateway.infra.clock import utc_now
@@ -35,9 +35,9 @@ CFC = (BUILTIN / "education" / "samples" / "causes-for-concern.csv").read_bytes(
 REQUEST = (schemas_dir() / "examples" / "valid" / "information-request.xml").read_bytes()
 
 
-def filedrop(agency: str, profile: str) -> str:
+def filedrop(agency: str, profile: str, recipient: str = "hub") -> str:
     return (
-        f'[[adapters]]\nagency = "{agency}"\nprofile = "{profile}"\nrecipients = ["hub"]\n'
+        f'[[adapters]]\nagency = "{agency}"\nprofile = "{profile}"\nrecipients = ["{recipient}"]\n'
         f'transport = "filedrop"\n[adapters.filedrop]\nroot = "systems/{agency}"\n'
         "poll_seconds = 0.05\n"
     )
@@ -65,7 +65,8 @@ async def settled(root: Path, count: int) -> None:
     """Wait until ``count`` files have been filed into archive/ or error/."""
 
     async def done() -> bool:
-        filed = [n for n in files(root / "archive") + files(root / "error") if "." in n]
+        names = files(root / "archive") + files(root / "error")
+        filed = [n for n in names if "." in n and not n.startswith(".")]  # not a .part temp
         return len([n for n in filed if not n.endswith((".sent", ".reason"))]) >= count
 
     await eventually(done)
@@ -92,8 +93,8 @@ async def test_police_notice_reaches_the_hub_with_a_receipt_back(
         assert exchange.inboxes["hub"].of_type("Referral")[0].header.fields.message_id == sent_id
         assert files(root / "outbox") == files(root / "processing") == files(root / "error") == []
 
-        async def receipted() -> bool:
-            return any(n.endswith(".json") for n in files(root / "inbox"))
+        async def receipted() -> bool:  # the .xml comes last: the sign both are complete
+            return any(n.endswith(".xml") for n in files(root / "inbox"))
 
         await eventually(receipted)
         (facts_file,) = [n for n in files(root / "inbox") if n.endswith(".json")]
@@ -165,6 +166,78 @@ async def test_every_bad_file_ends_in_error_with_its_reason(
 
 
 STAGES = ("not-a-file", "mapping", "schema", "duplicate", "policy")
+
+
+async def test_a_file_the_router_refused_moves_from_archive_to_error_with_the_reason(
+    exchange: Exchange, tmp_path: Path
+) -> None:
+    """No agreement lets police refer to education: the NonDelivery files the PPN under error/."""
+    config = add_adapter(exchange, filedrop("police", "police", recipient="education"))
+    root = config.base_dir / "systems" / "police"
+    async with running_adapter(config, "police", tmp_path / "ledger.db"):
+        drop(root, "ppn-004512.xml", PPN)
+        await eventually(lambda: _filed(root / "error", "--ppn-004512.xml"))
+        await eventually(lambda: _inbox_holds(root, "NonDelivery"))
+    (name,) = [n for n in files(root / "error") if n.endswith("--ppn-004512.xml")]
+    assert files(root / "error") == sorted([name, f"{name}.reason", f"{name}.sent"])
+    assert files(root / "archive") == []
+    assert (root / "error" / name).read_bytes() == PPN
+    (sent_id,) = (root / "error" / f"{name}.sent").read_text().split()
+    reason = (root / "error" / f"{name}.reason").read_text()
+    assert reason.startswith(f"ppn-004512.xml: the exchange refused message {sent_id}: policy: ")
+    assert "education" in reason
+    (notice,) = inbox_facts(root, "NonDelivery")
+    assert notice["in_reply_to"] == sent_id  # and the agency system has the notice itself
+
+
+async def test_a_csv_whose_rows_the_router_refused_lists_every_refused_row(
+    exchange: Exchange, tmp_path: Path
+) -> None:
+    """Two rows, two NonDeliveries, racing the filing of the file: one move, both reasons."""
+    config = add_adapter(exchange, filedrop("education", "education", recipient="police"))
+    root = config.base_dir / "systems" / "education"
+    async with running_adapter(config, "education", tmp_path / "ledger.db"):
+        drop(root, "cfc.csv", CFC)
+        await eventually(lambda: _filed(root / "error", "--cfc.csv"))
+
+        async def both_reasons() -> bool:
+            reasons = [n for n in files(root / "error") if n.endswith(".reason")]
+            return bool(reasons) and _lines(root / "error" / reasons[0]) == 2
+
+        await eventually(both_reasons)
+    (name,) = [n for n in files(root / "error") if n.endswith("--cfc.csv")]
+    sent_ids = (root / "error" / f"{name}.sent").read_text().split()
+    lines = (root / "error" / f"{name}.reason").read_text().splitlines()
+    assert [line.split(": ")[1] for line in lines] == [
+        f"the exchange refused message {i}" for i in sent_ids
+    ]
+    assert files(root / "archive") == []
+
+
+def test_a_refusal_recorded_before_its_file_is_filed_moves_it_when_it_is(tmp_path: Path) -> None:
+    """The NonDelivery of row 2 came back while the file was still in processing/: the filing
+    finds the refusal in the ledger; the row that went through is named, so nobody resends it."""
+    root = tmp_path / "drop"
+    make_folders(root)
+    dirs = folders(root)
+    ledger = Ledger(tmp_path / "ledger.db")
+    key, now = "file:0123", utc_now()
+    ledger.record("education", key, 0, "0123", "cfc.csv", "id-row-2", now)
+    ledger.record("education", key, 1, "0123", "cfc.csv", "id-row-3", now)
+    ledger.record_refusal("education", "id-row-3", "policy: no agreement", now)
+    name = "20261123T090000Z-0000abcd--cfc.csv"
+    (dirs["archive"] / name).write_bytes(CFC)  # as the filing leaves it
+    (dirs["archive"] / f"{name}.sent").write_text("id-row-2\nid-row-3\n")
+
+    refile_refused(dirs, ledger, "education", key, name)
+    refile_refused(dirs, ledger, "education", key, name)  # the other side, too: no harm
+    ledger.close()
+    assert files(dirs["archive"]) == []
+    assert files(dirs["error"]) == [name, f"{name}.reason", f"{name}.sent"]
+    assert (dirs["error"] / f"{name}.reason").read_text() == (
+        "cfc.csv: the exchange refused message id-row-3: policy: no agreement\n"
+        "cfc.csv: not refused, do not send again: id-row-2\n"
+    )
 
 
 def errors_counted(stage: str) -> float:
@@ -288,6 +361,23 @@ async def test_messages_for_the_agency_are_written_once_and_receipted(
     receipt = exchange.inboxes["hub"].of_type("DeliveryReceipt")[0]
     assert receipt.header.fields.in_reply_to == sent.message_id
     assert receipt.header.fields.receipt_outcome == "positive"
+
+
+def inbox_facts(root: Path, message_type: str) -> list[dict[str, object]]:
+    facts = [json.loads(p.read_text()) for p in (root / "inbox").glob("*.json")]
+    return [f for f in facts if f["message_type"] == message_type]
+
+
+async def _inbox_holds(root: Path, message_type: str) -> bool:
+    return bool(inbox_facts(root, message_type))
+
+
+async def _filed(folder: Path, suffix: str) -> bool:
+    return any(n.endswith(suffix) for n in files(folder))
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 async def _some(items: Sequence[object]) -> bool:
