@@ -119,6 +119,20 @@ def test_send_inbox_and_track_carry_a_request_and_its_receipt(
     assert "submitted" in timeline and "routed" in timeline and "delivered" in timeline
 
 
+def test_send_opens_no_store(area: Path, tmp_path: Path) -> None:
+    """A sender records nothing: its config may name a store it cannot reach."""
+    unreachable = area.with_name("send-only.toml")
+    text = area.read_text().replace(
+        'url = "sqlite:///state/gateway.db"', 'url = "postgresql://nobody@127.0.0.1:1/none"'
+    )
+    assert "127.0.0.1:1/none" in text
+    unreachable.write_text(text)
+    assert cli(unreachable, "send", "--as", "hub", "--to", "police", str(REQUEST)) == 0
+    police_dir = tmp_path / "police-inbox"
+    assert cli(area, "inbox", "--as", "police", "--out", str(police_dir), "--idle", "2") == 0
+    assert [p.read_bytes() for p in police_dir.iterdir()] == [REQUEST.read_bytes()]
+
+
 def test_send_refuses_an_invalid_file_naming_its_line(
     area: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
