@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aio_pika
@@ -29,9 +29,14 @@ from gateway.broker import topology
 from gateway.broker.vhost import BrokerAdmin, vhost_url
 from gateway.cli import main
 from gateway.config.area_config import load_config
+from gateway.core.deadlines import Counting, Duration, Timer
 from gateway.core.registry import KeyUse
 from gateway.core.resources import schemas_dir
+from gateway.infra import keystore
 from gateway.infra.clock import utc_now
+from gateway.services.escalator import Escalator
+from gateway.services.router import Router
+from gateway.store.sqlite import SqliteStore
 from tests.integration.conftest import AMQP_URL
 from tests.integration.exchange_harness import Exchange, eventually, running_exchange
 
@@ -117,6 +122,26 @@ def test_sighup_reloads_deadlines_in_the_router_and_its_escalator(
         router.hang_up(b"config.reloaded")
         levels = asyncio.run(_escalation_levels(area, vhost_url_of(area)))
     assert levels[:2] == [1, 2]
+
+
+def test_a_policy_given_in_place_of_the_config_s_outlives_a_reload(tmp_path: Path) -> None:
+    """The demo runs on a shortened clock given to the router: SIGHUP must not undo it."""
+    assert main(["init", str(tmp_path / "area")]) == 0
+    path = tmp_path / "area" / "gateway.toml"
+    config = load_config(str(path))
+    signer = keystore.load_signing_identity(config, config.gateway, utc_now())
+    store = SqliteStore(str(tmp_path / "tracking.db"))  # never opened: nothing is routed
+    given = replace(config.deadlines, grace=Timer(Duration(seconds=2), Counting.CLOCK))
+    with path.open("a", encoding="utf-8") as edited:
+        edited.write(SHORT_DEADLINES)
+    reloaded = load_config(str(path))
+    for policy, kept in ((None, reloaded.deadlines), (given, given)):
+        router = Router(config, store, signer, policy=policy)
+        escalator = Escalator(config, store, signer, policy=policy)
+        router.reload(reloaded)
+        escalator.reload(reloaded, router.signer)
+        assert (router.policy, escalator.policy) == (kept, kept)
+    assert reloaded.deadlines != config.deadlines
 
 
 def vhost_url_of(config: Path) -> str:
