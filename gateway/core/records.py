@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from gateway.core.deadline_rules import Closure, Deadline, EscalationPlan, Reschedule
 from gateway.core.envelope import HeaderFields
-from gateway.core.lifecycle import State
+from gateway.core.lifecycle import Event, State
 
 
 class ClaimResult(StrEnum):
@@ -100,6 +100,17 @@ class DeadlineChanges:
     opened: Sequence[Deadline] = ()
     closures: Sequence[Closure] = ()
     reschedules: Sequence[Reschedule] = ()
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One lifecycle event for one message, and the deadline changes it causes."""
+
+    message_id: str
+    event: Event
+    reason: str | None = None
+    detail: str | None = None
+    deadlines: DeadlineChanges = DeadlineChanges()
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from gateway.core.envelope import (
 from gateway.core.envelope.claimed import ClaimedFacts, claimed_facts
 from gateway.core.errors import GatewayError
 from gateway.core.lifecycle import Event, IllegalTransition, State
-from gateway.core.records import ClaimResult, DeadlineChanges, record_of
+from gateway.core.records import ClaimResult, DeadlineChanges, Transition, record_of
 from gateway.core.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
 from gateway.infra import hangup, keystore
 from gateway.infra.clock import utc_now
@@ -188,10 +188,10 @@ class Router:
         deadlines: DeadlineChanges | None = None,
     ) -> None:
         """Apply ``event`` via the lifecycle: repeats change nothing, illegal moves are logged."""
-        try:
-            await self.store.advance(message_id, event, now, reason, detail, deadlines)
-        except IllegalTransition as exc:
-            log.warning("transition.ignored", message_id=message_id, reason=str(exc))
+        step = Transition(message_id, event, reason, detail, deadlines or DeadlineChanges())
+        (result,) = await self.store.advance([step], now)
+        if isinstance(result, IllegalTransition):
+            log.warning("transition.ignored", message_id=message_id, reason=str(result))
 
     async def _deadline_changes(self, fields: HeaderFields, now: datetime) -> DeadlineChanges:
         """What routing this message opens, meets and re-rates (deadline_rules decides)."""

@@ -22,20 +22,21 @@ caller at a time.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
 from gateway.core.deadline_rules import Deadline
 from gateway.core.errors import GatewayError
-from gateway.core.lifecycle import Event, Outcome
+from gateway.core.lifecycle import IllegalTransition, Outcome
 from gateway.core.records import (
     Admission,
-    DeadlineChanges,
     DeadlineCount,
     DeadlineEventEntry,
     Fire,
     MessageRecord,
     TimelineEntry,
+    Transition,
 )
 
 __all__ = [
@@ -83,19 +84,16 @@ class RouterStore(Protocol):
         """Claim the id for the header digest and record the message, atomically."""
 
     async def advance(
-        self,
-        message_id: str,
-        event: Event,
-        at: datetime,
-        reason: str | None = None,
-        detail: str | None = None,
-        deadlines: DeadlineChanges | None = None,
-    ) -> Outcome | None:
-        """Apply ``event`` via the lifecycle, and ``deadlines``, atomically.
+        self, transitions: Sequence[Transition], at: datetime
+    ) -> list[Outcome | IllegalTransition | None]:
+        """Apply each transition via the lifecycle, and its deadline changes, in one transaction.
 
-        None for an unknown message. Raises IllegalTransition (writing
-        nothing) for an impossible move, StoreError for a rejection without
-        a reason. Deadline changes are idempotent, so a redelivered message
+        One result per transition, in order: its outcome, None for an unknown
+        message, or the IllegalTransition of a move the lifecycle refuses,
+        which writes nothing of its own and stops none of the others (a
+        receipt is recorded even when its original can no longer move).
+        Raises StoreError, writing nothing, for a rejection without a
+        reason. Deadline changes are idempotent, so a redelivered message
         may apply them again.
         """
 

@@ -22,10 +22,11 @@ the two stores really differ (see each driver's docstring).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import datetime
 
 from gateway.core.deadline_rules import Closure, Deadline, Kind, Reschedule
-from gateway.core.lifecycle import Event, Outcome, State, transition
+from gateway.core.lifecycle import IllegalTransition, Outcome, State, transition
 from gateway.core.records import (
     Admission,
     ClaimResult,
@@ -37,6 +38,7 @@ from gateway.core.records import (
     Firing,
     MessageRecord,
     TimelineEntry,
+    Transition,
 )
 from gateway.infra.clock import utc_now
 from gateway.store import StoreError
@@ -90,16 +92,10 @@ class SqlStore(ABC):
         return await self._transaction(f"admitting {message.message_id}", work)
 
     async def advance(
-        self,
-        message_id: str,
-        event: Event,
-        at: datetime,
-        reason: str | None = None,
-        detail: str | None = None,
-        deadlines: DeadlineChanges | None = None,
-    ) -> Outcome | None:
-        work = _advance(message_id, event, at, reason, detail, deadlines)
-        return await self._transaction(f"applying {event.value} to {message_id}", work)
+        self, transitions: Sequence[Transition], at: datetime
+    ) -> list[Outcome | IllegalTransition | None]:
+        what = ", ".join(f"{t.event.value} to {t.message_id}" for t in transitions)
+        return await self._transaction(f"applying {what}", _advance_all(transitions, at))
 
     async def mark_handled(self, agency: str, message_id: str) -> bool:
         inserted = await self._transaction(
@@ -323,22 +319,26 @@ def _admit(message: MessageRecord, header_digest: str, at: datetime) -> Work[Adm
     return Admission(claimed, current)
 
 
-def _advance(
-    message_id: str,
-    event: Event,
-    at: datetime,
-    reason: str | None,
-    detail: str | None,
-    deadlines: DeadlineChanges | None,
-) -> Work[Outcome | None]:
-    current = yield from _state(message_id)
+def _advance_all(
+    transitions: Sequence[Transition], at: datetime
+) -> Work[list[Outcome | IllegalTransition | None]]:
+    results: list[Outcome | IllegalTransition | None] = []
+    for step in transitions:
+        try:
+            results.append((yield from _advance(step, at)))
+        except IllegalTransition as refused:  # raised before the step wrote anything
+            results.append(refused)
+    return results
+
+
+def _advance(step: Transition, at: datetime) -> Work[Outcome | None]:
+    current = yield from _state(step.message_id)
     if current is None:
         return None
-    outcome = transition(current, event)
+    outcome = transition(current, step.event)
     if outcome.changed:
-        yield from _append_transition(message_id, outcome.state, at, reason, detail)
-    if deadlines is not None:
-        yield from _apply_deadlines(deadlines, at)
+        yield from _append_transition(step.message_id, outcome.state, at, step.reason, step.detail)
+    yield from _apply_deadlines(step.deadlines, at)
     return outcome
 
 

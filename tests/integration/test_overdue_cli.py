@@ -15,7 +15,7 @@ from gateway.config.area_config import load_config
 from gateway.core import deadline_rules as rules
 from gateway.core.deadline_rules import Routed
 from gateway.core.lifecycle import Event
-from gateway.core.records import DeadlineChanges, MessageRecord
+from gateway.core.records import DeadlineChanges, MessageRecord, Transition
 from gateway.infra.clock import utc_now
 from gateway.store import store_from_url
 
@@ -54,7 +54,9 @@ async def routed_request(config_path: Path, message_id: str, rag: str, hours_ago
             at,
         )
         opened = rules.opened_by(request, at, config.deadlines, config.hub)
-        await store.advance(message_id, Event.ROUTED, at, deadlines=DeadlineChanges(opened=opened))
+        await store.advance(
+            [Transition(message_id, Event.ROUTED, deadlines=DeadlineChanges(opened=opened))], at
+        )
     finally:
         await store.close()
 

@@ -12,7 +12,7 @@ import pytest
 from gateway.cli import main
 from gateway.config.area_config import load_config
 from gateway.core.lifecycle import Event
-from gateway.core.records import MessageRecord
+from gateway.core.records import MessageRecord, Transition
 from gateway.core.resources import schemas_dir
 from gateway.infra.clock import utc_now
 from gateway.store import store_from_url
@@ -34,7 +34,7 @@ async def record_referrals(config_path: Path, ids: list[str], days_apart: int) -
                 message_id, f"CASE-{n}", None, "Referral", "police", ("hub",), None, None, at
             )
             await store.admit(record, f"digest-{message_id}", at)
-            await store.advance(message_id, Event.ROUTED, at)
+            await store.advance([Transition(message_id, Event.ROUTED)], at)
     finally:
         await store.close()
 

@@ -10,8 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.lifecycle import Event, IllegalTransition, State
-from gateway.core.records import Admission, ClaimResult, MessageRecord, TimelineEntry
+from gateway.core.deadline_rules import Closure, Deadline, Kind
+from gateway.core.lifecycle import Event, IllegalTransition, Outcome, State
+from gateway.core.records import (
+    Admission,
+    ClaimResult,
+    DeadlineChanges,
+    MessageRecord,
+    TimelineEntry,
+    Transition,
+)
 from gateway.store import StoreError, TrackingStore, store_from_url
 from gateway.store.migrations import MIGRATIONS
 from gateway.store.postgres import PostgresStore
@@ -51,7 +59,7 @@ async def test_an_admitted_message_reads_back_with_its_facts(store: TrackingStor
 
 async def test_admitting_the_same_message_twice_changes_nothing(store: TrackingStore) -> None:
     await admit(store, record("m-1"), T0)
-    await store.advance("m-1", Event.ROUTED, T0 + timedelta(seconds=1))
+    await store.advance([Transition("m-1", Event.ROUTED)], T0 + timedelta(seconds=1))
     again = await admit(store, record("m-1", sender="other"), T0 + timedelta(seconds=2))
     assert again == Admission(ClaimResult.REPEAT, State.ROUTED)
     assert [e.state for e in await store.timeline("m-1")] == [State.SUBMITTED, State.ROUTED]
@@ -61,9 +69,11 @@ async def test_admitting_the_same_message_twice_changes_nothing(store: TrackingS
 async def test_every_transition_is_timestamped_in_order(store: TrackingStore) -> None:
     await admit(store, record("m-1"), T0)
     plus = [T0 + timedelta(seconds=s) for s in (1, 2, 3)]
-    await store.advance("m-1", Event.ROUTED, plus[0], detail="to health,police,csc")
-    await store.advance("m-1", Event.RECEIPTED_POSITIVE, plus[1], detail="sha256:ab12")
-    await store.advance("m-1", Event.ANSWERED, plus[2])
+    await store.advance([Transition("m-1", Event.ROUTED, detail="to health,police,csc")], plus[0])
+    await store.advance(
+        [Transition("m-1", Event.RECEIPTED_POSITIVE, detail="sha256:ab12")], plus[1]
+    )
+    await store.advance([Transition("m-1", Event.ANSWERED)], plus[2])
     assert await store.timeline("m-1") == [
         TimelineEntry("m-1", State.SUBMITTED, T0),
         TimelineEntry("m-1", State.ROUTED, plus[0], detail="to health,police,csc"),
@@ -76,7 +86,7 @@ async def test_every_transition_is_timestamped_in_order(store: TrackingStore) ->
 async def test_timestamps_come_back_in_utc_whatever_zone_went_in(store: TrackingStore) -> None:
     bst = timezone(timedelta(hours=1))
     await admit(store, record("m-1", created_at=T0.astimezone(bst)), T0)
-    await store.advance("m-1", Event.ROUTED, datetime(2026, 6, 1, 10, 0, 0, 5, bst))
+    await store.advance([Transition("m-1", Event.ROUTED)], datetime(2026, 6, 1, 10, 0, 0, 5, bst))
     got = await store.message("m-1")
     assert got is not None and got.created_at == T0 and got.created_at.tzinfo is UTC
     routed = (await store.timeline("m-1"))[-1].at
@@ -91,16 +101,16 @@ async def test_naive_timestamps_are_refused_and_write_nothing(store: TrackingSto
     assert await store.message("m-1") is None
     await admit(store, record("m-1"), T0)
     with pytest.raises(StoreError, match="has no timezone"):
-        await store.advance("m-1", Event.ROUTED, datetime(2026, 1, 5, 9, 0))
+        await store.advance([Transition("m-1", Event.ROUTED)], datetime(2026, 1, 5, 9, 0))
     assert [e.state for e in await store.timeline("m-1")] == [State.SUBMITTED]
 
 
 async def test_rejection_keeps_its_reason(store: TrackingStore) -> None:
     await admit(store, record("m-1"), T0)
     with pytest.raises(StoreError, match="m-1: a rejected transition needs a reason"):
-        await store.advance("m-1", Event.REJECTED, T0)
+        await store.advance([Transition("m-1", Event.REJECTED)], T0)
     reason = "agreement isa-01 does not allow lawful basis cda-1998-s115"
-    await store.advance("m-1", Event.REJECTED, T0, reason=reason)
+    await store.advance([Transition("m-1", Event.REJECTED, reason=reason)], T0)
     assert (await store.timeline("m-1"))[-1] == TimelineEntry("m-1", State.REJECTED, T0, reason)
 
 
@@ -125,7 +135,7 @@ async def test_concurrent_admissions_of_one_id_have_exactly_one_winner(
 async def test_admit_claims_and_records_in_one_step(store: TrackingStore) -> None:
     first = await store.admit(record("m-1"), "digest-a", T0)
     assert first == Admission(ClaimResult.FIRST, State.SUBMITTED)
-    await store.advance("m-1", Event.ROUTED, T0 + timedelta(seconds=1))
+    await store.advance([Transition("m-1", Event.ROUTED)], T0 + timedelta(seconds=1))
     again = await store.admit(record("m-1"), "digest-a", T0 + timedelta(seconds=2))
     assert again == Admission(ClaimResult.REPEAT, State.ROUTED)
     assert await store.admit(record("m-1"), "digest-b", T0) == Admission(ClaimResult.REPLAY, None)
@@ -134,18 +144,64 @@ async def test_admit_claims_and_records_in_one_step(store: TrackingStore) -> Non
 
 async def test_advance_applies_the_lifecycle_and_ignores_repeats(store: TrackingStore) -> None:
     await store.admit(record("m-1"), "d", T0)
-    routed = await store.advance("m-1", Event.ROUTED, T0)
-    assert routed is not None and routed.changed and routed.state is State.ROUTED
-    repeat = await store.advance("m-1", Event.ROUTED, T0 + timedelta(seconds=1))
-    assert repeat is not None and not repeat.changed
+    (routed,) = await store.advance([Transition("m-1", Event.ROUTED)], T0)
+    assert routed == Outcome(State.ROUTED, changed=True)
+    (repeat,) = await store.advance([Transition("m-1", Event.ROUTED)], T0 + timedelta(seconds=1))
+    assert repeat == Outcome(State.ROUTED, changed=False)
     assert [e.state for e in await store.timeline("m-1")] == [State.SUBMITTED, State.ROUTED]
-    assert await store.advance("nope", Event.ROUTED, T0) is None
+    assert await store.advance([Transition("nope", Event.ROUTED)], T0) == [None]
 
 
 async def test_an_illegal_advance_writes_nothing(store: TrackingStore) -> None:
     await store.admit(record("m-1"), "d", T0)
-    with pytest.raises(IllegalTransition):
-        await store.advance("m-1", Event.RECEIPTED_POSITIVE, T0)
+    (refused,) = await store.advance([Transition("m-1", Event.RECEIPTED_POSITIVE)], T0)
+    assert isinstance(refused, IllegalTransition)
+    assert [e.state for e in await store.timeline("m-1")] == [State.SUBMITTED]
+
+
+async def test_one_advance_records_a_receipt_and_its_original_together(
+    store: TrackingStore,
+) -> None:
+    await store.admit(record("m-1"), "d", T0)
+    owed = Deadline(
+        "m-1/delivery/health", "m-1", CASE, Kind.DELIVERY, "health", "hub", None, T0, T0, T0
+    )
+    opened = DeadlineChanges(opened=[owed])
+    await store.advance([Transition("m-1", Event.ROUTED, deadlines=opened)], T0)
+    receipt = record("r-1", message_type="DeliveryReceipt", sender="health", recipients=("hub",))
+    await store.admit(receipt, "d", T0)
+    at = T0 + timedelta(seconds=1)
+    met = DeadlineChanges(closures=[Closure("health", "r-1", frozenset({Kind.DELIVERY}), "m-1")])
+    results = await store.advance(
+        [
+            Transition("r-1", Event.ROUTED, deadlines=met),
+            Transition("m-1", Event.RECEIPTED_POSITIVE, detail="receipted by health in r-1"),
+            Transition("m-1", Event.RECEIPTED_NEGATIVE, reason="a contradicting receipt"),
+            Transition("nope", Event.ROUTED),
+        ],
+        at,
+    )
+    assert results[:2] == [Outcome(State.ROUTED, True), Outcome(State.DELIVERED, True)]
+    assert isinstance(results[2], IllegalTransition) and results[3] is None
+    assert [e.state for e in await store.timeline("m-1")] == [
+        State.SUBMITTED,
+        State.ROUTED,
+        State.DELIVERED,
+    ]
+    assert [e.state for e in await store.timeline("r-1")] == [State.SUBMITTED, State.ROUTED]
+    (closed,) = await store.case_deadlines(CASE)
+    assert (closed.closed_by, closed.closed_at) == ("r-1", at)
+
+
+async def test_a_rejection_without_a_reason_writes_nothing_of_the_whole_advance(
+    store: TrackingStore,
+) -> None:
+    await store.admit(record("m-1"), "d", T0)
+    await store.admit(record("m-2"), "d", T0)
+    with pytest.raises(StoreError, match="m-2: a rejected transition needs a reason"):
+        await store.advance(
+            [Transition("m-1", Event.ROUTED), Transition("m-2", Event.REJECTED)], T0
+        )
     assert [e.state for e in await store.timeline("m-1")] == [State.SUBMITTED]
 
 
@@ -174,11 +230,11 @@ async def test_a_case_timeline_interleaves_its_messages(store: TrackingStore) ->
     other = record("m-other", correlation_id="case-2026-0002")
     await admit(store, referral, T0)
     await admit(store, other, T0)
-    await store.advance("m-ref", Event.ROUTED, T0 + timedelta(minutes=1))
+    await store.advance([Transition("m-ref", Event.ROUTED)], T0 + timedelta(minutes=1))
     await admit(store, request, T0 + timedelta(minutes=5))
-    await store.advance("m-req", Event.ROUTED, T0 + timedelta(minutes=6))
+    await store.advance([Transition("m-req", Event.ROUTED)], T0 + timedelta(minutes=6))
     await admit(store, response, T0 + timedelta(minutes=9))
-    await store.advance("m-req", Event.ANSWERED, T0 + timedelta(minutes=10))
+    await store.advance([Transition("m-req", Event.ANSWERED)], T0 + timedelta(minutes=10))
 
     assert [(e.message_id, e.state) for e in await store.case_timeline(CASE)] == [
         ("m-ref", State.SUBMITTED),
@@ -265,8 +321,12 @@ async def test_period_reads_take_what_falls_in_the_period(store: TrackingStore) 
     inside, before = T0 + timedelta(hours=1), T0 - timedelta(seconds=1)
     await admit(store, record("in-period", created_at=inside), inside)
     await admit(store, record("too-early", created_at=before), before)
-    await store.advance("in-period", Event.REJECTED, inside, reason="agreement: no agreement")
-    await store.advance("too-early", Event.REJECTED, before, reason="agreement: no agreement")
+    await store.advance(
+        [Transition("in-period", Event.REJECTED, reason="agreement: no agreement")], inside
+    )
+    await store.advance(
+        [Transition("too-early", Event.REJECTED, reason="agreement: no agreement")], before
+    )
     end = T0 + timedelta(days=1)
     assert [m.message_id for m in await store.messages_between(T0, end)] == ["in-period"]
     rejections = await store.rejections_between(T0, end)

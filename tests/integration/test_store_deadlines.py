@@ -12,7 +12,14 @@ from gateway.core import deadline_rules as rules
 from gateway.core import deadlines as dl
 from gateway.core.deadline_rules import Deadline, Kind, Routed
 from gateway.core.lifecycle import Event, State
-from gateway.core.records import DeadlineChanges, DeadlineEvent, Fire, Firing, MessageRecord
+from gateway.core.records import (
+    DeadlineChanges,
+    DeadlineEvent,
+    Fire,
+    Firing,
+    MessageRecord,
+    Transition,
+)
 from gateway.store import TrackingStore
 from gateway.store.postgres import PostgresStore
 
@@ -47,7 +54,7 @@ async def route(store: TrackingStore, message: Routed, at: datetime = T0) -> lis
     )
     opened = rules.opened_by(message, at, POLICY, "hub")
     changes = DeadlineChanges(opened=opened, closures=rules.closed_by(message, "hub"))
-    await store.advance(message.message_id, Event.ROUTED, at, deadlines=changes)
+    await store.advance([Transition(message.message_id, Event.ROUTED, deadlines=changes)], at)
     return opened
 
 
@@ -80,7 +87,9 @@ def firer(now: datetime, seen: list[str]) -> Fire:
 
 async def test_routing_opens_delivery_and_response_deadlines_once(store: TrackingStore) -> None:
     opened = await route(store, request("req-1", recipients=("health", "police")))
-    await store.advance("req-1", Event.ROUTED, T0, deadlines=DeadlineChanges(opened=opened))
+    await store.advance(
+        [Transition("req-1", Event.ROUTED, deadlines=DeadlineChanges(opened=opened))], T0
+    )
     found = by_id(await store.case_deadlines(CASE))
     assert set(found) == {d.deadline_id for d in opened} and len(found) == 4
     red = found[rules.deadline_id("req-1", Kind.RESPONSE, "police")]
@@ -125,7 +134,7 @@ async def test_a_negative_receipt_ends_what_the_recipient_owed(store: TrackingSt
         T0,
     )
     changes = DeadlineChanges(closures=rules.closed_by(receipt, "hub"))
-    await store.advance("rcpt-1", Event.ROUTED, T0, deadlines=changes)
+    await store.advance([Transition("rcpt-1", Event.ROUTED, deadlines=changes)], T0)
     assert all(not d.is_open for d in await store.case_deadlines(CASE))
     ended = [e for e in await store.case_deadline_events(CASE) if e.event is DeadlineEvent.ENDED]
     assert len(ended) == 2 and ended[0].reason == "negative receipt from health"
@@ -136,8 +145,12 @@ async def test_a_rag_change_reschedules_from_the_original_start(store: TrackingS
     rerate = Routed("dec-1", CASE, "Decision", "hub", ("police",), rag="Red")
     changes = rules.rerated(rerate, await store.case_deadlines(CASE), POLICY, "hub")
     assert len(changes) == 1
-    await store.advance("req-1", Event.ROUTED, T0, deadlines=DeadlineChanges(reschedules=changes))
-    await store.advance("req-1", Event.ROUTED, T0, deadlines=DeadlineChanges(reschedules=changes))
+    await store.advance(
+        [Transition("req-1", Event.ROUTED, deadlines=DeadlineChanges(reschedules=changes))], T0
+    )
+    await store.advance(
+        [Transition("req-1", Event.ROUTED, deadlines=DeadlineChanges(reschedules=changes))], T0
+    )
     response = by_id(await store.case_deadlines(CASE))[
         rules.deadline_id("req-1", Kind.RESPONSE, "health")
     ]

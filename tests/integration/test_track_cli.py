@@ -11,7 +11,7 @@ import pytest
 from gateway.cli import main
 from gateway.config.area_config import load_config
 from gateway.core.lifecycle import Event
-from gateway.core.records import MessageRecord
+from gateway.core.records import MessageRecord, Transition
 from gateway.store import store_from_url
 
 pytestmark = pytest.mark.integration
@@ -44,17 +44,16 @@ async def populate(store_url: str) -> None:
     try:
         referral = message(REFERRAL, "Referral", "police", ("hub",), 0)
         await store.admit(referral, "digest-referral", T0)
-        await store.advance(REFERRAL, Event.ROUTED, T0 + timedelta(seconds=1))
+        await store.advance([Transition(REFERRAL, Event.ROUTED)], T0 + timedelta(seconds=1))
         await store.advance(
-            REFERRAL,
-            Event.RECEIPTED_POSITIVE,
+            [Transition(REFERRAL, Event.RECEIPTED_POSITIVE, detail="sha256:receipt-digest")],
             T0 + timedelta(seconds=2),
-            detail="sha256:receipt-digest",
         )
         request = message(REQUEST, "InformationRequest", "hub", ("health", "probation"), 10)
         await store.admit(request, "digest-request", T0 + timedelta(seconds=10))
         await store.advance(
-            REQUEST, Event.REJECTED, T0 + timedelta(seconds=11), reason="policy: no agreement"
+            [Transition(REQUEST, Event.REJECTED, reason="policy: no agreement")],
+            T0 + timedelta(seconds=11),
         )
     finally:
         await store.close()
