@@ -20,6 +20,7 @@ __all__ = [
     "registry",
     "resources",
     "routing",
+    "routing_plan",
     "schemas",
     "sharing",
     "vocabulary",

@@ -1,7 +1,8 @@
 """Which deadlines a routed message opens, closes or re-rates, and what each escalation says.
 
-Pure: message facts, a policy and instants in; deadline values out. The
-router applies them through the store; the escalator fires what falls due.
+Pure: a routed message's verified header, a policy and instants in; deadline
+values out. The routing plan carries them to the store with the state change
+that causes them; the escalator fires what falls due.
 
 Decisions written down here:
 - Deadlines start when the gateway routes a message, by the gateway's
@@ -37,6 +38,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from gateway.core import deadlines as dl
+from gateway.core.envelope import HeaderFields
 from gateway.core.registry import Registry
 
 ESCALATION_NAMESPACE = uuid.UUID("6f3b6a52-1f0e-4d5c-9a57-3c2f7c1b8e40")
@@ -76,21 +78,6 @@ class Deadline:
     @property
     def is_open(self) -> bool:
         return self.closed_at is None
-
-
-@dataclass(frozen=True)
-class Routed:
-    """The header facts of a message the router has just routed."""
-
-    message_id: str
-    correlation_id: str
-    message_type: str
-    sender: str
-    recipients: tuple[str, ...]
-    rag: str | None = None
-    stated_deadline: datetime | None = None
-    in_reply_to: str | None = None
-    receipt_outcome: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,7 +138,7 @@ def next_fire(due: datetime, level: int, policy: dl.DeadlinePolicy) -> datetime 
 
 
 def opened_by(
-    message: Routed, routed_at: datetime, policy: dl.DeadlinePolicy, hub: str
+    message: HeaderFields, routed_at: datetime, policy: dl.DeadlinePolicy, hub: str
 ) -> list[Deadline]:
     """The deadlines a routed message starts."""
     if message.message_type not in BUSINESS_TYPES:
@@ -162,7 +149,7 @@ def opened_by(
     ]
     if message.message_type == "InformationRequest" and message.rag is not None:
         due = dl.response_deadline(policy, message.rag, routed_at)
-        stated = message.stated_deadline
+        stated = message.deadline
         if stated is not None and routed_at < stated < due:
             due = stated
         opened += [_deadline(message, Kind.RESPONSE, r, routed_at, due) for r in message.recipients]
@@ -172,7 +159,9 @@ def opened_by(
     return opened
 
 
-def _deadline(message: Routed, kind: Kind, debtor: str, start: datetime, due: datetime) -> Deadline:
+def _deadline(
+    message: HeaderFields, kind: Kind, debtor: str, start: datetime, due: datetime
+) -> Deadline:
     return Deadline(
         deadline_id=deadline_id(message.message_id, kind, debtor),
         message_id=message.message_id,
@@ -187,7 +176,7 @@ def _deadline(message: Routed, kind: Kind, debtor: str, start: datetime, due: da
     )
 
 
-def closed_by(message: Routed, hub: str) -> list[Closure]:
+def closed_by(message: HeaderFields, hub: str) -> list[Closure]:
     """The deadlines a routed message meets (or ends, for a negative receipt)."""
     by = message.message_id
     if message.message_type == "DeliveryReceipt" and message.in_reply_to:
@@ -218,8 +207,13 @@ def ended_by_rejection(message_id: str, check: str) -> Closure:
     return Closure(None, message_id, message_id=message_id, met=False, reason=f"rejected: {check}")
 
 
+def rerates(message: HeaderFields, hub: str) -> bool:
+    """Whether routing ``message`` may re-rate its case: the hub stating a RAG."""
+    return message.sender == hub and message.rag is not None
+
+
 def rerated(
-    message: Routed,
+    message: HeaderFields,
     open_deadlines: Iterable[Deadline],
     policy: dl.DeadlinePolicy,
     hub: str,
@@ -228,26 +222,27 @@ def rerated(
 
     A new due time already past fires at the escalator's next tick.
     """
-    if message.sender != hub or message.rag is None:
+    rag = message.rag
+    if rag is None or not rerates(message, hub):
         return []
     changes = []
     for deadline in open_deadlines:
         if (
             deadline.kind is not Kind.RESPONSE
             or deadline.rag is None
-            or deadline.rag == message.rag
+            or deadline.rag == rag
             or not deadline.is_open
         ):
             continue
-        due = dl.recompute_on_rag_change(policy, deadline.started_at, deadline.rag, message.rag)
+        due = dl.recompute_on_rag_change(policy, deadline.started_at, deadline.rag, rag)
         changes.append(
             Reschedule(
                 deadline_id=deadline.deadline_id,
                 old_rag=deadline.rag,
-                new_rag=message.rag,
+                new_rag=rag,
                 due_at=due,
                 next_at=next_fire(due, deadline.level, policy),
-                reason=f"RAG {deadline.rag} to {message.rag} in {message.message_id}",
+                reason=f"RAG {deadline.rag} to {rag} in {message.message_id}",
             )
         )
     return changes

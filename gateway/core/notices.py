@@ -1,8 +1,13 @@
-"""The XML of the gateway's own messages: DeliveryReceipt, NonDelivery and Escalation payloads.
+"""The gateway's own messages: DeliveryReceipt, NonDelivery and Escalation headers and payloads.
 
-Pure: values in, canonical XML bytes out (valid against their schemas), and
-a NonDelivery's facts read back for the edges that act on one. Reasons
-carried here name checks and ids, never personal data.
+Pure: values in; header values and canonical XML bytes out (valid against
+their schemas), and a NonDelivery's facts read back for the edges that act on
+one. Reasons carried here name checks and ids, never personal data.
+
+Every notice travels under one purpose and one lawful basis: the gateway's
+operations (SYSTEM_PURPOSE), as a task in the public interest (UK GDPR
+6(1)(e)), since no sharing agreement governs a receipt, a NonDelivery or an
+Escalation. ``notice_header`` is the one place that writes them.
 """
 
 from __future__ import annotations
@@ -10,14 +15,59 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from lxml import etree
 
 from gateway.core import xmlsafe
 from gateway.core.deadlines import EscalationContact
+from gateway.core.envelope import HeaderFields
 from gateway.core.schemas import NAMESPACE
+from gateway.core.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
 
 SCHEMA_VERSION = "1.0"
+NOTICE_LAWFUL_BASES = ("uk-gdpr-6-1-e",)
+
+
+class MessageIds(Protocol):
+    """What a notice names of the message it is about: a header, claimed facts, a deadline."""
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def correlation_id(self) -> str: ...
+
+
+def notice_header(
+    message_type: str,
+    message_id: str,
+    sender: str,
+    recipients: tuple[str, ...],
+    about: MessageIds,
+    created_at: datetime,
+    *,
+    rag: str | None = None,
+    receipt_outcome: str | None = None,
+    receipt_check: str | None = None,
+) -> HeaderFields:
+    """The header of a notice about the message ``about``: in its case, in reply to it."""
+    if message_type not in SYSTEM_MESSAGE_TYPES:
+        raise ValueError(f"{message_type} is not a notice type")
+    return HeaderFields(
+        message_id=message_id,
+        correlation_id=about.correlation_id,
+        message_type=message_type,
+        sender=sender,
+        recipients=recipients,
+        created_at=created_at,
+        purpose=SYSTEM_PURPOSE,
+        lawful_bases=NOTICE_LAWFUL_BASES,
+        in_reply_to=about.message_id,
+        rag=rag,
+        receipt_outcome=receipt_outcome,
+        receipt_check=receipt_check,
+    )
 
 
 def _q(name: str) -> str:

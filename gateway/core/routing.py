@@ -1,9 +1,10 @@
 """The router's decision for one verified ingress message: deliver, forward a receipt, or reject.
 
-Pure: header facts, the registry, the agreements, the date and (for replies)
-the original message's record in; a decision out. The router shell has
-already verified the signature, the header schema, the timestamp window and
-replay; this module decides who may receive what.
+Pure: the verified header, the registry, the agreements, the date and (for
+replies) the original message's record in; a decision out. The router shell
+has already verified the signature, the header schema, the timestamp window
+and replay; this module decides who may receive what, and routing_plan what
+follows from that.
 
 Decisions written down here:
 - a message with any recipient it may not reach is rejected whole, never
@@ -21,27 +22,13 @@ from dataclasses import dataclass
 from datetime import date
 
 from gateway.core import lifecycle, sharing
+from gateway.core.envelope import HeaderFields
 from gateway.core.records import MessageRecord
 from gateway.core.registry import Registry
 from gateway.core.vocabulary import SYSTEM_PURPOSE
 
 RECEIPT = "DeliveryReceipt"
 GATEWAY_ONLY_TYPES = frozenset({"NonDelivery", "Escalation"})
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What the router may know of a message: its signed header, never its payload."""
-
-    message_id: str
-    message_type: str
-    sender: str
-    recipients: tuple[str, ...]
-    purpose: str
-    lawful_bases: tuple[str, ...]
-    in_reply_to: str | None = None
-    receipt_outcome: str | None = None  # "positive" | "negative", DeliveryReceipt only
-    receipt_check: str | None = None  # the failed check named by a negative receipt
 
 
 @dataclass(frozen=True)
@@ -68,14 +55,18 @@ RoutingDecision = Deliver | ForwardReceipt | Reject
 
 
 def route(
-    facts: Facts,
+    facts: HeaderFields,
     registry: Registry,
     agreements: Iterable[sharing.Agreement],
     gateway: str,
     on: date,
     original: MessageRecord | None,
 ) -> RoutingDecision:
-    """Decide what happens to ``facts``; ``original`` is the record of ``in_reply_to``, if any."""
+    """Decide what happens to ``facts``; ``original`` is the record of ``in_reply_to``, if any.
+
+    ``facts`` is the verified header: what the router may know of a message,
+    never its payload.
+    """
     if facts.sender == gateway:
         return Reject("unknown-sender", "only the router itself signs as the gateway")
     if facts.message_type in GATEWAY_ONLY_TYPES:
@@ -115,7 +106,7 @@ def route(
     return Deliver(facts.recipients, tuple(dict.fromkeys(agreement_ids)), answered)
 
 
-def _receipt(facts: Facts, original: MessageRecord | None) -> RoutingDecision:
+def _receipt(facts: HeaderFields, original: MessageRecord | None) -> RoutingDecision:
     if facts.purpose != SYSTEM_PURPOSE:
         return Reject("policy", f"a receipt must have purpose {SYSTEM_PURPOSE}")
     if facts.in_reply_to is None or original is None:

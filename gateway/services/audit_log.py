@@ -210,9 +210,12 @@ class GroupCommit:
         self._pending: list[tuple[Decision, datetime, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def append(self, decision: Decision, now: datetime) -> None:
+    async def append_all(self, decisions: Sequence[Decision], now: datetime) -> None:
+        """Return once ``decisions`` are durable: in order, and in one batch."""
+        if not decisions:
+            return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((decision, now, done))
+        self._pending.extend((decision, now, done) for decision in decisions)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending())
         await done

@@ -40,14 +40,12 @@ from gateway.core.deadlines import DeadlinePolicy
 from gateway.core.envelope import HeaderFields, SigningIdentity, recipient_keys, seal_bytes
 from gateway.core.errors import GatewayError
 from gateway.core.records import Firing, record_of
-from gateway.core.vocabulary import SYSTEM_PURPOSE
 from gateway.infra.clock import utc_now
 from gateway.services import audit_log, metrics
 from gateway.store import EscalatorStore
 
 log = structlog.get_logger("gateway.services.escalator")
 
-ESCALATION_LAWFUL_BASIS = ("uk-gdpr-6-1-e",)
 EVENT_ROUTING_KEY = "deadline.escalated.level{level}"
 DEFAULT_TICK_S = 1.0
 DEFAULT_BATCH = 500
@@ -121,42 +119,33 @@ class Escalator:
             deadline_rules.plan_escalation(d, contacts, self.policy, self.config.gateway, now)
             for d in due
         ]
+        headers = [self._header(p) for p in plans]
         if self.audit is not None:
             # Before anything is sent, as the router audits: one flush for the batch.
-            decisions = [self._decision(p) for p in plans]
+            decisions = [_decision(p, h) for p, h in zip(plans, headers, strict=True)]
             await asyncio.to_thread(self.audit.append_all, [(d, now) for d in decisions])
-        return list(await asyncio.gather(*(self._send(p, channels) for p in plans)))
-
-    def _decision(self, plan: EscalationPlan) -> audit_chain.Decision:
-        deadline = plan.deadline
-        return audit_chain.Decision(
-            message_id=plan.message_id,
-            correlation_id=deadline.correlation_id,
-            sender=self.config.gateway,
-            message_type="Escalation",
-            recipients=plan.recipients,
-            purpose=SYSTEM_PURPOSE,
-            lawful_bases=ESCALATION_LAWFUL_BASIS,
-            header_sha256=None,
-            outcome=audit_chain.Outcome.ROUTED,
-            reason=f"{deadline.kind.value} deadline level {plan.level}",
-            refers_to=deadline.message_id,
+        return list(
+            await asyncio.gather(
+                *(self._send(p, h, channels) for p, h in zip(plans, headers, strict=True))
+            )
         )
 
-    async def _send(self, plan: EscalationPlan, channels: EscalatorChannels) -> Firing:
+    def _header(self, plan: EscalationPlan) -> HeaderFields:
         deadline = plan.deadline
-        fields = HeaderFields(
-            message_id=plan.message_id,
-            correlation_id=deadline.correlation_id,
-            message_type="Escalation",
-            sender=self.config.gateway,
-            recipients=plan.recipients,
-            created_at=plan.escalated_at,
-            purpose=SYSTEM_PURPOSE,
-            lawful_bases=ESCALATION_LAWFUL_BASIS,
-            in_reply_to=deadline.message_id,
+        return notices.notice_header(
+            "Escalation",
+            plan.message_id,
+            self.config.gateway,
+            plan.recipients,
+            deadline,
+            plan.escalated_at,
             rag=deadline.rag,
         )
+
+    async def _send(
+        self, plan: EscalationPlan, fields: HeaderFields, channels: EscalatorChannels
+    ) -> Firing:
+        deadline = plan.deadline
         payload = notices.escalation(
             deadline.message_id,
             deadline.correlation_id,
@@ -238,6 +227,22 @@ class Escalator:
                 for agency in addressable
             )
         )
+
+
+def _decision(plan: EscalationPlan, fields: HeaderFields) -> audit_chain.Decision:
+    return audit_chain.Decision(
+        message_id=fields.message_id,
+        correlation_id=fields.correlation_id,
+        sender=fields.sender,
+        message_type=fields.message_type,
+        recipients=fields.recipients,
+        purpose=fields.purpose,
+        lawful_bases=fields.lawful_bases,
+        header_sha256=None,
+        outcome=audit_chain.Outcome.ROUTED,
+        reason=f"{plan.deadline.kind.value} deadline level {plan.level}",
+        refers_to=fields.in_reply_to,
+    )
 
 
 def _event(plan: EscalationPlan) -> dict[str, object]:

@@ -1,31 +1,34 @@
-"""The router service: the imperative shell around routing.route.
+"""The router service: the imperative shell that carries out the routing plan.
 
 For each message on ``gateway.router`` it verifies the sender's signature
 against the registry (origin without decrypting), the header schema, the
-ciphertext digest, the timestamp window and replay; then asks
-``routing.route`` who may receive it; then records the state change,
-publishes, and only then acks. Anything it rejects is copied to quarantine
-with its reason and answered with a NonDelivery signed by the gateway
-principal, so nothing is dropped and the sender always learns why.
+ciphertext digest and the timestamp window; admits it to the store (its id
+claimed for its header digest: a reused id is a replay); asks
+``routing.route`` who may receive it; and carries out what
+``routing_plan`` makes of that, effect by effect: audit, one store
+transaction, publish with confirms, or for a refusal: audit, quarantine
+with the reason, a NonDelivery signed by the gateway principal, and the
+record. Nothing is dropped and the sender always learns why.
 
 Order: messages of one case (correlation id) are routed one at a time in
 arrival order; different cases overlap, up to the channel's prefetch, so
 one case's fsyncs and confirms do not hold up every other case.
 
-Crash safety: the ack is the last step. A message redelivered after a crash
-is recognised by its id and header digest (``TrackingStore.admit``); if it
-had not yet been delivered, routing is repeated, and edges absorb the
-duplicate by message id.
+Crash safety: the ack is the last step, after every effect of the plan. A
+message redelivered after a crash is recognised by its id and header digest
+(``TrackingStore.admit``); if its work was not done, the plan is carried out
+again, and its effects are safe to repeat (routing_plan says why).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import uuid
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import assert_never
 
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustChannel
@@ -35,9 +38,7 @@ from gateway.broker import topology
 from gateway.broker.connection import confirmed_channel, connect
 from gateway.broker.publisher import PublishRefused, publish
 from gateway.config.area_config import AreaConfig, load_config
-from gateway.core import audit_chain, notices, routing
-from gateway.core.audit_chain import Outcome
-from gateway.core.deadline_rules import Routed, closed_by, ended_by_rejection, opened_by, rerated
+from gateway.core import audit_chain, routing, routing_plan
 from gateway.core.deadlines import DeadlinePolicy
 from gateway.core.envelope import (
     EnvelopeError,
@@ -50,11 +51,11 @@ from gateway.core.envelope import (
     seal_bytes,
     verify,
 )
-from gateway.core.envelope.claimed import ClaimedFacts, claimed_facts
+from gateway.core.envelope.claimed import claimed_facts
 from gateway.core.errors import GatewayError
-from gateway.core.lifecycle import Event, IllegalTransition, State
-from gateway.core.records import ClaimResult, DeadlineChanges, Transition, record_of
-from gateway.core.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
+from gateway.core.lifecycle import IllegalTransition
+from gateway.core.records import MessageRecord, Transition, record_of
+from gateway.core.routing_plan import Audit, Publish, Quarantine, Record, SendNonDelivery
 from gateway.infra import hangup, keystore
 from gateway.infra.clock import utc_now
 from gateway.infra.keyed_locks import KeyedLocks
@@ -65,18 +66,6 @@ from gateway.store import TrackingStore
 log = structlog.get_logger("gateway.services.router")
 
 DEFAULT_WINDOW = TimeWindow(max_age=timedelta(hours=24), max_future_skew=timedelta(minutes=5))
-ENVELOPE_CHECKS = {
-    "container": "undecodable",
-    "header": "header-schema",
-    "signature": "signature",
-    "key": "key",
-    "timestamp": "timestamp",
-    "replay": "replay",
-    "ciphertext": "ciphertext",
-}
-NOTICE_LAWFUL_BASIS = ("uk-gdpr-6-1-e",)
-# A redelivered message in these states is routed again (edges absorb duplicates by id).
-REDO_STATES = frozenset({State.SUBMITTED, State.ROUTED})
 
 
 @dataclass
@@ -104,6 +93,7 @@ class Router:
         self.audit = audit
         self._audit_writer = audit_log.GroupCommit(audit) if audit is not None else None
         self.policy = policy or config.deadlines
+        self.area = _area(config, self.policy)
         self.cases = KeyedLocks()
         metrics.track_keys(config.registry)
 
@@ -118,6 +108,7 @@ class Router:
         if self.policy is self.config.deadlines:  # not one given in place of the config's
             self.policy = config.deadlines
         self.config, self.signer = config, signer
+        self.area = _area(config, self.policy)
         metrics.track_keys(config.registry)
         if self.audit is not None:
             self.audit.use_signer(signer)
@@ -129,7 +120,9 @@ class Router:
                 verified = verify(body, self.config.registry, now, self.window, None)
                 check_ciphertext(verified, body)
         except EnvelopeError as exc:
-            await self._reject_unverified(body, exc, now, exchanges)
+            digest = hashlib.sha256(body).hexdigest()
+            plan = routing_plan.unverified(claimed_facts(body), exc, digest, now, self.area)
+            await self._carry_out(plan, body, exchanges, now)
             return
         ids = verified.header.fields
         with bound_contextvars(message_id=ids.message_id, correlation_id=ids.correlation_id):
@@ -139,305 +132,148 @@ class Router:
     async def _route_verified(
         self, body: bytes, header: Header, exchanges: RouterChannels, now: datetime
     ) -> None:
-        fields = header.fields
-        admission = await self.store.admit(record_of(fields), header.sha256, now)
-        if admission.claim is ClaimResult.REPLAY:
-            reason = f"message id {fields.message_id} was already used by another message"
-            await self._audit(
-                audit_chain.from_header(
-                    fields, header.sha256, Outcome.REJECTED, check="replay", reason=reason
-                ),
-                now,
-            )
-            await self._quarantine(body, fields.message_id, "replay", reason, exchanges)
-            metrics.rejected(fields, "replay", self.config.registry.agencies)
-            await self._non_delivery(fields, "replay", reason, exchanges, now)
+        message, digest = header.fields, header.sha256
+        admission = await self.store.admit(record_of(message), digest, now)
+        if admission.state is None:  # a replay: the id belongs to another message
+            plan = routing_plan.replayed(message, digest, now, self.area)
+            await self._carry_out(plan, body, exchanges, now)
             return
-        if admission.state not in REDO_STATES:
-            log.info("redelivery.skipped", message_id=fields.message_id, state=str(admission.state))
+        if not routing_plan.redo(admission):
+            log.info("redelivery.skipped", message_id=message.message_id, state=admission.state)
             return
-        original = await self.store.message(fields.in_reply_to) if fields.in_reply_to else None
+        original = await self.store.message(message.in_reply_to) if message.in_reply_to else None
+        config = self.config
         decision = routing.route(
-            _facts(header),
-            self.config.registry,
-            self.config.agreements,
-            self.config.gateway,
-            now.date(),
-            original,
+            message, config.registry, config.agreements, config.gateway, now.date(), original
         )
-        if isinstance(decision, routing.Reject):
-            await self._reject(body, header, decision, exchanges, now)
-        elif isinstance(decision, routing.ForwardReceipt):
-            await self._forward_receipt(body, header, decision, exchanges, now)
-            metrics.receipted(original, fields.sender, decision.positive, now)
-        else:
-            await self._deliver(body, header, decision, exchanges, now)
+        case = (
+            await self.store.case_deadlines(message.correlation_id)
+            if routing_plan.reads_case(decision, message, config.hub)
+            else []
+        )
+        plan = routing_plan.plan(decision, message, digest, now, self.area, case)
+        if await self._carry_out(plan, body, exchanges, now):
+            _observe(decision, message, original, now)
 
-    async def _audit(self, decision: audit_chain.Decision, now: datetime) -> None:
+    async def _carry_out(
+        self, plan: routing_plan.Plan, body: bytes, exchanges: RouterChannels, now: datetime
+    ) -> bool:
+        """Every effect in order; False when an inbox refused the message and it was rejected."""
+        for effect in plan:
+            match effect:
+                case Audit(decisions):
+                    await self._audit(decisions, now)
+                case Record(transitions):
+                    await self._record(transitions, now)
+                case Publish(message, digest, to):
+                    refused_by = await _publish(exchanges, to, body, message)
+                    if refused_by is not None:
+                        refusal = routing_plan.inbox_unavailable(
+                            message, digest, refused_by, now, self.area
+                        )
+                        await self._carry_out(refusal, body, exchanges, now)
+                        return False
+                case Quarantine():
+                    await self._quarantine(effect, body, exchanges)
+                case SendNonDelivery():
+                    await self._send_non_delivery(effect, exchanges, now)
+                case _:
+                    assert_never(effect)
+        return True
+
+    async def _audit(self, decisions: tuple[audit_chain.Decision, ...], now: datetime) -> None:
         """Written before the change it records: a crash may repeat a record, never lose one."""
         if self._audit_writer is not None:
-            await self._audit_writer.append(decision, now)
+            await self._audit_writer.append_all(decisions, now)
 
-    async def _advance(
-        self,
-        message_id: str,
-        event: Event,
-        now: datetime,
-        reason: str | None = None,
-        detail: str | None = None,
-        deadlines: DeadlineChanges | None = None,
-    ) -> None:
-        """Apply ``event`` via the lifecycle: repeats change nothing, illegal moves are logged."""
-        step = Transition(message_id, event, reason, detail, deadlines or DeadlineChanges())
-        (result,) = await self.store.advance([step], now)
-        if isinstance(result, IllegalTransition):
-            log.warning("transition.ignored", message_id=message_id, reason=str(result))
+    async def _record(self, transitions: tuple[Transition, ...], now: datetime) -> None:
+        """One store transaction; a move the lifecycle refuses (a straggler) is logged."""
+        results = await self.store.advance(transitions, now)
+        for step, result in zip(transitions, results, strict=True):
+            if isinstance(result, IllegalTransition):
+                log.warning("transition.ignored", message_id=step.message_id, reason=str(result))
 
-    async def _deadline_changes(self, fields: HeaderFields, now: datetime) -> DeadlineChanges:
-        """What routing this message opens, meets and re-rates (deadline_rules decides)."""
-        routed, hub = _routed(fields), self.config.hub
-        reschedules = []
-        if fields.sender == hub and fields.rag is not None:
-            case = await self.store.case_deadlines(fields.correlation_id)
-            reschedules = rerated(routed, case, self.policy, hub)
-        return DeadlineChanges(
-            opened=opened_by(routed, now, self.policy, hub),
-            closures=closed_by(routed, hub),
-            reschedules=reschedules,
-        )
-
-    async def _deliver(
-        self,
-        body: bytes,
-        header: Header,
-        decision: routing.Deliver,
-        exchanges: RouterChannels,
-        now: datetime,
-    ) -> None:
-        """Record routed first, so a fast receipt never finds the message still submitted."""
-        fields = header.fields
-        await self._audit(
-            audit_chain.from_header(
-                fields,
-                header.sha256,
-                Outcome.ROUTED,
-                recipients=decision.recipients,
-                agreement_ids=decision.agreement_ids,
-            ),
-            now,
-        )
-        await self._advance(
-            fields.message_id,
-            Event.ROUTED,
-            now,
-            detail=f"to {', '.join(decision.recipients)} under {', '.join(decision.agreement_ids)}",
-            deadlines=await self._deadline_changes(fields, now),
-        )
-        for recipient in decision.recipients:
-            try:
-                await _to_inbox(exchanges, recipient, body, fields)
-            except PublishRefused:
-                reason = f"the inbox of {recipient} is missing or full"
-                await self._reject(
-                    body, header, routing.Reject("inbox-unavailable", reason), exchanges, now
-                )
-                return
-        if decision.answers is not None:
-            await self._audit(
-                audit_chain.from_header(
-                    fields, header.sha256, Outcome.ANSWERED, refers_to=decision.answers
-                ),
-                now,
-            )
-            await self._advance(
-                decision.answers, Event.ANSWERED, now, detail=f"answered by {fields.message_id}"
-            )
-        metrics.routed(fields, decision.recipients, now)
-        log.info(
-            "message.routed",
-            message_id=fields.message_id,
-            correlation_id=fields.correlation_id,
-            message_type=fields.message_type,
-            sender=fields.sender,
-            recipients=list(decision.recipients),
-        )
-
-    async def _forward_receipt(
-        self,
-        body: bytes,
-        header: Header,
-        decision: routing.ForwardReceipt,
-        exchanges: RouterChannels,
-        now: datetime,
-    ) -> None:
-        fields = header.fields
-        await self._audit(
-            audit_chain.from_header(
-                fields, header.sha256, Outcome.ROUTED, recipients=(decision.to,)
-            ),
-            now,
-        )
-        await self._advance(
-            fields.message_id,
-            Event.ROUTED,
-            now,
-            detail=f"receipt to {decision.to}",
-            deadlines=DeadlineChanges(closures=closed_by(_routed(fields), self.config.hub)),
-        )
-        await _to_inbox(exchanges, decision.to, body, fields)
-        await self._audit(
-            audit_chain.from_header(
-                fields,
-                header.sha256,
-                Outcome.DELIVERED if decision.positive else Outcome.REJECTED,
-                check=None if decision.positive else fields.receipt_check,
-                reason=None if decision.positive else f"negative receipt from {fields.sender}",
-                refers_to=decision.original_id,
-            ),
-            now,
-        )
-        if decision.positive:
-            await self._advance(
-                decision.original_id,
-                Event.RECEIPTED_POSITIVE,
-                now,
-                detail=f"receipted by {fields.sender} in {fields.message_id}",
-            )
-        else:
-            await self._advance(
-                decision.original_id,
-                Event.RECEIPTED_NEGATIVE,
-                now,
-                reason=f"negative receipt from {fields.sender}: {fields.receipt_check}",
-                detail=fields.message_id,
-            )
-        log.info(
-            "receipt.forwarded",
-            message_id=fields.message_id,
-            receipted_id=decision.original_id,
-            positive=decision.positive,
-        )
-
-    async def _reject(
-        self,
-        body: bytes,
-        header: Header,
-        decision: routing.Reject,
-        exchanges: RouterChannels,
-        now: datetime,
-    ) -> None:
-        fields = header.fields
-        await self._audit(
-            audit_chain.from_header(
-                fields,
-                header.sha256,
-                Outcome.REJECTED,
-                check=decision.check,
-                reason=decision.reason,
-            ),
-            now,
-        )
-        await self._quarantine(body, fields.message_id, decision.check, decision.reason, exchanges)
-        metrics.rejected(fields, decision.check, self.config.registry.agencies)
-        await self._advance(
-            fields.message_id,
-            Event.REJECTED,
-            now,
-            reason=f"{decision.check}: {decision.reason}",
-            deadlines=DeadlineChanges(
-                closures=(ended_by_rejection(fields.message_id, decision.check),)
-            ),
-        )
-        if fields.message_type != routing.RECEIPT:
-            await self._non_delivery(fields, decision.check, decision.reason, exchanges, now)
-
-    async def _reject_unverified(
-        self, body: bytes, exc: EnvelopeError, now: datetime, exchanges: RouterChannels
-    ) -> None:
-        """Quarantine a message whose origin did not verify, and tell its claimed sender.
-
-        A NonDelivery goes to the claimed sender only when that is a registered
-        agency: it is the agency whose name was used, forged or not.
-        """
-        claimed = claimed_facts(body)
-        check = ENVELOPE_CHECKS.get(exc.check, "undecodable")
-        if claimed is not None and claimed.sender not in self.config.registry.agencies:
-            check = "unknown-sender"
-        await self._audit(audit_chain.from_unverified(claimed, check, str(exc)), now)
-        message_id = claimed.message_id if claimed is not None else None
-        await self._quarantine(body, message_id, check, str(exc), exchanges)
-        metrics.rejected(claimed, check, self.config.registry.agencies)
-        if claimed is not None and claimed.message_type not in SYSTEM_MESSAGE_TYPES:
-            await self._non_delivery(claimed, check, str(exc), exchanges, now)
-
-    async def _quarantine(
-        self,
-        body: bytes,
-        message_id: str | None,
-        check: str,
-        reason: str,
-        exchanges: RouterChannels,
-    ) -> None:
+    async def _quarantine(self, effect: Quarantine, body: bytes, exchanges: RouterChannels) -> None:
         await publish(
             exchanges.quarantine,
             body,
             routing_key="",
-            message_id=message_id or f"unverified-{uuid.uuid4()}",
-            headers={topology.QUARANTINE_REASON_HEADER: f"{check}: {reason}"},
+            message_id=effect.message_id,
+            headers={topology.QUARANTINE_REASON_HEADER: f"{effect.check}: {effect.reason}"},
         )
-        log.warning("message.quarantined", message_id=message_id, check=check, reason=reason)
+        metrics.rejected(effect.facts, effect.check, self.config.registry.agencies)
+        log.warning(
+            "message.quarantined",
+            message_id=effect.message_id,
+            check=effect.check,
+            reason=effect.reason,
+        )
 
-    async def _non_delivery(
-        self,
-        failed: HeaderFields | ClaimedFacts,
-        check: str,
-        reason: str,
-        exchanges: RouterChannels,
-        now: datetime,
+    async def _send_non_delivery(
+        self, effect: SendNonDelivery, exchanges: RouterChannels, now: datetime
     ) -> None:
-        """Tell the sender why, signed by the gateway; skipped when it cannot be addressed.
+        """Seal and send; a sender with no valid key, or malformed claimed ids, gets no notice.
 
-        A sender that is not a registered agency, has no valid encryption key,
-        or whose claimed ids are malformed gets no notice; the quarantined copy
-        and its reason remain.
+        The quarantined copy and its reason remain either way.
         """
-        if (
-            failed.sender not in self.config.registry.agencies
-            or failed.sender == self.config.gateway
-        ):
-            return
+        header = effect.header
         try:
-            sealed, fields = self._sealed_non_delivery(failed, check, reason, now)
+            keys = recipient_keys(self.config.registry, header.recipients, now)
+            sealed = seal_bytes(header, effect.payload, self.signer, keys)
         except GatewayError as exc:
-            log.warning("non_delivery.unaddressable", failed_id=failed.message_id, reason=str(exc))
+            log.warning("non_delivery.unaddressable", failed_id=header.in_reply_to, reason=str(exc))
             return
-        await _to_inbox(exchanges, failed.sender, sealed, fields)
+        for agency in header.recipients:
+            await _to_inbox(exchanges, agency, sealed, header)
         log.info(
             "non_delivery.sent",
-            message_id=fields.message_id,
-            failed_id=failed.message_id,
-            check=check,
+            message_id=header.message_id,
+            failed_id=header.in_reply_to,
+            check=effect.check,
         )
 
-    def _sealed_non_delivery(
-        self, failed: HeaderFields | ClaimedFacts, check: str, reason: str, now: datetime
-    ) -> tuple[bytes, HeaderFields]:
-        payload = notices.non_delivery(failed.message_id, None, check, reason, now)
-        fields = HeaderFields(
-            message_id=str(uuid.uuid4()),
-            correlation_id=failed.correlation_id,
-            message_type="NonDelivery",
-            sender=self.config.gateway,
-            recipients=(failed.sender,),
-            created_at=now,
-            purpose=SYSTEM_PURPOSE,
-            lawful_bases=NOTICE_LAWFUL_BASIS,
-            in_reply_to=failed.message_id,
+
+def _area(config: AreaConfig, policy: DeadlinePolicy) -> routing_plan.Area:
+    return routing_plan.Area(config.gateway, config.hub, config.registry.agencies, policy)
+
+
+def _observe(
+    decision: routing.RoutingDecision,
+    message: HeaderFields,
+    original: MessageRecord | None,
+    now: datetime,
+) -> None:
+    """Metrics and the info log of a plan carried out to its end (refusals count at quarantine)."""
+    if isinstance(decision, routing.Deliver):
+        metrics.routed(message, decision.recipients, now)
+        log.info(
+            "message.routed",
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            message_type=message.message_type,
+            sender=message.sender,
+            recipients=list(decision.recipients),
         )
-        sealed = seal_bytes(
-            fields, payload, self.signer, recipient_keys(self.config.registry, [failed.sender], now)
+    elif isinstance(decision, routing.ForwardReceipt):
+        metrics.receipted(original, message.sender, decision.positive, now)
+        log.info(
+            "receipt.forwarded",
+            message_id=message.message_id,
+            receipted_id=decision.original_id,
+            positive=decision.positive,
         )
-        return sealed, fields
+
+
+async def _publish(
+    exchanges: RouterChannels, to: tuple[str, ...], body: bytes, message: HeaderFields
+) -> str | None:
+    """Publish to each inbox in turn; the agency whose inbox refused it, if one did."""
+    for agency in to:
+        try:
+            await _to_inbox(exchanges, agency, body, message)
+        except PublishRefused:
+            return agency
+    return None
 
 
 async def _to_inbox(
@@ -450,35 +286,6 @@ async def _to_inbox(
         message_id=fields.message_id,
         correlation_id=fields.correlation_id,
         message_type=fields.message_type,
-    )
-
-
-def _facts(header: Header) -> routing.Facts:
-    f = header.fields
-    return routing.Facts(
-        message_id=f.message_id,
-        message_type=f.message_type,
-        sender=f.sender,
-        recipients=f.recipients,
-        purpose=f.purpose,
-        lawful_bases=f.lawful_bases,
-        in_reply_to=f.in_reply_to,
-        receipt_outcome=f.receipt_outcome,
-        receipt_check=f.receipt_check,
-    )
-
-
-def _routed(f: HeaderFields) -> Routed:
-    return Routed(
-        message_id=f.message_id,
-        correlation_id=f.correlation_id,
-        message_type=f.message_type,
-        sender=f.sender,
-        recipients=f.recipients,
-        rag=f.rag,
-        stated_deadline=f.deadline,
-        in_reply_to=f.in_reply_to,
-        receipt_outcome=f.receipt_outcome,
     )
 
 

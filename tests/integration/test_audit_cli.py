@@ -250,7 +250,7 @@ def test_concurrent_appends_share_flushes_and_keep_the_chain(
 
     async def handlers() -> None:
         writer = GroupCommit(log)
-        await asyncio.gather(*(writer.append(decision(n), now) for n in range(1, 41)))
+        await asyncio.gather(*(writer.append_all([decision(n)], now) for n in range(1, 41)))
 
     asyncio.run(handlers())
     log.close(now)

@@ -13,7 +13,7 @@ from gateway.cli import main
 from gateway.cli.overdue_cmd import EXIT_OVERDUE
 from gateway.config.area_config import load_config
 from gateway.core import deadline_rules as rules
-from gateway.core.deadline_rules import Routed
+from gateway.core.envelope import HeaderFields
 from gateway.core.lifecycle import Event
 from gateway.core.records import DeadlineChanges, MessageRecord, Transition
 from gateway.infra.clock import utc_now
@@ -35,8 +35,16 @@ async def routed_request(config_path: Path, message_id: str, rag: str, hours_ago
     await store.open()
     try:
         at = utc_now() - timedelta(hours=hours_ago)
-        request = Routed(
-            message_id, f"CASE-{message_id}", "InformationRequest", "hub", ("police",), rag=rag
+        request = HeaderFields(
+            message_id,
+            f"CASE-{message_id}",
+            "InformationRequest",
+            "hub",
+            ("police",),
+            at,
+            "child-safeguarding",
+            ("uk-gdpr-6-1-e",),
+            rag=rag,
         )
         await store.admit(
             MessageRecord(

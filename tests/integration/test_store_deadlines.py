@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from gateway.core import deadline_rules as rules
 from gateway.core import deadlines as dl
-from gateway.core.deadline_rules import Deadline, Kind, Routed
+from gateway.core.deadline_rules import Deadline, Kind
+from gateway.core.envelope import HeaderFields
 from gateway.core.lifecycle import Event, State
 from gateway.core.records import (
     DeadlineChanges,
@@ -31,11 +33,35 @@ POLICY = dl.default_policy()
 CONTACTS = (dl.EscalationContact("MASH team manager", "hub", email="managers@hub.example"),)
 
 
-def request(message_id: str, rag: str = "Red", recipients: tuple[str, ...] = ("health",)) -> Routed:
-    return Routed(message_id, CASE, "InformationRequest", "hub", recipients, rag=rag)
+def routed(
+    message_id: str,
+    correlation_id: str,
+    message_type: str,
+    sender: str,
+    recipients: tuple[str, ...],
+    **facts: Any,
+) -> HeaderFields:
+    """The verified header the router would route (purpose and bases do not matter here)."""
+    return HeaderFields(
+        message_id,
+        correlation_id,
+        message_type,
+        sender,
+        recipients,
+        T0,
+        "child-safeguarding",
+        ("uk-gdpr-6-1-e",),
+        **facts,
+    )
 
 
-async def route(store: TrackingStore, message: Routed, at: datetime = T0) -> list[Deadline]:
+def request(
+    message_id: str, rag: str = "Red", recipients: tuple[str, ...] = ("health",)
+) -> HeaderFields:
+    return routed(message_id, CASE, "InformationRequest", "hub", recipients, rag=rag)
+
+
+async def route(store: TrackingStore, message: HeaderFields, at: datetime = T0) -> list[Deadline]:
     """Admit ``message`` and route it, opening its deadlines, as the router does."""
     await store.admit(
         MessageRecord(
@@ -101,8 +127,8 @@ async def test_an_answer_meets_its_deadlines_and_a_late_one_records_the_breach(
     store: TrackingStore,
 ) -> None:
     await route(store, request("req-1", recipients=("health", "police")))
-    on_time = Routed("resp-h", CASE, "InformationResponse", "health", ("hub",), in_reply_to="req-1")
-    late = Routed("resp-p", CASE, "InformationResponse", "police", ("hub",), in_reply_to="req-1")
+    on_time = routed("resp-h", CASE, "InformationResponse", "health", ("hub",), in_reply_to="req-1")
+    late = routed("resp-p", CASE, "InformationResponse", "police", ("hub",), in_reply_to="req-1")
     await route(store, on_time, T0 + timedelta(hours=1))
     await route(store, late, T0 + timedelta(hours=5))
     found = by_id(await store.case_deadlines(CASE))
@@ -117,7 +143,7 @@ async def test_an_answer_meets_its_deadlines_and_a_late_one_records_the_breach(
 
 async def test_a_negative_receipt_ends_what_the_recipient_owed(store: TrackingStore) -> None:
     await route(store, request("req-1"))
-    receipt = Routed(
+    receipt = routed(
         "rcpt-1",
         CASE,
         "DeliveryReceipt",
@@ -142,7 +168,7 @@ async def test_a_negative_receipt_ends_what_the_recipient_owed(store: TrackingSt
 
 async def test_a_rag_change_reschedules_from_the_original_start(store: TrackingStore) -> None:
     await route(store, request("req-1", rag="Green"))
-    rerate = Routed("dec-1", CASE, "Decision", "hub", ("police",), rag="Red")
+    rerate = routed("dec-1", CASE, "Decision", "hub", ("police",), rag="Red")
     changes = rules.rerated(rerate, await store.case_deadlines(CASE), POLICY, "hub")
     assert len(changes) == 1
     await store.advance(
@@ -220,7 +246,7 @@ async def test_a_failed_firing_records_nothing_and_stays_due(store: TrackingStor
 
 async def test_counts_and_overdue_list_name_agencies_and_ids_only(store: TrackingStore) -> None:
     await route(store, request("req-1", rag="Red", recipients=("health", "police")))
-    answer = Routed("resp-h", CASE, "InformationResponse", "health", ("hub",), in_reply_to="req-1")
+    answer = routed("resp-h", CASE, "InformationResponse", "health", ("hub",), in_reply_to="req-1")
     await route(store, answer, T0 + timedelta(hours=6))
     now = T0 + timedelta(hours=7)
     counts = {(c.agency, c.kind, c.rag): c for c in await store.deadline_counts(now)}

@@ -9,7 +9,8 @@ import pytest
 
 from gateway.core import deadline_rules as rules
 from gateway.core import deadlines as dl
-from gateway.core.deadline_rules import Kind, Routed
+from gateway.core.deadline_rules import Kind
+from gateway.core.envelope import HeaderFields
 
 pytestmark = pytest.mark.unit
 
@@ -19,16 +20,19 @@ HUB = "hub"
 MANAGER = dl.EscalationContact("MASH team manager", HUB, email="managers@hub.example")
 
 
-def message(message_type: str, sender: str = HUB, **facts: object) -> Routed:
+def message(message_type: str, sender: str = HUB, **facts: object) -> HeaderFields:
     base: dict[str, object] = {
         "message_id": "m-1",
         "correlation_id": "case-1",
         "message_type": message_type,
         "sender": sender,
         "recipients": ("health", "police"),
+        "created_at": T0,
+        "purpose": "child-safeguarding",
+        "lawful_bases": ("uk-gdpr-6-1-e",),
     }
     base.update(facts)
-    return Routed(**base)  # type: ignore[arg-type]
+    return HeaderFields(**base)  # type: ignore[arg-type]
 
 
 def kinds(opened: list[rules.Deadline]) -> list[tuple[Kind, str]]:
@@ -54,7 +58,7 @@ def test_an_earlier_deadline_stated_by_the_sender_wins_a_later_or_past_one_does_
     policy_due = T0 + timedelta(hours=4)
     cases = ((sooner, sooner), (T0 + timedelta(days=9), policy_due), (T0, policy_due))
     for stated, expected in cases:
-        request = message("InformationRequest", rag="Red", stated_deadline=stated)
+        request = message("InformationRequest", rag="Red", deadline=stated)
         opened = rules.opened_by(request, T0, POLICY, HUB)
         assert {d.due_at for d in opened if d.kind is Kind.RESPONSE} == {expected}
 

@@ -4,10 +4,11 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from gateway.core.envelope import HeaderFields
 from gateway.core.lifecycle import State
 from gateway.core.records import MessageRecord
 from gateway.core.registry import Agency, Registry
-from gateway.core.routing import Deliver, Facts, ForwardReceipt, Reject, route
+from gateway.core.routing import Deliver, ForwardReceipt, Reject, route
 from gateway.core.sharing import Agreement
 
 pytestmark = pytest.mark.unit
@@ -62,9 +63,11 @@ REQUEST = MessageRecord(
 )
 
 
-def facts(**changes: object) -> Facts:
+def facts(**changes: object) -> HeaderFields:
     base: dict[str, object] = dict(
         message_id="m-1",
+        correlation_id="CASE-1",
+        created_at=datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
         message_type="InformationRequest",
         sender="hub",
         recipients=("police",),
@@ -72,10 +75,10 @@ def facts(**changes: object) -> Facts:
         lawful_bases=("uk-gdpr-6-1-e",),
     )
     base.update(changes)
-    return Facts(**base)  # type: ignore[arg-type]
+    return HeaderFields(**base)  # type: ignore[arg-type]
 
 
-def decide(f: Facts, original: MessageRecord | None = None) -> object:
+def decide(f: HeaderFields, original: MessageRecord | None = None) -> object:
     return route(f, REGISTRY, AGREEMENTS, "gateway", TODAY, original)
 
 
