@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 import pytest
 
 from gateway.core import notices, schemas
+from gateway.core.envelope.claimed import ClaimedFacts
+from gateway.core.vocabulary import SYSTEM_PURPOSE
 
 pytestmark = pytest.mark.unit
 
@@ -22,3 +24,13 @@ def test_receipts_are_schema_valid() -> None:
     negative = notices.negative_receipt(ID, "health", AT, "a" * 64, "payload-schema", "line 3")
     for data in (positive, negative):
         assert schemas.message_type(schemas.validate(data, "receipt")) == "DeliveryReceipt"
+
+
+def test_every_notice_header_has_the_gateway_purpose_and_one_lawful_basis() -> None:
+    about = notices.notice_header(
+        "NonDelivery", ID, "gateway", ("hub",), ClaimedFacts("m-1", "CASE-1", "hub", "Referral"), AT
+    )
+    assert (about.purpose, about.lawful_bases) == (SYSTEM_PURPOSE, ("uk-gdpr-6-1-e",))
+    assert (about.in_reply_to, about.correlation_id, about.created_at) == ("m-1", "CASE-1", AT)
+    with pytest.raises(ValueError, match="Referral is not a notice type"):
+        notices.notice_header("Referral", ID, "hub", ("police",), about, AT)
