@@ -54,7 +54,7 @@ from gateway.core.envelope import (
 from gateway.core.envelope.claimed import claimed_facts
 from gateway.core.errors import GatewayError
 from gateway.core.lifecycle import IllegalTransition
-from gateway.core.records import MessageRecord, Transition, record_of
+from gateway.core.records import ClaimResult, MessageRecord, Transition, record_of
 from gateway.core.routing_plan import Audit, Publish, Quarantine, Record, SendNonDelivery
 from gateway.infra import hangup, keystore
 from gateway.infra.clock import utc_now
@@ -134,7 +134,7 @@ class Router:
     ) -> None:
         message, digest = header.fields, header.sha256
         admission = await self.store.admit(record_of(message), digest, now)
-        if admission.state is None:  # a replay: the id belongs to another message
+        if admission.claim is ClaimResult.REPLAY:  # the id belongs to another message
             plan = routing_plan.replayed(message, digest, now, self.area)
             await self._carry_out(plan, body, exchanges, now)
             return
