@@ -33,6 +33,7 @@ from structlog.contextvars import bound_contextvars
 
 from gateway.broker import topology
 from gateway.broker.connection import confirmed_channel, connect
+from gateway.broker.credentials import router_login
 from gateway.broker.publisher import PublishRefused, publish
 from gateway.config.area_config import AreaConfig, load_config
 from gateway.core import audit_chain, notices, routing
@@ -530,10 +531,14 @@ async def _consume(
     tick_s: float,
 ) -> None:
     config = router.config
-    connection = await connect(config.broker_url)
+    login = router_login(config)  # its own least-privilege user once `broker setup` issued one
+    connection = await connect(login.url)
     async with connection:
         channel: AbstractRobustChannel = await confirmed_channel(connection, prefetch=prefetch)
-        await topology.declare(channel, config.inbox_agencies, topology.Limits())
+        if login.own:  # it may not declare: setup did (gateway/broker/definitions.py says why)
+            await topology.check(channel, config.inbox_agencies, topology.Limits())
+        else:
+            await topology.declare(channel, config.inbox_agencies, topology.Limits())
         exchanges = RouterChannels(
             deliver=await channel.get_exchange(topology.DELIVER_EXCHANGE),
             quarantine=await channel.get_exchange(topology.QUARANTINE_EXCHANGE),
