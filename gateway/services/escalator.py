@@ -124,7 +124,7 @@ class Escalator:
         if self.audit is not None:
             # Before anything is sent, as the router audits: one flush for the batch.
             decisions = [self._decision(p) for p in plans]
-            await asyncio.to_thread(self.audit.append_all, [(d, now) for d in decisions])
+            await self.audit.write([(d, now) for d in decisions])
         return list(await asyncio.gather(*(self._send(p, channels) for p in plans)))
 
     def _decision(self, plan: EscalationPlan) -> audit_chain.Decision:

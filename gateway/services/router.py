@@ -506,7 +506,8 @@ async def run_router(
     state/audit.jsonl), since a chain has one writer.
     """
     signer = keystore.load_signing_identity(config, config.gateway, utc_now())
-    audit = audit_log.AuditLog(audit_path or audit_log.default_path(config), signer)
+    audit_file = audit_path or audit_log.default_path(config)
+    audit = await audit_log.open_kept(config, audit_file, signer, store)  # its head kept in store
     try:
         await _consume(
             Router(config, store, signer, window, audit, policy),
@@ -518,7 +519,7 @@ async def run_router(
             tick_s,
         )
     finally:
-        audit.close(utc_now())
+        await audit.aclose(utc_now())
 
 
 async def _consume(
