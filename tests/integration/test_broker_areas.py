@@ -106,7 +106,7 @@ def areas(
     broker_admin: BrokerAdmin, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TwoAreas]:
     root = tmp_path_factory.mktemp("two-areas")
-    first, second = make_area(root / "first"), make_area(root / "second")
+    first, second = make_area(root / "a"), make_area(root / "b")
     try:
         assert setup(first)[0] == 0
         before = first.passwords()
@@ -150,7 +150,7 @@ def test_an_area_reusing_another_areas_user_names_is_refused_and_changes_nothing
     areas: TwoAreas, broker_admin: BrokerAdmin, tmp_path: Path
 ) -> None:
     first = areas.first
-    third = make_area(tmp_path / "third", user_prefix=first.prefix)
+    third = make_area(tmp_path / "c", user_prefix=first.prefix)  # short: gpg-agent's sockets
     try:
         for args in ((), ("--rotate-passwords",)):
             code, output = setup(third, *args)
