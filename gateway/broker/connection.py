@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
 from gateway.core.errors import GatewayError
@@ -35,7 +36,10 @@ async def connect(url: str) -> AbstractRobustConnection:
     """A robust connection to ``url``; the first attempt must succeed, later losses heal."""
     try:
         return await aio_pika.connect_robust(url, reconnect_interval=RECONNECT_INTERVAL_S)
-    except aio_pika.exceptions.ProbableAuthenticationError as exc:
+    except (
+        aio_pika.exceptions.ProbableAuthenticationError,
+        aiormq.exceptions.InvalidFrameError,  # the broker closed the opening: no such vhost for it
+    ) as exc:
         raise BrokerUnavailable(
             f"RabbitMQ at {safe_url(url)} refused the login or the vhost: check the user, "
             f"its password and its permissions on the vhost ({exc})"

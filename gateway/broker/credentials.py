@@ -1,15 +1,20 @@
-"""Per-agency RabbitMQ passwords on disk, and the broker URL an agency's edge logs in with.
+"""Per-principal RabbitMQ passwords on disk, and the login each service uses.
 
 `mash-gateway broker setup` writes one 0600 file per principal under
-``<private keys>/broker/``; an edge that finds its agency's file logs in as
-that agency's user, which may only publish to ingress and consume its own
-inbox. Without the file (the demo, the tests) the edge uses the area's
-broker URL as it is.
+``<private keys>/broker/``. A service that finds its principal's file logs
+in as that principal's user: an agency's edge (adapters, the intake, send
+and inbox), which may only publish to ingress and consume its own inbox;
+the router and its escalator as the gateway principal's user, which may
+only consume ``gateway.router`` and publish deliveries, events and
+quarantined copies. Without the file (the demo, the tests) a service uses
+the area's broker URL as it is, and the router then declares the topology
+itself (topology.py says why only then).
 """
 
 from __future__ import annotations
 
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -51,11 +56,29 @@ def kept_password(path: Path) -> str | None:
     return password
 
 
-def agency_broker_url(config: AreaConfig, agency: str) -> str:
-    """The agency's own login if `broker setup` issued one, else the area's broker URL."""
-    password = kept_password(password_file(default_credentials_dir(config), agency))
+@dataclass(frozen=True)
+class Login:
+    """The URL a principal's service connects with, and whether it is the principal's own user."""
+
+    url: str
+    own: bool  # False: the area's broker URL as it is (no password file: the demo, the tests)
+
+
+def principal_login(config: AreaConfig, principal: str) -> Login:
+    """The principal's own user if `broker setup` issued it a password, else the area's URL."""
+    password = kept_password(password_file(default_credentials_dir(config), principal))
     if password is None:
-        return config.broker_url
+        return Login(config.broker_url, own=False)
     vhost = unquote(urlsplit(config.broker_url).path.lstrip("/")) or "/"
-    user = agency_user(agency, config.broker_user_prefix)
-    return vhost_url(config.broker_url, vhost, Credentials(user, password))
+    user = agency_user(principal, config.broker_user_prefix)
+    return Login(vhost_url(config.broker_url, vhost, Credentials(user, password)), own=True)
+
+
+def agency_broker_url(config: AreaConfig, agency: str) -> str:
+    """The URL an agency's edge logs in with."""
+    return principal_login(config, agency).url
+
+
+def router_login(config: AreaConfig) -> Login:
+    """The router's (and its escalator's) login: the gateway principal's user."""
+    return principal_login(config, config.gateway)

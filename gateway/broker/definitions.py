@@ -1,16 +1,32 @@
-"""Who may do what on the broker, and the RabbitMQ definitions file that says so.
+"""Who may do what on the broker, whose users setup may touch, and the definitions file.
 
-Pure. RabbitMQ checks three regexes per user and vhost:
-- configure: declare or delete a queue or exchange. An agency user gets
-  nothing (``^$``): the gateway owns the topology. RabbitMQ does not check
-  configure for a passive declare, so an edge can still look its inbox up.
+Pure. Every principal of an area has its own RabbitMQ user, ``<prefix><id>``;
+the prefix names the area (``[broker].user_prefix``), so two areas on one
+broker never share a user. RabbitMQ checks three regexes per user and vhost:
+- configure: declare or delete a queue or exchange. No gateway user gets
+  any (``^$``): ``mash-gateway broker setup`` declares the topology as the
+  administrator. RabbitMQ checks nothing for a passive declare, so the
+  services still look their exchanges and queues up.
 - write: publish to an exchange (and bind a queue to it). An agency user may
-  write only to ``mash.ingress``. Not to ``amq.default`` either, so it cannot
-  drop a message straight into another agency's inbox by queue name, and not
-  to ``mash.deliver``, the router's alone.
+  write only to ``mash.ingress``: not to ``amq.default``, so it cannot drop a
+  message straight into another agency's inbox by queue name, and not to
+  ``mash.deliver``. The router's user (the gateway principal's: the router
+  and its escalator, one process) may write to ``mash.deliver`` (deliveries,
+  notices, escalations), ``mash.events`` and ``mash.quarantine`` only.
 - read: consume from or get a queue (and bind it from an exchange). An agency
-  user may read only its own inbox.
-The gateway user may do everything in its vhost.
+  user may read only its own inbox; the router's only ``gateway.router``.
+
+Why the router may not declare its topology (configure): RabbitMQ's
+``queue.declare`` of a queue with a dead-letter exchange also needs *read* on
+the queue, and every inbox dead-letters to quarantine, so a router allowed to
+declare the inboxes could also consume them. Setup declares; the router,
+logged in as its own user, checks the topology passively at start-up
+(``topology.check``) and names ``broker setup`` if anything is missing.
+
+Setup never takes over a user it cannot prove is this area's (``login_step``):
+one with permissions on another vhost belongs to another area, and one that
+exists without a password file here may too. An existing user keeps its
+password unless ``--rotate-passwords`` asks.
 
 ``ops/rabbitmq/definitions.json`` is ``definitions(...)`` for the demo area.
 Users without a password hash cannot log in until an operator sets one
@@ -23,14 +39,24 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from gateway.broker.topology import INGRESS_EXCHANGE, Limits, checked_agency, inbox_queue, plan
-from gateway.config.area_config import AGENCY_USER_PREFIX
+from gateway.broker.topology import (
+    DELIVER_EXCHANGE,
+    EVENTS_EXCHANGE,
+    INGRESS_EXCHANGE,
+    QUARANTINE_EXCHANGE,
+    ROUTER_QUEUE,
+    Limits,
+    checked_agency,
+    inbox_queue,
+    plan,
+)
+from gateway.core.errors import GatewayError
 
-GATEWAY_USER = "mash-gateway"
 RABBITMQ_HASHING = "rabbit_password_hashing_sha256"
 
 
@@ -41,21 +67,93 @@ class Permissions:
     read: str
 
 
-GATEWAY_PERMISSIONS = Permissions(".*", ".*", ".*")
+def exactly(*names: str) -> str:
+    """A permission regex matching these names and nothing else."""
+    if len(names) == 1:
+        return f"^{re.escape(names[0])}$"
+    return f"^(?:{'|'.join(re.escape(n) for n in sorted(names))})$"
 
 
-def exactly(name: str) -> str:
-    return f"^{re.escape(name)}$"
+NOTHING = "^$"
+# The administrator (or test user) that owns a vhost; never a gateway service's login.
+OWNER_PERMISSIONS = Permissions(".*", ".*", ".*")
+ROUTER_PERMISSIONS = Permissions(
+    configure=NOTHING,
+    write=exactly(DELIVER_EXCHANGE, EVENTS_EXCHANGE, QUARANTINE_EXCHANGE),
+    read=exactly(ROUTER_QUEUE),
+)
 
 
 def agency_permissions(agency: str) -> Permissions:
     return Permissions(
-        configure="^$", write=exactly(INGRESS_EXCHANGE), read=exactly(inbox_queue(agency))
+        configure=NOTHING, write=exactly(INGRESS_EXCHANGE), read=exactly(inbox_queue(agency))
     )
 
 
-def agency_user(agency: str, prefix: str = AGENCY_USER_PREFIX) -> str:
-    return f"{prefix}{checked_agency(agency)}"
+def agency_user(principal: str, prefix: str) -> str:
+    return f"{prefix}{checked_agency(principal)}"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One principal's RabbitMQ user and what it may do."""
+
+    principal: str
+    user: str
+    permissions: Permissions
+
+
+def grants(gateway: str, agencies: Iterable[str], prefix: str) -> list[Grant]:
+    """The router's user (the gateway principal's) first, then one per agency, sorted."""
+    return [Grant(gateway, agency_user(gateway, prefix), ROUTER_PERMISSIONS)] + [
+        Grant(a, agency_user(a, prefix), agency_permissions(a))
+        for a in sorted({checked_agency(a) for a in agencies})
+    ]
+
+
+class Step(StrEnum):
+    """What setup does to one user's password."""
+
+    CREATE = "create"  # no such user: create it (with the kept password, if there is one)
+    KEEP = "keep"  # this area's user: leave its password alone
+    ROTATE = "rotate"  # asked to: a new password
+
+
+class UserCollision(GatewayError):
+    """A user setup would touch may belong to another area; nothing was changed."""
+
+
+def login_step(
+    user: str,
+    vhost: str,
+    on_broker: Sequence[str] | None,
+    password_kept: bool,
+    rotate: bool,
+) -> Step:
+    """What setup may do to ``user``, given the vhosts it has permissions on (None: no user).
+
+    Raises UserCollision, naming the user and the fix, for a user that may be
+    another area's: one with permissions elsewhere is, whatever was asked; one
+    without a password file here may be, unless ``rotate`` takes it over.
+    """
+    if on_broker is None:
+        return Step.CREATE
+    elsewhere = sorted(v for v in on_broker if v != vhost)
+    if elsewhere:
+        raise UserCollision(
+            f"RabbitMQ user {user} already has permissions on vhost "
+            f"{', '.join(repr(v) for v in elsewhere)}: another area uses the same user names. "
+            "Give this area its own [broker].user_prefix"
+        )
+    if rotate:
+        return Step.ROTATE
+    if not password_kept:
+        raise UserCollision(
+            f"RabbitMQ user {user} exists, but this area holds no password for it: it may be "
+            "another area's. Give this area its own [broker].user_prefix, or, if the user is "
+            "this area's and its password file was lost, rerun with --rotate-passwords"
+        )
+    return Step.KEEP
 
 
 def password_hash(password: str, salt: bytes) -> str:
@@ -67,44 +165,43 @@ def password_hash(password: str, salt: bytes) -> str:
 
 def definitions(
     vhost: str,
+    gateway: str,
     agencies: Iterable[str],
     limits: Limits,
+    prefix: str,
     password_hashes: Mapping[str, str] | None = None,
-    user_prefix: str = AGENCY_USER_PREFIX,
-    gateway_user: str = GATEWAY_USER,
 ) -> dict[str, Any]:
     """A definitions document RabbitMQ can import: topology, users and permissions.
 
+    ``gateway`` is the gateway principal, whose user the router logs in as.
     ``password_hashes`` maps user names to ``password_hash`` values; users not
     in it get an empty hash, which RabbitMQ treats as "no password login".
     """
     ids = sorted({checked_agency(a) for a in agencies})
     hashes = password_hashes or {}
     wanted = plan(ids, limits)
-    grants = [(gateway_user, GATEWAY_PERMISSIONS)] + [
-        (agency_user(a, user_prefix), agency_permissions(a)) for a in ids
-    ]
+    users = grants(gateway, ids, prefix)
     return {
         "rabbit_version": "3.10.8",
         "vhosts": [{"name": vhost}],
         "users": [
             {
-                "name": user,
-                "password_hash": hashes.get(user, ""),
+                "name": g.user,
+                "password_hash": hashes.get(g.user, ""),
                 "hashing_algorithm": RABBITMQ_HASHING,
                 "tags": [],
             }
-            for user, _ in grants
+            for g in users
         ],
         "permissions": [
             {
-                "user": user,
+                "user": g.user,
                 "vhost": vhost,
-                "configure": p.configure,
-                "write": p.write,
-                "read": p.read,
+                "configure": g.permissions.configure,
+                "write": g.permissions.write,
+                "read": g.permissions.read,
             }
-            for user, p in grants
+            for g in users
         ],
         "exchanges": [
             {

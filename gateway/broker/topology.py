@@ -1,7 +1,13 @@
-"""The broker topology: its names, its plan, and declaring it idempotently at start-up.
+"""The broker topology: its names, its plan, declaring it idempotently, and checking it.
 
 The plan is pure data (``plan``), so the declaration and the exported
 definitions (definitions.py) cannot drift apart.
+
+Who declares it: ``mash-gateway broker setup``, as the broker's administrator.
+A router logged in as its own least-privilege user may not (definitions.py
+says why) and only checks it (``check``) at start-up; a router on the area's
+broker URL as it is (the demo, the tests: an administrator in a fresh vhost)
+declares it itself.
 
 - Edges publish to ``mash.ingress`` (direct) with routing key ``submit``; it
   feeds the router's quorum queue ``gateway.router``.
@@ -51,6 +57,10 @@ class InvalidAgencyId(GatewayError):
 
 class TopologyMismatch(GatewayError):
     """An existing exchange or queue was declared with other settings than the plan's."""
+
+
+class TopologyMissing(GatewayError):
+    """An exchange or queue of the plan does not exist: ``broker setup`` has not declared it."""
 
 
 def checked_agency(agency: str) -> str:
@@ -159,5 +169,28 @@ async def declare(channel: AbstractChannel, agencies: Iterable[str], limits: Lim
             f"RabbitMQ refused to redeclare part of the topology with the planned settings "
             f"({exc}); an existing queue keeps its arguments: drain and delete it, or restore "
             "the limits it was created with"
+        ) from exc
+    return wanted
+
+
+async def check(channel: AbstractChannel, agencies: Iterable[str], limits: Limits) -> Plan:
+    """Look up every exchange and queue of the plan passively: nothing is created or changed.
+
+    A passive declare needs no permission, and tells only that a name exists,
+    not its settings or bindings: ``broker setup`` declared those.
+    """
+    wanted = plan(agencies, limits)
+    kind, name = "", ""
+    try:
+        for exchange in wanted.exchanges:
+            kind, name = "exchange", exchange.name
+            await channel.get_exchange(name, ensure=True)
+        for queue in wanted.queues:
+            kind, name = "queue", queue.name
+            await channel.get_queue(name, ensure=True)
+    except aio_pika.exceptions.ChannelNotFoundEntity as exc:
+        raise TopologyMissing(
+            f"RabbitMQ has no {kind} {name!r} in this vhost: run `mash-gateway broker setup` "
+            f"(it declares the topology and each agency's inbox), then start again ({exc})"
         ) from exc
     return wanted

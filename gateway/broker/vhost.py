@@ -1,4 +1,4 @@
-"""Administering RabbitMQ: vhosts for the gateway, the tests and the demo, and agency users.
+"""Administering RabbitMQ: vhosts for the gateway, the tests and the demo, and their users.
 
 Two ways in, chosen once by ``admin_for``:
 - ``rabbitmqctl`` when it is on PATH and can reach the node (root or the
@@ -8,8 +8,11 @@ Two ways in, chosen once by ``admin_for``:
   user, which needs the administrator tag.
 If neither works, ``BrokerAdminUnavailable`` says how to do it by hand.
 
-Deleting what does not exist succeeds, and so does adding what exists, so
-every step can be re-run.
+Deleting what does not exist succeeds, and so does adding a vhost that
+exists, so every step can be re-run. Users are the exception: ``add_user``
+refuses one that exists and ``change_password`` is a separate, deliberate
+step, so nothing here resets a password by accident (``broker setup`` asks
+``user_vhosts`` first, see definitions.login_step).
 """
 
 from __future__ import annotations
@@ -17,22 +20,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 
-from gateway.broker.definitions import (
-    GATEWAY_PERMISSIONS,
-    GATEWAY_USER,
-    Permissions,
-    agency_permissions,
-    agency_user,
-)
-from gateway.broker.topology import checked_agency
-from gateway.config.area_config import AGENCY_USER_PREFIX
+from gateway.broker.definitions import OWNER_PERMISSIONS, Permissions
 from gateway.core.errors import GatewayError
 
 MANAGEMENT_PORT = 15672
@@ -56,7 +50,16 @@ class Credentials:
 class BrokerAdmin(Protocol):
     async def add_vhost(self, vhost: str) -> None: ...
     async def delete_vhost(self, vhost: str) -> None: ...
-    async def set_user(self, user: str, password: str) -> None: ...
+    async def users(self) -> frozenset[str]:
+        """Every user on the broker, of every area."""
+
+    async def user_vhosts(self, user: str) -> tuple[str, ...] | None:
+        """The vhosts ``user`` has permissions on; None if there is no such user."""
+
+    async def add_user(self, user: str, password: str) -> None:
+        """Create ``user``; refused (BrokerAdminFailed) if it exists."""
+
+    async def change_password(self, user: str, password: str) -> None: ...
     async def delete_user(self, user: str) -> None: ...
     async def set_permissions(self, vhost: str, user: str, permissions: Permissions) -> None: ...
     async def close_connections(self, vhost: str, reason: str) -> None: ...
@@ -105,13 +108,24 @@ class CtlAdmin:
     async def delete_vhost(self, vhost: str) -> None:
         await self.run("delete_vhost", vhost, absent_ok="does not exist")
 
-    async def set_user(self, user: str, password: str) -> None:
+    async def users(self) -> frozenset[str]:
+        listed = await self.run("list_users", "--no-table-headers")
+        return frozenset(line.split("\t", 1)[0] for line in listed.splitlines() if line)
+
+    async def user_vhosts(self, user: str) -> tuple[str, ...] | None:
         try:
-            await self.run("add_user", user, stdin=password)
+            listed = await self.run("list_user_permissions", "--no-table-headers", user)
         except BrokerAdminFailed as exc:
-            if "already exists" not in str(exc):
-                raise
-            await self.run("change_password", user, stdin=password)
+            if "no_such_user" in str(exc):
+                return None
+            raise
+        return tuple(line.split("\t", 1)[0] for line in listed.splitlines() if line)
+
+    async def add_user(self, user: str, password: str) -> None:
+        await self.run("add_user", user, stdin=password)
+
+    async def change_password(self, user: str, password: str) -> None:
+        await self.run("change_password", user, stdin=password)
 
     async def delete_user(self, user: str) -> None:
         await self.run("delete_user", user, absent_ok="does not exist")
@@ -125,7 +139,7 @@ class CtlAdmin:
 
     async def create_vhost(self, vhost: str, owner: str) -> None:
         await self.add_vhost(vhost)
-        await self.set_permissions(vhost, owner, GATEWAY_PERMISSIONS)
+        await self.set_permissions(vhost, owner, OWNER_PERMISSIONS)
 
 
 class HttpAdmin:
@@ -156,7 +170,25 @@ class HttpAdmin:
     async def delete_vhost(self, vhost: str) -> None:
         await self.call("DELETE", f"/api/vhosts/{quote(vhost, safe='')}", absent_ok=True)
 
-    async def set_user(self, user: str, password: str) -> None:
+    async def users(self) -> frozenset[str]:
+        return frozenset(u["name"] for u in await self.call("GET", "/api/users") or [])
+
+    async def user_vhosts(self, user: str) -> tuple[str, ...] | None:
+        path = f"/api/users/{quote(user, safe='')}"
+        if await self.call("GET", path, absent_ok=True) is None:
+            return None
+        granted = await self.call("GET", f"{path}/permissions")
+        return tuple(p["vhost"] for p in granted or [])
+
+    async def add_user(self, user: str, password: str) -> None:
+        if await self.user_vhosts(user) is not None:
+            raise BrokerAdminFailed(f"management API: user {user} already exists")
+        await self._put_user(user, password)
+
+    async def change_password(self, user: str, password: str) -> None:
+        await self._put_user(user, password)
+
+    async def _put_user(self, user: str, password: str) -> None:
         await self.call(
             "PUT", f"/api/users/{quote(user, safe='')}", {"password": password, "tags": ""}
         )
@@ -180,7 +212,7 @@ class HttpAdmin:
 
     async def create_vhost(self, vhost: str, owner: str) -> None:
         await self.add_vhost(vhost)
-        await self.set_permissions(vhost, owner, GATEWAY_PERMISSIONS)
+        await self.set_permissions(vhost, owner, OWNER_PERMISSIONS)
 
 
 async def admin_for(amqp_url: str, management_url: str | None = None) -> BrokerAdmin:
@@ -216,26 +248,3 @@ async def admin_for(amqp_url: str, management_url: str | None = None) -> BrokerA
 def new_password() -> str:
     """192 random bits in hex: never starts with '-', so no tool mistakes it for an option."""
     return secrets.token_hex(24)
-
-
-async def setup_agency_users(
-    admin: BrokerAdmin, vhost: str, agencies: Iterable[str], prefix: str = AGENCY_USER_PREFIX
-) -> dict[str, Credentials]:
-    """Give each agency a user with a fresh password that may only submit and read its inbox."""
-    issued = {}
-    for agency in sorted({checked_agency(a) for a in agencies}):
-        credentials = Credentials(agency_user(agency, prefix), new_password())
-        await admin.set_user(credentials.user, credentials.password)
-        await admin.set_permissions(vhost, credentials.user, agency_permissions(agency))
-        issued[agency] = credentials
-    return issued
-
-
-async def setup_gateway_user(
-    admin: BrokerAdmin, vhost: str, user: str = GATEWAY_USER
-) -> Credentials:
-    """The router's user, with a fresh password and every permission in ``vhost``."""
-    credentials = Credentials(user, new_password())
-    await admin.set_user(user, credentials.password)
-    await admin.set_permissions(vhost, user, GATEWAY_PERMISSIONS)
-    return credentials

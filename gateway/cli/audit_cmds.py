@@ -1,14 +1,20 @@
 """`mash-gateway audit verify | export`: prove the audit trail is intact, and hand it over.
 
 ``verify`` exits 1 naming the first line that is wrong and how (edited,
-removed, reordered, broken chain, bad checkpoint, appended out of band).
-``export`` verifies first, so nobody exports a tampered trail unknowingly,
-then writes the decisions of a date range as CSV or JSON.
+removed, reordered, broken chain, bad checkpoint, appended out of band), or,
+holding the file against the head the router kept in the tracking store at
+its last checkpoint, what is missing from a file emptied or cut short
+(``cut short``), or which record is not the one the store kept
+(``rewritten``). The store's head is read before the file, so a router
+writing meanwhile never makes the file look short. ``export`` verifies
+first, so nobody exports a tampered trail unknowingly, then writes the
+decisions of a date range as CSV or JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import io
 import json
@@ -21,7 +27,9 @@ from gateway.cli.periods import check_order, day
 from gateway.config.area_config import AreaConfig, load_config
 from gateway.core import audit_chain
 from gateway.core.errors import GatewayError
+from gateway.core.records import AuditHead
 from gateway.services import audit_log
+from gateway.store import store_from_url
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -55,23 +63,40 @@ def _file_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _read_lines(path: Path) -> list[str]:
+def _read_lines(path: Path, kept: AuditHead | None) -> list[str]:
     try:
         return path.read_bytes().decode("utf-8", errors="replace").splitlines()
     except OSError as exc:
-        raise AuditTrailBroken(f"{path}: cannot read the audit log: {exc.strerror}") from None
+        held = "" if kept is None else f"; the store's head of this chain is record {kept.seq}"
+        raise AuditTrailBroken(f"{path}: cannot read the audit log: {exc.strerror}{held}") from None
+
+
+async def kept_head(config: AreaConfig, path: Path) -> AuditHead | None:
+    """The head the router kept in the store for the chain in ``path``, if any."""
+    store = store_from_url(config.store_url)
+    await store.open()
+    try:
+        return await store.audit_head(audit_log.chain_name(config, path))
+    finally:
+        await store.close()
 
 
 def checked_lines(config: AreaConfig, path: Path, live: bool) -> tuple[list[str], str]:
     """The file's lines once they verify, and a one-line summary; AuditTrailBroken otherwise."""
-    lines = _read_lines(path)
-    result = audit_chain.verify(lines, config.registry, config.gateway, open_tail=live)
+    kept = asyncio.run(kept_head(config, path))  # before the file: the store is never ahead
+    lines = _read_lines(path, kept)
+    result = audit_chain.verify(lines, config.registry, config.gateway, open_tail=live, kept=kept)
     if result.finding is not None:
         raise AuditTrailBroken(f"{path}: {result.finding}")
     signed = "the tail may await its checkpoint" if live else "every record under one"
+    held = (
+        f"it holds the store's head, record {kept.seq}"
+        if kept is not None
+        else "the store keeps no head of this chain (no checkpoint of it was kept there)"
+    )
     summary = (
         f"{path}: {result.records} records, {result.checkpoints} gateway-signed checkpoints; "
-        f"chain intact, {signed}"
+        f"chain intact, {signed}; {held}"
     )
     return lines, summary
 

@@ -1,8 +1,10 @@
 """`mash-gateway run`: the router service, until SIGTERM or SIGINT; SIGHUP re-reads the config
 (for the router, its escalator and any adapters it hosts).
 
-It declares the topology, consumes ``gateway.router`` and acks each message
-only after its routing is recorded; a stop lets the message in hand finish.
+It logs in as the gateway principal's RabbitMQ user once `broker setup` has
+issued one (and then checks the topology setup declared; otherwise, as in the
+demo, it declares it), consumes ``gateway.router`` and acks each message only
+after its routing is recorded; a stop lets the message in hand finish.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 
 from adapters.framework import run_adapters
+from gateway.broker.credentials import router_login
 from gateway.cli.stopping import stop_on_signals
 from gateway.config.area_config import AreaConfig, load_config
 from gateway.infra import logs
@@ -54,7 +57,7 @@ async def serve(
     stop = stop_on_signals()
     try:
         depths: AbstractAsyncContextManager[None] = (
-            queue_depths.watching(config.broker_url, config.inbox_agencies)
+            queue_depths.watching(router_login(config).url, config.inbox_agencies)
             if listen is not None
             else nullcontext()
         )

@@ -35,7 +35,10 @@ from gateway.core.registry import Agency, KeyUse, PublicKeyRecord, Registry, key
 from gateway.core.sharing import Agreement
 
 CONFIG_ENV = "MASH_GATEWAY_CONFIG"
-AGENCY_USER_PREFIX = "mash-"  # RabbitMQ users are <prefix><agency id>, unless [broker].user_prefix
+# RabbitMQ users are <prefix><principal id>. The prefix names the area, so two
+# areas on one broker never share a user: [broker].user_prefix, by default
+# "mash-<area id>-". Safe in a URL, an argv and a log line.
+USER_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}")
 
 DEFAULT_CONFIG_NAME = "gateway.toml"
 
@@ -73,6 +76,11 @@ class AreaConfig:
     def inbox_agencies(self) -> list[str]:
         """The agencies with an inbox: everyone but the gateway principal."""
         return sorted(a for a in self.registry.agencies if a != self.gateway)
+
+
+def default_user_prefix(area_id: str) -> str:
+    """The RabbitMQ user prefix an area gets unless ``[broker].user_prefix`` names one."""
+    return f"mash-{area_id}-"
 
 
 def find_config(explicit: str | None) -> Path:
@@ -218,7 +226,7 @@ class _Parser:
                 self.text(area, "area", "private_keys", "keys/private")
             ),
             broker_url=self.text(broker, "broker", "url"),
-            broker_user_prefix=self.text(broker, "broker", "user_prefix", AGENCY_USER_PREFIX),
+            broker_user_prefix=self.user_prefix(broker, area),
             store_url=self.store_url(self.text(store, "store", "url")),
             registry=Registry.build(agencies, keys),
             agreements=agreements,
@@ -239,6 +247,20 @@ class _Parser:
                     f"{contact.agency!r} is not one of the agencies",
                 )
         return policy
+
+    def user_prefix(self, broker: Mapping[str, Any], area: Mapping[str, Any]) -> str:
+        """``[broker].user_prefix``, or one derived from the area id; refused unless safe."""
+        if "user_prefix" in broker:
+            prefix = self.text(broker, "broker", "user_prefix")
+            where, fix = "broker.user_prefix", ""
+        else:
+            prefix = default_user_prefix(self.text(area, "area", "id"))
+            where, fix = "area.id", "; set [broker].user_prefix to name this area's RabbitMQ users"
+        if not USER_PREFIX.fullmatch(prefix):
+            raise self.fail(
+                where, f"RabbitMQ user prefix {prefix!r} must match {USER_PREFIX.pattern}{fix}"
+            )
+        return prefix
 
     def store_url(self, url: str) -> str:
         """Anchor a relative sqlite path to the config directory."""

@@ -12,6 +12,12 @@ a checkpoint record. A record is trustworthy only once a checkpoint after it
 verifies against the registry; records after the last checkpoint are what an
 out-of-band append looks like, unless the writer is still running.
 
+Signatures cannot tell a file emptied, or cut back to an earlier checkpoint,
+from one that was never longer. So each checkpoint's head (its place and
+hash) is also kept in the tracking store, off the file, and ``verify`` given
+that ``kept`` head requires the file to hold it: the record at that place,
+with that hash.
+
 Records hold header facts only (ids, agencies, types, purpose, lawful bases,
 digests, outcomes): the router never sees personal data, and neither does
 the audit trail.
@@ -35,6 +41,7 @@ from cryptography.exceptions import InvalidSignature
 from gateway.core.envelope import HeaderFields, SigningIdentity
 from gateway.core.envelope.claimed import ClaimedFacts
 from gateway.core.errors import GatewayError
+from gateway.core.records import AuditHead
 from gateway.core.registry import Registry
 
 GENESIS_HASH = "0" * 64
@@ -64,6 +71,8 @@ class Problem(StrEnum):
     BROKEN = "broken chain"
     CHECKPOINT = "bad checkpoint"
     UNSIGNED = "appended out of band"
+    CUT = "cut short"
+    REWRITTEN = "rewritten"
 
 
 class AuditRecordError(GatewayError):
@@ -258,14 +267,64 @@ def checkpoint_link(head: ChainHead, at: datetime, signer: SigningIdentity) -> L
 
 
 def verify(
-    lines: Sequence[str], registry: Registry, gateway: str, *, open_tail: bool = False
+    lines: Sequence[str],
+    registry: Registry,
+    gateway: str,
+    *,
+    open_tail: bool = False,
+    kept: AuditHead | None = None,
 ) -> Verification:
     """Check the chain and every checkpoint; report the first problem and its line (1-based).
 
     ``open_tail`` accepts records after the last checkpoint, for a log whose
     writer is still running; otherwise they are reported as appended out of
-    band, since nothing signed vouches for them.
+    band, since nothing signed vouches for them. ``kept`` is the head the
+    store kept at the last checkpoint it was told of: the file must hold it.
+    A file that ends before it is reported as cut short, ahead of anything
+    else wrong (a cut mid-line is also a malformed last line); a record in
+    its place with another hash, after the chain's own findings.
     """
+    chain = _verify_chain(lines, registry, gateway, open_tail)
+    missing = None if kept is None else _kept_head_finding(lines, kept)
+    if missing is None or (chain.finding is not None and missing.problem is not Problem.CUT):
+        return chain
+    return Verification(chain.records, chain.checkpoints, missing)
+
+
+def _kept_head_finding(lines: Sequence[str], kept: AuditHead) -> Finding | None:
+    """Whether the file holds the kept head: the record at ``kept.seq``, with ``kept.hash``."""
+    last_seq, last_line = 0, 0
+    for number, text in enumerate(lines, 1):
+        record = _parse(text)
+        if record is None:
+            continue
+        if record["seq"] == kept.seq:
+            if record["hash"] == kept.hash:
+                return None
+            return Finding(
+                number,
+                Problem.REWRITTEN,
+                f"record {kept.seq} is not the one the store kept at {_utc(kept.at)}: its hash "
+                f"is {record['hash']}, the store's {kept.hash}",
+            )
+        last_seq, last_line = max(last_seq, record["seq"]), number
+    store = f"the store's head is record {kept.seq} (hash {kept.hash}, kept at {_utc(kept.at)})"
+    if not lines:
+        return Finding(1, Problem.CUT, f"{store}; the file is empty: records 1-{kept.seq} missing")
+    if last_seq > kept.seq:
+        return Finding(1, Problem.CUT, f"{store}; the file has no record {kept.seq}")
+    torn = " and a line cut short" if last_line < len(lines) else ""
+    ends = f"ends at record {last_seq}" if last_seq else "holds no whole record"
+    return Finding(
+        last_line + 1,
+        Problem.CUT,
+        f"{store}; the file {ends}{torn}: records {last_seq + 1}-{kept.seq} are missing",
+    )
+
+
+def _verify_chain(
+    lines: Sequence[str], registry: Registry, gateway: str, open_tail: bool
+) -> Verification:
     parsed: list[dict[str, Any]] = []
     for number, text in enumerate(lines, 1):
         record = _parse(text)

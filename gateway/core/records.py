@@ -134,3 +134,18 @@ class DeadlineCount:
     open: int
     overdue: int  # open and past due
     breached: int  # past due at any time, open or closed
+
+
+@dataclass(frozen=True)
+class AuditHead:
+    """An audit chain's head as the store keeps it at each checkpoint: a copy off the file.
+
+    ``chain`` names the chain (its file, relative to the area); ``seq`` is the
+    checkpoint's place, so the number of records up to it; ``hash`` is the
+    checkpoint record's hash. A file cut back or emptied no longer holds it.
+    """
+
+    chain: str
+    seq: int
+    hash: str
+    at: datetime

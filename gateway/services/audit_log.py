@@ -11,6 +11,14 @@ is signed to its last line.
 On reopening, the chain continues from the last line. A last line that does
 not parse (a torn write, or tampering) is refused rather than chained past:
 ``mash-gateway audit verify`` says what is wrong with it.
+
+The router's log (``open_kept``) also keeps its head in the tracking store
+after each checkpoint, once the checkpoint is on disk (so the store is never
+ahead of the file), under the chain's name: its path relative to the area.
+``audit verify`` then catches a file emptied or cut back. The copy moves on
+only from the head this writer last kept (a compare-and-set), so a file that
+no longer holds the stored head is refused at opening rather than continued,
+and a second writer of the same chain name is refused at its checkpoint.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ from gateway.core.audit_chain import (
 )
 from gateway.core.envelope import SigningIdentity
 from gateway.core.errors import GatewayError
+from gateway.core.records import AuditHead
+from gateway.store import AuditHeads
 
 DEFAULT_CHECKPOINT_EVERY = 100
 FILE_MODE = 0o600
@@ -51,6 +61,35 @@ def default_path(config: AreaConfig) -> Path:
     return config.base_dir / "state" / "audit.jsonl"
 
 
+def chain_name(config: AreaConfig, path: Path) -> str:
+    """The name the store keeps a chain's head under: its file, relative to the area if inside."""
+    resolved, base = path.resolve(), config.base_dir.resolve()
+    return str(resolved.relative_to(base) if resolved.is_relative_to(base) else resolved)
+
+
+class _HeadCopy:
+    """Where the head goes besides the file, and the last one kept there."""
+
+    def __init__(self, store: AuditHeads, chain: str, kept: AuditHead | None) -> None:
+        self.store = store
+        self.chain = chain
+        self.kept = kept
+        self.lock = asyncio.Lock()  # one compare-and-set at a time, in checkpoint order
+
+
+async def open_kept(
+    config: AreaConfig,
+    path: Path,
+    signer: SigningIdentity,
+    store: AuditHeads,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+) -> AuditLog:
+    """The log at ``path``, keeping its head in ``store``; refused if the file lost that head."""
+    chain = chain_name(config, path)
+    copy = _HeadCopy(store, chain, await store.audit_head(chain))
+    return await asyncio.to_thread(AuditLog, path, signer, checkpoint_every, copy)
+
+
 class AuditLog:
     """Appends decisions and checkpoints; thread-safe, so async callers may use ``to_thread``."""
 
@@ -59,16 +98,21 @@ class AuditLog:
         path: Path,
         signer: SigningIdentity,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+        copy: _HeadCopy | None = None,
     ) -> None:
         if checkpoint_every < 1:
             raise ValueError("checkpoint_every must be at least 1")
         self.path = path
         self._signer = signer
         self._every = checkpoint_every
+        self._copy = copy
+        self._signed: tuple[ChainHead, datetime] | None = None  # the last checkpoint written
         self._lock = threading.Lock()
         self._fd = _open_exclusive(path)
         try:
-            self._head, self._unsigned = _resume(path)
+            self._head, self._unsigned, tail = _resume(path)
+            if copy is not None and copy.kept is not None:
+                _check_holds(path, self._head, tail, copy.kept)
         except BaseException:
             os.close(self._fd)
             raise
@@ -87,10 +131,15 @@ class AuditLog:
         self.append_all([(decision, now)])
 
     def append_all(self, decisions: Sequence[tuple[Decision, datetime]]) -> None:
-        """Write (decision, time) pairs in order with one fsync: a batch costs one flush."""
+        """Write (decision, time) pairs in order with one fsync: a batch costs one flush.
+
+        The head is not copied to the store here (this may run on any thread):
+        ``write`` does both.
+        """
         with self._lock:
             links = []
             head = self._head
+            signed = None
             for decision, now in decisions:
                 links.append(decision_link(head, now, decision))
                 head = links[-1].head
@@ -98,8 +147,14 @@ class AuditLog:
                 if self._unsigned >= self._every:
                     links.append(checkpoint_link(head, now, self._signer))
                     head = links[-1].head
+                    signed = (head, now)
                     self._unsigned = 0
-            self._write(links)
+            self._write(links, signed)
+
+    async def write(self, decisions: Sequence[tuple[Decision, datetime]]) -> None:
+        """``append_all`` off the event loop, then the head to the store if a checkpoint was due."""
+        await asyncio.to_thread(self.append_all, decisions)
+        await self.keep_head()
 
     def close(self, now: datetime) -> None:
         """Sign whatever is unsigned, then release the file for the next writer."""
@@ -108,13 +163,41 @@ class AuditLog:
                 return
             try:
                 if self._unsigned:
-                    self._write([checkpoint_link(self._head, now, self._signer)])
+                    link = checkpoint_link(self._head, now, self._signer)
+                    self._write([link], (link.head, now))
                     self._unsigned = 0
             finally:
                 os.close(self._fd)  # closing the descriptor releases the flock
                 self._fd = -1
 
-    def _write(self, links: Sequence[Link]) -> None:
+    async def aclose(self, now: datetime) -> None:
+        """``close``, then its checkpoint's head to the store."""
+        await asyncio.to_thread(self.close, now)
+        await self.keep_head()
+
+    async def keep_head(self) -> None:
+        """Copy the last checkpoint's head to the store, unless it is there already.
+
+        Raises AuditLogError if the store's head is no longer the one this
+        writer kept last: another process writes a chain of the same name.
+        """
+        copy = self._copy
+        if copy is None:
+            return
+        async with copy.lock:
+            signed = self._signed  # one attribute read: no need to wait for a writing thread
+            if signed is None or (copy.kept is not None and copy.kept.seq >= signed[0].seq):
+                return
+            head = AuditHead(copy.chain, signed[0].seq, signed[0].hash, signed[1])
+            if not await copy.store.keep_audit_head(head, copy.kept):
+                raise AuditLogError(
+                    f"{self.path}: the store's head of chain {copy.chain} moved under this "
+                    "writer: another router writes a chain of the same name; give each router "
+                    "its own `run --audit-log FILE`"
+                )
+            copy.kept = head
+
+    def _write(self, links: Sequence[Link], signed: tuple[ChainHead, datetime] | None) -> None:
         if self._fd < 0:
             raise AuditLogError(f"{self.path}: the audit log is closed")
         if not links:
@@ -125,6 +208,8 @@ class AuditLog:
             raise AuditLogError(f"{self.path}: short write ({written} of {len(data)} bytes)")
         os.fsync(self._fd)
         self._head = links[-1].head
+        if signed is not None:
+            self._signed = signed
 
 
 def _open_exclusive(path: Path) -> int:
@@ -148,13 +233,15 @@ def _open_exclusive(path: Path) -> int:
     return fd
 
 
-def _resume(path: Path) -> tuple[ChainHead, int]:
-    """The head to continue from, and how many records since the last checkpoint."""
+def _resume(path: Path) -> tuple[ChainHead, int, dict[int, str]]:
+    """The head to continue from, how many records since the last checkpoint, and the hashes
+    of the records read (from the last checkpoint on) by place."""
     tail = _last_lines(path)
     if not tail:
-        return GENESIS, 0
+        return GENESIS, 0, {}
     unsigned = 0
     head: ChainHead | None = None
+    hashes: dict[int, str] = {}
     for offset, text in enumerate(reversed(tail)):
         try:
             record = json.loads(text)
@@ -164,13 +251,38 @@ def _resume(path: Path) -> tuple[ChainHead, int]:
                 f"{path}: line {offset + 1} from the end is not an audit record; "
                 "run `mash-gateway audit verify` before writing to it again"
             ) from None
+        hashes[seq] = digest
         if head is None:
             head = ChainHead(seq, digest)
         if kind == CHECKPOINT:
-            return head, unsigned
+            return head, unsigned, hashes
         unsigned += 1
     assert head is not None
-    return head, unsigned
+    return head, unsigned, hashes
+
+
+def _check_holds(path: Path, head: ChainHead, tail: dict[int, str], kept: AuditHead) -> None:
+    """Refuse to continue a file that no longer holds the head the store kept.
+
+    Continuing would fork the chain from what the store vouches for. Only the
+    tail is at hand here (an earlier kept head, when a store write failed, is
+    checked by ``audit verify``).
+    """
+    found = tail.get(kept.seq)
+    if head.seq >= kept.seq and found in (None, kept.hash):
+        return
+    store = f"the store's head of this chain is record {kept.seq} (hash {kept.hash})"
+    if head.seq == 0:
+        now = "the file is empty"
+    elif head.seq < kept.seq:
+        now = f"the file ends at record {head.seq}"
+    else:
+        now = f"the file's record {kept.seq} has another hash"
+    raise AuditLogError(
+        f"{path}: {store}, but {now}: the file was emptied, cut back or replaced. Keep it as "
+        "evidence (`mash-gateway audit verify` names what is missing) and start the router "
+        "with a new chain: `run --audit-log FILE` with a file name not used before"
+    )
 
 
 def _last_lines(path: Path) -> list[str]:
@@ -224,7 +336,7 @@ class GroupCommit:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await asyncio.to_thread(self.log.append_all, [(d, at) for d, at, _ in batch])
+                await self.log.write([(d, at) for d, at, _ in batch])
             except Exception as exc:  # every caller of the batch learns it is not durable
                 for _, _, done in batch:
                     if not done.done():

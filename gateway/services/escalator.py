@@ -123,7 +123,7 @@ class Escalator:
         if self.audit is not None:
             # Before anything is sent, as the router audits: one flush for the batch.
             decisions = [_decision(p, h) for p, h in zip(plans, headers, strict=True)]
-            await asyncio.to_thread(self.audit.append_all, [(d, now) for d in decisions])
+            await self.audit.write([(d, now) for d in decisions])
         return list(
             await asyncio.gather(
                 *(self._send(p, h, channels) for p, h in zip(plans, headers, strict=True))

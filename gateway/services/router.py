@@ -36,6 +36,7 @@ from structlog.contextvars import bound_contextvars
 
 from gateway.broker import topology
 from gateway.broker.connection import confirmed_channel, connect
+from gateway.broker.credentials import router_login
 from gateway.broker.publisher import PublishRefused, publish
 from gateway.config.area_config import AreaConfig, load_config
 from gateway.core import audit_chain, routing, routing_plan
@@ -312,7 +313,8 @@ async def run_router(
     state/audit.jsonl), since a chain has one writer.
     """
     signer = keystore.load_signing_identity(config, config.gateway, utc_now())
-    audit = audit_log.AuditLog(audit_path or audit_log.default_path(config), signer)
+    audit_file = audit_path or audit_log.default_path(config)
+    audit = await audit_log.open_kept(config, audit_file, signer, store)  # its head kept in store
     try:
         await _consume(
             Router(config, store, signer, window, audit, policy),
@@ -324,7 +326,7 @@ async def run_router(
             tick_s,
         )
     finally:
-        audit.close(utc_now())
+        await audit.aclose(utc_now())
 
 
 async def _consume(
@@ -337,10 +339,14 @@ async def _consume(
     tick_s: float,
 ) -> None:
     config = router.config
-    connection = await connect(config.broker_url)
+    login = router_login(config)  # its own least-privilege user once `broker setup` issued one
+    connection = await connect(login.url)
     async with connection:
         channel: AbstractRobustChannel = await confirmed_channel(connection, prefetch=prefetch)
-        await topology.declare(channel, config.inbox_agencies, topology.Limits())
+        if login.own:  # it may not declare: setup did (gateway/broker/definitions.py says why)
+            await topology.check(channel, config.inbox_agencies, topology.Limits())
+        else:
+            await topology.declare(channel, config.inbox_agencies, topology.Limits())
         exchanges = RouterChannels(
             deliver=await channel.get_exchange(topology.DELIVER_EXCHANGE),
             quarantine=await channel.get_exchange(topology.QUARANTINE_EXCHANGE),

@@ -5,8 +5,9 @@ payload, never personal data. ``reason`` and ``detail`` carry check names,
 ids and digests only.
 
 ``TrackingStore`` is the contract, the union of one Protocol per role
-(``HandledMarks`` for the edge, ``RouterStore``, ``EscalatorStore``, and the
-read-only ``CaseReader``, ``OverdueReader``, ``ReportReader``). SQLite
+(``HandledMarks`` for the edge, ``RouterStore``, ``EscalatorStore``,
+``AuditHeads`` for the router's audit log, and the read-only ``CaseReader``,
+``OverdueReader``, ``ReportReader``, ``AuditHeadReader``). SQLite
 (embedded, zero set-up) is the default; PostgreSQL is for several routers
 sharing one store. One implementation serves both (``sql_store``, over the
 ``dialect`` each driver, ``sqlite`` and ``postgres``, fills in), and both
@@ -31,6 +32,7 @@ from gateway.core.errors import GatewayError
 from gateway.core.lifecycle import IllegalTransition, Outcome
 from gateway.core.records import (
     Admission,
+    AuditHead,
     DeadlineCount,
     DeadlineEventEntry,
     Fire,
@@ -42,6 +44,8 @@ from gateway.core.records import (
 __all__ = [
     "POSTGRES_PREFIXES",
     "SQLITE_PREFIX",
+    "AuditHeadReader",
+    "AuditHeads",
     "CaseReader",
     "EscalatorStore",
     "HandledMarks",
@@ -116,6 +120,24 @@ class EscalatorStore(Protocol):
     async def deadline_counts(self, now: datetime) -> list[DeadlineCount]: ...
 
 
+class AuditHeadReader(Protocol):
+    """``audit verify``: the head the audit log kept here, to hold its file against."""
+
+    async def audit_head(self, chain: str) -> AuditHead | None:
+        """The head last kept for ``chain``; None if no checkpoint of it was ever kept."""
+
+
+class AuditHeads(AuditHeadReader, Protocol):
+    """The audit log's copy of its chain's head, off the file, moved on at each checkpoint."""
+
+    async def keep_audit_head(self, head: AuditHead, replacing: AuditHead | None) -> bool:
+        """Keep ``head`` if the kept one is still ``replacing`` (None: none yet), else False.
+
+        A compare-and-set: a second writer of the same chain, or a writer that
+        resumed a file cut back, cannot move the head without being told.
+        """
+
+
 class CaseReader(Protocol):
     """A message's or a case's story: ``track``, an agency's status requests, the demo."""
 
@@ -163,11 +185,11 @@ class ReportReader(Protocol):
         """Rejected transitions in [start, end), oldest first: the report's delivery failures."""
 
 
-class StoreReader(CaseReader, OverdueReader, ReportReader, Protocol):
+class StoreReader(CaseReader, OverdueReader, ReportReader, AuditHeadReader, Protocol):
     """Everything the store tells without changing it: what an operator's console shows."""
 
 
-class TrackingStore(HandledMarks, RouterStore, EscalatorStore, StoreReader, Protocol):
+class TrackingStore(HandledMarks, RouterStore, EscalatorStore, AuditHeads, StoreReader, Protocol):
     """The whole store: every role's methods, and opening and closing it."""
 
     async def open(self) -> None:

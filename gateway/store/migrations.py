@@ -117,4 +117,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             " WHERE event = 'escalated'",
         ),
     ),
+    Migration(
+        3,
+        "audit chain heads",
+        (
+            # One row per audit chain: its head at the last checkpoint, so a file
+            # emptied or cut back is caught (audit verify). Moved on only from the
+            # head its writer last kept (keep_audit_head), never backwards.
+            """CREATE TABLE audit_heads (
+                chain TEXT PRIMARY KEY,
+                seq   INTEGER NOT NULL CHECK (seq > 0),
+                hash  TEXT NOT NULL,
+                at    {instant} NOT NULL
+            )""",
+        ),
+    ),
 )

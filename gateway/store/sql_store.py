@@ -29,6 +29,7 @@ from gateway.core.deadline_rules import Closure, Deadline, Kind, Reschedule
 from gateway.core.lifecycle import IllegalTransition, Outcome, State, transition
 from gateway.core.records import (
     Admission,
+    AuditHead,
     ClaimResult,
     DeadlineChanges,
     DeadlineCount,
@@ -208,6 +209,41 @@ class SqlStore(ABC):
             "reading the rejections of a period",
             self._timeline("t.state = 'rejected' AND t.at >= ? AND t.at < ?", start, end),
         )
+
+    async def audit_head(self, chain: str) -> AuditHead | None:
+        rows = await self._query(
+            f"reading the audit head of {chain}",
+            _rows("SELECT seq, hash, at FROM audit_heads WHERE chain = ?", chain),
+        )
+        return AuditHead(chain, rows[0][0], rows[0][1], self._instant(rows[0][2])) if rows else None
+
+    async def keep_audit_head(self, head: AuditHead, replacing: AuditHead | None) -> bool:
+        if replacing is None:
+            work = _rows(
+                "INSERT INTO audit_heads (chain, seq, hash, at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING RETURNING 1",
+                head.chain,
+                head.seq,
+                head.hash,
+                head.at,
+            )
+        elif replacing.chain != head.chain or replacing.seq >= head.seq:
+            raise StoreError(
+                f"audit head of {head.chain}: record {head.seq} cannot replace "
+                f"{replacing.chain}'s record {replacing.seq}: a head only moves on"
+            )
+        else:
+            work = _rows(
+                "UPDATE audit_heads SET seq = ?, hash = ?, at = ?"
+                " WHERE chain = ? AND seq = ? AND hash = ? RETURNING 1",
+                head.seq,
+                head.hash,
+                head.at,
+                head.chain,
+                replacing.seq,
+                replacing.hash,
+            )
+        return bool(await self._transaction(f"keeping the audit head of {head.chain}", work))
 
     # Reads that turn rows into values. ``where`` is a constant of this module, never user text.
 

@@ -1,7 +1,9 @@
 """`mash-gateway audit verify | export` through the CLI, on a real file written by AuditLog.
 
 The area and its keys come from `mash-gateway init`; the log is signed with
-the gateway principal's key as the router loads it.
+the gateway principal's key as the router loads it. The last tests write the
+log as the router does, keeping its head in the tracking store (SQLite and
+PostgreSQL), and cut the file back in the ways a signature cannot see.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import csv
 import io
 import json
 import os
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -19,9 +22,17 @@ import pytest
 from gateway.cli import main
 from gateway.config.area_config import AreaConfig, load_config
 from gateway.core.audit_chain import ChainHead, Decision, Outcome, decision_link
+from gateway.core.records import AuditHead
 from gateway.infra import keystore
 from gateway.infra.clock import utc_now
-from gateway.services.audit_log import AuditLog, AuditLogError, GroupCommit, default_path
+from gateway.services.audit_log import (
+    AuditLog,
+    AuditLogError,
+    GroupCommit,
+    default_path,
+    open_kept,
+)
+from gateway.store import store_from_url
 
 pytestmark = pytest.mark.integration
 
@@ -260,3 +271,163 @@ def test_concurrent_appends_share_flushes_and_keep_the_chain(
     assert [i for i in ids if i] == [decision(n).message_id for n in range(1, 41)]  # call order
     capsys.readouterr()
     assert audit(path, "verify") == 0
+
+
+# The head kept in the tracking store: a file emptied or cut back fails, on both stores.
+
+
+@dataclass(frozen=True)
+class KeptArea:
+    config_path: str
+    config: AreaConfig
+    start: datetime
+
+
+async def write_kept_log(config: AreaConfig, start: datetime, decisions: range) -> None:
+    """The router's way: open_kept over the area's store, write, close; the head kept each time."""
+    store = store_from_url(config.store_url)
+    await store.open()
+    try:
+        signer = keystore.load_signing_identity(config, config.gateway, start)
+        log = await open_kept(config, default_path(config), signer, store, checkpoint_every=3)
+        for n in decisions:
+            await log.write([(decision(n), start + (n // 3) * DAY)])
+        await log.aclose(start + 2 * DAY)
+    finally:
+        await store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def kept_area(request: pytest.FixtureRequest, tmp_path: Path) -> KeptArea:
+    """7 decisions checkpointed every 3 and on close (10 records), the head kept in the store."""
+    assert main(["init", str(tmp_path / "area")]) == 0
+    toml = tmp_path / "area" / "gateway.toml"
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_schema_url")
+        text = toml.read_text()
+        toml.write_text(text.replace('url = "sqlite:///state/gateway.db"', f'url = "{url}"', 1))
+    config = load_config(str(toml))
+    start = utc_now() + timedelta(minutes=1)
+    asyncio.run(write_kept_log(config, start, range(1, 8)))
+    return KeptArea(str(toml), config, start)
+
+
+def kept(area: KeptArea) -> AuditHead:
+    async def read() -> AuditHead | None:
+        store = store_from_url(area.config.store_url)
+        await store.open()
+        try:
+            return await store.audit_head("state/audit.jsonl")
+        finally:
+            await store.close()
+
+    head = asyncio.run(read())
+    assert head is not None
+    return head
+
+
+def test_an_intact_file_holds_the_head_kept_in_the_store(
+    kept_area: KeptArea, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head = kept(kept_area)
+    last = json.loads(lines_of(kept_area.config)[-1])
+    assert (head.seq, head.hash) == (10, last["hash"])  # the closing checkpoint's
+    capsys.readouterr()
+    assert audit(kept_area.config_path, "verify") == 0
+    out = capsys.readouterr().out
+    assert "7 records, 3 gateway-signed checkpoints; chain intact" in out
+    assert "it holds the store's head, record 10" in out
+
+
+def test_an_emptied_file_fails_naming_every_record_missing(
+    kept_area: KeptArea, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head = kept(kept_area)
+    default_path(kept_area.config).write_bytes(b"")
+    capsys.readouterr()
+    assert audit(kept_area.config_path, "verify") == 1
+    err = capsys.readouterr().err
+    assert (
+        f"audit.jsonl: line 1: cut short: the store's head is record 10 (hash {head.hash}, " in err
+    )
+    assert "the file is empty: records 1-10 missing" in err
+
+
+def test_a_file_cut_back_to_an_earlier_checkpoint_fails_even_live(
+    kept_area: KeptArea, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_lines(kept_area.config, lines_of(kept_area.config)[:8])  # through the 2nd checkpoint
+    capsys.readouterr()
+    assert audit(kept_area.config_path, "verify") == 1
+    assert "line 9: cut short: the store's head is record 10" in capsys.readouterr().err
+    assert audit(kept_area.config_path, "verify", "--live") == 1
+    assert "the file ends at record 8: records 9-10 are missing" in capsys.readouterr().err
+    day = kept_area.start.date().isoformat()
+    assert audit(kept_area.config_path, "export", "--from", day, "--to", day) == 1
+    assert "cut short" in capsys.readouterr().err
+
+
+def test_a_file_cut_mid_way_fails_naming_the_last_whole_record(
+    kept_area: KeptArea, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = default_path(kept_area.config)
+    data = path.read_bytes()
+    cut = sum(len(line) + 1 for line in data.splitlines()[:5]) + 30  # 30 bytes into line 6
+    with path.open("r+b") as handle:
+        handle.truncate(cut)
+    capsys.readouterr()
+    assert audit(kept_area.config_path, "verify") == 1
+    err = capsys.readouterr().err
+    assert "line 6: cut short:" in err
+    assert "the file ends at record 5 and a line cut short: records 6-10 are missing" in err
+
+
+def test_the_router_refuses_to_continue_a_file_cut_back(kept_area: KeptArea) -> None:
+    """Continuing would fork the chain from the one the store vouches for."""
+    write_lines(kept_area.config, lines_of(kept_area.config)[:4])
+    with pytest.raises(AuditLogError, match=r"record 10 .* but the file ends at record 4"):
+        asyncio.run(write_kept_log(kept_area.config, kept_area.start, range(8, 9)))
+    assert len(lines_of(kept_area.config)) == 4  # nothing was written
+
+
+def test_a_reopened_log_moves_the_kept_head_on(
+    kept_area: KeptArea, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asyncio.run(write_kept_log(kept_area.config, kept_area.start, range(8, 9)))
+    assert kept(kept_area).seq == 12  # decision 8, then the closing checkpoint
+    capsys.readouterr()
+    assert audit(kept_area.config_path, "verify") == 0
+    assert "it holds the store's head, record 12" in capsys.readouterr().out
+
+
+def test_a_second_writer_of_the_same_chain_name_is_refused(
+    kept_area: KeptArea, tmp_path: Path
+) -> None:
+    """Two routers on one store with one chain name (a copy of the area on another host)."""
+    assert main(["init", str(tmp_path / "b")]) == 0  # short: gpg-agent socket paths
+    toml = tmp_path / "b" / "gateway.toml"
+    store_url = f'url = "{kept_area.config.store_url}"'
+    toml.write_text(toml.read_text().replace('url = "sqlite:///state/gateway.db"', store_url, 1))
+    other = load_config(str(toml))
+    with pytest.raises(AuditLogError, match="but the file is empty"):  # its file lacks the head
+        asyncio.run(write_kept_log(other, kept_area.start, range(1, 2)))
+
+    async def race() -> None:
+        """Both open a new chain name before either checkpoints; the second to keep loses."""
+        store = store_from_url(other.store_url)
+        await store.open()
+        try:
+            logs = []
+            for config in (kept_area.config, other):
+                signer = keystore.load_signing_identity(config, config.gateway, kept_area.start)
+                path = config.base_dir / "state" / "audit-r.jsonl"
+                logs.append(await open_kept(config, path, signer, store, checkpoint_every=1))
+            await logs[0].write([(decision(1), kept_area.start)])
+            with pytest.raises(AuditLogError, match="another router writes a chain of the same"):
+                await logs[1].write([(decision(1), kept_area.start)])
+            for log in logs:
+                log.close(kept_area.start)
+        finally:
+            await store.close()
+
+    asyncio.run(race())

@@ -2,9 +2,11 @@
 
 The permission rules themselves are tested in test_topology.py; these tests
 check what the command leaves behind: users that log in with the passwords
-in their files, with exactly the grants the rules give, kept across runs.
-Each module run uses its own vhost and user prefix ``mash-test-<uuid8>-``,
-both removed afterwards, so parallel runs never collide.
+in their files, with exactly the grants the rules give, kept across runs,
+and a router user that may do its work and nothing more. Each module run
+uses its own vhost and area id ``t<uuid8>``, so its users are
+``mash-t<uuid8>-<principal>`` (the prefix derived from the area id), all
+removed afterwards, so parallel runs never collide.
 """
 
 from __future__ import annotations
@@ -24,15 +26,23 @@ from pathlib import Path
 
 import aiormq
 import pytest
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
 
 from gateway.broker.connection import BrokerUnavailable, confirmed_channel, connect
 from gateway.broker.definitions import password_hash
 from gateway.broker.publisher import PublishFailed, publish
 from gateway.broker.topology import (
     DELIVER_EXCHANGE,
+    EVENTS_EXCHANGE,
     INGRESS_EXCHANGE,
     INGRESS_ROUTING_KEY,
+    QUARANTINE_EXCHANGE,
+    QUARANTINE_QUEUE,
     ROUTER_QUEUE,
     inbox_queue,
 )
@@ -68,23 +78,31 @@ class Area:
         )
 
 
-def broker_cli(area_config: str, prefix: str, *args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["--config", area_config, "broker", "setup", "--user-prefix", prefix, *args])
-    return code, out.getvalue()
+def broker_cli(area_config: str, *args: str) -> tuple[int, str]:
+    """`broker setup`'s exit code, and what it printed (stdout, then any error)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["--config", area_config, "broker", "setup", *args])
+    return code, out.getvalue() + err.getvalue()
+
+
+def new_area(directory: Path, vhost: str, area_id: str) -> str:
+    """`mash-gateway init` on ``vhost``, the area renamed ``area_id``; its config's path."""
+    assert main(["init", str(directory), "--broker-url", vhost_url(AMQP_URL, vhost)]) == 0
+    toml = directory / "gateway.toml"
+    toml.write_text(toml.read_text().replace('id = "demo"', f'id = "{area_id}"', 1))
+    return str(toml)
 
 
 @pytest.fixture(scope="module")
 def area(broker_admin: BrokerAdmin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Area]:
     """A demo area on a fresh vhost, after one `broker setup` with the default credentials dir."""
-    vhost = f"mash-test-{uuid.uuid4().hex[:8]}"
-    prefix = f"{vhost}-"
+    tag = uuid.uuid4().hex[:8]
+    vhost, prefix = f"mash-test-{tag}", f"mash-t{tag}-"
     directory = tmp_path_factory.mktemp("broker-cli") / "area"
-    assert main(["init", str(directory), "--broker-url", vhost_url(AMQP_URL, vhost)]) == 0
-    config = str(directory / "gateway.toml")
+    config = new_area(directory, vhost, f"t{tag}")
     try:
-        code, output = broker_cli(config, prefix)
+        code, output = broker_cli(config)
         assert code == 0
         yield Area(config, vhost, prefix, directory / "keys" / "private" / "broker", output)
     finally:
@@ -111,16 +129,24 @@ def test_setup_writes_one_private_password_file_per_principal_and_prints_none(ar
     passwords = area.passwords().values()
     assert len(set(passwords)) == len(PRINCIPALS)
     assert not any(p in area.first_output for p in passwords)
-    assert f"user {area.user('police')} (police): new password" in area.first_output
+    assert f"user {area.user('police')} (police): created, new password" in area.first_output
+    assert "every user logs in with the password in its file" in area.first_output
 
 
 def test_setup_again_keeps_passwords_and_exports_what_it_made(area: Area, tmp_path: Path) -> None:
     before = area.passwords()
     exported = tmp_path / "definitions.json"
-    code, output = broker_cli(area.config, area.prefix, "--export", str(exported))
+    code, output = broker_cli(area.config, "--export", str(exported))
     assert code == 0
     assert area.passwords() == before
     assert "new password" not in output
+    for principal in PRINCIPALS:
+        assert f"user {area.user(principal)} ({principal}): password kept" in output
+
+    async def login_with_the_first_password() -> None:
+        await (await area.login("police", before["police"])).close()
+
+    asyncio.run(login_with_the_first_password())  # the broker's password is the first one too
 
     doc = json.loads(exported.read_text())
     assert {u["name"] for u in doc["users"]} == {area.user(p) for p in PRINCIPALS}
@@ -146,6 +172,11 @@ async def get(queue: AbstractQueue, timeout: float = 5) -> AbstractIncomingMessa
     raise AssertionError(f"no message on {queue.name} within {timeout}s")
 
 
+async def refused_channel(connection: AbstractRobustConnection) -> AbstractRobustChannel:
+    """A fresh channel: a refusal closes the channel it happens on."""
+    return await confirmed_channel(connection)
+
+
 def test_the_users_it_makes_may_submit_and_read_their_own_inbox_only(area: Area) -> None:
     async def check() -> None:
         gateway = await area.login("gateway")
@@ -166,13 +197,12 @@ def test_the_users_it_makes_may_submit_and_read_their_own_inbox_only(area: Area)
             await mine.ack()
             assert mine.message_id == "m-for-police"
 
-            # A refusal closes the channel, so each attempt gets its own.
-            theirs = await (await confirmed_channel(police)).get_queue(
+            theirs = await (await refused_channel(police)).get_queue(
                 inbox_queue("health"), ensure=False
             )
             with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
                 await theirs.get(fail=False)
-            forged = await (await confirmed_channel(police)).get_exchange(
+            forged = await (await refused_channel(police)).get_exchange(
                 DELIVER_EXCHANGE, ensure=False
             )
             with pytest.raises(PublishFailed, match="may not publish there"):
@@ -184,18 +214,78 @@ def test_the_users_it_makes_may_submit_and_read_their_own_inbox_only(area: Area)
     asyncio.run(check())
 
 
-def test_rotate_passwords_replaces_every_password_and_the_old_ones_stop_working(
-    area: Area, tmp_path: Path
+def test_the_routers_user_may_route_and_nothing_more(area: Area) -> None:
+    """Consume gateway.router; publish deliveries, events, quarantine; no inbox, no ingress."""
+
+    async def check() -> None:
+        gateway = await area.login("gateway")
+        try:
+            router = await confirmed_channel(gateway)
+            for exchange in (EVENTS_EXCHANGE, QUARANTINE_EXCHANGE):
+                target = await router.get_exchange(exchange, ensure=True)  # passive: allowed
+                # Confirmed: gateway.quarantine holds it. No one subscribes to events here.
+                mandatory = exchange != EVENTS_EXCHANGE
+                await publish(
+                    target, b"x", routing_key="r", message_id=f"m-{exchange}", mandatory=mandatory
+                )
+
+            refused = aiormq.exceptions.ChannelAccessRefused
+
+            async def take(message: AbstractIncomingMessage) -> None:
+                await message.ack()
+
+            for queue in (inbox_queue("police"), inbox_queue("hub"), QUARANTINE_QUEUE):
+                inbox = await (await refused_channel(gateway)).get_queue(queue, ensure=True)
+                with pytest.raises(refused):
+                    await inbox.get(fail=False)
+                inbox = await (await refused_channel(gateway)).get_queue(queue, ensure=True)
+                with pytest.raises(refused):
+                    await inbox.consume(take)
+            for exchange, key in (
+                (INGRESS_EXCHANGE, INGRESS_ROUTING_KEY),  # it cannot submit as an agency
+                ("", inbox_queue("police")),  # nor drop a message in an inbox by name
+            ):
+                target = await (await refused_channel(gateway)).get_exchange(exchange, ensure=False)
+                with pytest.raises(PublishFailed, match="may not publish there"):
+                    await publish(target, b"x", routing_key=key, message_id="m-forged")
+            with pytest.raises(refused):  # nor declare, delete or re-shape the topology
+                await (await refused_channel(gateway)).declare_queue("sneaky", durable=True)
+            with pytest.raises(refused):
+                await (await refused_channel(gateway)).queue_delete(inbox_queue("police"))
+        finally:
+            await gateway.close()
+
+    asyncio.run(check())
+
+
+def test_a_lost_password_file_or_a_changed_password_fails_setup_until_rotated(
+    area: Area, broker_admin: BrokerAdmin, tmp_path: Path
 ) -> None:
+    """Setup never resets a password by itself: it refuses and says how, then rotates on demand."""
     old = area.passwords()
+    police_file = area.credentials / "police.password"
+    police_file.unlink()
+    code, output = broker_cli(area.config)
+    assert code == 1
+    assert (
+        f"RabbitMQ user {area.user('police')} exists, but this area holds no password for it"
+        in output
+    )
+    assert "--rotate-passwords" in output
+    assert not police_file.exists() and "vhost " not in output  # refused before any change
+
+    police_file.write_text(old["police"] + "\n")
+    police_file.chmod(0o600)
+    asyncio.run(broker_admin.change_password(area.user("health"), "changed-by-hand"))
+    code, output = broker_cli(area.config)
+    assert code == 1
+    assert f"user {area.user('health')} (health): password kept" in output
+    assert f"{area.user('health')}: the password in {area.credentials}/health.password" in output
+    assert area.passwords() == old
+
     exported = tmp_path / "with-hashes.json"
     code, output = broker_cli(
-        area.config,
-        area.prefix,
-        "--rotate-passwords",
-        "--export",
-        str(exported),
-        "--with-password-hashes",
+        area.config, "--rotate-passwords", "--export", str(exported), "--with-password-hashes"
     )
     assert code == 0
     new = area.passwords()
@@ -206,6 +296,7 @@ def test_rotate_passwords_replaces_every_password_and_the_old_ones_stop_working(
         with pytest.raises(BrokerUnavailable, match="refused the login"):
             await area.login("police", old["police"])
         await (await area.login("police")).close()
+        await (await area.login("health")).close()
 
     asyncio.run(logins())
 
@@ -226,5 +317,5 @@ def test_committed_definitions_are_what_the_code_generates(
         "`mash-gateway broker export-definitions --demo -o ops/rabbitmq/definitions.json`"
     )
     users = json.loads(COMMITTED_DEFINITIONS.read_text())["users"]
-    assert sorted(u["name"] for u in users) == [f"mash-{p}" for p in PRINCIPALS]
+    assert sorted(u["name"] for u in users) == [f"mash-demo-{p}" for p in PRINCIPALS]
     assert all(u["password_hash"] == "" for u in users)

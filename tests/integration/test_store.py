@@ -14,6 +14,7 @@ from gateway.core.deadline_rules import Closure, Deadline, Kind
 from gateway.core.lifecycle import Event, IllegalTransition, Outcome, State
 from gateway.core.records import (
     Admission,
+    AuditHead,
     ClaimResult,
     DeadlineChanges,
     MessageRecord,
@@ -262,6 +263,24 @@ async def test_data_survives_reopening_and_migrations_run_once(
         assert (await again.message("m-1")) == record("m-1")
     finally:
         await again.close()
+
+
+async def test_an_audit_head_moves_on_only_from_the_one_its_writer_kept(
+    store: TrackingStore,
+) -> None:
+    chain = "state/audit.jsonl"
+    first = AuditHead(chain, 101, "a" * 64, T0)
+    second = AuditHead(chain, 202, "b" * 64, T0 + timedelta(hours=1))
+    assert await store.audit_head(chain) is None
+    assert await store.keep_audit_head(first, None)
+    assert not await store.keep_audit_head(AuditHead(chain, 101, "c" * 64, T0), None)  # a rival
+    assert await store.audit_head(chain) == first
+    assert await store.keep_audit_head(second, first)
+    assert not await store.keep_audit_head(AuditHead(chain, 303, "d" * 64, T0), first)  # stale
+    with pytest.raises(StoreError, match="a head only moves on"):
+        await store.keep_audit_head(first, second)
+    assert await store.audit_head(chain) == second
+    assert await store.audit_head("state/audit-other.jsonl") is None
 
 
 # SQLite specifics: the file's settings and the migration bookkeeping.

@@ -20,7 +20,7 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
 
 from gateway.broker.connection import BrokerUnavailable, confirmed_channel, connect
-from gateway.broker.definitions import agency_user, definitions, password_hash
+from gateway.broker.definitions import agency_permissions, agency_user, definitions, password_hash
 from gateway.broker.publisher import PublishFailed, publish
 from gateway.broker.topology import (
     DELIVER_EXCHANGE,
@@ -33,7 +33,7 @@ from gateway.broker.topology import (
     declare,
     inbox_queue,
 )
-from gateway.broker.vhost import BrokerAdmin, Credentials, setup_agency_users, vhost_url
+from gateway.broker.vhost import BrokerAdmin, Credentials, new_password, vhost_url
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +146,11 @@ async def test_a_poison_message_lands_in_quarantine_with_its_reason(
 async def agency_logins(
     broker_admin: BrokerAdmin, vhost: str, agency_ids: AgencyIds
 ) -> AsyncIterator[dict[str, Credentials]]:
-    issued = await setup_agency_users(broker_admin, vhost, agency_ids(2), prefix=f"{vhost}-")
+    issued = {}
+    for agency in agency_ids(2):
+        issued[agency] = Credentials(agency_user(agency, f"{vhost}-"), new_password())
+        await broker_admin.add_user(issued[agency].user, issued[agency].password)
+        await broker_admin.set_permissions(vhost, issued[agency].user, agency_permissions(agency))
     yield issued
     for credentials in issued.values():
         await broker_admin.delete_user(credentials.user)
@@ -242,11 +246,11 @@ def test_exported_definitions_import_and_their_hashes_log_in(
     police = agency_user("police", f"{tag}-")
     doc = definitions(
         tag,
+        "gateway",
         agencies,
         Limits(),
+        f"{tag}-",
         password_hashes={police: password_hash(password, secrets.token_bytes(4))},
-        user_prefix=f"{tag}-",
-        gateway_user=f"{tag}-gateway",
     )
     # rabbitmqctl reads the file as the rabbitmq user: it must be readable by others.
     path = Path(tempfile.mkdtemp(prefix="mash-defs-")) / "definitions.json"

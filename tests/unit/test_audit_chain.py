@@ -26,6 +26,7 @@ from gateway.core.audit_chain import (
 )
 from gateway.core.envelope import HeaderFields, SigningIdentity
 from gateway.core.envelope.claimed import ClaimedFacts
+from gateway.core.records import AuditHead
 from gateway.core.registry import Agency, KeyUse, PublicKeyRecord, Registry, key_id_for
 
 pytestmark = pytest.mark.unit
@@ -228,6 +229,69 @@ def test_a_fully_rechained_log_verifies_only_with_the_gateways_private_key() -> 
     records = [json.loads(line) for line in build(6, 3)]
     del records[1]
     assert verify(rechain(records, resign=True), registry(), GATEWAY).finding is None
+
+
+def kept_head_of(lines: list[str]) -> AuditHead:
+    """The head the store keeps after the file's last checkpoint."""
+    last = json.loads(lines[-1])
+    assert last["kind"] == "checkpoint"
+    return AuditHead("state/audit.jsonl", last["seq"], last["hash"], T0)
+
+
+def test_a_file_holding_the_kept_head_verifies_with_its_tail_after_it() -> None:
+    lines = build(6, 3)  # checkpoints at records 4 and 8
+    assert verify(lines, registry(), GATEWAY, kept=kept_head_of(lines)).finding is None
+    kept_earlier = kept_head_of(lines[:4])  # the store's copy may lag a checkpoint behind
+    assert verify(lines, registry(), GATEWAY, kept=kept_earlier).finding is None
+
+
+def test_an_emptied_file_is_cut_short_naming_what_is_missing() -> None:
+    kept = kept_head_of(build(6, 3))
+    assert verify([], registry(), GATEWAY).finding is None  # the file alone cannot tell
+    line, problem, detail = check([], kept=kept)
+    assert (line, problem) == (1, Problem.CUT)
+    assert detail == (
+        f"the store's head is record 8 (hash {kept.hash}, kept at 2026-11-23T09:00:00.000000Z); "
+        "the file is empty: records 1-8 missing"
+    )
+
+
+def test_a_file_cut_back_to_an_earlier_checkpoint_is_cut_short() -> None:
+    lines = build(6, 3)
+    earlier = lines[:4]
+    assert verify(earlier, registry(), GATEWAY).finding is None  # signed to its last line
+    line, problem, detail = check(earlier, kept=kept_head_of(lines))
+    assert (line, problem) == (5, Problem.CUT)
+    assert detail.endswith("; the file ends at record 4: records 5-8 are missing")
+    assert check(earlier, kept=kept_head_of(lines), open_tail=True)[1] is Problem.CUT
+
+
+def test_a_file_cut_mid_line_is_cut_short_rather_than_merely_malformed() -> None:
+    lines = build(6, 3)
+    torn = [*lines[:5], lines[5][:40]]
+    assert check(torn)[1] is Problem.MALFORMED
+    line, problem, detail = check(torn, kept=kept_head_of(lines))
+    assert (line, problem) == (6, Problem.CUT)
+    assert detail.endswith("ends at record 5 and a line cut short: records 6-8 are missing")
+
+
+def test_a_chain_rewritten_by_the_key_holder_no_longer_matches_the_kept_head() -> None:
+    """What the kept head adds to the signatures: history up to it cannot be rewritten."""
+    lines = build(6, 3)
+    records = [json.loads(line) for line in lines]
+    records[0] = {**records[0], "outcome": "rejected"}
+    forged = rechain(records, resign=True)
+    assert verify(forged, registry(), GATEWAY).finding is None
+    line, problem, detail = check(forged, kept=kept_head_of(lines))
+    assert (line, problem) == (8, Problem.REWRITTEN)
+    assert "record 8 is not the one the store kept" in detail
+
+
+def test_an_edit_is_named_at_its_line_before_the_kept_head_is_compared() -> None:
+    lines = build(6, 3)
+    record = json.loads(lines[1])
+    lines[1] = json.dumps({**record, "sender": "health"})
+    assert check(lines, kept=kept_head_of(build(6, 3)))[:2] == (2, Problem.EDITED)
 
 
 @pytest.mark.parametrize(

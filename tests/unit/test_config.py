@@ -78,6 +78,16 @@ def test_demo_area_makes_housing_an_email_only_agency_with_its_pinned_officer() 
             "",
             "broker: missing table",
         ),
+        (
+            'id = "demo"',
+            'id = "Demo Borough"',
+            "area.id: RabbitMQ user prefix 'mash-Demo Borough-' must match",
+        ),
+        (
+            '/mash-demo"\n',
+            '/mash-demo"\nuser_prefix = "-rm"\n',
+            "broker.user_prefix: RabbitMQ user prefix '-rm' must match",
+        ),
     ],
 )
 def test_broken_config_names_the_key(old: str, new: str, expected: str) -> None:
@@ -86,6 +96,14 @@ def test_broken_config_names_the_key(old: str, new: str, expected: str) -> None:
         parse_config(BASE.replace(old, new, 1), PATH)
     assert expected in str(caught.value)
     assert str(PATH) in str(caught.value)
+
+
+def test_rabbitmq_users_are_named_for_the_area_unless_the_config_names_a_prefix() -> None:
+    assert parse_config(BASE, PATH).broker_user_prefix == "mash-demo-"
+    other = BASE.replace('id = "demo"', 'id = "north-yorks"', 1)
+    assert parse_config(other, PATH).broker_user_prefix == "mash-north-yorks-"
+    named = BASE.replace('/mash-demo"\n', '/mash-demo"\nuser_prefix = "ny."\n', 1)
+    assert parse_config(named, PATH).broker_user_prefix == "ny."
 
 
 def test_agreement_ending_before_it_starts_is_refused() -> None:
