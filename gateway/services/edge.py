@@ -59,7 +59,7 @@ from gateway.core.payload_facts import PayloadFacts, header_facts, payload_facts
 from gateway.core.registry import Registry
 from gateway.core.schemas import SchemaViolation
 from gateway.core.sharing import upn_refusal
-from gateway.core.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
+from gateway.core.vocabulary import SYSTEM_MESSAGE_TYPES
 from gateway.core.xmlsafe import UnsafeXmlError
 from gateway.infra import keystore
 from gateway.infra.clock import utc_now
@@ -69,7 +69,6 @@ from gateway.store import HandledMarks
 
 log = structlog.get_logger("gateway.services.edge")
 
-RECEIPT_LAWFUL_BASIS = ("uk-gdpr-6-1-e",)
 # Envelope checks an edge reports in a negative receipt, as common.xsd FailedCheck values.
 OPEN_CHECKS = {
     "recipient": "not-a-recipient",
@@ -432,16 +431,13 @@ class Edge:
     ) -> None:
         if original.sender not in identity.registry.agencies:
             return
-        fields = HeaderFields(
-            message_id=str(uuid.uuid4()),
-            correlation_id=original.correlation_id,
-            message_type="DeliveryReceipt",
-            sender=self.agency,
-            recipients=(original.sender,),
-            created_at=now,
-            purpose=SYSTEM_PURPOSE,
-            lawful_bases=RECEIPT_LAWFUL_BASIS,
-            in_reply_to=original.message_id,
+        fields = notices.notice_header(
+            "DeliveryReceipt",
+            str(uuid.uuid4()),
+            self.agency,
+            (original.sender,),
+            original,
+            now,
             receipt_outcome=outcome,
             receipt_check=check,
         )
