@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -285,8 +285,3 @@ def plan_escalation(
         escalated_at=now,
         next_at=next_fire(deadline.due_at, level, policy),
     )
-
-
-def after_firing(plan: EscalationPlan) -> Deadline:
-    """The deadline once ``plan`` has fired: a level up, breached, and its next firing."""
-    return replace(plan.deadline, level=plan.level, next_at=plan.next_at, breached=True)

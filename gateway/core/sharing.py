@@ -11,7 +11,7 @@ NonDelivery says what to fix.
 Not decided here:
 - System messages (DeliveryReceipt, NonDelivery, Escalation with purpose
   gateway-operations) carry no case content and are governed by no
-  agreement; the router handles them (``is_system_message``). Config refuses
+  agreement; the router checks them (``routing``). Config refuses
   agreements that list them, so ``decide`` would deny them.
 - Payload rules. The router cannot read payloads, so a rule about content,
   such as ``upn_allowed``, is enforced by the edges that seal and open them
@@ -28,7 +28,6 @@ from lxml import etree
 
 from gateway.core.registry import Registry
 from gateway.core.schemas import NAMESPACE
-from gateway.core.vocabulary import SYSTEM_MESSAGE_TYPES, SYSTEM_PURPOSE
 
 IDENTIFIER = f"{{{NAMESPACE}}}Identifier"
 
@@ -56,11 +55,6 @@ class Denied:
 
 
 Decision = Allowed | Denied
-
-
-def is_system_message(message_type: str, purpose: str) -> bool:
-    """A message the gateway itself issues, which the router checks instead of the agreements."""
-    return message_type in SYSTEM_MESSAGE_TYPES and purpose == SYSTEM_PURPOSE
 
 
 def decide(

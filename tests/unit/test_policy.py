@@ -15,7 +15,6 @@ from gateway.core.sharing import (
     Allowed,
     Denied,
     decide,
-    is_system_message,
     upn_allowed,
 )
 from gateway.core.vocabulary import agency_kinds
@@ -118,10 +117,7 @@ def test_the_reason_comes_from_the_nearest_agreement() -> None:
 
 def test_system_messages_are_never_allowed_by_agreements() -> None:
     for message_type in ("DeliveryReceipt", "NonDelivery", "Escalation"):
-        assert is_system_message(message_type, "gateway-operations")
         assert isinstance(ask([ISA], message_type=message_type), Denied)
-    assert not is_system_message("Escalation", "child-safeguarding")
-    assert not is_system_message("Referral", "gateway-operations")
 
 
 KINDS = sorted(agency_kinds())
