@@ -10,4 +10,5 @@ __all__ = [
     "deadline_config",
     "intake_config",
     "metrics_config",
+    "partner_config",
 ]

@@ -15,6 +15,7 @@ __all__ = [
     "identifiers",
     "lifecycle",
     "notices",
+    "partner_documents",
     "payload_facts",
     "records",
     "registry",

@@ -9,6 +9,7 @@ __all__ = [
     "escalator",
     "metrics",
     "metrics_server",
+    "partner_bundle",
     "queue_depths",
     "router",
     "tracking",

@@ -1,0 +1,85 @@
+"""The gateway.toml a partner agency's host receives: the area, less what is not theirs.
+
+Kept: the area, the broker, the agencies and their public keys, revocations,
+agreements, deadlines and metrics (an edge needs the registry and the
+agreements to seal, open and check). Dropped: ``[intake]`` (the hub's
+service, with other agencies' mail settings) and every other agency's
+``[[adapters]]`` with its sub-tables. Rewritten: ``[area] private_keys``
+to the bundle's own ``keys/private``, ``[store] url`` to a SQLite file of the
+edge's own (the router's store stays on the hub), and the broker URL without
+a user or password (the edge logs in with its own password file, which
+``broker setup`` issued; credentials.py).
+
+Works on the text, table by table, so comments and key history survive; the
+result is loaded again by the caller, so a config this cannot trim is refused,
+not written.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+BUNDLE_PRIVATE_KEYS = "keys/private"
+BUNDLE_STORE_URL = "sqlite:///state/edge.db"
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-]+)\s*\]\]?\s*(#.*)?$")
+
+
+@dataclass(frozen=True)
+class _Table:
+    name: str  # "" for the lines before the first header
+    lines: list[str]
+
+
+def partner_config_text(text: str, agency: str) -> str:
+    """``text`` trimmed for ``agency``'s host, as described above."""
+    kept: list[str] = []
+    adapter_is_theirs = False
+    for table in _tables(text):
+        root = table.name.split(".")[0]
+        if root == "intake":
+            continue
+        if table.name == "adapters":
+            adapter_is_theirs = tomllib.loads("".join(table.lines[1:])).get("agency") == agency
+        if root == "adapters" and not adapter_is_theirs:
+            continue
+        lines = table.lines
+        if table.name == "area":
+            lines = _set(lines, "private_keys", BUNDLE_PRIVATE_KEYS)
+        elif table.name == "store":
+            lines = _set(lines, "url", BUNDLE_STORE_URL)
+        elif table.name == "broker":
+            url = tomllib.loads("".join(lines[1:])).get("url")
+            if isinstance(url, str):
+                lines = _set(lines, "url", without_login(url))
+        kept.extend(lines)
+    return "".join(kept)
+
+
+def without_login(url: str) -> str:
+    """The broker URL with any user and password taken out."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))
+
+
+def _tables(text: str) -> list[_Table]:
+    tables = [_Table("", [])]
+    for line in text.splitlines(keepends=True):
+        header = _HEADER.match(line)
+        if header:
+            tables.append(_Table(header.group(2), []))
+        tables[-1].lines.append(line)
+    return tables
+
+
+def _set(lines: list[str], key: str, value: str) -> list[str]:
+    """``lines`` (a table, header first) with ``key = "value"``, replaced or added."""
+    assignment = f'{key} = "{value}"\n'
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    if any(pattern.match(line) for line in lines):
+        return [assignment if pattern.match(line) else line for line in lines]
+    return [lines[0], assignment, *lines[1:]]
