@@ -8,13 +8,16 @@ caller retries it (publisher.py says how it failed).
 
 from __future__ import annotations
 
+import ssl
 from urllib.parse import urlsplit
 
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
+from gateway.config.broker_config import BrokerTls
 from gateway.core.errors import GatewayError
+from gateway.infra.tls import client_context
 
 RECONNECT_INTERVAL_S = 1.0
 
@@ -32,10 +35,32 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{user}{host}{port}{parts.path or '/'}"
 
 
-async def connect(url: str) -> AbstractRobustConnection:
-    """A robust connection to ``url``; the first attempt must succeed, later losses heal."""
+def tls_context(tls: BrokerTls | None) -> ssl.SSLContext | None:
+    """Our client rules (infra/tls.py) with the area's broker CA and, if set, its client pair."""
+    if tls is None:
+        return None
+    context = client_context(tls.ca)
+    if tls.cert is not None and tls.key is not None:
+        context.load_cert_chain(str(tls.cert), str(tls.key))
+    return context
+
+
+async def connect(url: str, tls: BrokerTls | None = None) -> AbstractRobustConnection:
+    """A robust connection to ``url``; the first attempt must succeed, later losses heal.
+
+    An ``amqps://`` URL is verified against ``tls`` (the area's ``[broker]``
+    settings): the broker's certificate must chain to its CA and name its host.
+    """
     try:
-        return await aio_pika.connect_robust(url, reconnect_interval=RECONNECT_INTERVAL_S)
+        context = tls_context(tls)
+    except (OSError, ssl.SSLError) as exc:
+        raise BrokerUnavailable(
+            f"broker TLS settings: cannot load a CA or client pair: {exc}"
+        ) from exc
+    try:
+        return await aio_pika.connect_robust(
+            url, reconnect_interval=RECONNECT_INTERVAL_S, ssl_context=context
+        )
     except (
         aio_pika.exceptions.ProbableAuthenticationError,
         aiormq.exceptions.InvalidFrameError,  # the broker closed the opening: no such vhost for it
@@ -45,10 +70,34 @@ async def connect(url: str) -> AbstractRobustConnection:
             f"its password and its permissions on the vhost ({exc})"
         ) from exc
     except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:
+        tls_problem = _tls_problem(exc)
+        if tls_problem is not None:
+            raise BrokerUnavailable(f"RabbitMQ at {safe_url(url)}: {tls_problem}") from exc
         raise BrokerUnavailable(
             f"cannot connect to RabbitMQ at {safe_url(url)}: {exc}. Start it with "
             "`docker compose up -d rabbitmq` or `sudo systemctl start rabbitmq-server`"
         ) from exc
+
+
+def _tls_problem(exc: BaseException) -> str | None:
+    """What went wrong in the TLS handshake, in words an operator can act on, if it was that.
+
+    aiormq re-raises the handshake's ``ssl`` error as an AMQPConnectionError
+    carrying its text, so the text is what there is to read.
+    """
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        reason = text.split("certificate verify failed:", 1)[-1].split("(_ssl")[0].strip()
+        return (
+            f"presented a certificate we do not trust: {reason} "
+            "(check [broker] ca, and that the URL's host is one the certificate names)"
+        )
+    if "SSL" in text or "TLS" in text:
+        return (
+            f"the TLS handshake failed: {text} (a broker that requires a client certificate "
+            "needs [broker] cert and key)"
+        )
+    return None
 
 
 async def confirmed_channel(

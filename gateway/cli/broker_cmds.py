@@ -237,7 +237,7 @@ async def check_logins(config: AreaConfig, vhost: str, logins: dict[Planned, str
     for login, password in logins.items():
         url = vhost_url(config.broker_url, vhost, Credentials(login.grant.user, password))
         try:
-            connection = await connect(url)
+            connection = await connect(url, config.broker_tls)
         except BrokerUnavailable:
             refused.append(f"{login.grant.user}: the password in {login.path} does not open it")
             continue
@@ -260,7 +260,7 @@ async def setup(
     url = vhost_url(config.broker_url, vhost)
     print(f"vhost {vhost!r} ready; {owner} may configure it")
 
-    connection = await connect(url)
+    connection = await connect(url, config.broker_tls)
     async with connection:
         wanted = await declare(await connection.channel(), config.inbox_agencies, Limits())
     print(

@@ -57,7 +57,9 @@ async def serve(
     stop = stop_on_signals()
     try:
         depths: AbstractAsyncContextManager[None] = (
-            queue_depths.watching(router_login(config).url, config.inbox_agencies)
+            queue_depths.watching(
+                router_login(config).url, config.inbox_agencies, tls=config.broker_tls
+            )
             if listen is not None
             else nullcontext()
         )

@@ -6,6 +6,7 @@ May import the core only.
 __all__ = [
     "adapter_config",
     "area_config",
+    "broker_config",
     "config_checks",
     "deadline_config",
     "intake_config",

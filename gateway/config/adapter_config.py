@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.config.config_checks import Fail, known
+from gateway.config.config_checks import LOOPBACK_HOSTS, Fail, known
 from gateway.config.config_checks import table as as_table
 
 TRANSPORTS = ("filedrop", "http", "mesh")
@@ -63,7 +63,6 @@ MESH_MAX_CHUNK = 100 * 1000 * 1000
 DEFAULT_MAX_BODY = 1024 * 1024
 DEFAULT_IDLE_SECONDS = 15.0
 DEFAULT_BODY_SECONDS = 30.0
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 @dataclass(frozen=True)
@@ -200,7 +199,7 @@ def _http(value: Any, key: str, fail: Fail, base_dir: Path) -> HttpSettings | No
     )
     if (cert is None) != (tls_key is None):
         raise fail(f"{key}.tls_cert", "tls_cert and tls_key go together")
-    if cert is None and host.strip("[]") not in LOOPBACK:
+    if cert is None and host.strip("[]") not in LOOPBACK_HOSTS:
         raise fail(
             f"{key}.listen",
             f"plain HTTP only on a loopback address; set tls_cert and tls_key to listen on {host}",
@@ -209,7 +208,7 @@ def _http(value: Any, key: str, fail: Fail, base_dir: Path) -> HttpSettings | No
     hook = urlsplit(webhook)
     if hook.scheme not in ("http", "https") or not hook.hostname:
         raise fail(f"{key}.webhook", "must be an http:// or https:// URL")
-    if hook.scheme == "http" and hook.hostname not in LOOPBACK:
+    if hook.scheme == "http" and hook.hostname not in LOOPBACK_HOSTS:
         raise fail(f"{key}.webhook", "must be https:// unless it is on this machine")
     attempts = table.get("attempts", 5)
     if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
@@ -239,7 +238,7 @@ def _mesh(value: Any, key: str, fail: Fail, base_dir: Path) -> MeshSettings | No
     where = urlsplit(url)
     if where.scheme not in ("http", "https") or not where.hostname:
         raise fail(f"{key}.url", "must be an https:// URL")
-    on_this_machine = where.hostname in LOOPBACK
+    on_this_machine = where.hostname in LOOPBACK_HOSTS
     if where.scheme == "http" and not on_this_machine:
         raise fail(f"{key}.url", "must be https:// unless MESH is on this machine (a sandbox)")
     workflows = table.get("workflows", {})

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.adapter_config import AdapterConfig, parse_adapters
+from gateway.config.broker_config import BrokerTls, parse_broker_tls
 from gateway.config.deadline_config import parse_deadlines
 from gateway.config.intake_config import IntakeConfig, parse_intake
 from gateway.config.metrics_config import Listen, parse_metrics
@@ -67,6 +68,7 @@ class AreaConfig:
     intake: IntakeConfig | None = None
     adapters: tuple[AdapterConfig, ...] = ()
     metrics: Listen | None = None
+    broker_tls: BrokerTls | None = None  # None: plain AMQP (broker_config.py says when allowed)
 
     @property
     def base_dir(self) -> Path:
@@ -236,6 +238,7 @@ class _Parser:
                 doc.get("adapters"), self.fail, self.path.parent, known - {gateway}
             ),
             metrics=parse_metrics(doc.get("metrics"), self.fail),
+            broker_tls=parse_broker_tls(broker, self.fail, self.path.parent),
         )
 
     def deadlines(self, doc: Mapping[str, Any], agencies: frozenset[str]) -> DeadlinePolicy:

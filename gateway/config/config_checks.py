@@ -14,6 +14,9 @@ from gateway.core.errors import GatewayError
 
 Fail = Callable[[str, str], GatewayError]
 
+# Hosts on this machine: plain HTTP or AMQP to them never crosses a network.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
 
 def table(value: Any, key: str, fail: Fail) -> Mapping[str, Any]:
     if not isinstance(value, dict):

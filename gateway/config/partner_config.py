@@ -8,7 +8,8 @@ service, with other agencies' mail settings) and every other agency's
 to the bundle's own ``keys/private``, ``[store] url`` to a SQLite file of the
 edge's own (the router's store stays on the hub), and the broker URL without
 a user or password (the edge logs in with its own password file, which
-``broker setup`` issued; credentials.py).
+``broker setup`` issued; credentials.py) and without the hub's broker client
+certificate (a partner presents its own).
 
 Works on the text, table by table, so comments and key history survive; the
 result is loaded again by the caller, so a config this cannot trim is refused,
@@ -55,6 +56,7 @@ def partner_config_text(text: str, agency: str) -> str:
             url = tomllib.loads("".join(lines[1:])).get("url")
             if isinstance(url, str):
                 lines = _set(lines, "url", without_login(url))
+            lines = _drop(lines, "cert", "key")  # the hub's client pair; the partner has its own
         kept.extend(lines)
     return "".join(kept)
 
@@ -74,6 +76,11 @@ def _tables(text: str) -> list[_Table]:
             tables.append(_Table(header.group(2), []))
         tables[-1].lines.append(line)
     return tables
+
+
+def _drop(lines: list[str], *keys: str) -> list[str]:
+    pattern = re.compile(rf"^\s*({'|'.join(map(re.escape, keys))})\s*=")
+    return [line for line in lines if not pattern.match(line)]
 
 
 def _set(lines: list[str], key: str, value: str) -> list[str]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from urllib.parse import urlsplit
 
+from gateway.config.config_checks import LOOPBACK_HOSTS
 from gateway.config.intake_config import DEFAULT_TLS_CERT
 
 
@@ -192,6 +194,17 @@ def _agreement(
     )
 
 
+def _plain_allowance(broker_url: str) -> str:
+    """The explicit ``allow_plain`` a plain URL off loopback needs (config/broker_config.py)."""
+    url = urlsplit(broker_url)
+    if url.scheme != "amqp" or url.hostname in LOOPBACK_HOSTS:
+        return ""
+    return (
+        "# plain AMQP off loopback (a private compose network): use amqps:// elsewhere\n"
+        "allow_plain = true\n"
+    )
+
+
 def demo_config(
     broker_url: str,
     today: date,
@@ -213,7 +226,7 @@ def demo_config(
         'hub = "hub"\n'
         'gateway = "gateway"\n'
         'private_keys = "keys/private"\n',
-        f'\n[broker]\nurl = "{broker_url}"\n',
+        f'\n[broker]\nurl = "{broker_url}"\n{_plain_allowance(broker_url)}',
         '\n[store]\nurl = "sqlite:///state/gateway.db"\n',
         DEMO_CALENDAR,
     ]

@@ -178,7 +178,7 @@ class Edge:
         self._handling = KeyedLocks()
 
     async def __aenter__(self) -> Edge:
-        self._connection = await connect(self.broker_url)
+        self._connection = await connect(self.broker_url, self.config.broker_tls)
         self._channel = await confirmed_channel(self._connection, prefetch=32)
         self._ingress = await self._channel.get_exchange(topology.INGRESS_EXCHANGE, ensure=False)
         return self

@@ -2,13 +2,14 @@
 
 ``export_bundle`` (on the hub) writes a folder: the trimmed gateway.toml
 (config/partner_config.py), the agency's private keys and broker password
-(0600, under ``keys/private``), the files its own adapters name (TLS and MESH
-certificates kept under the area folder), and a manifest of every file's
-SHA-256 signed by the gateway principal (core/partner_documents.py). With
-``move`` the hub deletes its copies of the agency's private keys and
-password once the bundle is written: it never needs them again. With
-``include_keys=False`` no private key is written: the partner generates its
-own (``keys generate``) and joins with a key registration.
+(0600, under ``keys/private``), the broker's CA and the files its own
+adapters name (TLS and MESH certificates) when kept under the area folder,
+and a manifest of every file's SHA-256 signed by the gateway principal
+(core/partner_documents.py). With ``move`` the hub deletes its copies of the
+agency's private keys and password once the bundle is written: it never
+needs them again. With ``include_keys=False`` no private key is written: the
+partner generates its own (``keys generate``) and joins with a key
+registration.
 
 ``import_bundle`` (on the partner's host) refuses a bundle whose files differ
 from its manifest, whose manifest the gateway did not sign, or that holds a
@@ -217,6 +218,8 @@ def _adapter_files(config: AreaConfig, agency: str) -> tuple[dict[str, Path], tu
             named += [p for p in (adapter.http.tls_cert, adapter.http.tls_key) if p]
         if adapter.mesh is not None:
             named += [p for p in (adapter.mesh.cert, adapter.mesh.key, adapter.mesh.ca) if p]
+    if config.broker_tls is not None and config.broker_tls.ca is not None:
+        named.append(config.broker_tls.ca)
     base = config.base_dir.resolve()
     inside = {p for p in named if p.resolve().is_relative_to(base) and p.is_file()}
     copies = {p.resolve().relative_to(base).as_posix(): p for p in inside}

@@ -20,7 +20,8 @@ import aiormq
 import structlog
 
 from gateway.broker import topology
-from gateway.broker.connection import safe_url
+from gateway.broker.connection import safe_url, tls_context
+from gateway.config.broker_config import BrokerTls
 from gateway.services import metrics
 
 log = structlog.get_logger("gateway.services.queue_depths")
@@ -46,11 +47,12 @@ async def watch(
     agencies: Sequence[str],
     stop: asyncio.Event,
     interval: float = DEFAULT_INTERVAL_S,
+    tls: BrokerTls | None = None,
 ) -> None:
     """Poll every ``interval`` seconds until ``stop`` is set."""
     while not stop.is_set():
         try:
-            connection = await aio_pika.connect(broker_url)
+            connection = await aio_pika.connect(broker_url, ssl_context=tls_context(tls))
             async with connection:
                 while not stop.is_set():
                     channel = await connection.channel()
@@ -67,11 +69,14 @@ async def watch(
 
 @asynccontextmanager
 async def watching(
-    broker_url: str, agencies: Sequence[str], interval: float = DEFAULT_INTERVAL_S
+    broker_url: str,
+    agencies: Sequence[str],
+    interval: float = DEFAULT_INTERVAL_S,
+    tls: BrokerTls | None = None,
 ) -> AsyncIterator[None]:
     """Poll in the background for the duration of the block."""
     stop = asyncio.Event()
-    task = asyncio.create_task(watch(broker_url, agencies, stop, interval))
+    task = asyncio.create_task(watch(broker_url, agencies, stop, interval, tls))
     try:
         yield
     finally:

@@ -340,7 +340,7 @@ async def _consume(
 ) -> None:
     config = router.config
     login = router_login(config)  # its own least-privilege user once `broker setup` issued one
-    connection = await connect(login.url)
+    connection = await connect(login.url, config.broker_tls)
     async with connection:
         channel: AbstractRobustChannel = await confirmed_channel(connection, prefetch=prefetch)
         if login.own:  # it may not declare: setup did (gateway/broker/definitions.py says why)

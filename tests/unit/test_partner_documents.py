@@ -21,7 +21,10 @@ id = "demo"
 private_keys = "/srv/hub/keys/private"
 
 [broker]
-url = "amqp://admin:s3cret@broker.example:5671/mash"
+url = "amqps://admin:s3cret@broker.example:5671/mash"
+ca = "keys/broker-ca.crt"
+cert = "keys/private/hub-broker.crt"
+key = "keys/private/hub-broker.key"
 
 [store]
 url = "postgresql://router@db/mash"
@@ -59,7 +62,10 @@ def test_the_partner_config_drops_the_intake_and_other_agencies_adapters() -> No
     ]
     assert trimmed["area"]["private_keys"] == "keys/private"
     assert trimmed["store"]["url"] == "sqlite:///state/edge.db"
-    assert trimmed["broker"]["url"] == "amqp://broker.example:5671/mash"  # no admin login
+    assert trimmed["broker"] == {  # no admin login, no hub client certificate
+        "url": "amqps://broker.example:5671/mash",
+        "ca": "keys/broker-ca.crt",
+    }
     assert trimmed["agencies"] == [{"id": "police"}]
 
 
