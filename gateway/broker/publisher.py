@@ -39,6 +39,12 @@ class PublishRefused(PublishFailed):
     """The broker answered no: unroutable, a full queue, or no permission. Retrying won't help."""
 
 
+class PublishNacked(PublishRefused):
+    """A queue could not take the message now: full (``reject-publish``), or without a leader
+    while a cluster elects one after a node loss. Final for a router delivering to an inbox (a
+    full inbox is refused whole); a sender may wait and try again (``retry_nacked``)."""
+
+
 async def publish(
     exchange: AbstractExchange,
     body: bytes,
@@ -78,7 +84,7 @@ async def publish(
     except aiormq.exceptions.ChannelAccessRefused as exc:
         raise PublishRefused(f"{where} was refused: this user may not publish there") from exc
     except aiormq.exceptions.DeliveryError as exc:
-        raise PublishRefused(
+        raise PublishNacked(
             f"{where} was refused by the broker (nack): the queue is full or unavailable"
         ) from exc
     except (
@@ -102,12 +108,14 @@ async def publish_until_confirmed(
     routing_key: str,
     message_id: str,
     give_up_after: float = RETRY_BUDGET_S,
+    retry_nacked: bool = False,
     **properties: Any,
 ) -> None:
     """``publish``, retried with backoff while the outcome is unknown (a broker restart).
 
-    A refusal (``PublishRefused``) is final and raised at once; after
-    ``give_up_after`` seconds the last ``PublishFailed`` is raised.
+    A refusal (``PublishRefused``) is final and raised at once, except a nack
+    when ``retry_nacked``; after ``give_up_after`` seconds the last failure
+    is raised.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + give_up_after
@@ -118,10 +126,13 @@ async def publish_until_confirmed(
                 exchange, body, routing_key=routing_key, message_id=message_id, **properties
             )
             return
-        except PublishRefused:
-            raise
+        except PublishRefused as refused:
+            if not (retry_nacked and isinstance(refused, PublishNacked)):
+                raise
+            if loop.time() + pause > deadline:
+                raise
         except PublishFailed:
             if loop.time() + pause > deadline:
                 raise
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, RETRY_MAX_PAUSE_S)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, RETRY_MAX_PAUSE_S)

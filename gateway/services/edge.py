@@ -280,9 +280,12 @@ class Edge:
             sealed = seal_bytes(fields, payload, signer, keys)
         # The same bytes until confirmed: a retry after a lost confirm is a
         # repeat the router recognises by header digest, never a second message.
+        # A nack (the router's queue full, or electing a leader after a cluster
+        # node died) is waited out too, within the publisher's retry budget.
         await publish_until_confirmed(
             self.ingress,
             sealed,
+            retry_nacked=True,
             routing_key=topology.INGRESS_ROUTING_KEY,
             message_id=fields.message_id,
             correlation_id=fields.correlation_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import shutil
@@ -21,7 +22,12 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, Abstrac
 
 from gateway.broker.connection import BrokerUnavailable, confirmed_channel, connect
 from gateway.broker.definitions import agency_permissions, agency_user, definitions, password_hash
-from gateway.broker.publisher import PublishFailed, publish
+from gateway.broker.publisher import (
+    PublishFailed,
+    PublishNacked,
+    publish,
+    publish_until_confirmed,
+)
 from gateway.broker.topology import (
     DELIVER_EXCHANGE,
     INGRESS_EXCHANGE,
@@ -104,6 +110,33 @@ async def test_a_full_inbox_nacks_and_the_publisher_raises(
     while await inbox.get(no_ack=True, fail=False) is not None:
         held += 1
     assert held == accepted  # refused, never silently dropped
+
+
+async def test_a_sender_that_retries_nacks_gets_in_once_the_queue_drains(
+    channel: AbstractRobustChannel, agency_ids: AgencyIds
+) -> None:
+    """An edge's submit waits out a full (or leaderless) queue instead of failing at once."""
+    [agency] = agency_ids(1)
+    await declare(channel, [agency], Limits(inbox_max_length=1))
+    deliver_exchange = await channel.get_exchange(DELIVER_EXCHANGE, ensure=False)
+    for i in range(3):  # over the bound (a quorum queue notices one message late)
+        with contextlib.suppress(PublishNacked):
+            await publish(deliver_exchange, b"x", routing_key=agency, message_id=f"m-{i}")
+    waiting = asyncio.create_task(
+        publish_until_confirmed(
+            deliver_exchange, b"late", routing_key=agency, message_id="m-late", retry_nacked=True
+        )
+    )
+    await asyncio.sleep(1)
+    assert not waiting.done()  # nacked, and trying again
+    inbox = await channel.get_queue(inbox_queue(agency), ensure=False)
+    taken = []
+    while (message := await inbox.get(no_ack=True, fail=False)) is not None:
+        taken.append(message.message_id)
+    await asyncio.wait_for(waiting, 30)
+    while (message := await inbox.get(no_ack=True, fail=False)) is not None:
+        taken.append(message.message_id)
+    assert taken.count("m-late") == 1
 
 
 async def test_an_unroutable_message_raises(
