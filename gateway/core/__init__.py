@@ -24,6 +24,7 @@ __all__ = [
     "routing_plan",
     "schemas",
     "sharing",
+    "signed_json",
     "vocabulary",
     "xmlsafe",
 ]

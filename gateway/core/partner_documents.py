@@ -11,24 +11,23 @@
   them (proof that it holds the private half). The hub accepts it only when
   its operator types the fingerprint the partner read out.
 
-Pure: values in, bytes out; no files, no clock. Both are canonical JSON
-(sorted keys, no spaces), so a signature covers exactly what is read back.
+Pure: values in, bytes out; no files, no clock. Both are signed canonical
+JSON (core/signed_json.py).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.core.errors import GatewayError
 from gateway.core.registry import KeyUse, PublicKeyRecord, key_id_for
+from gateway.core.signed_json import canonical, check_signature
 
 MANIFEST_FORMAT = "mash-partner-bundle/1"
 REGISTRATION_FORMAT = "mash-key-registration/1"
@@ -53,28 +52,6 @@ class Registration:
     agency: str
     signer_key_id: str
     keys: tuple[PublicKeyRecord, ...]
-
-
-def canonical(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-
-
-def fingerprint(document: bytes) -> str:
-    """What two people read to each other: the first 128 bits of SHA-256, in groups of four."""
-    digest = hashlib.sha256(document).hexdigest()[:32]
-    return " ".join(digest[i : i + 4] for i in range(0, 32, 4))
-
-
-def sign(document: bytes, key: Ed25519PrivateKey) -> bytes:
-    """The detached signature, base64 with a newline, as it is stored beside the document."""
-    return base64.b64encode(key.sign(document)) + b"\n"
-
-
-def check_signature(document: bytes, signature: bytes, key: Ed25519PublicKey, what: str) -> None:
-    try:
-        key.verify(base64.b64decode(signature.strip(), validate=True), document)
-    except (InvalidSignature, ValueError):
-        raise PartnerDocumentError(f"{what}: signature does not verify") from None
 
 
 def manifest_bytes(manifest: Manifest) -> bytes:

@@ -37,6 +37,7 @@ from gateway.broker.credentials import default_credentials_dir, password_file
 from gateway.config.area_config import AreaConfig, ConfigError, load_config
 from gateway.config.partner_config import BUNDLE_PRIVATE_KEYS, partner_config_text
 from gateway.core import partner_documents as documents
+from gateway.core import signed_json
 from gateway.core.errors import GatewayError
 from gateway.core.registry import KeyRejected, PublicKeyRecord
 from gateway.infra import keystore
@@ -107,11 +108,11 @@ def export_bundle(
         )
     )
     _write(out, MANIFEST, manifest)
-    _write(out, MANIFEST + SIGNATURE_SUFFIX, documents.sign(manifest, gateway_key.private_key))
+    _write(out, MANIFEST + SIGNATURE_SUFFIX, signed_json.sign(manifest, gateway_key.private_key))
     moved = tuple(secrets.values()) if move else ()
     for path in moved:
         path.unlink()
-    return Exported(tuple(sorted(written)), documents.fingerprint(manifest), moved, not_copied)
+    return Exported(tuple(sorted(written)), signed_json.fingerprint(manifest), moved, not_copied)
 
 
 def import_bundle(bundle: Path, destination: Path) -> Imported:
@@ -129,7 +130,7 @@ def import_bundle(bundle: Path, destination: Path) -> Imported:
         )
     except KeyRejected as exc:
         raise BundleError(f"{bundle / MANIFEST}: not signed by the area's gateway: {exc}") from None
-    documents.check_signature(
+    signed_json.check_signature(
         manifest_bytes,
         _read(bundle / (MANIFEST + SIGNATURE_SUFFIX)),
         signer,
@@ -144,7 +145,10 @@ def import_bundle(bundle: Path, destination: Path) -> Imported:
         _write(destination, relative, _read(bundle / relative))
     (destination / STATE).mkdir(mode=0o700)  # the edge's own store (BUNDLE_STORE_URL)
     return Imported(
-        manifest.area, manifest.agency, destination / CONFIG, documents.fingerprint(manifest_bytes)
+        manifest.area,
+        manifest.agency,
+        destination / CONFIG,
+        signed_json.fingerprint(manifest_bytes),
     )
 
 
@@ -161,8 +165,8 @@ def write_registration(config: AreaConfig, agency: str, out: Path, now: datetime
         documents.Registration(config.area_id, agency, signer.key_id, held)
     )
     _write(out.parent, out.name, document, mode=0o644)
-    _write(out.parent, out.name + SIGNATURE_SUFFIX, documents.sign(document, signer.private_key))
-    return documents.fingerprint(document)
+    _write(out.parent, out.name + SIGNATURE_SUFFIX, signed_json.sign(document, signer.private_key))
+    return signed_json.fingerprint(document)
 
 
 def register_keys(config: AreaConfig, request: Path, accept: str | None) -> list[PublicKeyRecord]:
@@ -175,7 +179,7 @@ def register_keys(config: AreaConfig, request: Path, accept: str | None) -> list
         raise BundleError(f"{request}: for area {registration.area!r}, not {config.area_id!r}")
     if registration.agency not in config.registry.agencies:
         raise BundleError(f"{request}: unknown agency {registration.agency!r}")
-    expected = documents.fingerprint(document)
+    expected = signed_json.fingerprint(document)
     if accept is None or " ".join(accept.split()) != expected:
         raise BundleError(
             f"{request}: fingerprint {expected}: confirm it with {registration.agency} by phone, "
