@@ -46,6 +46,8 @@ from typing import Any
 
 from gateway.broker.topology import (
     DELIVER_EXCHANGE,
+    DIRECTORY_EXCHANGE,
+    DIRECTORY_QUEUE,
     EVENTS_EXCHANGE,
     INGRESS_EXCHANGE,
     QUARANTINE_EXCHANGE,
@@ -79,14 +81,16 @@ NOTHING = "^$"
 OWNER_PERMISSIONS = Permissions(".*", ".*", ".*")
 ROUTER_PERMISSIONS = Permissions(
     configure=NOTHING,
-    write=exactly(DELIVER_EXCHANGE, EVENTS_EXCHANGE, QUARANTINE_EXCHANGE),
-    read=exactly(ROUTER_QUEUE),
+    write=exactly(DELIVER_EXCHANGE, EVENTS_EXCHANGE, QUARANTINE_EXCHANGE, DIRECTORY_EXCHANGE),
+    read=exactly(ROUTER_QUEUE, DIRECTORY_QUEUE),
 )
 
 
 def agency_permissions(agency: str) -> Permissions:
     return Permissions(
-        configure=NOTHING, write=exactly(INGRESS_EXCHANGE), read=exactly(inbox_queue(agency))
+        configure=NOTHING,
+        write=exactly(INGRESS_EXCHANGE),
+        read=exactly(inbox_queue(agency), DIRECTORY_QUEUE),
     )
 
 

@@ -25,6 +25,11 @@ declares it itself.
   publishes, so the publisher learns at once instead of a message vanishing.
   A quorum queue notices the bound one message late, so it may hold
   max-length + 1. At-least-once dead-lettering requires this overflow mode.
+- ``mash.directory`` (fanout, only the gateway principal may publish) feeds
+  the stream ``gateway.directory``: every signed area directory published
+  (core/area_directory.py). A stream keeps its messages for every reader, so
+  each router and edge reads it from the start and keeps the newest version
+  it can verify (services/directory_watch.py); read-only for agencies.
 """
 
 from __future__ import annotations
@@ -46,6 +51,10 @@ EVENTS_EXCHANGE = "mash.events"
 QUARANTINE_EXCHANGE = "mash.quarantine"
 QUARANTINE_QUEUE = "gateway.quarantine"
 QUARANTINE_REASON_HEADER = "x-mash-quarantine-reason"
+DIRECTORY_EXCHANGE = "mash.directory"
+DIRECTORY_QUEUE = "gateway.directory"
+DIRECTORY_SIGNATURE_HEADER = "x-mash-signature"
+DIRECTORY_MAX_BYTES = 64 * 1024 * 1024  # thousands of versions; the oldest go first
 
 # The same pattern as AgencyId in schemas/common.xsd: safe in queue names and permission regexes.
 AGENCY_ID = re.compile(r"[a-z][a-z0-9-]{1,31}")
@@ -134,6 +143,7 @@ def plan(agencies: Iterable[str], limits: Limits) -> Plan:
             Exchange(INGRESS_EXCHANGE, ExchangeType.DIRECT),
             Exchange(DELIVER_EXCHANGE, ExchangeType.DIRECT),
             Exchange(EVENTS_EXCHANGE, ExchangeType.TOPIC),
+            Exchange(DIRECTORY_EXCHANGE, ExchangeType.FANOUT),
         ),
         queues=(
             Queue(QUARANTINE_QUEUE, {"x-queue-type": "quorum"}),
@@ -141,11 +151,16 @@ def plan(agencies: Iterable[str], limits: Limits) -> Plan:
                 ROUTER_QUEUE,
                 bounded_quorum(limits.router_delivery_limit, limits.router_max_length),
             ),
+            Queue(
+                DIRECTORY_QUEUE,
+                {"x-queue-type": "stream", "x-max-length-bytes": DIRECTORY_MAX_BYTES},
+            ),
             *inboxes,
         ),
         bindings=(
             Binding(QUARANTINE_EXCHANGE, QUARANTINE_QUEUE, ""),
             Binding(INGRESS_EXCHANGE, ROUTER_QUEUE, INGRESS_ROUTING_KEY),
+            Binding(DIRECTORY_EXCHANGE, DIRECTORY_QUEUE, ""),
             *(Binding(DELIVER_EXCHANGE, inbox_queue(a), a) for a in ids),
         ),
     )

@@ -12,4 +12,5 @@ __all__ = [
     "intake_config",
     "metrics_config",
     "partner_config",
+    "toml_tables",
 ]

@@ -19,7 +19,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,9 @@ from gateway.config.broker_config import BrokerTls, parse_broker_tls
 from gateway.config.deadline_config import parse_deadlines
 from gateway.config.intake_config import IntakeConfig, parse_intake
 from gateway.config.metrics_config import Listen, parse_metrics
-from gateway.core import vocabulary
+from gateway.config.toml_tables import with_directory
+from gateway.core import area_directory, vocabulary
+from gateway.core.area_directory import Directory
 from gateway.core.deadlines import DeadlinePolicy
 from gateway.core.errors import GatewayError
 from gateway.core.registry import Agency, KeyUse, PublicKeyRecord, Registry, key_id_for
@@ -42,6 +44,7 @@ CONFIG_ENV = "MASH_GATEWAY_CONFIG"
 USER_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}")
 
 DEFAULT_CONFIG_NAME = "gateway.toml"
+DIRECTORY_FILE = "directory.signed"
 
 AGENCY_ID = re.compile(r"[a-z][a-z0-9-]{1,31}")
 RAW_KEY_BYTES = 32
@@ -69,6 +72,7 @@ class AreaConfig:
     adapters: tuple[AdapterConfig, ...] = ()
     metrics: Listen | None = None
     broker_tls: BrokerTls | None = None  # None: plain AMQP (broker_config.py says when allowed)
+    directory_version: int = 0  # of the signed area directory in force; 0: the file's own tables
 
     @property
     def base_dir(self) -> Path:
@@ -102,7 +106,44 @@ def load_config(explicit: str | None = None) -> AreaConfig:
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
-    return parse_config(text, path.resolve())
+    config = parse_config(text, path.resolve())
+    directory = held_directory(config)
+    if directory is None:
+        return config
+    return replace(
+        parse_config(with_directory(text, directory.tables), path.resolve()),
+        directory_version=directory.version,
+    )
+
+
+def directory_path(config: AreaConfig) -> Path:
+    """Where a host keeps the last area directory it accepted (services/directory_watch.py)."""
+    return config.base_dir / "state" / DIRECTORY_FILE
+
+
+def held_directory(config: AreaConfig) -> Directory | None:
+    """The accepted directory this host holds, checked again against its own config's gateway
+    keys; None when it holds none. One that no longer checks out is refused by name."""
+    path = directory_path(config)
+    try:
+        document, signature = area_directory.from_stored(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the held directory: {exc.strerror}") from None
+    try:
+        directory = area_directory.accept(
+            document,
+            signature,
+            area=config.area_id,
+            held_version=0,
+            gateway_key=lambda key_id, at: config.registry.verifying_key(
+                key_id, config.gateway, at
+            ),
+        )
+    except area_directory.DirectoryRefused as exc:
+        raise ConfigError(f"{path}: {exc}; delete it to fall back to {config.path.name}") from None
+    return directory
 
 
 def parse_config(text: str, path: Path) -> AreaConfig:

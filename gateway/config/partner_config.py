@@ -20,26 +20,19 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
+
+from gateway.config.toml_tables import tables
 
 BUNDLE_PRIVATE_KEYS = "keys/private"
 BUNDLE_STORE_URL = "sqlite:///state/edge.db"
-
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-]+)\s*\]\]?\s*(#.*)?$")
-
-
-@dataclass(frozen=True)
-class _Table:
-    name: str  # "" for the lines before the first header
-    lines: list[str]
 
 
 def partner_config_text(text: str, agency: str) -> str:
     """``text`` trimmed for ``agency``'s host, as described above."""
     kept: list[str] = []
     adapter_is_theirs = False
-    for table in _tables(text):
+    for table in tables(text):
         root = table.name.split(".")[0]
         if root == "intake":
             continue
@@ -66,16 +59,6 @@ def without_login(url: str) -> str:
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=host))
-
-
-def _tables(text: str) -> list[_Table]:
-    tables = [_Table("", [])]
-    for line in text.splitlines(keepends=True):
-        header = _HEADER.match(line)
-        if header:
-            tables.append(_Table(header.group(2), []))
-        tables[-1].lines.append(line)
-    return tables
 
 
 def _drop(lines: list[str], *keys: str) -> list[str]:

@@ -7,6 +7,7 @@ notices and identifiers. It imports nothing of the gateway's outside itself
 """
 
 __all__ = [
+    "area_directory",
     "audit_chain",
     "deadline_rules",
     "deadlines",

@@ -18,7 +18,6 @@ JSON (core/signed_json.py).
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,14 +26,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.core.errors import GatewayError
 from gateway.core.registry import KeyUse, PublicKeyRecord, key_id_for
-from gateway.core.signed_json import canonical, check_signature
+from gateway.core.signed_json import canonical, check_signature, parse_object
 
 MANIFEST_FORMAT = "mash-partner-bundle/1"
 REGISTRATION_FORMAT = "mash-key-registration/1"
 
 
 class PartnerDocumentError(GatewayError):
-    """A manifest or registration that is malformed, unsigned, or signed by the wrong key."""
+    """A manifest or registration with a field missing, or a key that is not what it says."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def manifest_bytes(manifest: Manifest) -> bytes:
 
 
 def parse_manifest(document: bytes) -> Manifest:
-    fields = _object(document, MANIFEST_FORMAT, "manifest")
+    fields = parse_object(document, MANIFEST_FORMAT, "manifest")
     files = fields.get("files")
     if not isinstance(files, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in files.items()
@@ -110,7 +109,7 @@ def registration_bytes(registration: Registration) -> bytes:
 
 def parse_registration(document: bytes, signature: bytes) -> Registration:
     """The registration, once its self-signature and every key id check out."""
-    fields = _object(document, REGISTRATION_FORMAT, "registration")
+    fields = parse_object(document, REGISTRATION_FORMAT, "registration")
     agency = _text(fields, "agency", "registration")
     entries = fields.get("keys")
     if not isinstance(entries, list) or not entries:
@@ -145,16 +144,6 @@ def _key_record(entry: Any, agency: str, n: int) -> PublicKeyRecord:
     if key_id != key_id_for(agency, use, raw):
         raise PartnerDocumentError(f"{where}: key id {key_id} does not match its public key")
     return PublicKeyRecord(key_id, agency, use, raw, not_before, expires)
-
-
-def _object(document: bytes, expected_format: str, what: str) -> dict[str, Any]:
-    try:
-        fields = json.loads(document)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PartnerDocumentError(f"{what}: not JSON ({exc})") from None
-    if not isinstance(fields, dict) or fields.get("format") != expected_format:
-        raise PartnerDocumentError(f"{what}: not a {expected_format} document")
-    return fields
 
 
 def _text(fields: dict[str, Any], name: str, what: str) -> str:

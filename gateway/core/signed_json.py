@@ -23,6 +23,10 @@ class SignatureInvalid(GatewayError):
     """A document whose detached signature does not verify with the expected key."""
 
 
+class MalformedDocument(GatewayError):
+    """Not JSON, not an object, or not of the format expected."""
+
+
 def canonical(document: dict[str, Any]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
@@ -43,3 +47,14 @@ def check_signature(document: bytes, signature: bytes, key: Ed25519PublicKey, wh
         key.verify(base64.b64decode(signature.strip(), validate=True), document)
     except (InvalidSignature, ValueError):
         raise SignatureInvalid(f"{what}: signature does not verify") from None
+
+
+def parse_object(document: bytes, expected_format: str, what: str) -> dict[str, Any]:
+    """The document's fields, once it is a JSON object of ``expected_format``."""
+    try:
+        fields = json.loads(document)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedDocument(f"{what}: not JSON ({exc})") from None
+    if not isinstance(fields, dict) or fields.get("format") != expected_format:
+        raise MalformedDocument(f"{what}: not a {expected_format} document")
+    return fields

@@ -65,6 +65,7 @@ from gateway.infra import keystore
 from gateway.infra.clock import utc_now
 from gateway.infra.keyed_locks import KeyedLocks
 from gateway.services import metrics
+from gateway.services.directory_watch import DirectoryWatch
 from gateway.store import HandledMarks
 
 log = structlog.get_logger("gateway.services.edge")
@@ -181,7 +182,14 @@ class Edge:
         self._connection = await connect(self.broker_url, self.config.broker_tls)
         self._channel = await confirmed_channel(self._connection, prefetch=32)
         self._ingress = await self._channel.get_exchange(topology.INGRESS_EXCHANGE, ensure=False)
+        await DirectoryWatch(self.config, self._apply_directory).start(self._connection)
         return self
+
+    async def _apply_directory(self, config: AreaConfig) -> None:
+        try:
+            self.reload(config)
+        except GatewayError as exc:  # the registry applied; the keys could not be re-read
+            log.error("edge.keys_reload_failed", agency=self.agency, reason=str(exc))
 
     async def __aexit__(self, *exc: object) -> None:
         if self._connection is not None:

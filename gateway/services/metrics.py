@@ -85,6 +85,17 @@ REJECTS = Counter(
     ["check", "stage"],
     registry=REGISTRY,
 )
+DIRECTORY_VERSION = Gauge(
+    "mash_gateway_directory_version",
+    "Version of the signed area directory this service applies (0: its config file's own).",
+    registry=REGISTRY,
+)
+DIRECTORY_REFUSED = Counter(
+    "mash_gateway_directory_refused_total",
+    "Area directories refused, by why: malformed, area, not-newer, signer, signature, invalid.",
+    ["reason"],
+    registry=REGISTRY,
+)
 OPERATION_DURATION = Histogram(
     "mash_gateway_operation_duration_seconds",
     "Time of one cryptographic operation: envelope seal, open, verify; gpg calls.",

@@ -61,6 +61,7 @@ from gateway.infra import hangup, keystore
 from gateway.infra.clock import utc_now
 from gateway.infra.keyed_locks import KeyedLocks
 from gateway.services import audit_log, metrics
+from gateway.services.directory_watch import DirectoryWatch
 from gateway.services.escalator import DEFAULT_TICK_S, Escalator, EscalatorChannels, run_escalator
 from gateway.store import TrackingStore
 
@@ -102,7 +103,8 @@ class Router:
         """Take a new registry, agreements and ``[deadlines]`` (a revoked key stops verifying
         at once; deadlines opened from now on follow the new rules).
 
-        New agencies still need a restart: their inboxes are declared at start-up.
+        A new agency's inbox is declared by ``broker setup``, or by this router when it
+        runs on the area's administrator URL (``_consume``'s directory apply).
         A policy given to ``run_router`` (the demo's shortened clock) is kept.
         """
         signer = keystore.load_signing_identity(config, config.gateway, utc_now())
@@ -373,6 +375,13 @@ async def _consume(
             async with message.process(requeue=True):
                 await router.handle(message.body, exchanges)
 
+        async def apply_directory(directory_config: AreaConfig) -> None:
+            router.reload(directory_config)
+            escalator.reload(router.config, router.signer)
+            if not login.own:  # on the administrator's URL it declares, as at start-up
+                await topology.declare(channel, directory_config.inbox_agencies, topology.Limits())
+
+        await DirectoryWatch(config, apply_directory).start(connection)
         if reload_on_sighup:  # for the process's life, beside any adapters it hosts
             hangup.on_hangup(functools.partial(_reload, router, escalator, config.path))
         tag = await queue.consume(on_message)

@@ -22,6 +22,8 @@ from gateway.broker.definitions import (
 )
 from gateway.broker.topology import (
     DELIVER_EXCHANGE,
+    DIRECTORY_EXCHANGE,
+    DIRECTORY_QUEUE,
     EVENTS_EXCHANGE,
     INGRESS_EXCHANGE,
     QUARANTINE_EXCHANGE,
@@ -47,23 +49,23 @@ def every_name() -> set[str]:
     return {e.name for e in wanted.exchanges} | {q.name for q in wanted.queues} | {""}
 
 
-def test_the_routers_user_writes_deliveries_events_and_quarantine_and_reads_its_queue() -> None:
+def test_the_routers_user_writes_deliveries_events_quarantine_and_the_directory() -> None:
     names = every_name() | {"amq.default", "amq.topic", "mash.deliverx", "xmash.events"}
     writable = {n for n in names if allows(ROUTER_PERMISSIONS.write, n)}
     readable = {n for n in names if allows(ROUTER_PERMISSIONS.read, n)}
     configurable = {n for n in names if allows(ROUTER_PERMISSIONS.configure, n)}
-    assert writable == {DELIVER_EXCHANGE, EVENTS_EXCHANGE, QUARANTINE_EXCHANGE}
-    assert readable == {ROUTER_QUEUE}
+    assert writable == {DELIVER_EXCHANGE, EVENTS_EXCHANGE, QUARANTINE_EXCHANGE, DIRECTORY_EXCHANGE}
+    assert readable == {ROUTER_QUEUE, DIRECTORY_QUEUE}
     assert configurable == {""}  # ^$: only the nameless default exchange, which no one declares
     assert not any(allows(ROUTER_PERMISSIONS.read, inbox_queue(a)) for a in AGENCIES)
     assert not allows(ROUTER_PERMISSIONS.read, QUARANTINE_QUEUE)
 
 
-def test_an_agency_writes_ingress_and_reads_its_own_inbox_only() -> None:
+def test_an_agency_writes_ingress_and_reads_its_own_inbox_and_the_directory_only() -> None:
     police = agency_permissions("police")
     names = every_name()
     assert {n for n in names if allows(police.write, n)} == {INGRESS_EXCHANGE}
-    assert {n for n in names if allows(police.read, n)} == {inbox_queue("police")}
+    assert {n for n in names if allows(police.read, n)} == {inbox_queue("police"), DIRECTORY_QUEUE}
 
 
 def test_exactly_escapes_and_anchors_every_name() -> None:
