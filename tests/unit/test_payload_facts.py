@@ -36,3 +36,15 @@ def test_merge_prefers_the_payload_and_refuses_a_contradiction() -> None:
     assert merge("RAG", "Amber", "Amber") == "Amber"
     with pytest.raises(HeaderPayloadMismatch, match="RAG 'Red' differs from the payload's 'Amber'"):
         merge("RAG", "Red", "Amber")
+
+
+REQUEST = (schemas_dir() / "examples" / "valid" / "information-request.xml").read_bytes()
+DUE = b"<ResponseDue>2025-03-11T09:45:00Z</ResponseDue>"
+
+
+def test_a_due_time_the_schema_accepts_with_spaces_around_it_is_read() -> None:
+    """Found by tests/fuzz (fuzz_xml_payload): the schema collapses the spaces, and
+    fromisoformat raised a bare ValueError on them."""
+    spaced = REQUEST.replace(DUE, b"<ResponseDue>\n  2025-03-11T09:45:00Z\n</ResponseDue>")
+    facts = payload_facts(schemas.validate(spaced, "request.xml"))
+    assert facts.deadline == datetime(2025, 3, 11, 9, 45, tzinfo=UTC)
