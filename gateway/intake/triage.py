@@ -63,12 +63,15 @@ class FreeText:
 
 
 def text_of(part: Message) -> str:
-    """A text part decoded by its charset; an unknown or wrong charset falls back to UTF-8."""
+    """A text part decoded by its charset; an unknown or wrong charset falls back to UTF-8.
+
+    ValueError covers a text that does not decode (UnicodeError) and a charset name
+    no codec could have (one holding NUL, which the codec lookup refuses so)."""
     data = part.get_payload(decode=True)
     raw = data if isinstance(data, bytes) else b""
     try:
         return raw.decode(part.get_content_charset() or "us-ascii")
-    except (LookupError, UnicodeDecodeError):
+    except (LookupError, ValueError):
         return raw.decode("utf-8", errors="replace")
 
 
