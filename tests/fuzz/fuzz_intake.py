@@ -8,10 +8,12 @@ the payload (content.py: an XML attachment, a form, or free text for triage)
 and its schema check, addressing and the replay keys. The choices byte picks
 the sender (a `pgp` domain's officer, or a `tls` domain with DKIM) and whether
 the harness DKIM-signs the mail with the pinned key first, so mutated mails
-still reach the content. gpg, the replay memory and the exchange are
-stand-ins: decryption hands the armoured part back as the plaintext, a
-detached signature verifies when it is not empty, and submitting reads the
-payload's facts as the edge does.
+still reach the content. The mail's To header stands in for RCPT TO: it is
+read as the SMTP server reads a recipient (sender_policy.recipient, reply
+tokens included), and the mail goes to the hub when it is refused. gpg,
+the replay memory and the exchange are stand-ins: decryption hands the
+armoured part back as the plaintext, a detached signature verifies when it
+is not empty, and submitting reads the payload's facts as the edge does.
 Oracle: ``accept`` returns an Accepted or a Refusal and raises nothing; any
 exception would reach the SMTP server's catch-all and answer 451, a
 temporary failure the sender's server would retry for days.
@@ -41,12 +43,12 @@ with atheris.instrument_imports(include=["gateway", "email", "dkim"]):
     from gateway.core.errors import GatewayError
     from gateway.core.payload_facts import PayloadFacts, header_facts, payload_facts
     from gateway.core.resources import schemas_dir
-    from gateway.intake import forms
+    from gateway.intake import forms, mime, reply_tokens, sender_policy
     from gateway.intake.acceptance import Acceptance
     from gateway.intake.dkim_check import DkimVerifier
     from gateway.intake.pgp import Decrypted
+    from gateway.intake.refusal import Refusal
     from gateway.intake.replay import ReplayKey, Seen
-    from gateway.intake.sender_policy import Recipient
     from gateway.intake.trust import SignatureStatus, Verdict
     from gateway.services.edge import Submission
 
@@ -149,7 +151,9 @@ async def submit(agency: str, submission: Submission, assurance: str) -> HeaderF
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
 ACCEPTANCE = Acceptance(CONFIG, Keyring(), submit, Replays(), DkimVerifier())  # type: ignore[arg-type]
 LOOP = asyncio.new_event_loop()
-RECIPIENTS = (Recipient("hub"),)
+HUB = (sender_policy.Recipient("hub"),)
+REPLY_KEY = hashlib.sha256(b"mash-gateway fuzz reply tokens").digest()  # test-only
+REQUEST_ID = str(uuid.UUID(int=1, version=4))
 
 
 def dkim_signed(raw: bytes) -> bytes:
@@ -174,7 +178,19 @@ def one_input(data: bytes) -> None:
     mail_from = OFFICER if choices & 1 else NURSE
     if choices & 2 and mail_from == NURSE:
         raw = dkim_signed(raw)
-    LOOP.run_until_complete(ACCEPTANCE.accept(raw, mail_from, RECIPIENTS))
+    LOOP.run_until_complete(ACCEPTANCE.accept(raw, mail_from, recipients(raw, mail_from)))
+
+
+def recipients(raw: bytes, mail_from: str) -> tuple[sender_policy.Recipient, ...]:
+    """The To header read as RCPT TO is; the hub when there is none or it is refused."""
+    rule = sender_policy.sender_rule(mail_from, CONFIG)
+    assert not isinstance(rule, Refusal)
+    found = [
+        sender_policy.recipient(to, CONFIG, rule, REPLY_KEY)
+        for to in mime.entity(raw).header_values("To")
+    ]
+    chosen = tuple(r for r in found if isinstance(r, sender_policy.Recipient))
+    return chosen or HUB
 
 
 def _mail(sender: str, subject: str) -> EmailMessage:
@@ -218,11 +234,13 @@ def seeds() -> dict[str, bytes]:
         )
     )
     response = _mail(NURSE, "form response")
+    token = reply_tokens.ReplyToken(REQUEST_ID, "hub", "health")
+    response.replace_header("To", f"{reply_tokens.local_part(REPLY_KEY, token)}@{HOST}")
     response.set_content(
         forms.fill_in(
             forms.template("InformationResponse"),
             {
-                "Request-Id": str(uuid.UUID(int=1, version=4)),
+                "Request-Id": REQUEST_ID,
                 "Responder-Name": "A Nurse",
                 "Responder-Role": "Health visitor",
                 "Purpose": "child-safeguarding",
