@@ -5,7 +5,8 @@ Feeds: one byte of choices, then the raw DATA of a mail, to the intake's own
 exchange: smuggling, sender policy, the From and Message-ID headers, DKIM
 (dkimpy against a pinned ed25519 key), the PGP/MIME structure (mime.py),
 the payload (content.py: an XML attachment, a form, or free text for triage)
-and its schema check, addressing and the replay keys. The choices byte picks
+and its schema check, addressing and the replay keys, and the header the
+edge would seal it under. The choices byte picks
 the sender (a `pgp` domain's officer, or a `tls` domain with DKIM) and whether
 the harness DKIM-signs the mail with the pinned key first, so mutated mails
 still reach the content. The mail's To header stands in for RCPT TO: it is
@@ -13,7 +14,8 @@ read as the SMTP server reads a recipient (sender_policy.recipient, reply
 tokens included), and the mail goes to the hub when it is refused. gpg,
 the replay memory and the exchange are stand-ins: decryption hands the
 armoured part back as the plaintext, a detached signature verifies when it
-is not empty, and submitting reads the payload's facts as the edge does.
+is not empty, and submitting reads the payload's facts and builds the
+envelope header as the edge does.
 Oracle: ``accept`` returns an Accepted or a Refusal and raises nothing; any
 exception would reach the SMTP server's catch-all and answer 451, a
 temporary failure the sender's server would retry for days.
@@ -39,7 +41,8 @@ with atheris.instrument_imports(include=["gateway", "email", "dkim"]):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from gateway.config.intake_config import parse_intake
-    from gateway.core.envelope import HeaderFields
+    from gateway.core.envelope import HeaderFields, WrappedKey
+    from gateway.core.envelope.header import header_element
     from gateway.core.errors import GatewayError
     from gateway.core.payload_facts import PayloadFacts, header_facts, payload_facts
     from gateway.core.resources import schemas_dir
@@ -64,6 +67,9 @@ DKIM_KEY = Ed25519PrivateKey.from_private_bytes(
 )
 DKIM_SEED = base64.b64encode(hashlib.sha256(b"mash-gateway fuzz dkim").digest())
 DKIM_PUBLIC = base64.b64encode(DKIM_KEY.public_key().public_bytes_raw()).decode()
+
+
+WRAP = (WrappedKey("hub", "hub.encrypt.0000000000000000", b"\0" * 48),)
 
 
 def _fail(key: str, problem: str) -> GatewayError:
@@ -132,7 +138,7 @@ async def submit(agency: str, submission: Submission, assurance: str) -> HeaderF
         submission.purpose, submission.lawful_bases, submission.rag, submission.deadline
     )
     facts = header_facts(payload_facts(document.root), stated, submission.source)
-    return HeaderFields(
+    fields = HeaderFields(
         message_id=str(uuid.uuid4()),
         correlation_id=submission.correlation_id or str(uuid.uuid4()),
         message_type=document.message_type,
@@ -146,6 +152,8 @@ async def submit(agency: str, submission: Submission, assurance: str) -> HeaderF
         rag=facts.rag,
         deadline=facts.deadline,
     )
+    header_element(fields, f"{agency}.sign.0000000000000000", WRAP, 65536)  # sealing's first step
+    return fields
 
 
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
