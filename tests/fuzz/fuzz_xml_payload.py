@@ -1,7 +1,11 @@
 """Fuzz the XML payload check: safe parsing, the schemas, and the header facts an edge reads.
 
 Feeds: a canonical payload document, as an edge's ``submit`` or the e-mail
-intake hands it over. It runs what happens before sealing: ``schemas.checked``
+intake hands it over; or, for an input starting with a zero byte, one of the
+valid examples with one to three element texts or attribute values replaced
+by text the rest of the input makes, so that values of every type reach the
+schema and the readers after it (byte mutations of a whole document mostly
+break its syntax). It runs what happens before sealing: ``schemas.checked``
 (gateway/core/xmlsafe, the XSDs, the identifier and outcome rules), the
 problems' redacted text (what logs and receipts carry), then the payload's
 facts (purpose, lawful bases, RAG, due time) and the envelope header built
@@ -12,14 +16,16 @@ envelope accepts too.
 
 from __future__ import annotations
 
+import copy
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import atheris
+from lxml import etree
 
 with atheris.instrument_imports(include=["gateway"]):
-    from gateway.core import schemas
+    from gateway.core import schemas, xmlsafe
     from gateway.core.envelope import HeaderFields, WrappedKey
     from gateway.core.envelope.header import header_element
     from gateway.core.payload_facts import (
@@ -35,11 +41,39 @@ with atheris.instrument_imports(include=["gateway"]):
 from fuzz_common import main
 
 NOW = datetime(2026, 3, 3, 9, 30, tzinfo=UTC)
+VALID = [
+    xmlsafe.parse(path.read_bytes(), path.name)
+    for path in sorted((schemas_dir() / "examples" / "valid").glob("*.xml"))
+]
 NOTHING_STATED = PayloadFacts(None, (), None, None)
 WRAP = (WrappedKey("health", "health.encrypt.0000000000000000", b"\0" * 48),)
 
 
+def with_values(data: bytes) -> bytes | None:
+    """A valid example with values taken from ``data``; None when lxml cannot hold them."""
+    given = atheris.FuzzedDataProvider(data)
+    root = copy.deepcopy(VALID[given.ConsumeIntInRange(0, len(VALID) - 1)])
+    elements = [e for e in root.iter() if isinstance(e.tag, str)]
+    try:
+        for _ in range(given.ConsumeIntInRange(1, 3)):
+            element = elements[given.ConsumeIntInRange(0, len(elements) - 1)]
+            value = given.ConsumeUnicodeNoSurrogates(given.ConsumeIntInRange(0, 48))
+            names = sorted(element.attrib)
+            if names and given.ConsumeBool():
+                element.set(names[given.ConsumeIntInRange(0, len(names) - 1)], value)
+            else:
+                element.text = value
+    except ValueError:  # a character XML cannot hold: lxml refuses it here, in the harness
+        return None
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
 def one_input(data: bytes) -> None:
+    if data[:1] == b"\0":
+        made = with_values(data[1:])
+        if made is None:
+            return
+        data = made
     try:
         document = schemas.checked(data, "fuzz.xml")
     except SchemaViolation as exc:
@@ -66,6 +100,8 @@ def seeds() -> dict[str, bytes]:
     found = {}
     for path in sorted(Path(examples).glob("*/*.xml")):
         found[f"{path.parent.name}-{path.stem}"] = path.read_bytes()
+    for index in range(len(VALID)):
+        found[f"values-{index}"] = b"\0" + bytes([index]) * 4 + b"2025-03-11T09:45:00Z" * 2
     return found
 
 
