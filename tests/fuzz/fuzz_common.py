@@ -36,7 +36,10 @@ def main(
         with contextlib.suppress(allowed):
             one_input(data)
 
-    atheris.Setup(sys.argv, oracle)
+    # libFuzzer starts argv[0] again through the shell for -merge, -jobs and -fork:
+    # make it the command that runs this script with this interpreter.
+    argv = [f"{sys.executable} {Path(sys.argv[0]).resolve()}", *sys.argv[1:]]
+    atheris.Setup(argv, oracle)
     atheris.Fuzz()
 
 
