@@ -5,7 +5,10 @@ header XML | signature | segments), verified as it came: the framing. And
 as ``header XML || SEPARATOR || segments``, framed here with the right length
 and the header signed by the sender's key, so a mutated header gets past the
 length and the signature to the schema, timestamp, replay, ciphertext and
-segment checks and to opening for the recipient.
+segment checks and to opening for the recipient. An input starting with a
+zero byte takes one of the seed containers instead and replaces one to three
+of its header's texts or attribute values with text the rest of the input
+makes, so values of every type reach the header's readers.
 Oracle: only EnvelopeError (the one error the envelope raises, naming its check).
 """
 
@@ -16,6 +19,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import atheris
+from lxml import etree
 
 with atheris.instrument_imports(include=["gateway"]):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -84,7 +88,32 @@ class _Seen:
         return message_id == "00000000-0000-4000-8000-000000000000"
 
 
+def with_values(data: bytes) -> bytes | None:
+    """A seed's header with values taken from ``data``, as header || SEPARATOR || segments."""
+    given = atheris.FuzzedDataProvider(data)
+    header, segments = BASES[given.ConsumeIntInRange(0, len(BASES) - 1)]
+    root = etree.fromstring(header)
+    elements = list(root.iter())
+    try:
+        for _ in range(given.ConsumeIntInRange(1, 3)):
+            element = elements[given.ConsumeIntInRange(0, len(elements) - 1)]
+            value = given.ConsumeUnicodeNoSurrogates(given.ConsumeIntInRange(0, 48))
+            names = sorted(element.attrib)
+            if names and given.ConsumeBool():
+                element.set(names[given.ConsumeIntInRange(0, len(names) - 1)], value)
+            else:
+                element.text = value
+    except ValueError:  # a character XML cannot hold: lxml refuses it here, in the harness
+        return None
+    return bytes(etree.tostring(root, encoding="UTF-8")) + SEPARATOR + segments
+
+
 def one_input(data: bytes) -> None:
+    if data[:1] == b"\0":
+        made = with_values(data[1:])
+        if made is None:
+            return
+        data = made
     with contextlib.suppress(EnvelopeError):
         verify(data, REGISTRY, NOW, WINDOW, _Seen())
     header, _, segments = data.partition(SEPARATOR)
@@ -95,7 +124,8 @@ def one_input(data: bytes) -> None:
     open_bytes(resigned, REGISTRY, IDENTITY, NOW, WINDOW, None)
 
 
-def seeds() -> dict[str, bytes]:
+def containers() -> dict[str, bytes]:
+    """Sealed messages of each header shape, by the fixed test keys."""
     signer = SigningIdentity("police", SIGN_ID, SIGN)
     recipient = RecipientKey("health", ENCRYPT_ID, ENCRYPT.public_key())
     base = HeaderFields(
@@ -133,18 +163,35 @@ def seeds() -> dict[str, bytes]:
         rag="Amber",
         deadline=NOW + timedelta(days=1),
     )
-    containers = {
+    return {
         "referral": seal_bytes(base, b"<Referral/>", signer, [recipient], 1024),
         "two-segments": seal_bytes(base, b"x" * 1500, signer, [recipient], 1024),
         "empty": seal_bytes(base, b"", signer, [recipient], 1024),
         "receipt": seal_bytes(receipt, b"<DeliveryReceipt/>", signer, [recipient], 1024),
         "request": seal_bytes(request, b"<InformationRequest/>", signer, [recipient], 4096),
     }
-    found = {f"container-{name}": data for name, data in containers.items()}
-    for name, data in containers.items():
+
+
+def seeds() -> dict[str, bytes]:
+    made = containers()
+    found = {f"container-{name}": data for name, data in made.items()}
+    for name, data in made.items():
         head = split_head(data)
         found[f"parts-{name}"] = head.header_bytes + SEPARATOR + data[head.size :]
+    for index in range(len(BASES)):
+        found[f"values-{index}"] = b"\0" + bytes([index]) * 4 + b"2026-03-03T09:30:00Z" * 2
     return found
+
+
+def _bases() -> list[tuple[bytes, bytes]]:
+    found = []
+    for data in containers().values():
+        head = split_head(data)
+        found.append((head.header_bytes, data[head.size :]))
+    return found
+
+
+BASES = _bases()
 
 
 if __name__ == "__main__":
