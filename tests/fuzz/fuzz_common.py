@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import atheris
+from lxml import etree
 
 OneInput = Callable[[bytes], None]
 
@@ -48,3 +49,24 @@ def write_seeds(folder: Path, seeds: Mapping[str, bytes]) -> None:
     for name, data in seeds.items():
         digest = hashlib.sha256(data).hexdigest()[:12]
         (folder / f"seed-{name}-{digest}").write_bytes(data)
+
+
+def replace_values(root: etree._Element, given: atheris.FuzzedDataProvider) -> bool:
+    """Replace one to three texts or attribute values under ``root`` with text from ``given``.
+
+    False when lxml refuses a character XML cannot hold: the harness, not the target,
+    hit that, so the input is skipped.
+    """
+    elements = [e for e in root.iter() if isinstance(e.tag, str)]
+    try:
+        for _ in range(given.ConsumeIntInRange(1, 3)):
+            element = elements[given.ConsumeIntInRange(0, len(elements) - 1)]
+            value = given.ConsumeUnicodeNoSurrogates(given.ConsumeIntInRange(0, 48))
+            names = sorted(element.attrib)
+            if names and given.ConsumeBool():
+                element.set(names[given.ConsumeIntInRange(0, len(names) - 1)], value)
+            else:
+                element.text = value
+    except ValueError:
+        return False
+    return True
