@@ -60,6 +60,9 @@ class Column:
 
     def convert(self, raw: str, source: str, where: str) -> str:
         value = raw.strip()
+        problem = xmlsafe.text_problem(value)
+        if problem is not None:
+            raise MappingError(source, where, self.field, f"column {self.name!r} {problem}")
         if not value:
             if self.required:
                 raise MappingError(source, where, self.field, f"column {self.name!r} is empty")

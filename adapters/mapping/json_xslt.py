@@ -26,6 +26,7 @@ from lxml import etree
 
 from adapters.mapping import Mapped, MappingError
 from adapters.mapping.xslt import LINE_NS, XsltMapping
+from gateway.core import xmlsafe
 from gateway.core.xmlsafe import MAX_DEPTH
 
 _LINE = f"{{{LINE_NS}}}line"
@@ -68,7 +69,11 @@ def _fill(element: etree._Element, value: Any, path: str, source: str, depth: in
     elif isinstance(value, bool):
         element.text = "true" if value else "false"
     elif value is not None:
-        element.text = str(value)
+        text = str(value)
+        problem = xmlsafe.text_problem(text)
+        if problem is not None:
+            raise MappingError(source, path, "value", problem)
+        element.text = text
 
 
 def _child(

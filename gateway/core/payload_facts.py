@@ -40,7 +40,8 @@ def payload_facts(root: etree._Element) -> PayloadFacts:
         purpose=purpose,
         lawful_bases=tuple(e.text or "" for e in root.findall(f"{_NS}LawfulBasis")),
         rag=rag,
-        deadline=datetime.fromisoformat(due.replace("Z", "+00:00")) if due else None,
+        # The schema collapses the whitespace around a dateTime; fromisoformat does not.
+        deadline=datetime.fromisoformat(due.strip().replace("Z", "+00:00")) if due else None,
     )
 
 

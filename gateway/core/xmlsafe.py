@@ -7,6 +7,7 @@ network or exhaust memory (billion laughs, XXE, deep nesting).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from lxml import etree
@@ -15,6 +16,10 @@ from gateway.core.errors import GatewayError
 
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 64
+# Characters XML 1.0 cannot hold (section 2.2: C0 controls but tab, LF and CR,
+# surrogates, U+FFFE and U+FFFF). lxml refuses them in text and attribute values
+# with a bare ValueError, so values from outside are checked against this first.
+NOT_XML_CHARACTER = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 class UnsafeXmlError(GatewayError):
@@ -66,6 +71,18 @@ def _check_depth(root: etree._Element, source: str, max_depth: int) -> None:
                 f"{source}:{element.sourceline}: element nesting deeper than {max_depth}"
             )
         stack.extend((child, depth + 1) for child in element)
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be XML character data, naming the first such character; None if it can.
+
+    Callers building documents from native values (mappings, mail forms) turn this
+    into their own error, so a stray control character is refused naming its field.
+    """
+    found = NOT_XML_CHARACTER.search(text)
+    if found is None:
+        return None
+    return f"holds U+{ord(found.group()):04X}, a character XML cannot carry"
 
 
 def schema_parser() -> etree.XMLParser:

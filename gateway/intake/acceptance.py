@@ -122,10 +122,10 @@ class Acceptance:
         if uncertified is not None:
             return uncertified
         message = mime.entity(raw)
-        from_address = sender_policy.header_from(message.headers.get_all("From", []), rule)
+        from_address = sender_policy.header_from(message.header_values("From"), rule)
         if isinstance(from_address, Refusal):
             return from_address
-        message_id = replay.message_id(message.headers.get_all("Message-ID", []))
+        message_id = replay.message_id(message.header_values("Message-ID"))
         if isinstance(message_id, Refusal):
             return message_id
         vouched = await self.vouch(raw, rule)

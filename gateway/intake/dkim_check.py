@@ -53,9 +53,15 @@ class DkimVerifier:
         return await asyncio.to_thread(self._signatures, raw, rule)
 
     def _signatures(self, raw: bytes, rule: DomainRule) -> tuple[DkimSignature, ...]:
-        verifier = dkim.DKIM(
-            raw, logger=_QUIET, minkey=DKIM_MIN_RSA_BITS, timeout=DNS_TIMEOUT_SECONDS
-        )
+        try:
+            verifier = dkim.DKIM(
+                raw, logger=_QUIET, minkey=DKIM_MIN_RSA_BITS, timeout=DNS_TIMEOUT_SECONDS
+            )
+        except dkim.MessageFormatError as exc:
+            # dkimpy reads the header section strictly (RFC 5322): one it cannot split into
+            # fields has no signature anyone could verify, so it fails as the domain's.
+            problem = f"the mail's header section cannot be read: {exc}"
+            return (DkimSignature(rule.domain, "", False, problem),)
         count = sum(1 for name, _ in verifier.headers if name.lower() == b"dkim-signature")
         return tuple(
             self._one(verifier, index, rule) for index in range(min(count, MAX_SIGNATURES))

@@ -23,7 +23,7 @@ from datetime import date, datetime
 
 from lxml import etree
 
-from gateway.core import vocabulary
+from gateway.core import vocabulary, xmlsafe
 from gateway.core.identifiers import nhs_number_problem
 
 NS = "urn:mash-gateway:v1"
@@ -186,6 +186,9 @@ def _collect(lines: list[tuple[str, str, int]], fields: tuple[Field, ...]) -> Va
             continue  # left blank, or as the template's hint: not filled in
         if field.name in values and not field.repeatable:
             raise FormError(field.name, f"given twice (again on line {number})")
+        problem = xmlsafe.text_problem(value)
+        if problem is not None:
+            raise FormError(field.name, f"on line {number} {problem}")
         values.setdefault(field.name, []).append(value)
     for field in fields:
         if field.required and field.name not in values:

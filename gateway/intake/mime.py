@@ -36,6 +36,12 @@ class Entity:
     def content_type(self) -> str:
         return self.headers.get_content_type()
 
+    def header_values(self, name: str) -> list[str]:
+        """Every value of a header field, as text. The compat32 parser hands a value holding
+        8-bit bytes over as an email.header.Header, not a str; its str() shows each such
+        byte as U+FFFD."""
+        return [str(value) for value in self.headers.get_all(name, [])]
+
     def param(self, name: str) -> str | None:
         value = self.headers.get_param(name)
         return value if isinstance(value, str) else None

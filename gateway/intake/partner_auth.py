@@ -100,10 +100,11 @@ def dkim_verdict(
                 f"The DKIM key of {domain} could not be looked up now; try again later",
                 "dkim-temporary",
             )
+        selector = f" (s={first.selector})" if first.selector else ""
         return Refusal(
             550,
             "5.7.20",
-            f"The DKIM signature by {domain} (s={first.selector}) does not verify: "
+            f"The DKIM signature by {domain}{selector} does not verify: "
             f"{_short(first.problem or 'signature mismatch')}",
             "dkim-invalid",
         )

@@ -57,12 +57,13 @@ _WHAT = {
 
 
 def message_id(values: list[str]) -> str | Refusal:
-    """The mail's one Message-ID, without its angle brackets."""
-    if len(values) != 1 or not values[0].strip().strip("<>").strip():
+    """The mail's one Message-ID, without its angle brackets; ASCII, as RFC 5322 has it
+    (this intake offers no SMTPUTF8), so no two different ids can read the same."""
+    if len(values) != 1 or not values[0].strip().strip("<>").strip() or not values[0].isascii():
         return Refusal(
             550,
             "5.6.0",
-            "Message refused: exactly one Message-ID header is required (RFC 5322 "
+            "Message refused: exactly one Message-ID header, in ASCII, is required (RFC 5322 "
             "section 3.6.4); it is how a replayed copy is recognised",
             "message-id",
         )

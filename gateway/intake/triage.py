@@ -29,6 +29,8 @@ from email.utils import getaddresses
 
 from lxml import etree
 
+from gateway.core.xmlsafe import NOT_XML_CHARACTER
+
 NS = "urn:mash-gateway:v1"
 PURPOSE = "child-safeguarding"
 LAWFUL_BASES = ("uk-gdpr-6-1-e", "uk-gdpr-9-2-g-dpa-sch1-18")
@@ -39,8 +41,6 @@ MAX_FILENAME = 255  # common.xsd FileName
 MEDIA_WORD = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+\-]{0,126}"
 MEDIA_TYPE = re.compile(f"{MEDIA_WORD}/{MEDIA_WORD}")  # common.xsd MediaType
 ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # common.xsd EmailAddress
-# Characters XML 1.0 cannot hold; a mail may carry them, the document may not.
-NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 class TriageError(ValueError):
@@ -63,12 +63,15 @@ class FreeText:
 
 
 def text_of(part: Message) -> str:
-    """A text part decoded by its charset; an unknown or wrong charset falls back to UTF-8."""
+    """A text part decoded by its charset; an unknown or wrong charset falls back to UTF-8.
+
+    ValueError covers a text that does not decode (UnicodeError) and a charset name
+    no codec could have (one holding NUL, which the codec lookup refuses so)."""
     data = part.get_payload(decode=True)
     raw = data if isinstance(data, bytes) else b""
     try:
         return raw.decode(part.get_content_charset() or "us-ascii")
-    except (LookupError, UnicodeDecodeError):
+    except (LookupError, ValueError):
         return raw.decode("utf-8", errors="replace")
 
 
@@ -107,7 +110,7 @@ def _filename(given: str | None, number: int) -> str:
     """A bare file name (common.xsd FileName): no directories, controls or dot-only names."""
     name = re.split(r"[/\\:]", given or "")[-1]
     name = "".join(c for c in name if unicodedata.category(c) != "Cc")
-    name = NOT_XML.sub("\ufffd", name)[:MAX_FILENAME]
+    name = NOT_XML_CHARACTER.sub("\ufffd", name)[:MAX_FILENAME]
     return name if name.strip(".") else f"attachment-{number}"
 
 
@@ -116,13 +119,13 @@ def _media_type(given: str) -> str:
 
 
 def _subject(given: str) -> str | None:
-    flat = " ".join(NOT_XML.sub("\ufffd", given).split())[:MAX_SUBJECT].strip()
+    flat = " ".join(NOT_XML_CHARACTER.sub("\ufffd", given).split())[:MAX_SUBJECT].strip()
     return flat or None
 
 
 def referral(mail: FreeText, received_at: datetime, sender: str | None) -> bytes:
     """The Referral with ManualTriage; ``sender`` is the From address the intake checked."""
-    text = NOT_XML.sub("\ufffd", mail.text.replace("\r\n", "\n")).strip()
+    text = NOT_XML_CHARACTER.sub("\ufffd", mail.text.replace("\r\n", "\n")).strip()
     if not text:
         raise TriageError("the mail has no text: write what the referral is about")
     if len(text) > MAX_TEXT:
@@ -133,7 +136,7 @@ def referral(mail: FreeText, received_at: datetime, sender: str | None) -> bytes
     if (
         address is None
         or ADDRESS.fullmatch(address) is None
-        or NOT_XML.search(address)
+        or NOT_XML_CHARACTER.search(address)
         or len(address) > 254
     ):
         raise TriageError("the mail needs one From address to reply to")

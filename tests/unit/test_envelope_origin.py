@@ -56,6 +56,25 @@ def test_a_changed_header_byte_fails_the_signature() -> None:
     assert check_of(assemble(changed, signature, ciphertext)) == "signature"
 
 
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (b"<CiphertextLength>", b"<CiphertextLength>" + b"0" * 5000),
+        (b'segmentSize="', b'segmentSize="' + b"0" * 5000),
+        (b'segmentSize="', b'segmentSize="0'),
+    ],
+)
+def test_a_number_with_leading_zeros_or_thousands_of_digits_is_a_header_error(
+    before: bytes, after: bytes
+) -> None:
+    """Found by tests/fuzz (fuzz_envelope): the XSD took any number of (leading zero) digits,
+    and int() raised ValueError past 4,300 of them, from a correctly signed header."""
+    header, _, ciphertext = split(seal_to(b"x"))
+    padded = header.replace(before, after, 1)
+    container = assemble(padded, resign(padded, keys("police").sign), ciphertext)
+    assert check_of(container) == "header"
+
+
 def test_a_changed_signature_byte_fails_the_signature() -> None:
     header, signature, ciphertext = split(seal_to(b"x"))
     flipped = bytes([signature[0] ^ 1]) + signature[1:]

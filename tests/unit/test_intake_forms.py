@@ -178,3 +178,16 @@ def test_filling_in_the_blank_template_gives_the_same_document_as_writing_the_fo
     document = fill(fill_in(template("InformationResponse"), answers), AT, "health")
     schemas.validate(document.xml, "form", "InformationResponse")
     assert document.in_reply_to == REQUEST_ID
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x01", "\x7f\x08", "\ud800"])
+def test_a_value_holding_a_character_xml_cannot_carry_is_refused_naming_the_field(
+    character: str,
+) -> None:
+    """Found by tests/fuzz (fuzz_intake): lxml refused it with a bare ValueError, which the
+    SMTP server turned into a 451 the sender's server would retry for days."""
+    text = REFERRAL_FORM.replace("PC Sam Smith", f"PC Sam{character}Smith")
+    with pytest.raises(FormError) as caught:
+        fill(text, AT, "police")
+    assert caught.value.field == "Referrer-Name"
+    assert "line 3" in caught.value.problem

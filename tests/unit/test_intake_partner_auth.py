@@ -186,6 +186,16 @@ def test_a_signature_by_an_unpinned_selector_or_key_fails() -> None:
     assert isinstance(check(signed(), pinned(other_public)), Refusal)
 
 
+def test_a_header_section_dkimpy_cannot_read_is_refused_not_raised() -> None:
+    """Found by tests/fuzz (fuzz_intake): dkimpy's MessageFormatError escaped, and the SMTP
+    server answered 451, so the sender's server would have retried the mail for days."""
+    broken = signed().replace(b"Subject: Referral\r\n", b"Subject: Referral\r\nnot a field\r\n")
+    verdict = check(broken, pinned())
+    assert isinstance(verdict, Refusal) and verdict.check == "dkim-invalid"
+    assert verdict.reply.startswith("550 5.7.20 The DKIM signature by health.demo.example does")
+    assert "header section cannot be read" in verdict.reason
+
+
 def test_a_length_limited_signature_is_not_acceptable() -> None:
     verdict = check(signed(length=True), pinned())
     assert isinstance(verdict, Refusal) and verdict.status == "5.7.21"

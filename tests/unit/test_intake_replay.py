@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.intake import mime
 from gateway.intake.refusal import Refusal
 from gateway.intake.replay import KeyKind, ReplayKey, Seen, keys, message_id, replayed, too_old
 from gateway.intake.replay_memory import ReplayMemory
@@ -24,6 +25,17 @@ def test_the_message_id_is_required_once_and_read_without_brackets() -> None:
     for values in ([], ["<a@x>", "<b@x>"], ["<>"]):
         refusal = message_id(values)
         assert isinstance(refusal, Refusal) and refusal.reply.startswith("550 5.6.0"), values
+
+
+def test_a_message_id_with_8bit_bytes_is_refused_as_a_message_id_problem() -> None:
+    """Found by tests/fuzz (fuzz_intake): the email package hands an 8-bit header value over
+    as a Header object, on which message_id raised AttributeError (the SMTP server's 451)."""
+    parsed = mime.entity(b"From: a@b.example\r\nMessage-ID: <caf\xe9@b.example>\r\n\r\nx")
+    values = parsed.header_values("Message-ID")
+    assert values == ["<caf\ufffd@b.example>"]
+    refusal = message_id(values)
+    assert isinstance(refusal, Refusal) and refusal.check == "message-id"
+    assert "in ASCII" in refusal.reason
 
 
 def test_keys_scope_the_message_id_to_its_domain_and_add_each_signed_digest_once() -> None:

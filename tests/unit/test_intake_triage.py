@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.policy import SMTP
 
 import pytest
@@ -15,7 +15,7 @@ from gateway.core import schemas
 from gateway.core.resources import schemas_dir
 from gateway.intake.content import Payload, payload_of
 from gateway.intake.refusal import Refusal
-from gateway.intake.triage import MAX_TEXT
+from gateway.intake.triage import MAX_TEXT, text_of
 
 pytestmark = pytest.mark.unit
 
@@ -145,3 +145,13 @@ def test_the_shipped_example_describes_its_embedded_bytes() -> None:
         data = base64.b64decode(attachment.findtext("m:Content", namespaces=NS) or "")
         assert attachment.findtext("m:SizeBytes", namespaces=NS) == str(len(data))
         assert attachment.findtext("m:Sha256", namespaces=NS) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("charset", ["utf\x00-8", "no-such-charset", "rot13"])
+def test_a_text_part_with_a_charset_no_codec_has_is_read_as_utf8(charset: str) -> None:
+    """Found by tests/fuzz (fuzz_intake): a charset name holding NUL made the codec lookup
+    raise ValueError, which reached the SMTP server as a 451."""
+    part = Message()
+    part["Content-Type"] = f'text/plain; charset="{charset}"'
+    part.set_payload("caf\u00e9".encode().decode("latin-1"))
+    assert text_of(part) == "caf\u00e9"

@@ -101,3 +101,16 @@ def test_a_placeholder_without_a_column_is_refused(tmp_path: Path) -> None:
     (tmp_path / "m.toml").write_text('template = "t.xml"\n[columns.x]\nfield = "X"\n')
     with pytest.raises(MappingError, match=r"t.xml: nope: placeholder has no \[columns\] entry"):
         CsvMapping(tmp_path / "m.toml")
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x0b", "\ufffe"])
+def test_a_character_xml_cannot_carry_is_refused_naming_line_and_field(
+    concerns: CsvMapping, character: str
+) -> None:
+    """Found by tests/fuzz (fuzz_csv_mapping): lxml refused it with a bare ValueError."""
+    row = ROW1.replace("Elmfield Primary School", f"Elmfield{character}School")
+    with pytest.raises(MappingError) as caught:
+        concerns(csv(row), "cfc.csv")
+    assert caught.value.where == "line 2"
+    assert caught.value.field == "Referrer/Organisation"
+    assert f"U+{ord(character):04X}" in caught.value.problem

@@ -85,3 +85,16 @@ def test_strings_cannot_inject_markup(tmp_path: Path) -> None:
     )
     (mapped,) = JsonXsltMapping(sheet)(body({"v": "<b>&amp;</b>"}), "body")
     assert b"&lt;b&gt;&amp;amp;&lt;/b&gt;" in mapped.payload
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x01", "\ud800", "\uffff"])
+def test_a_string_xml_cannot_carry_is_refused_naming_its_path(
+    search: JsonXsltMapping, character: str
+) -> None:
+    """Found by tests/fuzz (fuzz_json_mapping): lxml refused it with a bare ValueError."""
+    document = json.loads(json.dumps(SAMPLE))
+    document["officer"]["name"] = f"Lee{character}Okafor"
+    with pytest.raises(MappingError) as caught:
+        search(json.dumps(document).encode(), "result.json")
+    assert caught.value.where == "$.officer.name"
+    assert f"U+{ord(character):04X}" in caught.value.problem

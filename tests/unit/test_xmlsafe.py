@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import pytest
 
-from gateway.core.xmlsafe import MAX_DEPTH, UnsafeXmlError, XmlLimits, parse
+from gateway.core.xmlsafe import MAX_DEPTH, UnsafeXmlError, XmlLimits, parse, text_problem
 
 pytestmark = pytest.mark.unit
 
@@ -122,3 +122,17 @@ def test_xinclude_is_not_processed(dtd_server: str) -> None:
     root = parse(f'<r xmlns:xi="{xi}"><xi:include href="{dtd_server}/inc.xml"/></r>'.encode())
     assert [child.tag for child in root] == [f"{{{xi}}}include"]
     assert _CountingHandler.requests == []
+
+
+@pytest.mark.parametrize("text", ["plain", "tab\tand\r\nbreaks", "é ✓ 🙂", "\ue000\ufffd"])
+def test_text_xml_can_carry_has_no_problem(text: str) -> None:
+    assert text_problem(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [("a\x00b", "U+0000"), ("\x0b", "U+000B"), ("x\ud800", "U+D800"), ("\uffff", "U+FFFF")],
+)
+def test_text_xml_cannot_carry_names_the_first_such_character(text: str, named: str) -> None:
+    problem = text_problem(text)
+    assert problem is not None and named in problem
