@@ -39,6 +39,7 @@ EXPECTED_CONSUMERS = {
     topology.ROUTER_QUEUE: 1,
     topology.inbox_queue("hub"): 1,
     topology.inbox_queue("police"): 1,
+    topology.DIRECTORY_QUEUE: 3,  # the router and both edges follow the area directory
 }
 
 
