@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from gateway.broker import topology
 from gateway.broker.vhost import BrokerAdmin, vhost_url
 from gateway.cli import main
 from gateway.config.area_config import AreaConfig, load_config
@@ -40,6 +41,14 @@ from tests.integration.exchange_harness import Inbox, open_edge
 __all__ = ["broker_admin", "pg_schema_url"]
 
 ROUTER_START_TIMEOUT_S = 20.0
+# The consumers of a run with the router and the hub's and police's edges.
+EXPECTED_CONSUMERS = {
+    topology.ROUTER_QUEUE: 1,
+    topology.inbox_queue("hub"): 1,
+    topology.inbox_queue("police"): 1,
+    topology.DIRECTORY_QUEUE: 3,  # the router and both edges follow the area directory
+}
+
 BROKER_START_TIMEOUT_S = 60
 
 

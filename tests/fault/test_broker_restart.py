@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gateway.broker import topology
 from gateway.core.lifecycle import State
 from gateway.core.resources import schemas_dir
 from gateway.services.edge import Edge, Submission
-from tests.fault.conftest import FaultArea, broker_stopped, list_consumers
+from tests.fault.conftest import EXPECTED_CONSUMERS, FaultArea, broker_stopped, list_consumers
 
 pytestmark = pytest.mark.fault
 
@@ -35,12 +34,6 @@ OUTAGE_S = 3.0
 PACE_S = 0.01  # about 70 submissions a second: the submitter is still busy when the broker stops
 WAIT_S = 120.0
 RECONSUME_S = 20.0
-EXPECTED_CONSUMERS = {
-    topology.ROUTER_QUEUE: 1,
-    topology.inbox_queue("hub"): 1,
-    topology.inbox_queue("police"): 1,
-    topology.DIRECTORY_QUEUE: 3,  # the router and both edges follow the area directory
-}
 
 
 @dataclass

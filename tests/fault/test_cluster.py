@@ -32,7 +32,7 @@ from gateway.config.area_config import AreaConfig, load_config
 from gateway.core.lifecycle import State
 from gateway.core.resources import schemas_dir
 from gateway.services.edge import Edge, Submission
-from tests.fault.conftest import FaultArea, RouterProcess
+from tests.fault.conftest import EXPECTED_CONSUMERS, FaultArea, RouterProcess
 from tests.fault.rabbit_cluster import Cluster, Front, Node, ctl
 
 pytestmark = [
@@ -48,12 +48,6 @@ TOTAL = 5000
 IN_FLIGHT = 25
 FIRST_KILL_AT, SECOND_KILL_AT = 1000, 2500  # requests police has received
 WAIT_S = 600.0
-EXPECTED_CONSUMERS = {
-    topology.ROUTER_QUEUE: 1,
-    topology.inbox_queue("hub"): 1,
-    topology.inbox_queue("police"): 1,
-    topology.DIRECTORY_QUEUE: 3,  # the router and both edges follow the area directory
-}
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,14 +17,13 @@ from aio_pika.exceptions import ChannelNotFoundEntity
 
 from gateway.broker.connection import connect
 from gateway.broker.topology import TopologyMissing, inbox_queue
-from gateway.broker.vhost import BrokerAdmin, vhost_url
-from gateway.cli import main
-from gateway.config.area_config import AreaConfig, load_config
+from gateway.broker.vhost import BrokerAdmin
+from gateway.config.area_config import AreaConfig
 from gateway.core.resources import schemas_dir
 from gateway.services.edge import Delivered, Edge, Submission
 from gateway.services.router import run_router
 from gateway.store.sqlite import SqliteStore
-from tests.integration.conftest import AMQP_URL
+from tests.integration.logins_harness import area_with_logins
 
 pytestmark = pytest.mark.integration
 
@@ -36,21 +34,8 @@ REQUEST = (schemas_dir() / "examples" / "valid" / "information-request.xml").rea
 def area(
     broker_admin: BrokerAdmin, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AreaConfig]:
-    vhost = f"mash-test-{uuid.uuid4().hex[:8]}"
-    prefix = f"{vhost}-"
-    directory = tmp_path_factory.mktemp("logins") / "area"
-    assert main(["init", str(directory), "--broker-url", vhost_url(AMQP_URL, vhost)]) == 0
-    toml = directory / "gateway.toml"
-    text = toml.read_text()
-    toml.write_text(text.replace("\n[store]", f'user_prefix = "{prefix}"\n\n[store]', 1))
-    config = load_config(str(toml))
-    try:
-        assert main(["--config", str(toml), "broker", "setup"]) == 0
+    with area_with_logins(broker_admin, tmp_path_factory.mktemp("logins") / "area") as config:
         yield config
-    finally:
-        asyncio.run(broker_admin.delete_vhost(vhost))
-        for principal in config.registry.agencies:
-            asyncio.run(broker_admin.delete_user(f"{prefix}{principal}"))
 
 
 def connected_users(vhost: str) -> set[str]:

@@ -13,14 +13,13 @@ import shutil
 import stat
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from gateway.broker.vhost import BrokerAdmin, vhost_url
+from gateway.broker.vhost import BrokerAdmin
 from gateway.cli import main
 from gateway.config.area_config import AreaConfig, load_config
 from gateway.core.resources import schemas_dir
@@ -29,7 +28,7 @@ from gateway.services.edge import Delivered, Edge, Submission
 from gateway.services.partner_bundle import BundleError, import_bundle
 from gateway.services.router import run_router
 from gateway.store.sqlite import SqliteStore
-from tests.integration.conftest import AMQP_URL
+from tests.integration.logins_harness import area_with_logins
 
 pytestmark = pytest.mark.integration
 
@@ -40,22 +39,8 @@ REQUEST = (schemas_dir() / "examples" / "valid" / "information-request.xml").rea
 def issued_area(
     broker_admin: BrokerAdmin, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AreaConfig]:
-    """A demo area whose broker users were issued by `broker setup`, in a vhost of its own."""
-    vhost = f"mash-test-{uuid.uuid4().hex[:8]}"
-    prefix = f"{vhost}-"
-    directory = tmp_path_factory.mktemp("partner") / "hub"
-    assert main(["init", str(directory), "--broker-url", vhost_url(AMQP_URL, vhost)]) == 0
-    toml = directory / "gateway.toml"
-    text = toml.read_text()
-    toml.write_text(text.replace("\n[store]", f'user_prefix = "{prefix}"\n\n[store]', 1))
-    config = load_config(str(toml))
-    try:
-        assert main(["--config", str(toml), "broker", "setup"]) == 0
+    with area_with_logins(broker_admin, tmp_path_factory.mktemp("partner") / "hub") as config:
         yield config
-    finally:
-        asyncio.run(broker_admin.delete_vhost(vhost))
-        for principal in config.registry.agencies:
-            asyncio.run(broker_admin.delete_user(f"{prefix}{principal}"))
 
 
 def gpg_agent_sockets(folder: str, names: list[str]) -> list[str]:
