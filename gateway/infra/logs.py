@@ -16,7 +16,11 @@ Levels mean:
 
 Libraries that log through the standard ``logging`` module (aio-pika,
 aiormq, aiohttp) are rendered by the same processors, so a production log
-is JSON throughout; their chatter below WARNING is dropped.
+is JSON throughout; their chatter below WARNING is dropped. The servers
+that log what a client sent (aiohttp's request handling quotes header
+bytes in its errors; aiosmtpd a session's traceback) are cut to the
+logger, the level and the exception's class: a client's bytes may carry
+personal data, and ids are not theirs to log.
 """
 
 from __future__ import annotations
@@ -28,6 +32,21 @@ import sys
 import structlog
 
 LIBRARY_LEVEL = logging.WARNING
+# Loggers whose messages and tracebacks quote what a client sent (see above).
+CLIENT_QUOTING_LOGGERS = ("aiohttp.server", "aiohttp.web", "aiohttp.access", "mail.log")
+
+
+class _WithoutClientBytes(logging.Filter):
+    """Cut a client-quoting library's record to its logger, level and exception class."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(CLIENT_QUOTING_LOGGERS):
+            failed = record.exc_info[0] if record.exc_info else None
+            kind = f" ({failed.__name__})" if failed else ""
+            record.msg = f"{record.name}: a client's request failed{kind}"
+            record.args = ()
+            record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
 
 
 def configure(json: bool | None = None, level: int = logging.INFO, quiet: bool = False) -> None:
@@ -71,6 +90,7 @@ def _route_stdlib_logging(
             ],
         )
     )
+    handler.addFilter(_WithoutClientBytes())
     handler.set_name("mash-gateway")
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == "mash-gateway"]:
