@@ -15,10 +15,14 @@ failure logged: a 4xx would make the sender's MTA send a copy for certain.)
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 import structlog
 
@@ -43,6 +47,10 @@ TLS_ONLY = "tls-only"
 
 # (sending agency, what to submit, assurance) -> the header the edge published
 Submitter = Callable[[str, Submission, str], Awaitable[HeaderFields]]
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,14 @@ class Acceptance:
         # message id -> the mail's sender, so a later non-delivery can be mailed back.
         # In memory and bounded: after a restart a notice goes to the agency's contacts.
         self.senders: OrderedDict[str, Accepted] = OrderedDict()
+        # Parsing a mail (MIME, the form or document, the schema) is CPU work of up to
+        # seconds for a large one: done off the event loop, so other SMTP sessions go on.
+        # One thread: lxml parsers and schemas are not shared between threads at once.
+        self._parsing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-parse")
+
+    async def _parsed(self, work: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._parsing, functools.partial(work, *args, **kwargs))
 
     async def accept(
         self,
@@ -121,7 +137,7 @@ class Acceptance:
         uncertified = partner_auth.certificate_refusal(rule, client_certificate)
         if uncertified is not None:
             return uncertified
-        message = mime.entity(raw)
+        message = await self._parsed(mime.entity, raw)
         from_address = sender_policy.header_from(message.header_values("From"), rule)
         if isinstance(from_address, Refusal):
             return from_address
@@ -177,7 +193,9 @@ class Acceptance:
         from_address: str,
         recipients: tuple[sender_policy.Recipient, ...],
     ) -> Accepted | Refusal:
-        payload = content.payload_of(authenticated.content, utc_now(), rule.agency, from_address)
+        payload = await self._parsed(
+            content.payload_of, authenticated.content, utc_now(), rule.agency, from_address
+        )
         if isinstance(payload, Refusal):
             return payload
         addressed = sender_policy.addressing(recipients, payload.message_type, payload.in_reply_to)
@@ -216,7 +234,7 @@ class Acceptance:
                         "encrypt to the key the hub published",
                         "decrypt",
                     )
-                inner = mime.entity(decrypted.plaintext)
+                inner = await self._parsed(mime.entity, decrypted.plaintext)
             if inner.content_type == mime.SIGNED:
                 parts = mime.signed_parts(inner)
                 verdict = await self.keyring.verify_detached(parts.signed, parts.signature)
