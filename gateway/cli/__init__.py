@@ -15,6 +15,7 @@ from gateway.cli import (
     adapter_cmd,
     audit_cmds,
     broker_cmds,
+    console_cmd,
     demo_cmd,
     directory_cmds,
     envelope_cmds,
@@ -56,6 +57,7 @@ COMMAND_MODULES = (
     audit_cmds,
     adapter_cmd,
     intake_cmd,
+    console_cmd,
 )
 
 EXIT_FAILURE = 1

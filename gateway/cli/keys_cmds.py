@@ -7,12 +7,13 @@ private half); nothing is rewritten, so the key history stays auditable.
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from gateway.config.area_config import AreaConfig, ConfigError, load_config
-from gateway.core.registry import KeyRejected, KeyUse, PublicKeyRecord
+from gateway.core.registry import KeyUse
 from gateway.infra import keystore
 from gateway.infra.clock import utc_now
+from gateway.views import validity
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,30 +47,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     revoke.set_defaults(handler=run_revoke)
 
 
-def status(record: PublicKeyRecord, current_ids: set[str], now: datetime) -> str:
-    if record.revoked_at is not None:
-        return "revoked"
-    if record.problem_at(now):
-        return "expired" if now >= record.expires else "not yet valid"
-    return "current" if record.key_id in current_ids else "valid (rotated)"
-
-
-def _current_ids(config: AreaConfig, now: datetime) -> set[str]:
-    ids = set()
-    for agency in config.registry.agencies:
-        for use in KeyUse:
-            try:
-                ids.add(config.registry.current_key(agency, use, now).key_id)
-            except KeyRejected:
-                continue  # an agency without a usable key of this use has no current one
-    return ids
-
-
 def run_list(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     now = utc_now()
     agencies = [args.agency] if args.agency else sorted(config.registry.agencies)
-    current = _current_ids(config, now)
+    current = validity.current_key_ids(config.registry, now)
     print(f"{'KEY ID':<44} {'USE':<8} {'NOT BEFORE':<20} {'EXPIRES':<20} STATUS")
     for agency in agencies:
         config.registry.agency(agency)
@@ -78,7 +60,7 @@ def run_list(args: argparse.Namespace) -> int:
                 f"{record.key_id:<44} {record.use.value:<8} "
                 f"{record.not_before:%Y-%m-%d %H:%M}Z{'':<3} "
                 f"{record.expires:%Y-%m-%d %H:%M}Z{'':<3} "
-                f"{status(record, current, now)}"
+                f"{validity.key_status(record, current, now)}"
             )
     return 0
 

@@ -18,6 +18,10 @@ hash) is also kept in the tracking store, off the file, and ``verify`` given
 that ``kept`` head requires the file to hold it: the record at that place,
 with that hash.
 
+Besides routing decisions, a chain may hold operators' actions (``operator``
+records: who, with which role, did what to which id, and why), which the
+console writes to a chain of its own.
+
 Records hold header facts only (ids, agencies, types, purpose, lawful bases,
 digests, outcomes): the router never sees personal data, and neither does
 the audit trail.
@@ -47,6 +51,7 @@ from gateway.core.registry import Registry
 GENESIS_HASH = "0" * 64
 CHECKPOINT_LABEL = "mash-gateway audit checkpoint v1"
 DECISION = "decision"
+OPERATOR = "operator"  # an operator's action in the console (who, what, on what)
 CHECKPOINT = "checkpoint"
 REQUIRED = ("seq", "at", "kind", "prev", "hash")
 # Claimed facts of a message that failed verification are whatever its sender
@@ -154,6 +159,24 @@ def from_unverified(claimed: ClaimedFacts | None, check: str, reason: str) -> De
 
 
 @dataclass(frozen=True)
+class OperatorAction:
+    """What an operator did in the console: their account, role, the action and its object.
+
+    ``target`` is an id (a message, a case, an account name), ``reason``
+    the operator's own words where the action asks for them.
+    """
+
+    operator: str
+    role: str
+    action: str
+    target: str | None = None
+    reason: str | None = None
+
+
+Record = Decision | OperatorAction
+
+
+@dataclass(frozen=True)
 class ChainHead:
     """The last record written: the next one takes ``seq + 1`` and chains to ``hash``."""
 
@@ -247,6 +270,28 @@ def decision_link(head: ChainHead, at: datetime, decision: Decision) -> Link:
             "refers_to": decision.refers_to,
         },
     )
+
+
+def operator_link(head: ChainHead, at: datetime, action: OperatorAction) -> Link:
+    return _link(
+        head,
+        {
+            "kind": OPERATOR,
+            "at": _utc(at),
+            "operator": action.operator,
+            "role": action.role,
+            "action": action.action,
+            "target": action.target,
+            "reason": action.reason,
+        },
+    )
+
+
+def record_link(head: ChainHead, at: datetime, record: Record) -> Link:
+    """The link for a decision or an operator's action."""
+    if isinstance(record, OperatorAction):
+        return operator_link(head, at, record)
+    return decision_link(head, at, record)
 
 
 def checkpoint_link(head: ChainHead, at: datetime, signer: SigningIdentity) -> Link:
@@ -343,11 +388,11 @@ def _verify_chain(
                 unproven = f"records from line {signed_through + 1} on are unproven"
                 finding = Finding(number, Problem.CHECKPOINT, f"{problem}; {unproven}")
             signed_through, checkpoints = number, checkpoints + 1
-        elif finding is None and record["kind"] != DECISION:
+        elif finding is None and record["kind"] not in (DECISION, OPERATOR):
             finding = Finding(number, Problem.MALFORMED, f"unknown kind {record['kind']!r}")
         if finding is not None:
             return Verification(records, checkpoints, finding)
-        records += record["kind"] == DECISION
+        records += record["kind"] in (DECISION, OPERATOR)
         head = ChainHead(record["seq"], record["hash"])
     if not open_tail and signed_through < len(parsed):
         detail = (

@@ -137,6 +137,16 @@ class DeadlineCount:
 
 
 @dataclass(frozen=True)
+class FlowCount:
+    """Messages one agency sent of one type in a period, and how many were refused: counts only."""
+
+    sender: str
+    message_type: str
+    sent: int
+    rejected: int
+
+
+@dataclass(frozen=True)
 class AuditHead:
     """An audit chain's head as the store keeps it at each checkpoint: a copy off the file.
 

@@ -2,6 +2,7 @@
 
 __all__ = [
     "area",
+    "console_side",
     "flow",
     "mail",
     "setup",

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -238,13 +238,25 @@ async def _settled(store: CaseReader, correlation_id: str) -> bool:
     )
 
 
-async def run(area: Path, base_url: str, say: Callable[[str], None] = print) -> str:
-    """Run the flow in a fresh vhost and area; return the case's correlation id."""
+async def run(
+    area: Path,
+    base_url: str,
+    say: Callable[[str], None] = print,
+    then: Callable[[AreaConfig, str], Awaitable[None]] | None = None,
+) -> str:
+    """Run the flow in a fresh vhost and area; return the case's correlation id.
+
+    ``then`` (the area and the case) runs after the flow, before the vhost
+    is deleted: `demo --console` serves the console there until stopped.
+    """
     admin = await admin_for(base_url)
     vhost = f"mash-demo-{uuid.uuid4().hex[:8]}"
     await admin.create_vhost(vhost, urlsplit(base_url).username or "guest")
     try:
-        return await _run_in(area, vhost_url(base_url, vhost), vhost, say)
+        case = await _run_in(area, vhost_url(base_url, vhost), vhost, say)
+        if then is not None:
+            await then(load_config(str(area / DEFAULT_CONFIG_NAME)), case)
+        return case
     finally:
         await admin.delete_vhost(vhost)
 

@@ -39,8 +39,9 @@ from gateway.core.audit_chain import (
     ChainHead,
     Decision,
     Link,
+    Record,
     checkpoint_link,
-    decision_link,
+    record_link,
 )
 from gateway.core.envelope import SigningIdentity
 from gateway.core.errors import GatewayError
@@ -126,12 +127,12 @@ class AuditLog:
         with self._lock:
             self._signer = signer
 
-    def append(self, decision: Decision, now: datetime) -> None:
-        """Write one decision durably, then a checkpoint if ``checkpoint_every`` are unsigned."""
+    def append(self, decision: Record, now: datetime) -> None:
+        """Write one record durably, then a checkpoint if ``checkpoint_every`` are unsigned."""
         self.append_all([(decision, now)])
 
-    def append_all(self, decisions: Sequence[tuple[Decision, datetime]]) -> None:
-        """Write (decision, time) pairs in order with one fsync: a batch costs one flush.
+    def append_all(self, decisions: Sequence[tuple[Record, datetime]]) -> None:
+        """Write (decision or operator action, time) pairs in order with one fsync.
 
         The head is not copied to the store here (this may run on any thread):
         ``write`` does both.
@@ -141,7 +142,7 @@ class AuditLog:
             head = self._head
             signed = None
             for decision, now in decisions:
-                links.append(decision_link(head, now, decision))
+                links.append(record_link(head, now, decision))
                 head = links[-1].head
                 self._unsigned += 1
                 if self._unsigned >= self._every:
@@ -151,7 +152,7 @@ class AuditLog:
                     self._unsigned = 0
             self._write(links, signed)
 
-    async def write(self, decisions: Sequence[tuple[Decision, datetime]]) -> None:
+    async def write(self, decisions: Sequence[tuple[Record, datetime]]) -> None:
         """``append_all`` off the event loop, then the head to the store if a checkpoint was due."""
         await asyncio.to_thread(self.append_all, decisions)
         await self.keep_head()

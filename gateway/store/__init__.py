@@ -7,7 +7,7 @@ ids and digests only.
 ``TrackingStore`` is the contract, the union of one Protocol per role
 (``HandledMarks`` for the edge, ``RouterStore``, ``EscalatorStore``,
 ``AuditHeads`` for the router's audit log, and the read-only ``CaseReader``,
-``OverdueReader``, ``ReportReader``, ``AuditHeadReader``). SQLite
+``OverdueReader``, ``WorklistReader``, ``ReportReader``, ``AuditHeadReader``). SQLite
 (embedded, zero set-up) is the default; PostgreSQL is for several routers
 sharing one store. One implementation serves both (``sql_store``, over the
 ``dialect`` each driver, ``sqlite`` and ``postgres``, fills in), and both
@@ -36,6 +36,7 @@ from gateway.core.records import (
     DeadlineCount,
     DeadlineEventEntry,
     Fire,
+    FlowCount,
     MessageRecord,
     TimelineEntry,
     Transition,
@@ -55,6 +56,7 @@ __all__ = [
     "StoreError",
     "StoreReader",
     "TrackingStore",
+    "WorklistReader",
     "dialect",
     "migrations",
     "postgres",
@@ -185,7 +187,25 @@ class ReportReader(Protocol):
         """Rejected transitions in [start, end), oldest first: the report's delivery failures."""
 
 
-class StoreReader(CaseReader, OverdueReader, ReportReader, AuditHeadReader, Protocol):
+class WorklistReader(OverdueReader, Protocol):
+    """The console's pages: today's flows, and deadlines a page at a time (keyset, not offset)."""
+
+    async def flow_counts(self, start: datetime, end: datetime) -> list[FlowCount]:
+        """Messages created in [start, end) by sender and type, with how many were rejected."""
+
+    async def overdue_page(
+        self, now: datetime, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[Deadline]:
+        """Open deadlines past due, most overdue first, after (due_at, deadline_id) ``after``."""
+
+    async def coming_due(self, now: datetime, limit: int) -> list[Deadline]:
+        """Open deadlines not yet due, soonest first."""
+
+    async def breached_since(self, since: datetime, limit: int) -> list[Deadline]:
+        """Deadlines closed since ``since`` that were breached (met late or ended), latest first."""
+
+
+class StoreReader(CaseReader, WorklistReader, ReportReader, AuditHeadReader, Protocol):
     """Everything the store tells without changing it: what an operator's console shows."""
 
 

@@ -37,6 +37,7 @@ from gateway.core.records import (
     DeadlineEventEntry,
     Fire,
     Firing,
+    FlowCount,
     MessageRecord,
     TimelineEntry,
     Transition,
@@ -189,6 +190,56 @@ class SqlStore(ABC):
                 "closed_at IS NULL AND due_at <= ? ORDER BY due_at, deadline_id LIMIT ?", now, limit
             ),
         )
+
+    async def overdue_page(
+        self, now: datetime, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[Deadline]:
+        if after is None:
+            return await self.overdue_deadlines(now, limit)
+        return await self._query(
+            "reading a page of overdue deadlines",
+            self._deadlines(
+                "closed_at IS NULL AND due_at <= ? AND (due_at > ? OR (due_at = ? AND"
+                " deadline_id > ?)) ORDER BY due_at, deadline_id LIMIT ?",
+                now,
+                after[0],
+                after[0],
+                after[1],
+                limit,
+            ),
+        )
+
+    async def coming_due(self, now: datetime, limit: int) -> list[Deadline]:
+        return await self._query(
+            "reading deadlines coming due",
+            self._deadlines(
+                "closed_at IS NULL AND due_at > ? ORDER BY due_at, deadline_id LIMIT ?", now, limit
+            ),
+        )
+
+    async def breached_since(self, since: datetime, limit: int) -> list[Deadline]:
+        return await self._query(
+            "reading breached deadlines",
+            self._deadlines(
+                "breached AND closed_at >= ? ORDER BY closed_at DESC, deadline_id LIMIT ?",
+                since,
+                limit,
+            ),
+        )
+
+    async def flow_counts(self, start: datetime, end: datetime) -> list[FlowCount]:
+        rows = await self._query(
+            "counting the flows of a period",
+            _rows(
+                "SELECT sender, message_type, COUNT(*),"
+                " COUNT(*) FILTER (WHERE state = 'rejected') FROM messages"
+                " WHERE created_at >= ? AND created_at < ?"
+                " GROUP BY sender, message_type ORDER BY sender, message_type",
+                start,
+                end,
+            ),
+        )
+        return [FlowCount(*r) for r in rows]
 
     async def messages_between(self, start: datetime, end: datetime) -> list[MessageRecord]:
         return await self._query(

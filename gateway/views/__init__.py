@@ -8,4 +8,5 @@ __all__ = [
     "report",
     "report_formats",
     "timeline",
+    "validity",
 ]

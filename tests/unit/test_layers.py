@@ -46,7 +46,9 @@ LOWER = {
 }
 LOWER["gateway.intake"] = LOWER["gateway.services"] | {"gateway.services"}
 LOWER["adapters"] = LOWER["gateway.services"] | {"gateway.services"}
-LOWER["gateway.demo"] = LOWER["gateway.intake"] | {"gateway.intake", "adapters"}
+# The console reads what the services read; it runs no service of its own but the queue poll.
+LOWER["gateway.console"] = LOWER["gateway.services"] | {"gateway.services"}
+LOWER["gateway.demo"] = LOWER["gateway.intake"] | {"gateway.intake", "adapters", "gateway.console"}
 LOWER["gateway.cli"] = LOWER["gateway.demo"] | {"gateway.demo"}
 
 # The standard library's pure parts: values in, values out. No asyncio, os,

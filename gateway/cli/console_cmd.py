@@ -1,0 +1,85 @@
+"""`mash-gateway console [--listen H:P]` and `console add-user NAME --role viewer|operator`.
+
+The console serves until SIGTERM or SIGINT. ``add-user`` makes (or replaces)
+a local account in the area's state folder and prints its password once:
+generated unless ``--password-stdin`` gives one. Adding an account is an
+operator's action too, recorded on the console's audit chain as done by the
+host account that ran the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from pathlib import Path
+
+from gateway.cli.stopping import stop_on_signals
+from gateway.config.area_config import AreaConfig, load_config
+from gateway.console.accounts import Accounts, Role, users_path
+from gateway.console.operator_audit import OperatorAudit
+from gateway.console.server import DEFAULT_PORT, serving
+from gateway.core.audit_chain import OperatorAction
+from gateway.infra import logs
+from gateway.store import store_from_url
+
+HOST_ROLE = "host"  # who ran a command on the gateway host, as the audit chain names them
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "console", help="the web console (overview, deadlines, cases, keys); add-user"
+    )
+    logs.add_json_argument(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (%(default)s)")
+    parser.add_argument("--tls-cert", type=Path, help="certificate (required off loopback)")
+    parser.add_argument("--tls-key", type=Path, help="its private key")
+    parser.set_defaults(handler=run)
+    actions = parser.add_subparsers(dest="console_action", metavar="ACTION")
+    add = actions.add_parser("add-user", help="make or replace a local console account")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.set_defaults(handler=run_add_user)
+
+
+async def serve(config: AreaConfig, args: argparse.Namespace) -> None:
+    stop = stop_on_signals()
+    async with serving(config, args.host, args.port, args.tls_cert, args.tls_key) as listening:
+        print(f"console at {listening.url}", flush=True)
+        await stop.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    logs.configure(json=args.json_logs)
+    asyncio.run(serve(load_config(args.config), args))
+    return 0
+
+
+async def add_user(config: AreaConfig, name: str, role: Role, password: str | None) -> str:
+    """Make the account and record who made it; returns its password."""
+    made = Accounts(users_path(config)).add(name, role, password)
+    store = store_from_url(config.store_url)
+    await store.open()
+    try:
+        audit = await OperatorAudit.open(config, store)
+        try:
+            action = OperatorAction(getpass.getuser(), HOST_ROLE, f"add-user {role.value}", name)
+            await audit.record(action)
+        finally:
+            await audit.close()
+    finally:
+        await store.close()
+    return made
+
+
+def run_add_user(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    given = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    password = asyncio.run(add_user(config, args.name, Role(args.role), given))
+    print(f"account {args.name} ({args.role}) in {users_path(config)}")
+    if given is None:
+        print(f"password: {password}")
+    return 0

@@ -1,0 +1,28 @@
+"""The web console for the hub's ops team and manager: `mash-gateway console`.
+
+Server-rendered pages (aiohttp, Jinja2), metadata only: ids, agencies,
+types, states, times and reasons, never a payload or personal data (the
+store holds none). Local accounts with argon2id hashes and two roles
+(viewer, operator); sessions in memory with a CSRF token each; a strict
+Content-Security-Policy with no script at all; TLS off loopback; every
+operator's action on the console's own audit chain.
+
+``server`` runs it, ``app`` wires the routes, ``guard`` holds the
+middlewares, ``pages`` and ``sign_in`` the handlers, ``accounts`` and
+``sessions`` who is signed in, ``operator_audit`` the chain,
+``certificates`` the expiry table, ``rendering`` the templates.
+"""
+
+__all__ = [
+    "accounts",
+    "app",
+    "certificates",
+    "guard",
+    "operator_audit",
+    "pages",
+    "rendering",
+    "server",
+    "sessions",
+    "sign_in",
+    "state",
+]

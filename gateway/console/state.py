@@ -1,0 +1,44 @@
+"""What every console request reads: the area, the store, accounts, sessions, the audit chain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gateway.config.area_config import AreaConfig
+from gateway.console.accounts import Accounts
+from gateway.console.operator_audit import OperatorAudit
+from gateway.console.sessions import Session, Sessions
+from gateway.store import StoreReader
+
+PLAIN_COOKIE = "mash-console"
+# The __Host- prefix makes the browser refuse the cookie unless Secure, path /, no Domain.
+TLS_COOKIE = "__Host-mash-console"
+
+
+@dataclass
+class Console:
+    config: AreaConfig
+    store: StoreReader
+    accounts: Accounts
+    audit: OperatorAudit
+    tls: bool
+    sessions: Sessions = field(default_factory=Sessions)
+
+    @property
+    def cookie(self) -> str:
+        return TLS_COOKIE if self.tls else PLAIN_COOKIE
+
+
+CONSOLE = web.AppKey("console", Console)
+SESSION = "console.session"  # request key of the request's Session
+
+
+def console_of(request: web.Request) -> Console:
+    return request.app[CONSOLE]
+
+
+def session_of(request: web.Request) -> Session:
+    session: Session = request[SESSION]
+    return session
