@@ -32,7 +32,7 @@ class Console:
 
 
 CONSOLE = web.AppKey("console", Console)
-SESSION = "console.session"  # request key of the request's Session
+SESSION = web.RequestKey("session", Session)  # the request's session
 
 
 def console_of(request: web.Request) -> Console:
@@ -40,5 +40,4 @@ def console_of(request: web.Request) -> Console:
 
 
 def session_of(request: web.Request) -> Session:
-    session: Session = request[SESSION]
-    return session
+    return request[SESSION]

@@ -1,0 +1,233 @@
+"""The web console over real HTTP on the demo area: sign-in, roles, CSRF, headers, no personal data.
+
+What an operator relies on: nothing is shown before signing in; a form
+without its CSRF token does nothing (403); a viewer reads but cannot reach
+an operator's page; the CSP forbids every script; the console listens in
+clear only on loopback; and no page, on an area whose payloads are full of
+personal data, shows any of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from gateway.cli import main
+from gateway.console.guard import CSP
+from gateway.console.server import ConsoleError, check_listen, serving
+from tests.integration import console_harness
+from tests.integration.console_harness import PASSWORD, DemoArea, client, console_on
+from tests.integration.test_demo import PERSONAL_DATA
+
+pytestmark = pytest.mark.integration
+demo_area = console_harness.demo_area  # the session's demo run
+
+PAGES = ("/", "/deadlines", "/keys", "/audit")
+
+
+async def test_every_page_needs_sign_in_and_carries_the_strict_csp(demo_area: DemoArea) -> None:
+    async with console_on(demo_area.config) as listening, client(listening) as browser:
+        cookies = []
+        for path in (*PAGES, f"/cases/{demo_area.case}"):
+            status, _, response = await browser.get(path)
+            assert status == 303 and response.headers["Location"] == "/sign-in", path
+            assert response.headers["Content-Security-Policy"] == CSP
+            cookies += response.headers.getall("Set-Cookie", [])
+        (cookie,) = cookies  # one anonymous session, kept across the redirects
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+        status, page, response = await browser.get("/sign-in")
+        assert status == 200 and "<script" not in page
+        assert "script-src" not in CSP and "default-src 'none'" in CSP
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Cache-Control"] == "no-store"
+
+
+async def test_sign_in_checks_the_password_and_is_audited_with_the_operator(
+    demo_area: DemoArea,
+) -> None:
+    async with console_on(demo_area.config) as listening, client(listening) as browser:
+        await browser.get("/sign-in")
+        status, page, _ = await browser.post("/sign-in", {"name": "olive", "password": "wrong"})
+        assert status == 401 and "Wrong account name or password" in page
+        status, _, _ = await browser.post("/sign-in", {"name": "nobody", "password": PASSWORD})
+        assert status == 401
+        anonymous = browser.csrf
+        status, _, response = await browser.post(
+            "/sign-in", {"name": "olive", "password": PASSWORD}
+        )
+        assert status == 303 and response.headers["Location"] == "/"
+        status, page, _ = await browser.get("/")
+        assert status == 200 and "olive (operator)" in page
+        assert browser.csrf != anonymous  # a new session, so a new token
+        status, _, _ = await browser.post("/sign-out", {})
+        assert status == 303
+        assert (await browser.get("/"))[0] == 303
+    records = [
+        json.loads(line)
+        for line in (demo_area.config.base_dir / "state" / "console-audit.jsonl").open()
+    ]
+    actions = [(r["operator"], r["action"]) for r in records if r["kind"] == "operator"]
+    assert ("olive", "sign-in") in actions and ("olive", "sign-out") in actions
+    assert ("nobody", "sign-in") not in actions
+    chain = str(demo_area.config.base_dir / "state" / "console-audit.jsonl")
+    verify = ["--config", str(demo_area.config_path), "audit", "verify", "--file", chain]
+    assert await asyncio.to_thread(main, verify) == 0  # signed to its last record, store agrees
+
+
+async def test_a_form_without_its_csrf_token_is_refused(demo_area: DemoArea) -> None:
+    async with console_on(demo_area.config) as listening, client(listening) as browser:
+        await browser.get("/sign-in")
+        status, _, _ = await browser.post(
+            "/sign-in", {"name": "olive", "password": PASSWORD}, with_csrf=False
+        )
+        assert status == 403
+        status, _, _ = await browser.post(
+            "/sign-in", {"name": "olive", "password": PASSWORD, "csrf": "forged"}, with_csrf=False
+        )
+        assert status == 403
+        assert await browser.sign_in("olive") == 303
+        for path, form in (("/cases", {"id": demo_area.case}), ("/sign-out", {})):
+            status, text, _ = await browser.post(path, form, with_csrf=False)
+            assert status == 403 and "CSRF" in text, path
+        assert (await browser.get("/"))[
+            0
+        ] == 200  # still signed in: the forged sign-out did nothing
+
+
+async def test_a_viewer_reads_every_page_but_reaches_no_operator_page(demo_area: DemoArea) -> None:
+    async with console_on(demo_area.config) as listening:
+        async with client(listening) as viewer:
+            await viewer.sign_in("victor")
+            status, page, _ = await viewer.get("/")
+            assert status == 200 and 'href="/audit"' not in page
+            for path in ("/deadlines", "/keys", f"/cases/{demo_area.case}"):
+                assert (await viewer.get(path))[0] == 200, path
+            assert (await viewer.get("/audit"))[0] == 403
+        async with client(listening) as operator:
+            await operator.sign_in("olive")
+            status, page, _ = await operator.get("/")
+            assert 'href="/audit"' in page
+            status, page, _ = await operator.get("/audit")
+            assert status == 200 and "victor" in page and "sign-in" in page
+
+
+async def test_pages_show_the_case_and_its_deadlines_and_no_personal_data(
+    demo_area: DemoArea,
+) -> None:
+    async with console_on(demo_area.config) as listening, client(listening) as browser:
+        await browser.sign_in("olive")
+        seen = {}
+        for path in ("/sign-in", *PAGES, f"/cases/{demo_area.case}", "/cases/no-such-case"):
+            status, seen[path], _ = await browser.get(path)
+            assert status in (200, 303, 404), path
+        status, _, response = await browser.post("/cases", {"id": demo_area.case})
+        assert response.headers["Location"] == f"/cases/{demo_area.case}"
+    deadlines = seen["/deadlines"]
+    assert "probation" in deadlines and "Amber" in deadlines
+    breached = deadlines[deadlines.index("Breached in the last") :]
+    row = next(r for r in breached.split("<tr") if "<td>probation</td>" in r)
+    assert '<td class="n">2</td>' in row  # escalation level 2 reached
+    case = seen[f"/cases/{demo_area.case}"]
+    assert "owed by probation to hub" in case and "met late" in case
+    assert "escalated level 1" in case and "escalated level 2" in case
+    assert "Referral" in case and "Decision" in case and "InformationResponse" in case
+    assert seen["/"].count("<tr>") > 3 and "Flows today" in seen["/"]
+    assert "in force" in seen["/keys"] and "current" in seen["/keys"]
+    assert "No such case" in seen["/cases/no-such-case"]
+    for path, page in seen.items():
+        for value in PERSONAL_DATA:
+            assert value not in page, f"{value!r} shown on {path}"
+
+
+def test_add_user_hashes_with_argon2_in_a_0600_file(demo_area: DemoArea) -> None:
+    assert (
+        main(
+            [
+                "--config",
+                str(demo_area.config_path),
+                "console",
+                "add-user",
+                "nina",
+                "--role",
+                "viewer",
+            ]
+        )
+        == 0
+    )
+    path = demo_area.config.base_dir / "state" / "console-users.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    users = json.loads(path.read_text())
+    assert users["nina"]["role"] == "viewer" and users["nina"]["hash"].startswith("$argon2id$")
+    assert PASSWORD not in path.read_text()
+    assert (
+        main(
+            [
+                "--config",
+                str(demo_area.config_path),
+                "console",
+                "add-user",
+                "Bad Name",
+                "--role",
+                "viewer",
+            ]
+        )
+        == 1
+    )
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "console.test")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("console.test")]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "console.crt", folder / "console.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+async def test_tls_is_required_off_loopback_and_makes_the_cookie_secure(
+    demo_area: DemoArea, tmp_path: Path
+) -> None:
+    with pytest.raises(ConsoleError, match="only on loopback"):
+        check_listen("0.0.0.0", None, None)
+    with pytest.raises(ConsoleError, match="only on loopback"):
+        async with serving(demo_area.config, host="192.0.2.1", poll_broker=False):
+            pass
+    cert, key = self_signed(tmp_path)
+    async with (
+        console_on(demo_area.config, cert=cert, key=key) as listening,
+        client(listening) as browser,
+    ):
+        assert listening.url.startswith("https://")
+        status, _, response = await browser.get("/sign-in")
+        assert status == 200
+        cookie = response.headers["Set-Cookie"]
+        assert cookie.startswith("__Host-mash-console=") and "Secure" in cookie
+        assert "max-age" in response.headers["Strict-Transport-Security"]
