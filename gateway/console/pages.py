@@ -33,7 +33,7 @@ async def overview(request: web.Request) -> web.Response:
     console = console_of(request)
     now = utc_now()
     flows = await console.store.flow_counts(day_start(now), now + timedelta(days=1))
-    counts = await console.store.deadline_counts(now)
+    counts = await console.store.recent_deadline_counts(now, now - timedelta(days=BREACHED_DAYS))
     return render(
         request,
         "overview.html",
@@ -55,7 +55,9 @@ async def deadlines(request: web.Request) -> web.Response:
         request,
         "deadlines.html",
         now=now,
-        counts=await console.store.deadline_counts(now),
+        counts=await console.store.recent_deadline_counts(
+            now, now - timedelta(days=BREACHED_DAYS)
+        ),
         overdue=overdue[:PAGE],
         next_after=None if more is None else _after_text(overdue[PAGE - 1]),
         first_page=after is None,

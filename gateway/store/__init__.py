@@ -193,6 +193,10 @@ class WorklistReader(OverdueReader, Protocol):
     async def flow_counts(self, start: datetime, end: datetime) -> list[FlowCount]:
         """Messages created in [start, end) by sender and type, with how many were rejected."""
 
+    async def recent_deadline_counts(self, now: datetime, since: datetime) -> list[DeadlineCount]:
+        """Like ``deadline_counts``, but breached counts only the open ones past due and those
+        closed since ``since``: read from the open and breached indexes, not the whole history."""
+
     async def overdue_page(
         self, now: datetime, limit: int, after: tuple[datetime, str] | None = None
     ) -> list[Deadline]:

@@ -227,6 +227,23 @@ class SqlStore(ABC):
             ),
         )
 
+    async def recent_deadline_counts(self, now: datetime, since: datetime) -> list[DeadlineCount]:
+        rows = await self._query(
+            "counting recent deadlines",
+            _rows(
+                "SELECT debtor, kind, rag, SUM(open), SUM(overdue), SUM(overdue + late) FROM ("
+                " SELECT debtor, kind, rag, 1 AS open,"
+                " CASE WHEN due_at <= ? THEN 1 ELSE 0 END AS overdue, 0 AS late"
+                " FROM deadlines WHERE closed_at IS NULL"
+                " UNION ALL SELECT debtor, kind, rag, 0, 0, 1 FROM deadlines"
+                " WHERE breached AND closed_at >= ?"
+                ") AS recent GROUP BY debtor, kind, rag ORDER BY debtor, kind, rag",
+                now,
+                since,
+            ),
+        )
+        return [DeadlineCount(r[0], r[1], r[2], int(r[3]), int(r[4]), int(r[5])) for r in rows]
+
     async def flow_counts(self, start: datetime, end: datetime) -> list[FlowCount]:
         rows = await self._query(
             "counting the flows of a period",
