@@ -9,7 +9,7 @@ operator's action on the console's own audit chain.
 
 ``server`` runs it, ``app`` wires the routes, ``guard`` holds the
 middlewares, ``pages`` and ``sign_in`` the handlers, ``accounts`` and
-``sessions`` who is signed in, ``operator_audit`` the chain,
+``sessions`` who is signed in, ``throttle`` failed sign-ins, ``operator_audit`` the chain,
 ``certificates`` the expiry table, ``rendering`` the templates.
 """
 
@@ -25,4 +25,5 @@ __all__ = [
     "sessions",
     "sign_in",
     "state",
+    "throttle",
 ]

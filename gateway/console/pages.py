@@ -55,9 +55,7 @@ async def deadlines(request: web.Request) -> web.Response:
         request,
         "deadlines.html",
         now=now,
-        counts=await console.store.recent_deadline_counts(
-            now, now - timedelta(days=BREACHED_DAYS)
-        ),
+        counts=await console.store.recent_deadline_counts(now, now - timedelta(days=BREACHED_DAYS)),
         overdue=overdue[:PAGE],
         next_after=None if more is None else _after_text(overdue[PAGE - 1]),
         first_page=after is None,

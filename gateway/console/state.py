@@ -10,6 +10,7 @@ from gateway.config.area_config import AreaConfig
 from gateway.console.accounts import Accounts
 from gateway.console.operator_audit import OperatorAudit
 from gateway.console.sessions import Session, Sessions
+from gateway.console.throttle import SignInThrottle
 from gateway.store import StoreReader
 
 PLAIN_COOKIE = "mash-console"
@@ -25,6 +26,7 @@ class Console:
     audit: OperatorAudit
     tls: bool
     sessions: Sessions = field(default_factory=Sessions)
+    throttle: SignInThrottle = field(default_factory=SignInThrottle)
 
     @property
     def cookie(self) -> str:

@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from gateway.cli import main
 from gateway.console.guard import CSP
 from gateway.console.server import ConsoleError, check_listen, serving
+from gateway.console.throttle import LIMIT
 from tests.integration import console_harness
 from tests.integration.console_harness import PASSWORD, DemoArea, client, console_on
 from tests.integration.test_demo import PERSONAL_DATA
@@ -231,3 +232,13 @@ async def test_tls_is_required_off_loopback_and_makes_the_cookie_secure(
         cookie = response.headers["Set-Cookie"]
         assert cookie.startswith("__Host-mash-console=") and "Secure" in cookie
         assert "max-age" in response.headers["Strict-Transport-Security"]
+
+
+async def test_repeated_failed_sign_ins_are_refused_for_a_while(demo_area: DemoArea) -> None:
+    async with console_on(demo_area.config) as listening, client(listening) as browser:
+        await browser.get("/sign-in")
+        for _ in range(LIMIT):
+            status, _, _ = await browser.post("/sign-in", {"name": "olive", "password": "guess"})
+            assert status == 401
+        status, page, _ = await browser.post("/sign-in", {"name": "olive", "password": PASSWORD})
+        assert status == 429 and "Too many failed sign-ins" in page

@@ -12,6 +12,7 @@ import pytest
 
 from gateway.console.accounts import AccountError, Accounts, Role
 from gateway.console.sessions import IDLE, LONGEST, Sessions
+from gateway.console.throttle import LIMIT, WINDOW, SignInThrottle
 from gateway.core.audit_chain import (
     GENESIS,
     OperatorAction,
@@ -108,3 +109,16 @@ def test_sessions_end_when_idle_or_too_old() -> None:
     assert sessions.find(None, T0) is None
     assert session.token_matches(session.csrf) and not session.token_matches("forged")
     assert not session.token_matches(None)
+
+
+def test_failed_sign_ins_from_one_address_are_refused_until_they_age_out() -> None:
+    throttle = SignInThrottle()
+    for n in range(LIMIT):
+        assert not throttle.refused("192.0.2.7", T0 + timedelta(seconds=n))
+        throttle.failed("192.0.2.7", T0 + timedelta(seconds=n))
+    assert throttle.refused("192.0.2.7", T0 + timedelta(minutes=1))
+    assert not throttle.refused("192.0.2.8", T0 + timedelta(minutes=1))  # per address
+    assert not throttle.refused("192.0.2.7", T0 + WINDOW + timedelta(seconds=1))  # aged out
+    throttle.failed("192.0.2.9", T0)
+    throttle.succeeded("192.0.2.9")
+    assert not throttle.refused("192.0.2.9", T0)
