@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -59,9 +60,13 @@ class Accounts:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.Lock()  # a one-time account is used once, even by two at once
 
-    def add(self, name: str, role: Role, password: str | None = None) -> str:
-        """Add or replace ``name`` with ``role``; returns the password (generated if None)."""
+    def add(self, name: str, role: Role, password: str | None = None, once: bool = False) -> str:
+        """Add or replace ``name`` with ``role``; returns the password (generated if None).
+
+        ``once``: the account signs in once, then is removed (the demo's sign-in).
+        """
         if not USER_NAME.fullmatch(name):
             raise AccountError(
                 f"account name {name!r}: 2-64 characters, lower-case letters, digits, '.', '_'"
@@ -71,9 +76,12 @@ class Accounts:
             password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
         elif len(password) < MIN_PASSWORD:
             raise AccountError(f"password for {name}: at least {MIN_PASSWORD} characters")
-        users = self._read()
-        users[name] = {"role": role.value, "hash": _HASHER.hash(password)}
-        self._write(users)
+        with self._lock:
+            users = self._read()
+            users[name] = {"role": role.value, "hash": _HASHER.hash(password)}
+            if once:
+                users[name]["once"] = "yes"
+            self._write(users)
         return password
 
     def names(self) -> list[Account]:
@@ -81,15 +89,21 @@ class Accounts:
 
     def check(self, name: str, password: str) -> Account | None:
         """The account if ``password`` is its password, else None (same cost either way)."""
-        user = self._read().get(name)
-        try:
-            _HASHER.verify(user["hash"] if user else _DECOY, password)
-        except (VerificationError, InvalidHashError):
-            return None
-        if user is None:
-            return None
-        if _HASHER.check_needs_rehash(user["hash"]):
-            self.add(name, Role(user["role"]), password)
+        with self._lock:
+            users = self._read()
+            user = users.get(name)
+            try:
+                _HASHER.verify(user["hash"] if user else _DECOY, password)
+            except (VerificationError, InvalidHashError):
+                return None
+            if user is None:
+                return None
+            if user.get("once"):
+                del users[name]
+                self._write(users)
+            elif _HASHER.check_needs_rehash(user["hash"]):
+                user["hash"] = _HASHER.hash(password)
+                self._write(users)
         return Account(name, Role(user["role"]))
 
     def _read(self) -> dict[str, dict[str, str]]:

@@ -1,8 +1,9 @@
-"""The demo's console: two accounts made for this run, and the console kept open on its area.
+"""The demo's console: two one-time accounts for this run, and the console kept open on its area.
 
 The accounts (``demo-operator`` and ``demo-viewer``) get fresh random
-passwords on every run (the demo replaces its area, and the accounts file
-with it), printed once: the sign-in for this run and no other.
+passwords on every run, printed once, and each signs in once, then is
+gone: a one-time sign-in for this run and no other. More accounts:
+`mash-gateway console add-user`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ ACCOUNTS = (("demo-operator", Role.OPERATOR), ("demo-viewer", Role.VIEWER))
 def make_accounts(config: AreaConfig) -> dict[str, str]:
     """Each demo account and its password for this run."""
     accounts = Accounts(users_path(config))
-    return {name: accounts.add(name, role) for name, role in ACCOUNTS}
+    return {name: accounts.add(name, role, once=True) for name, role in ACCOUNTS}
 
 
 def sign_in_lines(passwords: dict[str, str]) -> list[str]:

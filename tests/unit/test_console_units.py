@@ -122,3 +122,13 @@ def test_failed_sign_ins_from_one_address_are_refused_until_they_age_out() -> No
     throttle.failed("192.0.2.9", T0)
     throttle.succeeded("192.0.2.9")
     assert not throttle.refused("192.0.2.9", T0)
+
+
+def test_a_one_time_account_signs_in_once(tmp_path: Path) -> None:
+    accounts = Accounts(tmp_path / "users.json")
+    password = accounts.add("demo-operator", Role.OPERATOR, once=True)
+    assert accounts.check("demo-operator", "wrong password") is None  # a wrong try uses nothing
+    found = accounts.check("demo-operator", password)
+    assert found is not None and found.role is Role.OPERATOR
+    assert accounts.check("demo-operator", password) is None
+    assert accounts.names() == []
