@@ -66,3 +66,14 @@ def test_wheel_ships_every_profile_and_they_load_when_installed(
         *PROFILES,
     )
     assert loaded == str(site / "adapters" / "profiles")
+
+
+def test_wheel_ships_the_consoles_templates_and_stylesheet(
+    installed: tuple[set[str], Path],
+) -> None:
+    names, _ = installed
+    console = ROOT / "gateway" / "console"
+    shipped = [
+        p.relative_to(ROOT).as_posix() for p in console.rglob("*") if p.suffix in (".html", ".css")
+    ]
+    assert shipped and set(shipped) <= names, sorted(set(shipped) - names)
