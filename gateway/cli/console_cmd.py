@@ -1,10 +1,11 @@
-"""`mash-gateway console [--listen H:P]` and `console add-user NAME --role viewer|operator`.
+"""`mash-gateway console [--host H --port P]`, `console add-user NAME --role viewer|operator`,
+`console remove-user NAME` and `console users`.
 
 The console serves until SIGTERM or SIGINT. ``add-user`` makes (or replaces)
 a local account in the area's state folder and prints its password once:
-generated unless ``--password-stdin`` gives one. Adding an account is an
-operator's action too, recorded on the console's audit chain as done by the
-host account that ran the command.
+generated unless ``--password-stdin`` gives one. Adding and removing an
+account are operators' actions too, recorded on the console's audit chain
+as done by the host account that ran the command.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.add_argument("--role", required=True, choices=[r.value for r in Role])
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.set_defaults(handler=run_add_user)
+    remove = actions.add_parser("remove-user", help="remove a console account")
+    remove.add_argument("name")
+    remove.set_defaults(handler=run_remove_user)
+    users = actions.add_parser("users", help="list the console accounts and their roles")
+    users.set_defaults(handler=run_users)
 
 
 async def serve(config: AreaConfig, args: argparse.Namespace) -> None:
@@ -58,20 +64,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def add_user(config: AreaConfig, name: str, role: Role, password: str | None) -> str:
-    """Make the account and record who made it; returns its password."""
-    made = Accounts(users_path(config)).add(name, role, password)
+async def record(config: AreaConfig, action: str, name: str) -> None:
+    """Put an account change on the console's audit chain, done by this host's user."""
     store = store_from_url(config.store_url)
     await store.open()
     try:
-        audit = await OperatorAudit.open(config, store)
-        try:
-            action = OperatorAction(getpass.getuser(), HOST_ROLE, f"add-user {role.value}", name)
-            await audit.record(action)
-        finally:
-            await audit.close()
+        await OperatorAudit(config, store).record(
+            OperatorAction(getpass.getuser(), HOST_ROLE, action, name)
+        )
     finally:
         await store.close()
+
+
+async def add_user(config: AreaConfig, name: str, role: Role, password: str | None) -> str:
+    """Make the account and record who made it; returns its password."""
+    made = Accounts(users_path(config)).add(name, role, password)
+    await record(config, f"add-user {role.value}", name)
     return made
 
 
@@ -82,4 +90,18 @@ def run_add_user(args: argparse.Namespace) -> int:
     print(f"account {args.name} ({args.role}) in {users_path(config)}")
     if given is None:
         print(f"password: {password}")
+    return 0
+
+
+def run_remove_user(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    Accounts(users_path(config)).remove(args.name)
+    asyncio.run(record(config, "remove-user", args.name))
+    print(f"account {args.name} removed; a running console signs it out at its next request")
+    return 0
+
+
+def run_users(args: argparse.Namespace) -> int:
+    for account in Accounts(users_path(load_config(args.config))).names():
+        print(f"{account.name}  {account.role.value}")
     return 0

@@ -30,6 +30,7 @@ FILE_MODE = 0o600
 USER_NAME = re.compile(r"[a-z][a-z0-9._-]{1,63}")
 MIN_PASSWORD = 12
 GENERATED_PASSWORD_BYTES = 18  # 24 URL-safe characters
+ONCE, USED = "yes", "used"  # a one-time account before and after its sign-in
 
 _HASHER = PasswordHasher()
 # Verified against when the name is unknown, so a wrong name costs what a wrong password does.
@@ -61,11 +62,12 @@ class Accounts:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()  # a one-time account is used once, even by two at once
+        self._seen: tuple[int, dict[str, dict[str, str]]] | None = None  # (mtime_ns, users)
 
     def add(self, name: str, role: Role, password: str | None = None, once: bool = False) -> str:
         """Add or replace ``name`` with ``role``; returns the password (generated if None).
 
-        ``once``: the account signs in once, then is removed (the demo's sign-in).
+        ``once``: the account signs in once, and never again (the demo's sign-in).
         """
         if not USER_NAME.fullmatch(name):
             raise AccountError(
@@ -80,12 +82,35 @@ class Accounts:
             users = self._read()
             users[name] = {"role": role.value, "hash": _HASHER.hash(password)}
             if once:
-                users[name]["once"] = "yes"
+                users[name]["once"] = ONCE
             self._write(users)
         return password
 
     def names(self) -> list[Account]:
         return [Account(n, Role(u["role"])) for n, u in sorted(self._read().items())]
+
+    def current(self, name: str) -> Account | None:
+        """The account as the file has it now: None once removed, its role if changed.
+
+        Asked on every signed-in request, so a removed account is signed out at
+        once; the file is re-read only when it has changed.
+        """
+        try:
+            changed = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        if self._seen is None or self._seen[0] != changed:
+            self._seen = (changed, self._read())
+        user = self._seen[1].get(name)
+        return None if user is None else Account(name, Role(user["role"]))
+
+    def remove(self, name: str) -> None:
+        """Remove ``name``: it cannot sign in again (its open sessions end with the console)."""
+        with self._lock:
+            users = self._read()
+            if users.pop(name, None) is None:
+                raise AccountError(f"no console account {name!r} in {self.path}")
+            self._write(users)
 
     def check(self, name: str, password: str) -> Account | None:
         """The account if ``password`` is its password, else None (same cost either way)."""
@@ -96,10 +121,10 @@ class Accounts:
                 _HASHER.verify(user["hash"] if user else _DECOY, password)
             except (VerificationError, InvalidHashError):
                 return None
-            if user is None:
+            if user is None or user.get("once") == USED:
                 return None
             if user.get("once"):
-                del users[name]
+                user["once"] = USED  # kept, so its one session stays signed in
                 self._write(users)
             elif _HASHER.check_needs_rehash(user["hash"]):
                 user["hash"] = _HASHER.hash(password)

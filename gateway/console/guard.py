@@ -97,7 +97,11 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def signed_in(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith(OPEN_PATHS) or session_of(request).account is not None:
+    """Only a signed-in account passes, and only while it is still in the accounts file."""
+    session = session_of(request)
+    if session.account is not None:
+        session.account = console_of(request).accounts.current(session.account.name)
+    if request.path.startswith(OPEN_PATHS) or session.account is not None:
         return await handler(request)
     if request.method in ("GET", "HEAD"):
         raise web.HTTPSeeOther("/sign-in")

@@ -41,7 +41,6 @@ class ConsoleError(GatewayError):
 class Listening:
     url: str
     port: int
-    console: Console
 
 
 def check_listen(host: str, cert: Path | None, key: Path | None) -> None:
@@ -69,30 +68,25 @@ async def serving(
     store = store_from_url(config.store_url)
     await store.open()
     try:
-        audit = await OperatorAudit.open(config, store)
+        audit = OperatorAudit(config, store)
+        console = Console(config, store, Accounts(users_path(config)), audit, context is not None)
+        runner = web.AppRunner(console_app.build(console), access_log=None)
+        await runner.setup()
         try:
-            console = Console(
-                config, store, Accounts(users_path(config)), audit, context is not None
-            )
-            runner = web.AppRunner(console_app.build(console), access_log=None)
-            await runner.setup()
-            try:
-                site = web.TCPSite(runner, host, port, ssl_context=context)
-                await site.start()
-                bound = int(runner.addresses[0][1])
-                scheme = "https" if context is not None else "http"
-                shown = f"[{host}]" if ":" in host else host
-                listening = Listening(f"{scheme}://{shown}:{bound}/", bound, console)
-                if poll_broker:
-                    async with queue_depths.watching(
-                        router_login(config).url, config.inbox_agencies, POLL_S
-                    ):
-                        yield listening
-                else:
+            site = web.TCPSite(runner, host, port, ssl_context=context)
+            await site.start()
+            bound = int(runner.addresses[0][1])
+            scheme = "https" if context is not None else "http"
+            shown = f"[{host}]" if ":" in host else host
+            listening = Listening(f"{scheme}://{shown}:{bound}/", bound)
+            if poll_broker:
+                async with queue_depths.watching(
+                    router_login(config).url, config.inbox_agencies, POLL_S
+                ):
                     yield listening
-            finally:
-                await runner.cleanup()
+            else:
+                yield listening
         finally:
-            await audit.close()
+            await runner.cleanup()
     finally:
         await store.close()

@@ -1,8 +1,8 @@
 """The demo's console: two one-time accounts for this run, and the console kept open on its area.
 
 The accounts (``demo-operator`` and ``demo-viewer``) get fresh random
-passwords on every run, printed once, and each signs in once, then is
-gone: a one-time sign-in for this run and no other. More accounts:
+passwords on every run, printed once, and each signs in once and never
+again: a one-time sign-in for this run and no other. More accounts:
 `mash-gateway console add-user`.
 """
 

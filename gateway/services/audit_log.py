@@ -58,6 +58,10 @@ class AuditLogError(GatewayError):
     """The audit file cannot be opened for appending, is locked by another writer, or ends badly."""
 
 
+class AuditLogBusy(AuditLogError):
+    """Another process holds the audit file's lock: a writer that takes turns may wait."""
+
+
 def default_path(config: AreaConfig) -> Path:
     return config.base_dir / "state" / "audit.jsonl"
 
@@ -224,7 +228,7 @@ def _open_exclusive(path: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise AuditLogError(f"{path}: another process is writing this audit log") from None
+        raise AuditLogBusy(f"{path}: another process is writing this audit log") from None
     if created:
         directory = os.open(path.parent, os.O_RDONLY)
         try:

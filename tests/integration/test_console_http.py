@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gateway.cli import main
+from gateway.console.accounts import Accounts, Role, users_path
 from gateway.console.guard import CSP
 from gateway.console.server import ConsoleError, check_listen, serving
 from gateway.console.throttle import LIMIT
@@ -242,3 +243,23 @@ async def test_repeated_failed_sign_ins_are_refused_for_a_while(demo_area: DemoA
             assert status == 401
         status, page, _ = await browser.post("/sign-in", {"name": "olive", "password": PASSWORD})
         assert status == 429 and "Too many failed sign-ins" in page
+
+
+async def test_a_removed_account_is_signed_out_at_its_next_request(
+    demo_area: DemoArea, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(demo_area.config_path)
+    Accounts(users_path(demo_area.config)).add("rita", Role.OPERATOR, PASSWORD)
+    async with console_on(demo_area.config) as listening, client(listening) as browser:
+        await browser.sign_in("rita")
+        assert (await browser.get("/"))[0] == 200
+        assert await asyncio.to_thread(main, ["--config", config, "console", "users"]) == 0
+        assert "rita  operator" in capsys.readouterr().out
+        removed = ["--config", config, "console", "remove-user", "rita"]
+        assert await asyncio.to_thread(main, removed) == 0
+        status, _, response = await browser.get("/")
+        assert status == 303 and response.headers["Location"] == "/sign-in"
+    assert await asyncio.to_thread(main, removed) == 1  # no such account any more
+    chain = (demo_area.config.base_dir / "state" / "console-audit.jsonl").open()
+    done = [(r["action"], r["target"], r["role"]) for r in map(json.loads, chain) if "action" in r]
+    assert ("remove-user", "rita", "host") in done  # by the host user who ran the command
