@@ -25,7 +25,9 @@ def make_accounts(config: AreaConfig) -> dict[str, str]:
 
 
 def sign_in_lines(passwords: dict[str, str]) -> list[str]:
-    return [f"  {name} ({role.value}), password {passwords[name]}" for name, role in ACCOUNTS]
+    return [
+        f"  {name} ({role.value}), one-time password {passwords[name]}" for name, role in ACCOUNTS
+    ]
 
 
 def keep_open(
