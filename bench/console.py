@@ -130,7 +130,7 @@ async def measure(config_path: Path, case: str) -> dict[str, list[float]]:
         "stylesheet (ceiling)": "/static/console.css",
         "overview": "/",
         "deadlines": "/deadlines",
-        "case (10 messages)": f"/cases/{case}",
+        "case (10 messages)": f"/case?id={case}",
         "keys and agreements": "/keys",
     }
     timings: dict[str, list[float]] = {name: [] for name in pages}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gateway.cli.stopping import stop_on_signals
 from gateway.config.area_config import load_config
+from gateway.console.rendering import case_url
 from gateway.console.server import DEFAULT_PORT
 from gateway.demo import console_side
 from gateway.demo import flow as demo_flow
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(str(config_path))
         print(
             f"or in the web console: mash-gateway --config {config_path} console, "
-            f"then http://127.0.0.1:{DEFAULT_PORT}/cases/{correlation_id}, signed in as"
+            f"then http://127.0.0.1:{DEFAULT_PORT}{case_url(correlation_id)}, signed in as"
         )
         for line in console_side.sign_in_lines(console_side.make_accounts(config)):
             print(line)

@@ -24,7 +24,7 @@ def build(console: Console) -> web.Application:
     app.router.add_get("/", pages.overview)
     app.router.add_get("/deadlines", pages.deadlines)
     app.router.add_post("/cases", pages.find_case)
-    app.router.add_get("/cases/{case}", pages.case, name="case")
+    app.router.add_get("/case", pages.case)
     app.router.add_get("/keys", pages.keys)
     app.router.add_get("/audit", pages.operator_audit)
     app.router.add_static("/static/", STATIC, append_version=True)

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway.console import certificates
 from gateway.console.guard import require_operator
-from gateway.console.rendering import day_start, render
+from gateway.console.rendering import case_url, day_start, render
 from gateway.console.state import console_of
 from gateway.core.deadline_rules import Deadline
 from gateway.core.records import DeadlineEvent, DeadlineEventEntry, TimelineEntry
@@ -77,12 +77,14 @@ async def find_case(request: web.Request) -> web.Response:
     case = message.correlation_id if message is not None else wanted
     if not case:
         raise web.HTTPSeeOther("/")
-    raise web.HTTPSeeOther(request.app.router["case"].url_for(case=case))
+    raise web.HTTPSeeOther(case_url(case))
 
 
 async def case(request: web.Request) -> web.Response:
     store = console_of(request).store
-    correlation_id = request.match_info["case"]
+    correlation_id = request.query.get("id", "")
+    if not correlation_id:
+        raise web.HTTPSeeOther("/")
     messages = await store.case_messages(correlation_id)
     if not messages:
         return render(request, "no_case.html", case=correlation_id, status=404)

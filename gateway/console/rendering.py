@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp_jinja2
 import jinja2
@@ -35,6 +36,7 @@ def setup(app: web.Application) -> None:
     )
     env.filters["p"] = lambda value: "-" if value is None else printable(str(value))
     env.filters["ts"] = lambda at: "-" if at is None else timestamp(at)
+    env.globals["case_url"] = case_url
 
 
 def render(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
@@ -60,6 +62,11 @@ def _take(messages: list[str]) -> list[str]:
     taken = list(messages)
     messages.clear()
     return taken
+
+
+def case_url(correlation_id: str) -> str:
+    """A case's page. The id goes in the query: a correlation id may hold '/' and '.'."""
+    return f"/case?{urlencode({'id': correlation_id})}"
 
 
 def day_start(now: datetime) -> datetime:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from gateway.config.area_config import AreaConfig
 from gateway.console.accounts import Accounts, Role, users_path
+from gateway.console.rendering import case_url
 from gateway.console.server import DEFAULT_PORT, serving
 
 ACCOUNTS = (("demo-operator", Role.OPERATOR), ("demo-viewer", Role.VIEWER))
@@ -42,7 +43,7 @@ def keep_open(
             say(f"\nThe console is open at {listening.url} (Ctrl-C stops it). Sign in as")
             for line in sign_in_lines(passwords):
                 say(line)
-            say(f"The case: {listening.url}cases/{case}")
+            say(f"The case: {listening.url.rstrip('/')}{case_url(case)}")
             await stopped.wait()
 
     return serve

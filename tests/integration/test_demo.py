@@ -127,7 +127,7 @@ def test_demo_runs_the_case_end_to_end_without_printing_personal_data(
         assert value not in out + err, f"{value!r} leaked into the demo output"
     assert "[answered]" in out and "[rejected]" not in out
     # The console's address and a one-time sign-in for this run.
-    assert "console, then http://127.0.0.1:8480/cases/MASH-DEMO-" in out
+    assert "console, then http://127.0.0.1:8480/case?id=MASH-DEMO-" in out
     assert "demo-operator (operator), one-time password " in out
     # The vhost is gone; the area and its store remain for `track`.
     vhosts = subprocess.run(["rabbitmqctl", "-q", "list_vhosts"], capture_output=True, text=True)
