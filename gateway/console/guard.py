@@ -91,7 +91,9 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
         form = await request.post()
         offered = form.get(CSRF_FIELD)
         if not session_of(request).token_matches(offered if isinstance(offered, str) else None):
-            raise web.HTTPForbidden(text="refused: the form's CSRF token is missing or wrong")
+            raise web.HTTPForbidden(
+                text="refused: the form's CSRF token is missing or wrong; reload the page"
+            )
     return await handler(request)
 
 
