@@ -9,7 +9,8 @@ the last 90 days, and the four requests' response deadlines (40,000): most
 met, one in twenty met late after escalating, the last days' still open,
 some of them overdue. Rows go straight into the tables, as the router
 would leave them: routing 100,000 messages first would only measure
-routing. ``--quick`` loads a tenth.
+routing. ``--quick`` loads a tenth; ``--store postgres`` runs it on the
+local PostgreSQL (a fresh schema, dropped afterwards) instead of SQLite.
 
 The console then runs in this process (no broker poll) and a signed-in
 client fetches each page ``ROUNDS`` times over real HTTP: it prints p50,
@@ -28,13 +29,16 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
+import asyncpg  # type: ignore[import-untyped]
 
+from bench.deadlines import pg_schema
 from bench.e2e import percentile
 from gateway.cli import main as cli_main
 from gateway.config.area_config import load_config
@@ -50,9 +54,29 @@ PARTNERS = ("health", "csc", "probation", "housing")
 PASSWORD = "bench-password-long-enough"
 
 
-def load(path: Path, cases: int, now: datetime) -> str:
-    """``cases`` cases of 10 messages; returns one case id (a full one) for the case page."""
-    messages, recipients, transitions, deadlines, events = [], [], [], [], []
+@dataclass
+class Rows:
+    messages: list[tuple[object, ...]] = field(default_factory=list)
+    recipients: list[tuple[object, ...]] = field(default_factory=list)
+    transitions: list[tuple[object, ...]] = field(default_factory=list)
+    deadlines: list[tuple[object, ...]] = field(default_factory=list)
+    events: list[tuple[object, ...]] = field(default_factory=list)
+
+
+COLUMNS = {
+    "messages": ("message_id", "correlation_id", "in_reply_to", "message_type", "sender",
+                 "created_at", "state", "updated_at"),
+    "message_recipients": ("message_id", "position", "agency"),
+    "transitions": ("message_id", "state", "at", "reason"),
+    "deadlines": ("deadline_id", "message_id", "correlation_id", "kind", "debtor", "creditor",
+                  "rag", "started_at", "due_at", "level", "closed_at", "closed_by", "breached"),
+    "deadline_events": ("deadline_id", "at", "event", "level"),
+}  # fmt: skip
+
+
+def build(cases: int, now: datetime) -> Rows:
+    """``cases`` cases of 10 messages, and the four requests' response deadlines of each."""
+    rows = Rows()
     span = timedelta(days=90)
     for n in range(cases):
         case = f"MASH-BENCH-{n:06d}"
@@ -63,11 +87,10 @@ def load(path: Path, cases: int, now: datetime) -> str:
             nonlocal at
             at += timedelta(minutes=7)
             message_id = str(uuid.uuid4())
-            stamp = to_text(at)
-            messages.append((message_id, case, reply, kind, sender, stamp, "delivered", stamp))
-            recipients.append((message_id, 0, to))
-            transitions.append((message_id, "submitted", stamp, None))
-            transitions.append((message_id, "delivered", stamp, None))
+            rows.messages.append((message_id, case, reply, kind, sender, at, "delivered", at))
+            rows.recipients.append((message_id, 0, to))
+            rows.transitions.append((message_id, "submitted", at, None))
+            rows.transitions.append((message_id, "delivered", at, None))
             return message_id
 
         add("Referral", "police", "hub")
@@ -76,51 +99,57 @@ def load(path: Path, cases: int, now: datetime) -> str:
             request = add("InformationRequest", "hub", partner)
             due = at + timedelta(hours=24)
             late = n % 20 == i
-            closed = (
-                None if open_case and n % 3 else to_text(due + timedelta(hours=6 if late else -6))
-            )
+            closed = None if open_case and n % 3 else due + timedelta(hours=6 if late else -6)
             if closed is not None:
                 add("InformationResponse", partner, "hub", request)
             deadline_id = f"{request}/response/{partner}"
-            level = 2 if late else 0
-            deadlines.append(
-                (deadline_id, request, case, partner, "hub", "Amber", to_text(at), to_text(due),
-                 level, closed, "response" if closed else None, 1 if late else 0)
+            rows.deadlines.append(
+                (deadline_id, request, case, "response", partner, "hub", "Amber", at, due,
+                 2 if late else 0, closed, "response" if closed else None, late)
             )  # fmt: skip
             if late:
-                events.append((deadline_id, to_text(due), "escalated", 1))
-                events.append((deadline_id, to_text(due + timedelta(hours=4)), "escalated", 2))
+                rows.events.append((deadline_id, due, "escalated", 1))
+                rows.events.append((deadline_id, due + timedelta(hours=4), "escalated", 2))
         add("Decision", "hub", "police")
+    return rows
+
+
+def tables(rows: Rows) -> dict[str, list[tuple[object, ...]]]:
+    return {
+        "messages": rows.messages,
+        "message_recipients": rows.recipients,
+        "transitions": rows.transitions,
+        "deadlines": rows.deadlines,
+        "deadline_events": rows.events,
+    }
+
+
+def load_sqlite(path: Path, rows: Rows) -> None:
+    def text(value: object) -> object:
+        if isinstance(value, datetime):
+            return to_text(value)
+        return int(value) if isinstance(value, bool) else value
+
     with sqlite3.connect(path) as db:
-        db.executemany(
-            "INSERT INTO messages (message_id, correlation_id, in_reply_to, message_type, sender,"
-            " created_at, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            messages,
-        )
-        db.executemany(
-            "INSERT INTO message_recipients (message_id, position, agency) VALUES (?, ?, ?)",
-            recipients,
-        )
-        db.executemany(
-            "INSERT INTO transitions (message_id, state, at, reason) VALUES (?, ?, ?, ?)",
-            transitions,
-        )
-        db.executemany(
-            "INSERT INTO deadlines (deadline_id, message_id, correlation_id, kind, debtor,"
-            " creditor, rag, started_at, due_at, level, closed_at, closed_by, breached)"
-            " VALUES (?, ?, ?, 'response', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            deadlines,
-        )
-        db.executemany(
-            "INSERT INTO deadline_events (deadline_id, at, event, level) VALUES (?, ?, ?, ?)",
-            events,
-        )
+        for table, records in tables(rows).items():
+            columns = COLUMNS[table]
+            db.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)})"
+                f" VALUES ({', '.join('?' * len(columns))})",
+                [tuple(text(v) for v in record) for record in records],
+            )
         db.execute("ANALYZE")
-    print(
-        f"loaded {len(messages)} messages, {len(transitions)} transitions, "
-        f"{len(deadlines)} deadlines, {len(events)} escalations"
-    )
-    return f"MASH-BENCH-{cases // 2:06d}"
+
+
+async def load_postgres(url: str, rows: Rows) -> None:
+    base, _, schema = url.partition("?search_path=")
+    db = await asyncpg.connect(base, server_settings={"search_path": schema})
+    try:
+        for table, records in tables(rows).items():
+            await db.copy_records_to_table(table, records=records, columns=list(COLUMNS[table]))
+        await db.execute("ANALYZE")
+    finally:
+        await db.close()
 
 
 async def measure(config_path: Path, case: str) -> dict[str, list[float]]:
@@ -162,18 +191,40 @@ async def measure(config_path: Path, case: str) -> dict[str, list[float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10,000 messages instead of 100,000")
+    parser.add_argument(
+        "--store", choices=("sqlite", "postgres"), default="sqlite", help="(default sqlite)"
+    )
     args = parser.parse_args()
     cases = 1_000 if args.quick else 10_000
+    dropped = None
     with tempfile.TemporaryDirectory(prefix="mash-bench-") as tmp:
         area = Path(tmp, "area")
         assert cli_main(["init", str(area), "--broker-url", "amqp://127.0.0.1/unused"]) == 0
-        config = load_config(str(area / "gateway.toml"))
-        store = store_from_url(config.store_url)
-        asyncio.run(_migrate(store))
-        started = time.perf_counter()
-        case = load(Path(config.store_url.removeprefix("sqlite:///")), cases, utc_now())
-        print(f"loading took {time.perf_counter() - started:.1f} s")
-        timings = asyncio.run(measure(area / "gateway.toml", case))
+        config_path = area / "gateway.toml"
+        if args.store == "postgres":
+            url, dropped = asyncio.run(pg_schema())
+            sqlite_line = 'url = "sqlite:///state/gateway.db"'
+            text = config_path.read_text()
+            assert sqlite_line in text, "init no longer writes the store's URL this way"
+            config_path.write_text(text.replace(sqlite_line, f'url = "{url}"'))
+        config = load_config(str(config_path))
+        try:
+            asyncio.run(_migrate(store_from_url(config.store_url)))
+            started = time.perf_counter()
+            rows = build(cases, utc_now())
+            if args.store == "postgres":
+                asyncio.run(load_postgres(config.store_url, rows))
+            else:
+                load_sqlite(Path(config.store_url.removeprefix("sqlite:///")), rows)
+            print(
+                f"{args.store}: loaded {len(rows.messages)} messages, {len(rows.transitions)}"
+                f" transitions, {len(rows.deadlines)} deadlines, {len(rows.events)} escalations"
+                f" in {time.perf_counter() - started:.1f} s"
+            )
+            timings = asyncio.run(measure(config_path, f"MASH-BENCH-{cases // 2:06d}"))
+        finally:
+            if dropped is not None:
+                asyncio.run(dropped())
     print(
         f"\n{'page':<24} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  (target p95 < {TARGET_MS:.0f})"
     )
