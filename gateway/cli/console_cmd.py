@@ -30,7 +30,9 @@ HOST_ROLE = "host"  # who ran a command on the gateway host, as the audit chain 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "console", help="the web console (overview, deadlines, cases, keys); add-user"
+        "console",
+        help="the web console (overview, deadlines, cases, keys); add-user",
+        description="Without an action, serve the console until SIGTERM or SIGINT.",
     )
     logs.add_json_argument(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
@@ -38,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--tls-cert", type=Path, help="certificate (required off loopback)")
     parser.add_argument("--tls-key", type=Path, help="its private key")
     parser.set_defaults(handler=run)
-    actions = parser.add_subparsers(dest="console_action", metavar="ACTION")
+    actions = parser.add_subparsers(dest="console_action", metavar="[ACTION]")
     add = actions.add_parser("add-user", help="make or replace a local console account")
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=[r.value for r in Role])
