@@ -51,17 +51,10 @@ def render(request: web.Request, name: str, status: int = 200, **context: Any) -
             "csrf": session.csrf,
             "nav": nav,
             "path": request.path,
-            "flash": _take(session.flash),
             **context,
         },
         status=status,
     )
-
-
-def _take(messages: list[str]) -> list[str]:
-    taken = list(messages)
-    messages.clear()
-    return taken
 
 
 def case_url(correlation_id: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from gateway.console.accounts import Account
@@ -30,7 +30,6 @@ class Session:
     started: datetime
     seen: datetime
     account: Account | None = None
-    flash: list[str] = field(default_factory=list)
 
     def token_matches(self, offered: str | None) -> bool:
         return offered is not None and hmac.compare_digest(offered.encode(), self.csrf.encode())
