@@ -10,6 +10,7 @@ __all__ = [
     "config_checks",
     "deadline_config",
     "intake_config",
+    "limits_config",
     "metrics_config",
     "partner_config",
     "toml_tables",

@@ -19,7 +19,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,12 @@ from gateway.config.adapter_config import AdapterConfig, parse_adapters
 from gateway.config.broker_config import BrokerTls, parse_broker_tls
 from gateway.config.deadline_config import parse_deadlines
 from gateway.config.intake_config import IntakeConfig, parse_intake
+from gateway.config.limits_config import parse_limits
 from gateway.config.metrics_config import Listen, parse_metrics
 from gateway.config.toml_tables import with_directory
 from gateway.core import area_directory, vocabulary
 from gateway.core.area_directory import Directory
+from gateway.core.attachments import AttachmentLimits
 from gateway.core.deadlines import DeadlinePolicy
 from gateway.core.errors import GatewayError
 from gateway.core.registry import Agency, KeyUse, PublicKeyRecord, Registry, key_id_for
@@ -73,6 +75,7 @@ class AreaConfig:
     metrics: Listen | None = None
     broker_tls: BrokerTls | None = None  # None: plain AMQP (broker_config.py says when allowed)
     directory_version: int = 0  # of the signed area directory in force; 0: the file's own tables
+    limits: AttachmentLimits = field(default_factory=AttachmentLimits)
 
     @property
     def base_dir(self) -> Path:
@@ -280,6 +283,7 @@ class _Parser:
             ),
             metrics=parse_metrics(doc.get("metrics"), self.fail),
             broker_tls=parse_broker_tls(broker, self.fail, self.path.parent),
+            limits=parse_limits(doc.get("limits"), self.fail),
         )
 
     def deadlines(self, doc: Mapping[str, Any], agencies: frozenset[str]) -> DeadlinePolicy:

@@ -1,13 +1,14 @@
 """The pure core: values in, values out; no IO, no clock, no asyncio.
 
-Envelope format, schemas, the sharing decision, routing and its plan of
-effects, the message lifecycle, deadlines and their rules, the audit chain,
-notices and identifiers. It imports nothing of the gateway's outside itself
-(tests/unit/test_layers.py).
+Envelope format, attachments and their limits, schemas, the sharing
+decision, routing and its plan of effects, the message lifecycle,
+deadlines and their rules, the audit chain, notices and identifiers. It
+imports nothing of the gateway's outside itself (tests/unit/test_layers.py).
 """
 
 __all__ = [
     "area_directory",
+    "attachments",
     "audit_chain",
     "deadline_rules",
     "deadlines",

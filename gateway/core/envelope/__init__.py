@@ -28,13 +28,17 @@ The DESIGN.md section 4 properties and the tests (tests/unit) that prove them:
 - recipient binding and plaintext non-repudiation: test_envelope_recipient_binding;
 - replay and timestamps, keys (revoked, rotated, unknown, another agency's):
   test_envelope_origin;
+- attachments (attachment_cipher.py: a section per file under an HKDF-derived
+  key, digests in the signed header, the sender's attachment statement in
+  each last segment): test_envelope_attachments (round trip, moved, swapped,
+  cut, altered or dropped sections, a file changed while sealing, memory);
 - size: test_envelope_memory (64 MiB through files, bounded Python memory)
   and bench/envelope.py (1 GiB, peak RSS).
 """
 
 from gateway.core.envelope.envelope_error import Check, EnvelopeError
 from gateway.core.envelope.fields import HeaderFields
-from gateway.core.envelope.header import Header, WrappedKey
+from gateway.core.envelope.header import Header, SealedAttachment, WrappedKey
 from gateway.core.envelope.identities import (
     DecryptionIdentity,
     RecipientKey,
@@ -43,8 +47,9 @@ from gateway.core.envelope.identities import (
     SigningKeys,
     recipient_keys,
 )
-from gateway.core.envelope.opening import Opened, open, open_bytes
-from gateway.core.envelope.sealing import seal, seal_bytes
+from gateway.core.envelope.opening import AttachmentOut, Opened, open, open_bytes
+from gateway.core.envelope.sealing import AttachmentInput, seal, seal_bytes, seal_message
+from gateway.core.envelope.segments import OpenedPayload
 from gateway.core.envelope.verification import (
     SeenMessages,
     TimeWindow,
@@ -54,13 +59,17 @@ from gateway.core.envelope.verification import (
 )
 
 __all__ = [
+    "AttachmentInput",
+    "AttachmentOut",
     "Check",
     "DecryptionIdentity",
     "EnvelopeError",
     "Header",
     "HeaderFields",
     "Opened",
+    "OpenedPayload",
     "RecipientKey",
+    "SealedAttachment",
     "SeenMessages",
     "SigningIdentity",
     "SigningKeyNotHeld",
@@ -74,5 +83,6 @@ __all__ = [
     "recipient_keys",
     "seal",
     "seal_bytes",
+    "seal_message",
     "verify",
 ]

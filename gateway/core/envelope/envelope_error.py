@@ -21,6 +21,7 @@ Check = Literal[
     "ciphertext",
     "segments",
     "content-signature",
+    "attachment",
 ]
 
 

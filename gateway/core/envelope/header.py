@@ -35,6 +35,14 @@ class WrappedKey:
 
 
 @dataclass(frozen=True)
+class SealedAttachment:
+    """What the header states of one attachment section: checkable without a key."""
+
+    ciphertext_sha256: str
+    ciphertext_length: int
+
+
+@dataclass(frozen=True)
 class Header:
     """A header's values, its exact bytes and their SHA-256 (hex), for audit and receipts."""
 
@@ -46,6 +54,12 @@ class Header:
     ciphertext_length: int
     raw: bytes
     sha256: str
+    attachments: tuple[SealedAttachment, ...] = ()
+
+    @property
+    def container_length(self) -> int:
+        """The bytes after the head: the payload's section, then each attachment's."""
+        return self.ciphertext_length + sum(a.ciphertext_length for a in self.attachments)
 
     def wrapped_key_for(self, agency: str) -> WrappedKey | None:
         return next((w for w in self.wrapped_keys if w.agency == agency), None)
@@ -83,6 +97,7 @@ def header_element(
     signing_key_id: str,
     wrapped_keys: tuple[WrappedKey, ...],
     segment_size: int,
+    attachment_count: int = 0,
 ) -> etree._Element:
     """The header tree, already checked against the XSD, with a placeholder payload digest.
 
@@ -124,14 +139,31 @@ def header_element(
     payload.set("segmentSize", str(segment_size))
     _sub(payload, "CiphertextSha256", _PLACEHOLDER_SHA256)
     _sub(payload, "CiphertextLength", "0")
+    for _ in range(attachment_count):
+        attachment = _sub(payload, "Attachment")
+        _sub(attachment, "CiphertextSha256", _PLACEHOLDER_SHA256)
+        _sub(attachment, "CiphertextLength", "0")
     _validate(root, f"header of message {fields.message_id!r}")
     return root
 
 
-def header_bytes(element: etree._Element, ciphertext_sha256: str, ciphertext_length: int) -> bytes:
-    """Fill in the payload digest and serialise: these bytes are what gets signed."""
+def header_bytes(
+    element: etree._Element,
+    ciphertext_sha256: str,
+    ciphertext_length: int,
+    attachments: tuple[SealedAttachment, ...] = (),
+) -> bytes:
+    """Fill in the payload's (and attachments') digests and serialise: the bytes that get signed."""
     element.find(f"{_NS}Payload/{_NS}CiphertextSha256").text = ciphertext_sha256  # type: ignore[union-attr]
     element.find(f"{_NS}Payload/{_NS}CiphertextLength").text = str(ciphertext_length)  # type: ignore[union-attr]
+    slots = element.findall(f"{_NS}Payload/{_NS}Attachment")
+    if len(slots) != len(attachments):
+        raise EnvelopeError(
+            "header", f"{len(attachments)} attachments sealed, {len(slots)} declared"
+        )
+    for slot, sealed in zip(slots, attachments, strict=True):
+        digest, length = list(slot)
+        digest.text, length.text = sealed.ciphertext_sha256, str(sealed.ciphertext_length)
     return bytes(etree.tostring(element, encoding="UTF-8", xml_declaration=False))
 
 
@@ -237,7 +269,7 @@ def parse_header(raw: bytes) -> Header:
         receipt_outcome=None if receipt is None else receipt.get("outcome"),
         receipt_check=None if receipt is None else receipt.get("failedCheck"),
     )
-    digest, length = list(payload)
+    digest, length, *attachments = list(payload)
     return Header(
         fields=fields,
         signing_key_id=sender.get("signingKeyId", ""),
@@ -247,4 +279,7 @@ def parse_header(raw: bytes) -> Header:
         ciphertext_length=int(length.text or ""),
         raw=raw,
         sha256=hashlib.sha256(raw).hexdigest(),
+        attachments=tuple(
+            SealedAttachment(a[0].text or "", int(a[1].text or "")) for a in attachments
+        ),
     )

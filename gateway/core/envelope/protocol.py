@@ -20,6 +20,9 @@ HEADER_SIGNATURE_LABEL = b"mash-gateway/v1/header\x00"
 CONTENT_SIGNATURE_LABEL = b"mash-gateway/v1/content\x00"
 WRAP_LABEL = b"mash-gateway/v1/wrap|"
 SEGMENT_LABEL = b"mash-gateway/v1/segment\x00"
+ATTACHMENT_SIGNATURE_LABEL = b"mash-gateway/v1/attachment\x00"
+ATTACHMENT_KEY_LABEL = b"mash-gateway/v1/attachment-key\x00"
+PIECE_SIGNATURE_LABEL = b"mash-gateway/v1/piece\x00"
 
 HPKE_SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM)
 
@@ -28,4 +31,5 @@ SIGNATURE_BYTES = 64
 TAG_BYTES = 16
 LENGTH_BYTES = 4
 DEFAULT_SEGMENT_SIZE = 64 * 1024  # the XSD bounds Payload/@segmentSize to 1 KiB..16 MiB
+MAX_ATTACHMENTS = 100  # the XSDs' bound; [limits] may set a lower one
 MAX_HEADER_BYTES = 256 * 1024  # 64 recipients need about 12 KiB; the rest is headroom

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from gateway.core.envelope.protocol import CONTENT_SIGNATURE_LABEL
+from gateway.core.envelope.protocol import ATTACHMENT_SIGNATURE_LABEL, CONTENT_SIGNATURE_LABEL
 
 
 def content_statement(
@@ -19,6 +19,24 @@ def content_statement(
     return b"\x00".join(
         [
             CONTENT_SIGNATURE_LABEL + message_id.encode("ascii"),
+            sender.encode("ascii"),
+            ",".join(sorted(recipients)).encode("ascii"),
+            plaintext_sha256,
+        ]
+    )
+
+
+def attachment_statement(
+    message_id: str, index: int, sender: str, recipients: Iterable[str], plaintext_sha256: bytes
+) -> bytes:
+    """What the sender signs inside an attachment's last segment: its place in which message.
+
+    Its own label keeps it from ever verifying as a message's content statement.
+    """
+    return b"\x00".join(
+        [
+            ATTACHMENT_SIGNATURE_LABEL + message_id.encode("ascii"),
+            str(index).encode("ascii"),
             sender.encode("ascii"),
             ",".join(sorted(recipients)).encode("ascii"),
             plaintext_sha256,

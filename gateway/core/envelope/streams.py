@@ -19,3 +19,22 @@ def read_up_to(reader: BinaryIO, size: int) -> bytes:
         parts.append(more)
         missing -= len(more)
     return b"".join(parts)
+
+
+class Bounded:
+    """A reader that ends after ``limit`` bytes of ``inner``: one section of a container.
+
+    The segment decoder checks for trailing data by reading past the final
+    segment; bounded, that read sees the section's end, not the next section.
+    """
+
+    def __init__(self, inner: BinaryIO, limit: int) -> None:
+        self._inner = inner
+        self._left = limit
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > self._left:
+            size = self._left
+        data = self._inner.read(size) if size else b""
+        self._left -= len(data)
+        return data
