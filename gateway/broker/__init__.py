@@ -4,6 +4,7 @@ __all__ = [
     "connection",
     "credentials",
     "definitions",
+    "piece_headers",
     "publisher",
     "topology",
     "vhost",

@@ -2,7 +2,10 @@
 
 Each message is written as ``<message id>.xml`` by temp file, fsync and
 rename, so a reader never sees half a file and a redelivery never writes
-twice; the receipt is sent only after the file is durable. Without
+twice; the receipt is sent only after the file is durable. Its attachments
+go first, into ``<message id>.attachments/`` under the names the payload
+gives them (checked safe), made as a hidden folder and renamed whole: the
+XML appears last, so a folder watcher that reacts to it finds every file. Without
 ``--follow`` it stops once the inbox has been idle for ``--idle`` seconds.
 """
 
@@ -10,13 +13,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.config.area_config import AreaConfig, load_config
+from gateway.core.attachments import check_file_name
 from gateway.infra.atomic import atomic_writer
 from gateway.services.edge import Delivered, Edge
+from gateway.services.transfer_staging import ReceivedAttachment
 from gateway.store import store_from_url
+
+COPY_CHUNK = 1024 * 1024
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,6 +56,8 @@ class FolderWriter:
         self.last_activity = time.monotonic()
         target = self.folder / f"{delivered.header.fields.message_id}.xml"
         if not target.exists():
+            if delivered.attachments:
+                await asyncio.to_thread(write_attachments, target, delivered.attachments)
             await asyncio.to_thread(self._write, target, delivered.payload)
         self.received.append(delivered)
         fields = delivered.header.fields
@@ -60,6 +73,24 @@ class FolderWriter:
             out.write(payload)
 
 
+def write_attachments(target: Path, files: Sequence[ReceivedAttachment]) -> Path:
+    """``<stem>.attachments/`` beside ``target``, complete or not at all (built hidden, renamed)."""
+    final = target.with_name(f"{target.stem}.attachments")
+    if final.exists():
+        return final  # a redelivery after the folder was made: it is whole already
+    building = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.stem}.attachments."))
+    try:
+        for file in files:
+            name = check_file_name(file.facts.file_name)
+            with file.path.open("rb") as source, atomic_writer(building / name, 0o640) as out:
+                shutil.copyfileobj(source, out, COPY_CHUNK)
+        os.replace(building, final)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return final
+
+
 async def receive(
     config: AreaConfig, agency: str, folder: Path, follow: bool, idle: float
 ) -> list[Delivered]:
@@ -69,7 +100,7 @@ async def receive(
     await store.open()
     try:
         async with Edge(config, agency, store) as edge:
-            await edge.consume(writer)
+            await edge.consume(writer, takes_attachments=True)
             while follow or time.monotonic() - writer.last_activity < idle:
                 await asyncio.sleep(0.1)
     finally:

@@ -1,8 +1,10 @@
 """`mash-gateway send`: submit a canonical XML message from one agency's edge.
 
-The payload is schema-checked before anything is sealed or published; the
-router then applies the sharing agreements, and a refusal comes back to the
-sender's inbox as a NonDelivery naming the failed check.
+The payload is schema-checked before anything is sealed or published; each
+``--attach`` file is checked (safe name, ``[limits]``) before it is read, and
+named in the payload (name, media type, size, SHA-256) unless it names them
+already; the router then applies the sharing agreements, and a refusal comes
+back to the sender's inbox as a NonDelivery naming the failed check.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from gateway.cli.envelope_cmds import read_file
 from gateway.config.area_config import AreaConfig, ConfigError, load_config
 from gateway.core.envelope import HeaderFields
 from gateway.services.edge import Edge, Submission
+from gateway.services.transfer_sender import AttachmentFile
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,6 +36,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="repeatable; required unless the payload states <LawfulBasis>",
     )
     parser.add_argument("--rag", choices=["Red", "Amber", "Green"])
+    parser.add_argument(
+        "--attach",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="repeatable: a file that travels with the message (the payload names it)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -60,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         in_reply_to=args.in_reply_to,
         rag=args.rag,
         source=str(args.file),
+        attachments=tuple(AttachmentFile(path) for path in args.attach),
     )
     fields = asyncio.run(send(config, args.agency, submission))
     print(

@@ -154,11 +154,17 @@ def positive_receipt(
     ciphertext_sha256: str,
     plaintext_sha256: str,
     handed_over_at: datetime,
+    attachments: Sequence[tuple[str, str]] = (),
 ) -> bytes:
+    """``attachments``: each file's (ciphertext, plaintext) SHA-256, in the message's order."""
     root, positive, nri = _receipt(
         message_id, recipient, received_at, "Positive", ciphertext_sha256
     )
     _add(nri, "PlaintextSha256", plaintext_sha256)
+    for ciphertext, plaintext in attachments:
+        digests = _add(nri, "AttachmentDigests")
+        _add(digests, "CiphertextSha256", ciphertext)
+        _add(digests, "PlaintextSha256", plaintext)
     _add(positive, "HandedOverAt", _instant(handed_over_at))
     return _bytes(root)
 

@@ -334,6 +334,27 @@ def unverified(
     )
 
 
+def refused_piece(
+    transfer: ClaimedFacts, header_sha256: str, check: str, reason: str, now: datetime, area: Area
+) -> Plan:
+    """A piece of a routed transfer that fails its check (services/piece_relay.py): the piece
+    is quarantined and the sender told; the message's own record stays as routing left it,
+    and the recipients' edges never hand over a transfer that lacks a good piece. One
+    notice per transfer and check: its id derives from the header digest, not the piece.
+    """
+    return _refusal(
+        audit_chain.from_unverified(transfer, check, reason),
+        transfer.message_id,
+        transfer,
+        header_sha256,
+        check,
+        reason,
+        now,
+        area,
+        None,
+    )
+
+
 def _refusal(
     audit: audit_chain.Decision,
     message_id: str,

@@ -10,7 +10,10 @@ __all__ = [
     "metrics",
     "metrics_server",
     "partner_bundle",
+    "piece_relay",
     "queue_depths",
     "router",
     "tracking",
+    "transfer_sender",
+    "transfer_staging",
 ]

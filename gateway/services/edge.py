@@ -21,11 +21,13 @@ key their writes by message id (the inbox writer names files by it).
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from pathlib import Path
 
 import structlog
 from aio_pika.abc import (
@@ -37,17 +39,25 @@ from aio_pika.abc import (
 )
 from structlog.contextvars import bound_contextvars
 
-from gateway.broker import topology
+from gateway.broker import piece_headers, topology
 from gateway.broker.connection import confirmed_channel, connect
 from gateway.broker.credentials import agency_broker_url
 from gateway.broker.publisher import publish_until_confirmed
 from gateway.config.area_config import AreaConfig
 from gateway.core import notices, schemas
+from gateway.core.attachments import (
+    AttachmentFacts,
+    AttachmentRefused,
+    check_received,
+    manifest,
+    with_manifest,
+)
 from gateway.core.envelope import (
     DecryptionIdentity,
     EnvelopeError,
     Header,
     HeaderFields,
+    Opened,
     SigningKeys,
     open_bytes,
     recipient_keys,
@@ -66,6 +76,14 @@ from gateway.infra.clock import utc_now
 from gateway.infra.keyed_locks import KeyedLocks
 from gateway.services import metrics
 from gateway.services.directory_watch import DirectoryWatch
+from gateway.services.transfer_sender import (
+    AttachmentFile,
+    checked_files,
+    digest_files,
+    publish_transfer,
+    seal_transfer,
+)
+from gateway.services.transfer_staging import PieceRefused, ReceivedAttachment, Staging, Stale
 from gateway.store import HandledMarks
 
 log = structlog.get_logger("gateway.services.edge")
@@ -81,6 +99,12 @@ OPEN_CHECKS = {
     "header": "header-schema",
     "container": "undecodable",
 }
+
+
+def _announces_transfer(body: bytes) -> bool:
+    """An envelope message whose header names attachment sections: its pieces follow."""
+    header = claimed_header(body)
+    return header is not None and bool(header.attachments)
 
 
 class PolicyRefusal(GatewayError):
@@ -111,6 +135,9 @@ class Delivered:
     payload: bytes
     plaintext_sha256: str
     ciphertext_sha256: str
+    # The files that travelled with it, verified, waiting in the edge's staging folder
+    # until the handler returns: a handler that keeps them moves or copies them.
+    attachments: tuple[ReceivedAttachment, ...] = ()
 
 
 Handler = Callable[[Delivered], Awaitable[None]]
@@ -134,6 +161,8 @@ class Submission:
     # How the originator was authenticated (common.xsd Assurance): the e-mail
     # intake states pgp-verified or tls-only; everything else is edge-signed.
     assurance: str = "edge-signed"
+    # Files that travel with the message (transfer_sender.py): the payload names them.
+    attachments: tuple[AttachmentFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -177,6 +206,9 @@ class Edge:
         self._channel: AbstractRobustChannel | None = None
         self._ingress: AbstractExchange | None = None
         self._handling = KeyedLocks()
+        self._transfers = KeyedLocks()
+        self._staging = Staging(config.base_dir / "state" / "transfers" / agency)
+        self._sweeping: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Edge:
         self._connection = await connect(self.broker_url, self.config.broker_tls)
@@ -192,6 +224,8 @@ class Edge:
             log.error("edge.keys_reload_failed", agency=self.agency, reason=str(exc))
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._sweeping is not None:
+            self._sweeping.cancel()
         if self._connection is not None:
             await self._connection.close()
 
@@ -236,6 +270,14 @@ class Edge:
             if isinstance(submission.payload, schemas.CheckedDocument)
             else schemas.checked(submission.payload, submission.source)
         )
+        files: list[tuple[AttachmentFile, AttachmentFacts]] = []
+        if submission.attachments:
+            checked = checked_files(submission.attachments, self.config.limits)
+            digests = await asyncio.to_thread(digest_files, checked)
+            named = with_manifest(document.root, digests, document.message_type, submission.source)
+            if named is not None:
+                document = schemas.checked(named, submission.source)
+            files = [(file, fact) for (file, _, _), fact in zip(checked, digests, strict=True)]
         root, message_type = document.root, document.message_type
         identity = self.identity
         upn = upn_refusal(
@@ -266,7 +308,10 @@ class Edge:
             deadline=facts.deadline,
         )
         with bound_contextvars(message_id=fields.message_id, correlation_id=fields.correlation_id):
-            await self._seal_and_publish(identity, fields, document.xml)
+            if files:
+                await self._seal_and_send_transfer(identity, fields, document.xml, files)
+            else:
+                await self._seal_and_publish(identity, fields, document.xml)
         metrics.submitted(fields)
         log.info(
             "message.submitted",
@@ -300,8 +345,33 @@ class Edge:
             message_type=fields.message_type,
         )
 
-    async def consume(self, handler: Handler) -> tuple[AbstractQueue, str]:
-        """Start consuming the inbox; returns the queue and consumer tag to cancel with."""
+    async def _seal_and_send_transfer(
+        self,
+        identity: Identity,
+        fields: HeaderFields,
+        payload: bytes,
+        files: list[tuple[AttachmentFile, AttachmentFacts]],
+    ) -> None:
+        """Seal in a thread (files stream through disk spools), then the head and its pieces."""
+        now = fields.created_at
+        signer = identity.signing.signer(identity.registry, now)
+        keys = recipient_keys(identity.registry, fields.recipients, now)
+        with metrics.timed("seal"):
+            sealed = await asyncio.to_thread(seal_transfer, fields, payload, signer, keys, files)
+        try:
+            await publish_transfer(self.ingress, sealed, signer)
+        finally:
+            sealed.close()
+
+    async def consume(
+        self, handler: Handler, takes_attachments: bool = False
+    ) -> tuple[AbstractQueue, str]:
+        """Start consuming the inbox; returns the queue and consumer tag to cancel with.
+
+        A handler that does not say it ``takes_attachments`` never gets a message
+        with files: the edge refuses it (check ``handler``) rather than hand over
+        half of what was sent.
+        """
         if self._channel is None:
             raise RuntimeError("use the Edge as an async context manager")
         store = self.store
@@ -315,9 +385,14 @@ class Edge:
             # Set by the router from the verified header: the ids of every line logged meanwhile.
             ids = {"message_id": message.message_id, "correlation_id": message.correlation_id}
             with bound_contextvars(**ids):
-                await self._receive(message, handler, store)
+                if piece_headers.is_piece(message.headers) or _announces_transfer(message.body):
+                    await self._receive_transfer(message, handler, store, takes_attachments)
+                else:
+                    await self._receive(message, handler, store)
 
         tag = await queue.consume(on_message)
+        if self._sweeping is None:
+            self._sweeping = asyncio.create_task(self._sweep_transfers())
         return queue, tag
 
     async def _receive(
@@ -335,6 +410,23 @@ class Edge:
             check = OPEN_CHECKS.get(exc.check, "undecodable")
             await self._refuse(identity, message, body, check, str(exc), received_at)
             return
+        await self._accept(
+            identity, message, body, opened, payload, (), handler, store, received_at
+        )
+
+    async def _accept(
+        self,
+        identity: Identity,
+        message: AbstractIncomingMessage,
+        body: bytes,
+        opened: Opened,
+        payload: bytes,
+        files: Sequence[Path],
+        handler: Handler,
+        store: HandledMarks,
+        received_at: datetime,
+    ) -> bool:
+        """Check the opened payload (and its files), hand it over, receipt it; True once acked."""
         fields = opened.header.fields
         source = f"message {fields.message_id}"
         try:
@@ -343,16 +435,30 @@ class Edge:
             await self._refuse(
                 identity, message, body, "payload-schema", exc.redacted(), received_at
             )
-            return
+            return False
         except UnsafeXmlError as exc:
             await self._refuse(identity, message, body, "undecodable", str(exc), received_at)
-            return
+            return False
         upn = upn_refusal(root, source, fields.sender, (self.agency,), identity.registry)
         if upn is not None:
             await self._refuse(identity, message, body, "policy", upn, received_at)
-            return
+            return False
+        named = manifest(root)
+        try:
+            received = [(a.plaintext_length, a.plaintext_sha256) for a in opened.attachments]
+            if received:
+                check_received(named, received, fields.message_id)
+        except AttachmentRefused as exc:
+            await self._refuse(identity, message, body, exc.check, str(exc), received_at)
+            return False
         delivered = Delivered(
-            opened.header, payload, opened.plaintext_sha256, opened.ciphertext_sha256
+            opened.header,
+            payload,
+            opened.plaintext_sha256,
+            opened.ciphertext_sha256,
+            tuple(
+                ReceivedAttachment(facts, path) for facts, path in zip(named, files, strict=False)
+            ),
         )
         # Shielded: closing a channel (the broker went away) cancels its consumer tasks,
         # and a hand-over cancelled after the agency's system took the message but before
@@ -360,12 +466,12 @@ class Edge:
         outcome = await asyncio.shield(self._hand_over(delivered, handler, store))
         if isinstance(outcome, HandlerRefused):
             await self._refuse(identity, message, body, "handler", str(outcome), received_at)
-            return
+            return False
         if outcome is HandOver.RETRY:
             # The agency system did not take it: redeliver later; past the
             # inbox's delivery limit RabbitMQ quarantines it.
             await message.nack(requeue=True)
-            return
+            return False
         if fields.message_type not in SYSTEM_MESSAGE_TYPES:
             # The hand-over is a second event, which the receipt dates: a webhook
             # may have taken minutes of retries since the message was received.
@@ -377,9 +483,131 @@ class Edge:
                 opened.ciphertext_sha256,
                 opened.plaintext_sha256,
                 handed_over_at,
+                [(a.ciphertext_sha256, a.plaintext_sha256) for a in opened.attachments],
             )
             await self._send_receipt(identity, fields, receipt, "positive", None, handed_over_at)
         await message.ack()
+        return True
+
+    async def _receive_transfer(
+        self,
+        message: AbstractIncomingMessage,
+        handler: Handler,
+        store: HandledMarks,
+        takes_attachments: bool,
+    ) -> None:
+        """Stage the envelope or a piece; once all are on disk, open, check and hand over.
+
+        Each staged broker message is acked once its file is durable; the one that
+        completes the set is acked only after the hand-over (transfer_staging.py).
+        """
+        received_at = utc_now()
+        identity = self.identity
+        staging = self._staging
+        try:
+            if piece_headers.is_piece(message.headers):
+                piece, _ = piece_headers.decode(message.headers)
+                transfer = piece.message_id
+                stage = functools.partial(staging.stage_piece, piece, message.body)
+            else:
+                header = claimed_header(message.body)
+                transfer = header.fields.message_id if header is not None else ""
+                stage = functools.partial(staging.stage_envelope, transfer, message.body)
+            async with self._transfers.hold(transfer):
+                if await asyncio.to_thread(staging.is_refused, transfer):
+                    await message.ack()  # the transfer was refused as a whole; told already
+                    return
+                await asyncio.to_thread(stage)
+                if not await asyncio.to_thread(staging.complete, transfer):
+                    await message.ack()
+                    return
+                await self._complete_transfer(
+                    identity, message, transfer, handler, store, takes_attachments, received_at
+                )
+        except (piece_headers.BadPieceHeaders, PieceRefused) as exc:
+            log.warning("piece.refused", reason=str(exc))
+            metrics.refused_at_edge("pieces")
+            envelope = await asyncio.to_thread(staging.envelope, transfer) if transfer else None
+            if envelope is not None:
+                await asyncio.to_thread(staging.mark_refused, transfer, str(exc))
+                await self._refuse(identity, message, envelope, "pieces", str(exc), received_at)
+            else:
+                await message.reject(requeue=False)
+
+    async def _complete_transfer(
+        self,
+        identity: Identity,
+        message: AbstractIncomingMessage,
+        transfer: str,
+        handler: Handler,
+        store: HandledMarks,
+        takes_attachments: bool,
+        received_at: datetime,
+    ) -> None:
+        staging = self._staging
+        envelope = await asyncio.to_thread(staging.envelope, transfer) or b""
+        try:
+            with metrics.timed("open"):
+                opened, payload, files = await asyncio.to_thread(
+                    staging.open_transfer,
+                    transfer,
+                    identity.registry,
+                    identity.decryption,
+                    received_at,
+                )
+        except EnvelopeError as exc:
+            check = (
+                exc.check if exc.check == "pieces" else OPEN_CHECKS.get(exc.check, "undecodable")
+            )
+            await asyncio.to_thread(staging.mark_refused, transfer, str(exc))
+            await self._refuse(identity, message, envelope, check, str(exc), received_at)
+            return
+        if not takes_attachments:
+            reason = "this agency's system takes no attachments (its adapter cannot carry them yet)"
+            await asyncio.to_thread(staging.mark_refused, transfer, reason)
+            await self._refuse(identity, message, envelope, "handler", reason, received_at)
+            return
+        done = await self._accept(
+            identity, message, envelope, opened, payload, files, handler, store, received_at
+        )
+        if done:  # otherwise left for the redelivery of the message that completed it
+            await asyncio.to_thread(staging.remove, transfer)
+
+    async def _sweep_transfers(self) -> None:
+        """Drop transfers past ``[limits] transfer_timeout``; each sender learns what is missing."""
+        timeout_s = self.config.limits.transfer_timeout.total_seconds()
+        while True:
+            await asyncio.sleep(min(60.0, max(1.0, timeout_s / 4)))
+            for stale in await asyncio.to_thread(self._staging.stale, timeout_s):
+                await self._drop_stale(stale)
+
+    async def _drop_stale(self, stale: Stale) -> None:
+        identity = self.identity
+        now = utc_now()
+        async with self._transfers.hold(stale.message_id):
+            header = stale.header
+            if header is not None and stale.missing:
+                reason = (
+                    f"transfer {stale.message_id} incomplete after "
+                    f"{self.config.limits.transfer_timeout}: missing {stale.missing}"
+                )
+                log.warning(
+                    "transfer.incomplete", message_id=stale.message_id, missing=stale.missing
+                )
+                metrics.refused_at_edge("incomplete")
+                if header.fields.message_type not in SYSTEM_MESSAGE_TYPES:
+                    receipt = notices.negative_receipt(
+                        stale.message_id,
+                        self.agency,
+                        now,
+                        header.ciphertext_sha256,
+                        "incomplete",
+                        reason,
+                    )
+                    await self._send_receipt(
+                        identity, header.fields, receipt, "negative", "incomplete", now
+                    )
+            await asyncio.to_thread(self._staging.remove, stale.message_id)
 
     async def _hand_over(
         self, delivered: Delivered, handler: Handler, store: HandledMarks

@@ -34,7 +34,7 @@ import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustChannel
 from structlog.contextvars import bound_contextvars
 
-from gateway.broker import topology
+from gateway.broker import piece_headers, topology
 from gateway.broker.connection import confirmed_channel, connect
 from gateway.broker.credentials import router_login
 from gateway.broker.publisher import PublishRefused, publish
@@ -63,6 +63,7 @@ from gateway.infra.keyed_locks import KeyedLocks
 from gateway.services import audit_log, metrics
 from gateway.services.directory_watch import DirectoryWatch
 from gateway.services.escalator import DEFAULT_TICK_S, Escalator, EscalatorChannels, run_escalator
+from gateway.services.piece_relay import PieceRelay
 from gateway.store import TrackingStore
 
 log = structlog.get_logger("gateway.services.router")
@@ -157,6 +158,12 @@ class Router:
         plan = routing_plan.plan(decision, message, digest, now, self.area, case)
         if await self._carry_out(plan, body, exchanges, now):
             _observe(decision, message, original, now)
+
+    async def refuse(
+        self, plan: routing_plan.Plan, body: bytes, exchanges: RouterChannels, now: datetime
+    ) -> None:
+        """Carry out a refusal planned outside ``handle``: a transfer's piece (piece_relay.py)."""
+        await self._carry_out(plan, body, exchanges, now)
 
     async def _carry_out(
         self, plan: routing_plan.Plan, body: bytes, exchanges: RouterChannels, now: datetime
@@ -354,6 +361,7 @@ async def _consume(
             quarantine=await channel.get_exchange(topology.QUARANTINE_EXCHANGE),
         )
         queue = await channel.get_queue(topology.ROUTER_QUEUE)
+        relay = PieceRelay(router)
         escalations = await confirmed_channel(connection)
         announcements = await connection.channel(publisher_confirms=False)
         escalating = asyncio.create_task(
@@ -373,7 +381,10 @@ async def _consume(
             # RabbitMQ dead-letters it to quarantine, so a poison message
             # neither blocks the queue nor disappears.
             async with message.process(requeue=True):
-                await router.handle(message.body, exchanges)
+                if piece_headers.is_piece(message.headers):  # a transfer's piece: piece_relay.py
+                    await relay.handle(message, exchanges)
+                else:
+                    await router.handle(message.body, exchanges)
 
         async def apply_directory(directory_config: AreaConfig) -> None:
             router.reload(directory_config)

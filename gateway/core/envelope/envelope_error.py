@@ -22,6 +22,7 @@ Check = Literal[
     "segments",
     "content-signature",
     "attachment",
+    "pieces",
 ]
 
 

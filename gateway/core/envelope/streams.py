@@ -38,3 +38,18 @@ class Bounded:
         data = self._inner.read(size) if size else b""
         self._left -= len(data)
         return data
+
+
+class Chained:
+    """Readers one after another, read as one stream: the sections of a container, in order."""
+
+    def __init__(self, readers: list[BinaryIO]) -> None:
+        self._readers = readers
+
+    def read(self, size: int = -1) -> bytes:
+        while self._readers:
+            data = self._readers[0].read(size)
+            if data or size == 0:
+                return data
+            self._readers.pop(0)
+        return b""

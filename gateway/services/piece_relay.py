@@ -1,0 +1,159 @@
+"""The router's side of a transfer: each piece checked as it passes and relayed, never opened.
+
+A transfer's envelope message is routed like any other (router.py); its
+pieces (gateway/core/envelope/pieces.py) come after it on ``gateway.router``
+and go to the same inboxes. For each piece the relay:
+1. reads the transfer's record from the store (the first piece waits for the
+   case's lock, so its envelope has been routed; the answer is kept for the
+   transfer's later pieces);
+2. verifies the piece's signature with the sender's registered key: the
+   bytes are the sender's, for this message, at this place;
+3. publishes it with confirms to each recipient's inbox, then acks.
+
+Stateless apart from that cache, so a router killed mid-transfer resumes
+with the next unacked piece: a piece relayed twice is kept once by the
+receiving edge. A piece that fails its check is quarantined and the sender
+gets a NonDelivery naming ``pieces`` (routing_plan.refused_piece); the
+recipients' edges never hand over a transfer missing a good piece. Pieces
+of a transfer refused as a whole (its envelope rejected) are dropped, logged:
+the envelope is in quarantine with the reason and the sender was told. A
+piece whose transfer the store does not know (yet) is returned to the
+queue; past the queue's delivery limit RabbitMQ quarantines it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from datetime import datetime
+from typing import Generic, Protocol, TypeVar
+
+import structlog
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+
+from gateway.broker import piece_headers
+from gateway.broker.publisher import publish
+from gateway.config.area_config import AreaConfig
+from gateway.core import routing_plan
+from gateway.core.envelope import EnvelopeError
+from gateway.core.envelope.claimed import ClaimedFacts
+from gateway.core.envelope.pieces import verify_piece
+from gateway.core.lifecycle import State
+from gateway.core.records import MessageRecord
+from gateway.core.registry import KeyRejected
+from gateway.infra.clock import utc_now
+from gateway.infra.keyed_locks import KeyedLocks
+from gateway.store import TrackingStore
+
+log = structlog.get_logger("gateway.services.piece_relay")
+
+KNOWN_TRANSFERS = 256  # records kept; a transfer's pieces arrive together
+RELAYED_STATES = frozenset({State.ROUTED, State.DELIVERED, State.ANSWERED})
+
+
+class Exchanges(Protocol):
+    """The router's exchanges (router.RouterChannels): pieces go out on ``deliver``."""
+
+    @property
+    def deliver(self) -> AbstractExchange: ...
+
+
+E = TypeVar("E", bound=Exchanges)
+E_contra = TypeVar("E_contra", bound=Exchanges, contravariant=True)
+
+
+class RouterShell(Protocol[E_contra]):
+    """What the relay uses of the router (router.Router), which imports this module."""
+
+    config: AreaConfig
+    store: TrackingStore
+    cases: KeyedLocks
+    area: routing_plan.Area
+
+    async def refuse(
+        self, plan: routing_plan.Plan, body: bytes, exchanges: E_contra, now: datetime
+    ) -> None: ...
+
+
+class TransferUnknown(Exception):
+    """The piece's transfer is not routed yet: the caller requeues the piece."""
+
+
+class PieceRelay(Generic[E]):
+    def __init__(self, router: RouterShell[E]) -> None:
+        self.router = router
+        self._known: OrderedDict[str, MessageRecord] = OrderedDict()
+
+    async def handle(self, message: AbstractIncomingMessage, exchanges: E) -> None:
+        """Check and relay one piece; raises TransferUnknown to have it requeued."""
+        now = utc_now()
+        body = message.body
+        try:
+            piece, key_id = piece_headers.decode(message.headers)
+        except piece_headers.BadPieceHeaders as exc:
+            await self._refuse(None, "", str(exc), body, exchanges, now)
+            return
+        record = await self._record(piece.message_id, message.correlation_id)
+        if record is None or record.state is State.SUBMITTED:
+            raise TransferUnknown(f"transfer {piece.message_id} is not routed yet")
+        if record.state not in RELAYED_STATES:
+            log.info("piece.dropped", message_id=piece.message_id, state=record.state)
+            return
+        try:
+            key = self.router.config.registry.verifying_key(
+                key_id, record.sender, record.created_at
+            )
+            verify_piece(key, piece, body)
+        except KeyRejected as exc:
+            await self._refuse(
+                record, piece.header_sha256, f"piece key: {exc}", body, exchanges, now
+            )
+            return
+        except EnvelopeError as exc:
+            await self._refuse(record, piece.header_sha256, str(exc), body, exchanges, now)
+            return
+        for agency in record.recipients:
+            await publish(
+                exchanges.deliver,
+                body,
+                routing_key=agency,
+                message_id=record.message_id,
+                correlation_id=record.correlation_id,
+                message_type=piece_headers.PIECE_TYPE,
+                headers=piece_headers.encode(piece, key_id),
+            )
+
+    async def _record(self, message_id: str, correlation_id: str | None) -> MessageRecord | None:
+        known = self._known.get(message_id)
+        if known is not None:
+            return known
+        # The case's lock: a piece read after its envelope was delivered in the same batch
+        # waits until that envelope's plan is carried out.
+        async with self.router.cases.hold(correlation_id or message_id):
+            record = await self.router.store.message(message_id)
+        if record is not None and record.state in RELAYED_STATES:
+            self._known[message_id] = record
+            while len(self._known) > KNOWN_TRANSFERS:
+                self._known.popitem(last=False)
+        return record
+
+    async def _refuse(
+        self,
+        record: MessageRecord | None,
+        header_sha256: str,
+        reason: str,
+        body: bytes,
+        exchanges: E,
+        now: datetime,
+    ) -> None:
+        facts = (
+            ClaimedFacts(
+                record.message_id, record.correlation_id, record.sender, record.message_type
+            )
+            if record is not None
+            else ClaimedFacts(f"piece-{hashlib.sha256(body).hexdigest()}", "", "", "Piece")
+        )
+        plan = routing_plan.refused_piece(
+            facts, header_sha256, "pieces", reason, now, self.router.area
+        )
+        await self.router.refuse(plan, body, exchanges, now)

@@ -1,0 +1,242 @@
+"""The receiving edge's side of a transfer: pieces staged on disk until all are there.
+
+Layout, one folder per transfer under ``state/transfers/<agency>/<message id>/``:
+``envelope`` (the envelope message's body), ``plan`` (the piece count, piece
+size and header digest the first piece stated), ``<index>.piece`` (each piece,
+written by temp file, fsync and rename before its broker message is acked),
+``files/<index>`` (the opened attachments, while they are handed over), and
+``refused`` once the transfer was refused (its later pieces are acked and
+dropped until the folder is swept).
+
+A piece seen again with the same bytes is a redelivery (kept once); with
+other bytes, or stating another count, size or header digest than the
+transfer's first piece, it is refused (``pieces``). When the envelope and
+every piece are on disk, ``open_transfer`` checks the set against the signed
+header (gateway/core/envelope/pieces.py ``check_pieces``: none missing, none
+extra, the total length) and opens the container streamed from the files:
+every section's digest and AES-GCM tag and the sender's statements are
+checked before the message is handed over. Nothing partial is ever handed
+over: the handler gets the payload and the files only when all of this passed.
+
+A transfer to which nothing has arrived for ``[limits] transfer_timeout``
+(its folder's modification time), and that is not complete, is swept: the
+sender is told by a negative receipt naming ``incomplete`` and the missing
+pieces, and the folder is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from gateway.core.attachments import AttachmentFacts
+from gateway.core.envelope import DecryptionIdentity, Opened, open
+from gateway.core.envelope.claimed import claimed_header
+from gateway.core.envelope.envelope_error import EnvelopeError
+from gateway.core.envelope.header import Header
+from gateway.core.envelope.pieces import Piece, check_pieces, describe
+from gateway.core.envelope.streams import Chained
+from gateway.core.registry import Registry
+from gateway.infra.atomic import atomic_writer
+
+MESSAGE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+ENVELOPE = "envelope"
+PLAN = "plan"
+REFUSED = "refused"
+FILES = "files"
+READ_CHUNK = 1024 * 1024
+
+
+class PieceRefused(Exception):
+    """A piece that cannot belong to its transfer as staged; the reason names the check."""
+
+
+@dataclass(frozen=True)
+class ReceivedAttachment:
+    """A file of a delivered message: what the payload names, and where its bytes wait."""
+
+    facts: AttachmentFacts
+    path: Path
+
+
+@dataclass(frozen=True)
+class Stale:
+    """A transfer past its time: its envelope's header if it came, and what is missing."""
+
+    message_id: str
+    header: Header | None
+    envelope: bytes | None
+    missing: str
+
+
+class Staging:
+    """One agency's staged transfers (blocking file work: call it from a thread)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def folder(self, message_id: str) -> Path:
+        if not MESSAGE_ID.fullmatch(message_id):
+            raise PieceRefused(f"transfer id {message_id[:40]!r} is not a message id")
+        return self.root / message_id
+
+    def stage_envelope(self, message_id: str, body: bytes) -> None:
+        target = self.folder(message_id) / ENVELOPE
+        if not target.exists():
+            with atomic_writer(target) as out:
+                out.write(body)
+
+    def stage_piece(self, piece: Piece, body: bytes) -> None:
+        folder = self.folder(piece.message_id)
+        plan = f"{piece.count} {piece.piece_size} {piece.header_sha256}"
+        plan_file = folder / PLAN
+        if plan_file.exists():
+            stated = plan_file.read_text(encoding="ascii")
+            if stated != plan:
+                raise PieceRefused(
+                    f"piece {piece.index} states {plan.split(' ', 2)[:2]} (count, size) for "
+                    f"header {piece.header_sha256[:12]}, the transfer's first piece "
+                    f"{stated.split(' ', 2)[:2]} for {stated.split(' ', 2)[2][:12]}: "
+                    "a piece from another transfer"
+                )
+        else:
+            with atomic_writer(plan_file) as out:
+                out.write(plan.encode("ascii"))
+        target = folder / f"{piece.index:08d}.piece"
+        if target.exists():
+            if _sha256(target) != hashlib.sha256(body).hexdigest():
+                raise PieceRefused(f"piece {piece.index} arrived twice with different bytes")
+            return
+        with atomic_writer(target) as out:
+            out.write(body)
+
+    def is_refused(self, message_id: str) -> bool:
+        return (self.folder(message_id) / REFUSED).exists()
+
+    def mark_refused(self, message_id: str, reason: str) -> None:
+        with atomic_writer(self.folder(message_id) / REFUSED) as out:
+            out.write(reason.encode("utf-8", "replace"))
+        for leftover in self.folder(message_id).glob("*.piece"):
+            leftover.unlink(missing_ok=True)
+
+    def envelope(self, message_id: str) -> bytes | None:
+        path = self.folder(message_id) / ENVELOPE
+        return path.read_bytes() if path.exists() else None
+
+    def _plan(self, folder: Path) -> tuple[int, int] | None:
+        plan_file = folder / PLAN
+        if not plan_file.exists():
+            return None
+        count, size, _ = plan_file.read_text(encoding="ascii").split(" ", 2)
+        return int(count), int(size)
+
+    def _pieces(self, folder: Path) -> dict[int, Path]:
+        return {int(p.name.split(".")[0]): p for p in folder.glob("*.piece")}
+
+    def complete(self, message_id: str) -> bool:
+        """Whether the envelope and as many pieces as the plan states are on disk."""
+        folder = self.folder(message_id)
+        plan = self._plan(folder)
+        if plan is None or not (folder / ENVELOPE).exists() or (folder / REFUSED).exists():
+            return False
+        return len(self._pieces(folder)) >= plan[0]
+
+    def open_transfer(
+        self,
+        message_id: str,
+        registry: Registry,
+        identity: DecryptionIdentity,
+        now: datetime,
+    ) -> tuple[Opened, bytes, list[Path]]:
+        """Check the pieces against the header, then open the container streamed from disk."""
+        folder = self.folder(message_id)
+        envelope = (folder / ENVELOPE).read_bytes()
+        header = claimed_header(envelope)
+        plan = self._plan(folder)
+        if header is None or plan is None:
+            raise EnvelopeError("container", f"transfer {message_id} has no readable envelope")
+        pieces = self._pieces(folder)
+        total = sum(p.stat().st_size for p in pieces.values())
+        check_pieces(header, plan[1], plan[0], pieces.keys(), total)
+        files = folder / FILES
+        shutil.rmtree(files, ignore_errors=True)
+        files.mkdir()
+        outputs: list[Path] = []
+        handles: list[BinaryIO] = []
+
+        def attachment_out(index: int) -> BinaryIO:
+            path = files / str(index)
+            outputs.append(path)
+            handle = path.open("wb")
+            handles.append(handle)
+            return handle
+
+        readers: list[BinaryIO] = [io.BytesIO(envelope)]
+        readers += [pieces[i].open("rb") for i in sorted(pieces)]
+        payload = io.BytesIO()
+        try:
+            opened = open(
+                cast(BinaryIO, Chained(readers)),
+                registry,
+                identity,
+                now,
+                None,
+                None,
+                payload,
+                attachment_out,
+            )
+            for handle in handles:
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            for reader in readers:
+                reader.close()
+            for handle in handles:
+                handle.close()
+        return opened, payload.getvalue(), outputs
+
+    def remove(self, message_id: str) -> None:
+        shutil.rmtree(self.folder(message_id), ignore_errors=True)
+
+    def stale(self, older_than_s: float) -> list[Stale]:
+        """Transfer folders older than ``older_than_s`` seconds; ``missing`` empty if complete."""
+        found: list[Stale] = []
+        if not self.root.exists():
+            return found
+        cutoff = time.time() - older_than_s
+        for folder in self.root.iterdir():
+            if not MESSAGE_ID.fullmatch(folder.name) or folder.stat().st_mtime > cutoff:
+                continue
+            if (folder / REFUSED).exists():
+                found.append(Stale(folder.name, None, None, ""))
+                continue
+            envelope = self.envelope(folder.name)
+            header = claimed_header(envelope) if envelope is not None else None
+            plan = self._plan(folder)
+            held = self._pieces(folder)
+            if plan is None:
+                missing = "every piece"
+            else:
+                wanted = sorted(set(range(1, plan[0] + 1)) - set(held))
+                missing = f"{describe(wanted)} of {plan[0]}" if wanted else ""
+            if envelope is None:
+                missing = "the envelope" + (f" and {missing}" if missing else "")
+            # Complete but still here: refused or abandoned mid-hand-over; removed quietly.
+            found.append(Stale(folder.name, header, envelope, missing))
+        return found
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(READ_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
