@@ -101,7 +101,7 @@ async def receive(
     try:
         async with Edge(config, agency, store) as edge:
             await edge.consume(writer, takes_attachments=True)
-            while follow or time.monotonic() - writer.last_activity < idle:
+            while follow or time.monotonic() - max(writer.last_activity, edge.last_received) < idle:
                 await asyncio.sleep(0.1)
     finally:
         await store.close()

@@ -85,6 +85,16 @@ def check_file_name(name: str) -> str:
     return name
 
 
+def check_unique_names(names: Sequence[str]) -> None:
+    """Two files of one message may not share a name (compared case-blind, as some systems do)."""
+    seen: set[str] = set()
+    for name in names:
+        folded = unicodedata.normalize("NFC", name).casefold()
+        if folded in seen:
+            raise AttachmentRefused("attachment", f"two attachments are named {name!r}")
+        seen.add(folded)
+
+
 def check_limits(files: Sequence[tuple[str, int]], limits: AttachmentLimits) -> None:
     """Refuse (check ``limit``) what ``[limits]`` forbids, from names and sizes alone."""
     if len(files) > limits.max_attachments:
@@ -174,6 +184,7 @@ def check_received(
             "attachment",
             f"message {message_id} names {len(named)} attachment(s) and carries {len(opened)}",
         )
+    check_unique_names([facts.file_name for facts in named])
     for index, (facts, (length, digest)) in enumerate(zip(named, opened, strict=True), start=1):
         check_file_name(facts.file_name)
         if length != facts.size:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -209,6 +210,7 @@ class Edge:
         self._transfers = KeyedLocks()
         self._staging = Staging(config.base_dir / "state" / "transfers" / agency)
         self._sweeping: asyncio.Task[None] | None = None
+        self.last_received = time.monotonic()  # a transfer's pieces count: it is not idle
 
     async def __aenter__(self) -> Edge:
         self._connection = await connect(self.broker_url, self.config.broker_tls)
@@ -382,6 +384,7 @@ class Edge:
         queue = await self._channel.get_queue(topology.inbox_queue(self.agency))
 
         async def on_message(message: AbstractIncomingMessage) -> None:
+            self.last_received = time.monotonic()
             # Set by the router from the verified header: the ids of every line logged meanwhile.
             ids = {"message_id": message.message_id, "correlation_id": message.correlation_id}
             with bound_contextvars(**ids):
@@ -513,26 +516,34 @@ class Edge:
                 header = claimed_header(message.body)
                 transfer = header.fields.message_id if header is not None else ""
                 stage = functools.partial(staging.stage_envelope, transfer, message.body)
-            async with self._transfers.hold(transfer):
-                if await asyncio.to_thread(staging.is_refused, transfer):
-                    await message.ack()  # the transfer was refused as a whole; told already
-                    return
-                await asyncio.to_thread(stage)
-                if not await asyncio.to_thread(staging.complete, transfer):
-                    await message.ack()
-                    return
-                await self._complete_transfer(
-                    identity, message, transfer, handler, store, takes_attachments, received_at
-                )
+            staging.folder(transfer)
         except (piece_headers.BadPieceHeaders, PieceRefused) as exc:
             log.warning("piece.refused", reason=str(exc))
             metrics.refused_at_edge("pieces")
-            envelope = await asyncio.to_thread(staging.envelope, transfer) if transfer else None
-            if envelope is not None:
+            await message.reject(requeue=False)
+            return
+        async with self._transfers.hold(transfer):
+            if await asyncio.to_thread(staging.is_refused, transfer):
+                await message.ack()  # the transfer was refused as a whole; its sender was told
+                return
+            try:
+                await asyncio.to_thread(stage)
+            except PieceRefused as exc:
+                log.warning("piece.refused", reason=str(exc))
+                metrics.refused_at_edge("pieces")
                 await asyncio.to_thread(staging.mark_refused, transfer, str(exc))
-                await self._refuse(identity, message, envelope, "pieces", str(exc), received_at)
-            else:
-                await message.reject(requeue=False)
+                envelope = await asyncio.to_thread(staging.envelope, transfer)
+                if envelope is None:
+                    await message.reject(requeue=False)
+                else:
+                    await self._refuse(identity, message, envelope, "pieces", str(exc), received_at)
+                return
+            if not await asyncio.to_thread(staging.complete, transfer):
+                await message.ack()
+                return
+            await self._complete_transfer(
+                identity, message, transfer, handler, store, takes_attachments, received_at
+            )
 
     async def _complete_transfer(
         self,

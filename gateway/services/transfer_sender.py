@@ -41,6 +41,7 @@ from gateway.core.attachments import (
     AttachmentRefused,
     check_file_name,
     check_limits,
+    check_unique_names,
 )
 from gateway.core.envelope import (
     AttachmentInput,
@@ -84,6 +85,7 @@ def checked_files(
         if not file.path.is_file():
             raise AttachmentRefused("attachment", f"{file.path}: not a regular file")
         found.append((file, name, stat.st_size))
+    check_unique_names([name for _, name, _ in found])
     check_limits([(name, size) for _, name, size in found], limits)
     return found
 

@@ -154,3 +154,6 @@ def test_received_files_must_be_the_ones_named() -> None:
         check_received([LETTER], [(1234, "c" * 64)], "m")
     with pytest.raises(AttachmentRefused, match="names 2 attachment"):
         check_received([LETTER, PHOTO], [(1234, "a" * 64)], "m")
+    twin = AttachmentFacts("Discharge-Letter.PDF", "application/pdf", 1, "c" * 64)
+    with pytest.raises(AttachmentRefused, match="two attachments are named"):
+        check_received([LETTER, twin], [(1234, "a" * 64), (1, "c" * 64)], "m")
