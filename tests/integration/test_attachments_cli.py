@@ -104,3 +104,45 @@ def test_a_receipt_cannot_carry_files(
         cli(area, "send", "--as", "hub", "--to", "police", str(receipt), "--attach", str(note)) == 1
     )
     assert "carries no attachments" in capsys.readouterr().err
+
+
+def test_a_100_mib_attachment_travels_byte_identical(
+    area: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    video = random_file(tmp_path / "interview.mp4", 100 * 1024 * 1024 + 5)
+    args = ["send", "--as", "hub", "--to", "police", str(REQUEST), "--attach", str(video)]
+    assert cli(area, *args) == 0
+    message_id = sent_id(capsys)
+    inbox = tmp_path / "police-inbox"
+    assert cli(area, "inbox", "--as", "police", "--out", str(inbox), "--idle", "5") == 0
+    received = inbox / f"{message_id}.attachments" / "interview.mp4"
+    assert received.stat().st_size == video.stat().st_size
+    assert sha256(received) == sha256(video)
+    staging = area.parent / "state" / "transfers" / "police"
+    assert not staging.exists() or not list(staging.iterdir())  # nothing left staged
+
+
+def test_seal_and_open_carry_attachments_by_file(
+    area: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    letter = random_file(tmp_path / "letter.pdf", 200_000)
+    sealed = tmp_path / "request.env"
+    args = ["seal", "--from", "hub", "--to", "police", str(REQUEST), "-o", str(sealed)]
+    assert cli(area, *args, "--attach", str(letter)) == 0
+    opened = tmp_path / "out" / "request.xml"
+    opened.parent.mkdir()
+    assert cli(area, "open", "--as", "police", str(sealed), "-o", str(opened)) == 0
+    assert b"<Filename>letter.pdf</Filename>" in opened.read_bytes()
+    assert sha256(tmp_path / "out" / "request.attachments" / "letter.pdf") == sha256(letter)
+    assert sorted(p.name for p in opened.parent.iterdir()) == ["request.attachments", "request.xml"]
+
+    broken = tmp_path / "broken.env"
+    data = bytearray(sealed.read_bytes())
+    data[-100] ^= 1
+    broken.write_bytes(bytes(data))
+    refused = tmp_path / "refused" / "broken.xml"
+    refused.parent.mkdir()
+    capsys.readouterr()
+    assert cli(area, "open", "--as", "police", str(broken), "-o", str(refused)) == 1
+    assert "segments" in capsys.readouterr().err
+    assert list(refused.parent.iterdir()) == []  # nothing partial is left
