@@ -82,13 +82,26 @@ def write_attachments(target: Path, files: Sequence[ReceivedAttachment]) -> Path
     try:
         for file in files:
             name = check_file_name(file.facts.file_name)
-            with file.path.open("rb") as source, atomic_writer(building / name, 0o640) as out:
-                shutil.copyfileobj(source, out, COPY_CHUNK)
+            try:  # the edge's staged copy is opened afresh from its pieces on any retry
+                os.replace(file.path, building / name)
+            except OSError:  # another file system: copy
+                with file.path.open("rb") as source, atomic_writer(building / name, 0o640) as out:
+                    shutil.copyfileobj(source, out, COPY_CHUNK)
+        _fsync_folder(building)
         os.replace(building, final)
+        _fsync_folder(final.parent)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
     return final
+
+
+def _fsync_folder(folder: Path) -> None:
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 async def receive(
