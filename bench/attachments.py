@@ -236,7 +236,7 @@ def main() -> None:
     parser.add_argument("--raw-relay", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_relay:
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # no teardown: it only relays
         asyncio.run(raw_relay(args.raw_relay))
         return
     asyncio.run(run(args))
