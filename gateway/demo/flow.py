@@ -53,6 +53,7 @@ from gateway.intake.service import running_intake
 from gateway.services.edge import Delivered, Edge, Submission
 from gateway.services.router import run_router
 from gateway.services.tracking import case_report
+from gateway.services.transfer_sender import AttachmentFile
 from gateway.store import CaseReader, HandledMarks, store_from_url
 
 EDGE_PARTNERS = ("health", "csc", "probation")
@@ -111,6 +112,7 @@ class DemoCase:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     failure: Exception | None = None
     say: Callable[[str], None] = print
+    letter: Path | None = None  # health's answer carries it (discharge_letter)
 
     def handler_for(self, agency: str) -> Callable[[Delivered], object]:
         async def handle(delivered: Delivered) -> None:
@@ -130,6 +132,12 @@ class DemoCase:
             await self.on_escalation(agency, delivered)
             return
         self.say(f"   {agency} received {kind} {fields.message_id} from {fields.sender}")
+        for file in delivered.attachments:
+            facts = file.facts
+            self.say(
+                f"   with {facts.file_name} ({facts.media_type}, {facts.size} bytes, "
+                f"sha256 {facts.sha256[:16]}...), verified"
+            )
         if agency == "hub" and kind == "Referral":
             await self.request_information(fields.message_id)
         elif agency == SILENT_PARTNER and kind == "InformationRequest":
@@ -202,6 +210,9 @@ class DemoCase:
             )
 
     async def respond(self, agency: str, request_id: str) -> None:
+        letter = self.letter if agency == "health" and self.letter is not None else None
+        if letter is not None:
+            self.say(f"   {agency} attaches its discharge letter ({letter.name})")
         await self.edges[agency].submit(
             Submission(
                 _example("valid", "information-response.xml"),
@@ -209,6 +220,7 @@ class DemoCase:
                 correlation_id=self.correlation_id,
                 in_reply_to=request_id,
                 source=f"{agency} response",
+                attachments=() if letter is None else (AttachmentFile(letter, "application/pdf"),),
             )
         )
 
@@ -224,6 +236,35 @@ class DemoCase:
                 source="hub decision",
             )
         )
+
+
+def discharge_letter(folder: Path) -> Path:
+    """A made-up one-page PDF discharge letter (no real person), for health's answer."""
+    text = b"BT /F1 12 Tf 72 720 Td (Discharge summary - made up for the MASH demo) Tj ET"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(text), text),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    pdf = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(pdf))
+        pdf += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(pdf)
+    pdf += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    pdf += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    pdf += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "discharge-letter.pdf"
+    path.write_bytes(bytes(pdf))
+    return path
 
 
 async def _settled(store: CaseReader, correlation_id: str) -> bool:
@@ -270,7 +311,11 @@ async def _run_in(area: Path, url: str, vhost: str, say: Callable[[str], None]) 
     router = asyncio.create_task(
         run_router(config, store, stop, ready, policy=DEMO_POLICY, tick_s=DEMO_TICK_S)
     )
-    case = DemoCase(f"MASH-DEMO-{uuid.uuid4().hex[:8].upper()}", say=say)
+    case = DemoCase(
+        f"MASH-DEMO-{uuid.uuid4().hex[:8].upper()}",
+        say=say,
+        letter=discharge_letter(area / "agency-systems" / "health"),
+    )
     try:
         await asyncio.wait_for(ready.wait(), 15)
         say(f"router running on vhost {vhost}; tracking store {config.store_url}")
@@ -279,7 +324,7 @@ async def _run_in(area: Path, url: str, vhost: str, say: Callable[[str], None]) 
                 edge = Edge(config, agency, store)
                 await edge.__aenter__()
                 case.edges[agency] = edge
-                await edge.consume(case.handler_for(agency))  # type: ignore[arg-type]
+                await edge.consume(case.handler_for(agency), takes_attachments=True)  # type: ignore[arg-type]
             say(f"1. police refer a child to the hub (case {case.correlation_id})")
             await case.edges["police"].submit(
                 Submission(

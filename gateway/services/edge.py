@@ -65,6 +65,7 @@ from gateway.core.envelope import (
     seal_bytes,
 )
 from gateway.core.envelope.claimed import claimed_header
+from gateway.core.envelope.protocol import MAX_HEADER_BYTES
 from gateway.core.errors import GatewayError
 from gateway.core.payload_facts import PayloadFacts, header_facts, payload_facts
 from gateway.core.registry import Registry
@@ -103,7 +104,13 @@ OPEN_CHECKS = {
 
 
 def _announces_transfer(body: bytes) -> bool:
-    """An envelope message whose header names attachment sections: its pieces follow."""
+    """An envelope message whose header names attachment sections: its pieces follow.
+
+    Most messages have none: a byte search spares them a second header parse (a header
+    that names sections some other way fails ``open_bytes``, which refuses it).
+    """
+    if body.find(b"Attachment", 0, MAX_HEADER_BYTES + 64) == -1:
+        return False
     header = claimed_header(body)
     return header is not None and bool(header.attachments)
 

@@ -116,6 +116,7 @@ def test_demo_runs_the_case_end_to_end_without_printing_personal_data(
     assert "escalated level 1" in out and "escalated level 2" in out and "met-late" in out
     # 1 referral + 4 requests + 3 responses + 1 decision; housing's receipt goes to the intake.
     assert out.count("got a DeliveryReceipt") == 9
+    assert "with discharge-letter.pdf (application/pdf, " in out and ", verified" in out
     # Housing's mailed answer reached the hub as the id the intake gave it, and closed its
     # deadline like any other answer.
     accepted = re.search(r"Accepted as InformationResponse (\S+)", out)
