@@ -23,6 +23,7 @@ queue; past the queue's delivery limit RabbitMQ quarantines it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import OrderedDict
 from datetime import datetime
@@ -37,7 +38,7 @@ from gateway.config.area_config import AreaConfig
 from gateway.core import routing_plan
 from gateway.core.envelope import EnvelopeError
 from gateway.core.envelope.claimed import ClaimedFacts
-from gateway.core.envelope.pieces import verify_piece
+from gateway.core.envelope.pieces import Piece, verify_piece
 from gateway.core.lifecycle import State
 from gateway.core.records import MessageRecord
 from gateway.core.registry import KeyRejected
@@ -48,6 +49,9 @@ from gateway.store import TrackingStore
 log = structlog.get_logger("gateway.services.piece_relay")
 
 KNOWN_TRANSFERS = 256  # records kept; a transfer's pieces arrive together
+# Pieces being published at once. Each costs about three times its size while its frames
+# are built and sent; the channel's prefetch already keeps the sender's window busy.
+RELAYING_AT_ONCE = 4
 RELAYED_STATES = frozenset({State.ROUTED, State.DELIVERED, State.ANSWERED})
 
 
@@ -83,6 +87,7 @@ class PieceRelay(Generic[E]):
     def __init__(self, router: RouterShell[E]) -> None:
         self.router = router
         self._known: OrderedDict[str, MessageRecord] = OrderedDict()
+        self._relaying = asyncio.Semaphore(RELAYING_AT_ONCE)
 
     async def handle(self, message: AbstractIncomingMessage, exchanges: E) -> None:
         """Check and relay one piece; raises TransferUnknown to have it requeued."""
@@ -112,6 +117,12 @@ class PieceRelay(Generic[E]):
         except EnvelopeError as exc:
             await self._refuse(record, piece.header_sha256, str(exc), body, exchanges, now)
             return
+        async with self._relaying:
+            await self._relay(record, piece, key_id, body, exchanges)
+
+    async def _relay(
+        self, record: MessageRecord, piece: Piece, key_id: str, body: bytes, exchanges: E
+    ) -> None:
         for agency in record.recipients:
             await publish(
                 exchanges.deliver,

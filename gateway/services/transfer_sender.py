@@ -141,8 +141,9 @@ def seal_transfer(
             for file, facts in files
         ]
         out = io.BytesIO()
+        spool = stack.enter_context(ciphertext_spool())
         header = seal_message(
-            fields, io.BytesIO(payload), signer, keys, out, ciphertext_spool(), attachments=inputs
+            fields, io.BytesIO(payload), signer, keys, out, spool, attachments=inputs
         )
         return SealedTransfer(out.getvalue(), header, [i.spool for i in inputs], stack)
     except BaseException:
