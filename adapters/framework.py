@@ -153,7 +153,8 @@ async def run_adapter(
         inbound, outbound = _transports(spec, intake, tracking)
         try:
             await inbound.start()
-            await edge.consume(outbound)
+            # Only the file drop writes a message's files yet; the others refuse such messages.
+            await edge.consume(outbound, takes_attachments=isinstance(outbound, FileDropOutbound))
             log.info("adapter.started", agency=spec.agency, transport=spec.transport)
             if ready is not None:
                 ready.set()

@@ -10,7 +10,9 @@ Layout under the adapter's root::
                  a sent file whose message the exchange refused (a NonDelivery came
                  back) is moved here from archive/ with its ``.sent``, the reason
                  naming each refused message id, the failed check and why
-    inbox/       messages for the agency: ``<message id>.json`` then ``<message id>.xml``
+    inbox/       messages for the agency: ``<message id>.json``, its files in
+                 ``<message id>.attachments/`` (made whole, then renamed), then
+                 ``<message id>.xml``
 
 Pick-up rule (how a half-written file is never read): only names matching
 the profile's patterns (``*.xml``, ``*.csv``) that do not start with a dot
@@ -83,6 +85,7 @@ from gateway.infra.clock import utc_now
 from gateway.infra.keyed_locks import KeyedLocks
 from gateway.services import metrics
 from gateway.services.edge import Delivered
+from gateway.services.transfer_staging import write_attachments
 
 log = structlog.get_logger("adapters.filedrop")
 
@@ -450,8 +453,14 @@ class FileDropOutbound:
             "rag": fields.rag,
             "deadline": fields.deadline.isoformat() if fields.deadline else None,
             "plaintext_sha256": delivered.plaintext_sha256,
+            "attachments": [
+                {"file_name": a.facts.file_name, "size": a.facts.size, "sha256": a.facts.sha256}
+                for a in delivered.attachments
+            ],
         }
         write_text(self.inbox / f"{fields.message_id}.json", json.dumps(facts, indent=2) + "\n")
+        if delivered.attachments:
+            write_attachments(payload_path, delivered.attachments)
         with atomic_writer(payload_path) as out:
             out.write(native)
 

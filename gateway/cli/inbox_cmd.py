@@ -13,21 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.config.area_config import AreaConfig, load_config
-from gateway.core.attachments import check_file_name
 from gateway.infra.atomic import atomic_writer
 from gateway.services.edge import Delivered, Edge
-from gateway.services.transfer_staging import ReceivedAttachment
+from gateway.services.transfer_staging import write_attachments
 from gateway.store import store_from_url
-
-COPY_CHUNK = 1024 * 1024
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,37 +64,6 @@ class FolderWriter:
     def _write(target: Path, payload: bytes) -> None:
         with atomic_writer(target) as out:
             out.write(payload)
-
-
-def write_attachments(target: Path, files: Sequence[ReceivedAttachment]) -> Path:
-    """``<stem>.attachments/`` beside ``target``, complete or not at all (built hidden, renamed)."""
-    final = target.with_name(f"{target.stem}.attachments")
-    if final.exists():
-        return final  # a redelivery after the folder was made: it is whole already
-    building = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.stem}.attachments."))
-    try:
-        for file in files:
-            name = check_file_name(file.facts.file_name)
-            try:  # the edge's staged copy is opened afresh from its pieces on any retry
-                os.replace(file.path, building / name)
-            except OSError:  # another file system: copy
-                with file.path.open("rb") as source, atomic_writer(building / name, 0o640) as out:
-                    shutil.copyfileobj(source, out, COPY_CHUNK)
-        _fsync_folder(building)
-        os.replace(building, final)
-        _fsync_folder(final.parent)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
-    return final
-
-
-def _fsync_folder(folder: Path) -> None:
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
 
 
 async def receive(

@@ -31,13 +31,15 @@ import io
 import os
 import re
 import shutil
+import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from gateway.core.attachments import AttachmentFacts
+from gateway.core.attachments import AttachmentFacts, check_file_name
 from gateway.core.envelope import DecryptionIdentity, Opened, open
 from gateway.core.envelope.claimed import claimed_header
 from gateway.core.envelope.envelope_error import EnvelopeError
@@ -232,6 +234,37 @@ class Staging:
             # Complete but still here: refused or abandoned mid-hand-over; removed quietly.
             found.append(Stale(folder.name, header, envelope, missing))
         return found
+
+
+def write_attachments(target: Path, files: Sequence[ReceivedAttachment]) -> Path:
+    """``<stem>.attachments/`` beside ``target``, complete or not at all (built hidden, renamed)."""
+    final = target.with_name(f"{target.stem}.attachments")
+    if final.exists():
+        return final  # a redelivery after the folder was made: it is whole already
+    building = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.stem}.attachments."))
+    try:
+        for file in files:
+            name = check_file_name(file.facts.file_name)
+            try:  # the edge's staged copy is opened afresh from its pieces on any retry
+                os.replace(file.path, building / name)
+            except OSError:  # another file system: copy
+                with file.path.open("rb") as source, atomic_writer(building / name, 0o640) as out:
+                    shutil.copyfileobj(source, out, READ_CHUNK)
+        _fsync_folder(building)
+        os.replace(building, final)
+        _fsync_folder(final.parent)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return final
+
+
+def _fsync_folder(folder: Path) -> None:
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def _sha256(path: Path) -> str:

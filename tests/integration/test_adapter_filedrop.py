@@ -24,6 +24,7 @@ from gateway.core.resources import schemas_dir
 from gateway.infra.clock import utc_now
 from gateway.services import metrics
 from gateway.services.edge import Submission
+from gateway.services.transfer_sender import AttachmentFile
 from tests.integration.adapter_harness import add_adapter, running_adapter
 from tests.integration.conftest import AMQP_URL
 from tests.integration.exchange_harness import Exchange, eventually, running_exchange
@@ -390,3 +391,30 @@ async def _count(items: list[bytes], n: int) -> bool:
 
 async def _exists(path: Path) -> bool:
     return path.exists()
+
+
+async def test_a_message_with_files_is_written_with_its_folder_before_its_xml(
+    exchange: Exchange, tmp_path: Path
+) -> None:
+    config = add_adapter(exchange, filedrop("police", "police"))
+    root = config.base_dir / "systems" / "police"
+    hub = await exchange.edge("hub")
+    scan = tmp_path / "body map.png"
+    scan.write_bytes(os.urandom(300_000))
+    async with running_adapter(config, "police", tmp_path / "ledger.db"):
+        sent = await hub.submit(
+            Submission(REQUEST, ("police",), attachments=(AttachmentFile(scan),))
+        )
+        payload = root / "inbox" / f"{sent.message_id}.xml"
+        await eventually(lambda: _exists(payload))
+        folder = root / "inbox" / f"{sent.message_id}.attachments"
+        assert (folder / "body map.png").read_bytes() == scan.read_bytes()
+        facts = json.loads((root / "inbox" / f"{sent.message_id}.json").read_text())
+        digest = hashlib.sha256(scan.read_bytes()).hexdigest()
+        assert facts["attachments"] == [
+            {"file_name": "body map.png", "size": 300_000, "sha256": digest}
+        ]
+        await eventually(lambda: _some(exchange.inboxes["hub"].of_type("DeliveryReceipt")))
+    receipt = exchange.inboxes["hub"].of_type("DeliveryReceipt")[0]
+    assert receipt.header.fields.receipt_outcome == "positive"
+    assert digest.encode() in receipt.payload
