@@ -172,7 +172,7 @@ async def gateway_run(size: int, work: Path) -> dict[str, float]:
             await asyncio.sleep(0.1)
         out = work / "inbox"
         inbox = subprocess.Popen(
-            [*gateway, "inbox", "--as", "police", "--out", str(out), "--idle", "20"],
+            [*gateway, "inbox", "--as", "police", "--out", str(out), "--follow"],
             stdout=subprocess.PIPE,
         )
         await asyncio.sleep(2)  # the edge is consuming
@@ -189,6 +189,7 @@ async def gateway_run(size: int, work: Path) -> dict[str, float]:
         while not (out / f"{message_id}.xml").exists():
             await asyncio.sleep(0.05)
         elapsed = time.monotonic() - started
+        inbox.send_signal(signal.SIGINT)  # --follow stops on an interrupt
         edge_rss = await asyncio.to_thread(wait_rss, inbox)
         router.send_signal(signal.SIGTERM)
         router_rss = await asyncio.to_thread(wait_rss, router)
