@@ -189,7 +189,9 @@ async def gateway_run(size: int, work: Path) -> dict[str, float]:
         while not (out / f"{message_id}.xml").exists():
             await asyncio.sleep(0.05)
         elapsed = time.monotonic() - started
-        inbox.send_signal(signal.SIGINT)  # --follow stops on an interrupt
+        # `inbox --follow` does not stop on SIGINT (it hangs in shutdown, on main too);
+        # its peak RSS stays in ru_maxrss whatever ends it.
+        inbox.kill()
         edge_rss = await asyncio.to_thread(wait_rss, inbox)
         router.send_signal(signal.SIGTERM)
         router_rss = await asyncio.to_thread(wait_rss, router)
