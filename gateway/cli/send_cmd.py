@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 
 from gateway.cli.envelope_cmds import read_file
@@ -57,7 +58,20 @@ def recipients_of(text: str) -> tuple[str, ...]:
 async def send(config: AreaConfig, agency: str, submission: Submission) -> HeaderFields:
     """One submission; no store is opened, since only a consuming edge records anything."""
     async with Edge(config, agency) as edge:
+        if submission.attachments and sys.stderr.isatty():
+            edge.on_piece = progress_line
         return await edge.submit(submission)
+
+
+def progress_line(sent: int, count: int) -> None:
+    """On a terminal only: one line, rewritten, so a long transfer shows it is moving."""
+    end = "\n" if sent == count else ""
+    print(
+        f"\rsent {sent} of {count} pieces ({sent * 100 // count}%)",
+        end=end,
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

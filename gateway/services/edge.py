@@ -80,6 +80,7 @@ from gateway.services import metrics
 from gateway.services.directory_watch import DirectoryWatch
 from gateway.services.transfer_sender import (
     AttachmentFile,
+    Progress,
     checked_files,
     digest_files,
     publish_transfer,
@@ -218,6 +219,7 @@ class Edge:
         self._staging = Staging(config.base_dir / "state" / "transfers" / agency)
         self._sweeping: asyncio.Task[None] | None = None
         self.last_received = time.monotonic()  # a transfer's pieces count: it is not idle
+        self.on_piece: Progress | None = None  # told (sent, count) as a transfer's pieces confirm
 
     async def __aenter__(self) -> Edge:
         self._connection = await connect(self.broker_url, self.config.broker_tls)
@@ -368,7 +370,7 @@ class Edge:
         with metrics.timed("seal"):
             sealed = await asyncio.to_thread(seal_transfer, fields, payload, signer, keys, files)
         try:
-            await publish_transfer(self.ingress, sealed, signer)
+            await publish_transfer(self.ingress, sealed, signer, progress=self.on_piece)
         finally:
             sealed.close()
 

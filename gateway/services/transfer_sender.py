@@ -25,7 +25,7 @@ import asyncio
 import hashlib
 import io
 import mimetypes
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +56,7 @@ from gateway.core.envelope.streams import Chained, read_up_to
 from gateway.infra.spool import ciphertext_spool
 
 DIGEST_CHUNK = 1024 * 1024
+Progress = Callable[[int, int], None]  # (pieces confirmed, pieces in all)
 DEFAULT_WINDOW = 8  # pieces awaiting a confirm; bench/README.md says why
 
 
@@ -157,8 +158,14 @@ async def publish_transfer(
     signer: SigningIdentity,
     piece_size: int = DEFAULT_PIECE_SIZE,
     window: int = DEFAULT_WINDOW,
+    progress: Progress | None = None,
 ) -> int:
-    """The envelope message, then every piece; returns the number of pieces sent."""
+    """The envelope message, then every piece; returns the number of pieces sent.
+
+    A piece refused by the broker (``PublishRefused``) ends the transfer with that
+    error: the envelope is routed already, so its recipients drop the transfer after
+    ``[limits] transfer_timeout`` and the sender gets a receipt naming ``incomplete``.
+    """
     fields = sealed.header.fields
     await publish_until_confirmed(
         ingress,
@@ -173,6 +180,7 @@ async def publish_transfer(
     sections = Chained(list(sealed.spools))
     slots = asyncio.Semaphore(window)
     sending: set[asyncio.Task[None]] = set()
+    confirmed = 0
 
     async def send(index: int, body: bytes) -> None:
         try:
@@ -194,6 +202,10 @@ async def publish_transfer(
                 correlation_id=fields.correlation_id,
                 message_type=piece_headers.PIECE_TYPE,
             )
+            nonlocal confirmed
+            confirmed += 1
+            if progress is not None:
+                progress(confirmed, count)
         finally:
             slots.release()
 
