@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from gateway.broker.definitions import agency_user
+from gateway.broker.definitions import QUARANTINE_KEEPER, agency_user
 from gateway.broker.vhost import Credentials, vhost_url
 from gateway.config.area_config import AreaConfig
 from gateway.core.errors import GatewayError
@@ -82,3 +82,8 @@ def agency_broker_url(config: AreaConfig, agency: str) -> str:
 def router_login(config: AreaConfig) -> Login:
     """The router's (and its escalator's) login: the gateway principal's user."""
     return principal_login(config, config.gateway)
+
+
+def keeper_login(config: AreaConfig) -> Login:
+    """The quarantine keeper's login: its own user (read quarantine, write ingress)."""
+    return principal_login(config, QUARANTINE_KEEPER)

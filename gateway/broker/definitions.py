@@ -15,6 +15,11 @@ broker never share a user. RabbitMQ checks three regexes per user and vhost:
   notices, escalations), ``mash.events`` and ``mash.quarantine`` only.
 - read: consume from or get a queue (and bind it from an exchange). An agency
   user may read only its own inbox; the router's only ``gateway.router``.
+- The quarantine keeper (``mash-gateway quarantine``) has a user of its own,
+  ``<prefix>quarantine-keeper``, not a principal's: it may read only
+  ``gateway.quarantine`` (to take copies into the store) and write only
+  ``mash.ingress`` (to release one to the router, sealed as it was; it holds
+  no agency's key and cannot make a message of its own).
 
 Why the router may not declare its topology (configure): RabbitMQ's
 ``queue.declare`` of a queue with a dead-letter exchange also needs *read* on
@@ -51,6 +56,7 @@ from gateway.broker.topology import (
     EVENTS_EXCHANGE,
     INGRESS_EXCHANGE,
     QUARANTINE_EXCHANGE,
+    QUARANTINE_QUEUE,
     ROUTER_QUEUE,
     Limits,
     checked_agency,
@@ -85,6 +91,12 @@ ROUTER_PERMISSIONS = Permissions(
     read=exactly(ROUTER_QUEUE, DIRECTORY_QUEUE),
 )
 
+# Not an agency: the name of the quarantine keeper's login (and its password file).
+QUARANTINE_KEEPER = "quarantine-keeper"
+KEEPER_PERMISSIONS = Permissions(
+    configure=NOTHING, write=exactly(INGRESS_EXCHANGE), read=exactly(QUARANTINE_QUEUE)
+)
+
 
 def agency_permissions(agency: str) -> Permissions:
     return Permissions(
@@ -107,9 +119,21 @@ class Grant:
     permissions: Permissions
 
 
+class ReservedName(GatewayError):
+    """An agency id that is the name of one of the gateway's own logins."""
+
+
 def grants(gateway: str, agencies: Iterable[str], prefix: str) -> list[Grant]:
-    """The router's user (the gateway principal's) first, then one per agency, sorted."""
-    return [Grant(gateway, agency_user(gateway, prefix), ROUTER_PERMISSIONS)] + [
+    """The router's user (the gateway principal's) first, the quarantine keeper's, then one
+    per agency, sorted."""
+    if QUARANTINE_KEEPER in {gateway, *agencies}:
+        raise ReservedName(
+            f"agency id {QUARANTINE_KEEPER!r} is reserved for the quarantine keeper's login"
+        )
+    return [
+        Grant(gateway, agency_user(gateway, prefix), ROUTER_PERMISSIONS),
+        Grant(QUARANTINE_KEEPER, agency_user(QUARANTINE_KEEPER, prefix), KEEPER_PERMISSIONS),
+    ] + [
         Grant(a, agency_user(a, prefix), agency_permissions(a))
         for a in sorted({checked_agency(a) for a in agencies})
     ]

@@ -13,5 +13,6 @@ __all__ = [
     "limits_config",
     "metrics_config",
     "partner_config",
+    "quarantine_config",
     "toml_tables",
 ]

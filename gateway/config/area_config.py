@@ -30,12 +30,14 @@ from gateway.config.deadline_config import parse_deadlines
 from gateway.config.intake_config import IntakeConfig, parse_intake
 from gateway.config.limits_config import parse_limits
 from gateway.config.metrics_config import Listen, parse_metrics
+from gateway.config.quarantine_config import parse_quarantine
 from gateway.config.toml_tables import with_directory
 from gateway.core import area_directory, vocabulary
 from gateway.core.area_directory import Directory
 from gateway.core.attachments import AttachmentLimits
 from gateway.core.deadlines import DeadlinePolicy
 from gateway.core.errors import GatewayError
+from gateway.core.quarantine import DEFAULT_POLICY, Policy
 from gateway.core.registry import Agency, KeyUse, PublicKeyRecord, Registry, key_id_for
 from gateway.core.sharing import Agreement
 
@@ -76,6 +78,7 @@ class AreaConfig:
     broker_tls: BrokerTls | None = None  # None: plain AMQP (broker_config.py says when allowed)
     directory_version: int = 0  # of the signed area directory in force; 0: the file's own tables
     limits: AttachmentLimits = field(default_factory=AttachmentLimits)
+    quarantine: Policy = DEFAULT_POLICY
 
     @property
     def base_dir(self) -> Path:
@@ -284,6 +287,7 @@ class _Parser:
             metrics=parse_metrics(doc.get("metrics"), self.fail),
             broker_tls=parse_broker_tls(broker, self.fail, self.path.parent),
             limits=parse_limits(doc.get("limits"), self.fail),
+            quarantine=parse_quarantine(doc.get("quarantine"), self.fail),
         )
 
     def deadlines(self, doc: Mapping[str, Any], agencies: frozenset[str]) -> DeadlinePolicy:

@@ -19,6 +19,7 @@ __all__ = [
     "notices",
     "partner_documents",
     "payload_facts",
+    "quarantine",
     "records",
     "registry",
     "resources",

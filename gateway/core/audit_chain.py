@@ -64,6 +64,9 @@ class Outcome(StrEnum):
     DELIVERED = "delivered"
     ANSWERED = "answered"
     REJECTED = "rejected"
+    RELEASED = "released"  # an operator released a quarantined message to the router
+    DISCARDED = "discarded"  # an operator discarded a quarantined message
+    EXPIRED = "expired"  # a quarantined message outlived the retention period
 
 
 class Problem(StrEnum):
@@ -106,6 +109,7 @@ class Decision:
     reason: str | None = None
     agreement_ids: tuple[str, ...] = ()
     refers_to: str | None = None
+    operator: str | None = None  # who did it, for an operator's action; None for the router's
 
 
 def from_header(
@@ -268,6 +272,8 @@ def decision_link(head: ChainHead, at: datetime, decision: Decision) -> Link:
             "reason": decision.reason,
             "agreement_ids": list(decision.agreement_ids),
             "refers_to": decision.refers_to,
+            # Only an operator's action names one, so routers' records keep their shape.
+            **({"operator": decision.operator} if decision.operator is not None else {}),
         },
     )
 
@@ -492,6 +498,7 @@ EXPORT_FIELDS = (
     "reason",
     "agreement_ids",
     "refers_to",
+    "operator",
     "hash",
 )
 

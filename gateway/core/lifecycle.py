@@ -21,6 +21,10 @@ Decisions:
   proves delivery, and the receipt may be late. The late receipt is then a
   straggler. Whether a reply answers a message is ``answers``'s question,
   because only an InformationResponse answers an InformationRequest.
+- ``released`` is the one way out of ``rejected``: an operator released the
+  quarantined copy once its cause was fixed (``mash-gateway quarantine
+  release``), so it is ``submitted`` again and the router, which routes a
+  redelivered message only in ``submitted`` or ``routed``, judges it again.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class Event(StrEnum):
     RECEIPTED_NEGATIVE = "receipted-negative"
     ANSWERED = "answered"
     REJECTED = "rejected"
+    RELEASED = "released"  # an operator released it from quarantine: the router judges it again
 
 
 TERMINAL = frozenset({State.ANSWERED, State.REJECTED})
@@ -90,6 +95,8 @@ _NEXT: dict[tuple[State | None, Event], State] = {
     (_S.ANSWERED, _E.ANSWERED): _S.ANSWERED,
     (_S.REJECTED, _E.RECEIPTED_NEGATIVE): _S.REJECTED,
     (_S.REJECTED, _E.REJECTED): _S.REJECTED,
+    (_S.REJECTED, _E.RELEASED): _S.SUBMITTED,
+    (_S.SUBMITTED, _E.RELEASED): _S.SUBMITTED,
 }
 
 

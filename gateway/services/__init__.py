@@ -11,6 +11,7 @@ __all__ = [
     "metrics_server",
     "partner_bundle",
     "piece_relay",
+    "quarantine_keeper",
     "queue_depths",
     "router",
     "tracking",

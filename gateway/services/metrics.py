@@ -344,3 +344,27 @@ class QueueDepthCollector(Collector):
 
 QUEUE_DEPTHS = QueueDepthCollector()
 REGISTRY.register(QUEUE_DEPTHS)
+
+QUARANTINE_HELD = Gauge(
+    "mash_gateway_quarantine_held",
+    "Quarantined copies the keeper holds (messages, bytes) and its limits ([quarantine]).",
+    ["measure"],
+    registry=REGISTRY,
+)
+QUARANTINE_ACTIONS = Counter(
+    "mash_gateway_quarantine_actions_total",
+    "What became of quarantined copies: taken off the queue, released, discarded, expired.",
+    ["action"],
+    registry=REGISTRY,
+)
+
+
+def set_quarantine_held(messages: int, size: int, max_messages: int, max_bytes: int) -> None:
+    """The keeper's holdings against its limits, for the alert that fires before it fills."""
+    for measure, value in (
+        ("messages", messages),
+        ("bytes", size),
+        ("limit_messages", max_messages),
+        ("limit_bytes", max_bytes),
+    ):
+        QUARANTINE_HELD.labels(measure=measure).set(value)

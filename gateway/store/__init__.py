@@ -30,6 +30,7 @@ from typing import Protocol
 from gateway.core.deadline_rules import Deadline
 from gateway.core.errors import GatewayError
 from gateway.core.lifecycle import IllegalTransition, Outcome
+from gateway.core.quarantine import Entry, Filter, Status, Totals
 from gateway.core.records import (
     Admission,
     AuditHead,
@@ -51,6 +52,7 @@ __all__ = [
     "EscalatorStore",
     "HandledMarks",
     "OverdueReader",
+    "QuarantineStore",
     "ReportReader",
     "RouterStore",
     "StoreError",
@@ -209,11 +211,39 @@ class WorklistReader(OverdueReader, Protocol):
         """Deadlines closed since ``since`` that were breached (met late or ended), latest first."""
 
 
+class QuarantineStore(Protocol):
+    """The quarantine keeper's copies of quarantined messages, and what operators did with them."""
+
+    async def keep_quarantined(self, entry: Entry, body: bytes) -> bool:
+        """Keep a copy taken off the queue; False if the same copy is already held."""
+
+    async def quarantined(self, which: Filter) -> list[Entry]:
+        """Entries matching ``which``, oldest first."""
+
+    async def quarantined_entry(self, entry_id: str) -> Entry | None: ...
+
+    async def quarantined_body(self, entry_id: str) -> bytes | None:
+        """The sealed envelope of a held entry; None once it is settled."""
+
+    async def settle_quarantined(
+        self, entry_id: str, status: Status, at: datetime, by: str, reason: str | None
+    ) -> Entry | None:
+        """Settle a held entry (its body dropped); None if it was not held (a compare-and-set)."""
+
+    async def expire_quarantined(self, before: datetime, at: datetime) -> list[Entry]:
+        """Expire every entry held since before ``before``; the entries expired."""
+
+    async def quarantine_totals(self) -> Totals:
+        """How many entries are held, and their bytes."""
+
+
 class StoreReader(CaseReader, WorklistReader, ReportReader, AuditHeadReader, Protocol):
     """Everything the store tells without changing it: what an operator's console shows."""
 
 
-class TrackingStore(HandledMarks, RouterStore, EscalatorStore, AuditHeads, StoreReader, Protocol):
+class TrackingStore(
+    HandledMarks, RouterStore, EscalatorStore, AuditHeads, QuarantineStore, StoreReader, Protocol
+):
     """The whole store: every role's methods, and opening and closing it."""
 
     async def open(self) -> None:

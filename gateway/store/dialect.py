@@ -49,6 +49,7 @@ class Dialect:
     instant: str  # column type of a UTC timestamp
     sequence_key: str  # an increasing integer primary key
     flag: str  # a boolean column that defaults to false
+    blob: str  # a column of bytes
     row_locks: bool  # {for_update} locks selected rows, {skip_locked} passes over locked ones
     migration_lock: str | None  # a statement that makes concurrent migrations wait their turn
 
@@ -63,6 +64,7 @@ def _render(dialect: Dialect, text: str) -> str:
         instant=dialect.instant,
         sequence_key=dialect.sequence_key,
         flag=dialect.flag,
+        blob=dialect.blob,
         for_update=" FOR UPDATE" if dialect.row_locks else "",
         skip_locked=" FOR UPDATE SKIP LOCKED" if dialect.row_locks else "",
     )

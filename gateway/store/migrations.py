@@ -145,4 +145,42 @@ MIGRATIONS: tuple[Migration, ...] = (
             " WHERE breached",
         ),
     ),
+    Migration(
+        5,
+        "quarantined messages",
+        (
+            # The quarantine keeper's copy of each message taken off gateway.quarantine:
+            # header facts, why, the envelope as it was (sealed: nothing here can read it),
+            # and what an operator did with it. The body is dropped once discarded,
+            # released or expired; the row stays, as the record of what happened.
+            """CREATE TABLE quarantine (
+                entry_id       TEXT PRIMARY KEY,
+                message_id     TEXT NOT NULL,
+                correlation_id TEXT,
+                message_type   TEXT,
+                sender         TEXT,
+                recipients     TEXT NOT NULL,
+                created_at     {instant},
+                failed_check   TEXT NOT NULL,
+                reason         TEXT NOT NULL,
+                source         TEXT NOT NULL,
+                quarantined_at {instant} NOT NULL,
+                size           INTEGER NOT NULL,
+                body_sha256    TEXT NOT NULL,
+                body           {blob},
+                status         TEXT NOT NULL
+                    CHECK (status IN ('held', 'released', 'discarded', 'expired')),
+                settled_at     {instant},
+                settled_by     TEXT,
+                settle_reason  TEXT,
+                CHECK (status = 'held' OR settled_at IS NOT NULL)
+            )""",
+            "CREATE INDEX quarantine_by_time ON quarantine (status, quarantined_at, entry_id)",
+            "CREATE INDEX quarantine_by_message ON quarantine (message_id)",
+            # The same copy taken twice (the keeper stopped between keeping and acking it)
+            # is one entry while it is held.
+            "CREATE UNIQUE INDEX quarantine_one_held_copy ON quarantine (body_sha256, reason)"
+            " WHERE status = 'held'",
+        ),
+    ),
 )

@@ -45,6 +45,7 @@ POSTGRES = Dialect(
     instant="TIMESTAMPTZ",
     sequence_key="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
     flag="BOOLEAN NOT NULL DEFAULT FALSE",
+    blob="BYTEA",
     row_locks=True,
     migration_lock=f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})",
 )

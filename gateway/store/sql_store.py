@@ -27,6 +27,7 @@ from datetime import datetime
 
 from gateway.core.deadline_rules import Closure, Deadline, Kind, Reschedule
 from gateway.core.lifecycle import IllegalTransition, Outcome, State, transition
+from gateway.core.quarantine import Cause, Entry, Facts, Filter, Status, Totals
 from gateway.core.records import (
     Admission,
     AuditHead,
@@ -47,6 +48,12 @@ from gateway.store import StoreError
 from gateway.store.dialect import Dialect, ReadInstant, Row, T, Work, sql
 from gateway.store.migrations import MIGRATIONS, MIGRATIONS_TABLE
 
+QUARANTINE_COLUMNS = (
+    "entry_id, message_id, correlation_id, message_type, sender, recipients, created_at,"
+    " failed_check, reason, source, quarantined_at, size, body_sha256, status, settled_at,"
+    " settled_by, settle_reason"
+)
+RETENTION = "retention"  # who settles an entry the retention period expired
 DEADLINE_COLUMNS = (
     "deadline_id, message_id, correlation_id, kind, debtor, creditor, rag,"
     " started_at, due_at, next_at, level, closed_at, closed_by, breached"
@@ -313,6 +320,113 @@ class SqlStore(ABC):
             )
         return bool(await self._transaction(f"keeping the audit head of {head.chain}", work))
 
+    async def keep_quarantined(self, entry: Entry, body: bytes) -> bool:
+        f, c = entry.facts, entry.cause
+        kept = await self._transaction(
+            f"keeping quarantined {f.message_id}",
+            _rows(
+                f"INSERT INTO quarantine ({QUARANTINE_COLUMNS}, body)"  # noqa: S608
+                f" VALUES {_tuples(18, 1)} ON CONFLICT DO NOTHING RETURNING 1",
+                entry.entry_id,
+                f.message_id,
+                f.correlation_id,
+                f.message_type,
+                f.sender,
+                " ".join(f.recipients),
+                f.created_at,
+                c.check,
+                c.reason,
+                c.source,
+                entry.quarantined_at,
+                entry.size,
+                entry.body_sha256,
+                entry.status.value,
+                entry.settled_at,
+                entry.settled_by,
+                entry.settle_reason,
+                body,
+            ),
+        )
+        return bool(kept)
+
+    async def quarantined(self, which: Filter) -> list[Entry]:
+        where: list[str] = ["1 = 1"]
+        params: list[object] = []
+        if which.status is not None:
+            where.append("status = ?")
+            params.append(which.status.value)
+        if which.since is not None:
+            where.append("quarantined_at >= ?")
+            params.append(which.since)
+        if which.check is not None:
+            where.append("failed_check = ?")
+            params.append(which.check)
+        if which.agency is not None:  # recipients are space-separated agency ids
+            where.append("(sender = ? OR ' ' || recipients || ' ' LIKE ?)")
+            params.extend([which.agency, f"% {which.agency} %"])
+        return await self._query(
+            "reading quarantined messages",
+            self._quarantine(
+                f"{' AND '.join(where)} ORDER BY quarantined_at, entry_id LIMIT ?",
+                *params,
+                which.limit,
+            ),
+        )
+
+    async def quarantined_entry(self, entry_id: str) -> Entry | None:
+        found = await self._query(
+            f"reading quarantined {entry_id}", self._quarantine("entry_id = ?", entry_id)
+        )
+        return found[0] if found else None
+
+    async def quarantined_body(self, entry_id: str) -> bytes | None:
+        rows = await self._query(
+            f"reading the body of quarantined {entry_id}",
+            _rows("SELECT body FROM quarantine WHERE entry_id = ? AND status = 'held'", entry_id),
+        )
+        return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def settle_quarantined(
+        self, entry_id: str, status: Status, at: datetime, by: str, reason: str | None
+    ) -> Entry | None:
+        settled = await self._transaction(
+            f"settling quarantined {entry_id} as {status.value}",
+            _rows(
+                "UPDATE quarantine SET status = ?, settled_at = ?, settled_by = ?,"
+                " settle_reason = ?, body = NULL WHERE entry_id = ? AND status = 'held'"
+                " RETURNING 1",
+                status.value,
+                at,
+                by,
+                reason,
+                entry_id,
+            ),
+        )
+        return await self.quarantined_entry(entry_id) if settled else None
+
+    async def expire_quarantined(self, before: datetime, at: datetime) -> list[Entry]:
+        rows = await self._transaction(
+            "expiring quarantined messages",
+            _rows(
+                "UPDATE quarantine SET status = 'expired', settled_at = ?, settled_by = ?,"
+                " settle_reason = ?, body = NULL WHERE status = 'held' AND quarantined_at < ?"
+                " RETURNING entry_id",
+                at,
+                RETENTION,
+                "past the retention period",
+                before,
+            ),
+        )
+        expired = [await self.quarantined_entry(r[0]) for r in rows]
+        return [e for e in expired if e is not None]
+
+    async def quarantine_totals(self) -> Totals:
+        ((count, size),) = await self._query(
+            "counting quarantined messages",
+            _rows("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM quarantine WHERE status = 'held'"),
+        )
+        return Totals(int(count), int(size))
+
     # Reads that turn rows into values. ``where`` is a constant of this module, never user text.
 
     def _messages(self, where: str, *params: object) -> Work[list[MessageRecord]]:
@@ -344,6 +458,32 @@ class SqlStore(ABC):
                 state=State(r[8]),
             )
             for r, agencies in found.values()
+        ]
+
+    def _quarantine(self, where: str, *params: object) -> Work[list[Entry]]:
+        rows = yield sql(f"SELECT {QUARANTINE_COLUMNS} FROM quarantine WHERE {where}", *params)  # noqa: S608
+        instant = self._instant
+        return [
+            Entry(
+                entry_id=r[0],
+                facts=Facts(
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    tuple(r[5].split()),
+                    None if r[6] is None else instant(r[6]),
+                ),
+                cause=Cause(r[7], r[8], r[9]),
+                quarantined_at=instant(r[10]),
+                size=r[11],
+                body_sha256=r[12],
+                status=Status(r[13]),
+                settled_at=None if r[14] is None else instant(r[14]),
+                settled_by=r[15],
+                settle_reason=r[16],
+            )
+            for r in rows
         ]
 
     def _timeline(self, where: str, *params: object) -> Work[list[TimelineEntry]]:

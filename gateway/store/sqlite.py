@@ -54,6 +54,7 @@ SQLITE = Dialect(
     instant="TEXT",
     sequence_key="INTEGER PRIMARY KEY AUTOINCREMENT",
     flag="INTEGER NOT NULL DEFAULT 0",
+    blob="BLOB",
     row_locks=False,
     migration_lock=None,  # BEGIN IMMEDIATE already holds the one write lock
 )

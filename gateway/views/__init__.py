@@ -5,6 +5,7 @@ Pure like the core (records in, text out), and may import only the core.
 
 __all__ = [
     "overdue",
+    "quarantine",
     "report",
     "report_formats",
     "timeline",

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from gateway.broker.connection import BrokerUnavailable, connect
+from gateway.broker.definitions import QUARANTINE_KEEPER
 from gateway.broker.vhost import BrokerAdmin, Credentials, vhost_url
 from gateway.cli import main
 from gateway.demo.area import DEMO_AGENCIES
@@ -28,7 +29,7 @@ from tests.integration.conftest import AMQP_URL
 
 pytestmark = pytest.mark.integration
 
-PRINCIPALS = sorted(a.id for a in DEMO_AGENCIES)
+PRINCIPALS = sorted([*(a.id for a in DEMO_AGENCIES), QUARANTINE_KEEPER])
 
 
 @dataclass(frozen=True)

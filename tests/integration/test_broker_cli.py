@@ -34,7 +34,7 @@ from aio_pika.abc import (
 )
 
 from gateway.broker.connection import BrokerUnavailable, confirmed_channel, connect
-from gateway.broker.definitions import password_hash
+from gateway.broker.definitions import QUARANTINE_KEEPER, password_hash
 from gateway.broker.publisher import PublishFailed, publish
 from gateway.broker.topology import (
     DELIVER_EXCHANGE,
@@ -54,7 +54,7 @@ pytestmark = pytest.mark.integration
 
 AMQP_URL = os.environ.get("MASH_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 COMMITTED_DEFINITIONS = Path(__file__).parents[2] / "ops" / "rabbitmq" / "definitions.json"
-PRINCIPALS = sorted(a.id for a in DEMO_AGENCIES)
+PRINCIPALS = sorted([*(a.id for a in DEMO_AGENCIES), QUARANTINE_KEEPER])
 
 
 @dataclass(frozen=True)
@@ -254,6 +254,34 @@ def test_the_routers_user_may_route_and_nothing_more(area: Area) -> None:
                 await (await refused_channel(gateway)).queue_delete(inbox_queue("police"))
         finally:
             await gateway.close()
+
+    asyncio.run(check())
+
+
+def test_the_quarantine_keepers_user_reads_quarantine_and_releases_to_ingress_only(
+    area: Area,
+) -> None:
+    async def check() -> None:
+        keeper = await area.login(QUARANTINE_KEEPER)
+        try:
+            channel = await confirmed_channel(keeper)
+            quarantine = await channel.get_queue(QUARANTINE_QUEUE, ensure=True)
+            await quarantine.get(fail=False, no_ack=False)  # allowed: it takes copies in
+            ingress = await channel.get_exchange(INGRESS_EXCHANGE, ensure=True)
+            await publish(ingress, b"x", routing_key=INGRESS_ROUTING_KEY, message_id="m-rel")
+            refused = aiormq.exceptions.ChannelAccessRefused
+            for queue in (inbox_queue("police"), ROUTER_QUEUE):
+                other = await (await refused_channel(keeper)).get_queue(queue, ensure=True)
+                with pytest.raises(refused):
+                    await other.get(fail=False)
+            for exchange, key in ((DELIVER_EXCHANGE, "police"), ("", inbox_queue("police"))):
+                target = await (await refused_channel(keeper)).get_exchange(exchange, ensure=False)
+                with pytest.raises(PublishFailed, match="may not publish there"):
+                    await publish(target, b"x", routing_key=key, message_id="m-forged")
+            with pytest.raises(refused):
+                await (await refused_channel(keeper)).declare_queue("sneaky", durable=True)
+        finally:
+            await keeper.close()
 
     asyncio.run(check())
 

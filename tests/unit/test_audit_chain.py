@@ -340,6 +340,7 @@ def test_export_selects_decisions_by_utc_day_in_field_order() -> None:
         "reason",
         "agreement_ids",
         "refers_to",
+        "operator",
         "hash",
     ]
 

@@ -11,7 +11,10 @@ import re
 import pytest
 
 from gateway.broker.definitions import (
+    KEEPER_PERMISSIONS,
+    QUARANTINE_KEEPER,
     ROUTER_PERMISSIONS,
+    ReservedName,
     Step,
     UserCollision,
     agency_permissions,
@@ -78,12 +81,17 @@ def test_every_principal_gets_a_user_named_with_the_area_prefix() -> None:
     made = grants("gateway", ["police", "health", "police"], "mash-north-")
     assert [(g.principal, g.user) for g in made] == [
         ("gateway", "mash-north-gateway"),
+        ("quarantine-keeper", "mash-north-quarantine-keeper"),
         ("health", "mash-north-health"),
         ("police", "mash-north-police"),
     ]
     assert made[0].permissions == ROUTER_PERMISSIONS
     doc = definitions("v", "gateway", ["police"], Limits(), "mash-north-")
-    assert [u["name"] for u in doc["users"]] == ["mash-north-gateway", "mash-north-police"]
+    assert [u["name"] for u in doc["users"]] == [
+        "mash-north-gateway",
+        "mash-north-quarantine-keeper",
+        "mash-north-police",
+    ]
     assert doc["permissions"][0]["read"] == ROUTER_PERMISSIONS.read
 
 
@@ -115,3 +123,15 @@ def test_a_user_with_permissions_elsewhere_is_never_touched(kept: bool, rotate: 
 def test_an_existing_user_without_a_password_here_is_refused_unless_rotated() -> None:
     with pytest.raises(UserCollision, match=r"holds no password for it.*--rotate-passwords"):
         login_step("u", "v", ("v",), password_kept=False, rotate=False)
+
+
+def test_the_quarantine_keeper_reads_quarantine_and_writes_ingress_only() -> None:
+    names = every_name()
+    assert {n for n in names if allows(KEEPER_PERMISSIONS.write, n)} == {INGRESS_EXCHANGE}
+    assert {n for n in names if allows(KEEPER_PERMISSIONS.read, n)} == {QUARANTINE_QUEUE}
+    assert KEEPER_PERMISSIONS.configure == "^$"
+
+
+def test_no_agency_may_take_the_keepers_name() -> None:
+    with pytest.raises(ReservedName, match="reserved for the quarantine keeper"):
+        grants("gateway", ["police", QUARANTINE_KEEPER], "mash-")
