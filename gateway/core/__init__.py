@@ -16,6 +16,7 @@ __all__ = [
     "errors",
     "identifiers",
     "lifecycle",
+    "message_search",
     "notices",
     "partner_documents",
     "payload_facts",

@@ -30,6 +30,7 @@ from typing import Protocol
 from gateway.core.deadline_rules import Deadline
 from gateway.core.errors import GatewayError
 from gateway.core.lifecycle import IllegalTransition, Outcome
+from gateway.core.message_search import MessageQuery
 from gateway.core.quarantine import Entry, Filter, Status, Totals
 from gateway.core.records import (
     Admission,
@@ -51,6 +52,7 @@ __all__ = [
     "CaseReader",
     "EscalatorStore",
     "HandledMarks",
+    "MessageSearch",
     "OverdueReader",
     "QuarantineStore",
     "ReportReader",
@@ -237,7 +239,16 @@ class QuarantineStore(Protocol):
         """How many entries are held, and their bytes."""
 
 
-class StoreReader(CaseReader, WorklistReader, ReportReader, AuditHeadReader, Protocol):
+class MessageSearch(Protocol):
+    """``messages``: tracked messages by case, agency, type, state and period."""
+
+    async def search_messages(self, query: MessageQuery) -> list[MessageRecord]:
+        """Up to ``query.limit + 1`` matches, newest first, strictly before ``query.after``."""
+
+
+class StoreReader(
+    CaseReader, WorklistReader, ReportReader, AuditHeadReader, MessageSearch, Protocol
+):
     """Everything the store tells without changing it: what an operator's console shows."""
 
 

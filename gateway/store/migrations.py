@@ -183,4 +183,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             " WHERE status = 'held'",
         ),
     ),
+    Migration(
+        6,
+        "indexes for message search",
+        (
+            # `mash-gateway messages` pages newest first by (created_at, message_id):
+            # each filter has an index in that order, so a page is an index range.
+            "CREATE INDEX messages_by_time ON messages (created_at, message_id)",
+            "CREATE INDEX messages_by_sender ON messages (sender, created_at, message_id)",
+            "CREATE INDEX messages_by_type ON messages (message_type, created_at, message_id)",
+            "CREATE INDEX messages_by_state_time ON messages (state, created_at, message_id)",
+            "CREATE INDEX recipients_by_agency ON message_recipients (agency, message_id)",
+        ),
+    ),
 )

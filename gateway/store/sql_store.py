@@ -27,6 +27,7 @@ from datetime import datetime
 
 from gateway.core.deadline_rules import Closure, Deadline, Kind, Reschedule
 from gateway.core.lifecycle import IllegalTransition, Outcome, State, transition
+from gateway.core.message_search import MessageQuery
 from gateway.core.quarantine import Cause, Entry, Facts, Filter, Status, Totals
 from gateway.core.records import (
     Admission,
@@ -284,6 +285,39 @@ class SqlStore(ABC):
             "reading the rejections of a period",
             self._timeline("t.state = 'rejected' AND t.at >= ? AND t.at < ?", start, end),
         )
+
+    async def search_messages(self, query: MessageQuery) -> list[MessageRecord]:
+        where: list[str] = []
+        params: list[object] = []
+        for clause, value in (
+            ("correlation_id = ?", query.correlation_id),
+            ("message_type = ?", query.message_type),
+            ("state = ?", query.state.value if query.state else None),
+            ("created_at >= ?", query.start),
+            ("created_at < ?", query.end),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        if query.agency is not None:
+            where.append(
+                "(sender = ? OR message_id IN"
+                " (SELECT message_id FROM message_recipients WHERE agency = ?))"
+            )
+            params += [query.agency, query.agency]
+        if query.after is not None:  # keyset: strictly before the last row shown
+            where.append("(created_at < ? OR (created_at = ? AND message_id < ?))")
+            params += [query.after.created_at, query.after.created_at, query.after.message_id]
+        page = (
+            "SELECT message_id FROM messages"  # noqa: S608
+            f" WHERE {' AND '.join(where) or '1 = 1'}"
+            " ORDER BY created_at DESC, message_id DESC LIMIT ?"
+        )
+        found = await self._query(
+            "searching messages",
+            self._messages(f"m.message_id IN ({page})", *params, query.limit + 1),
+        )
+        return sorted(found, key=lambda m: (m.created_at, m.message_id), reverse=True)
 
     async def audit_head(self, chain: str) -> AuditHead | None:
         rows = await self._query(

@@ -4,6 +4,7 @@ Pure like the core (records in, text out), and may import only the core.
 """
 
 __all__ = [
+    "messages",
     "overdue",
     "quarantine",
     "report",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -124,3 +125,37 @@ def test_an_unknown_id_exits_1_naming_it(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert expected in captured.err
+
+
+def messages(config_path: str, *args: str) -> int:
+    return main(["--config", config_path, "messages", *args])
+
+
+def test_messages_pages_newest_first_and_follows_its_cursor(
+    config_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert messages(config_path, "--json", "--limit", "1") == 0
+    first = json.loads(capsys.readouterr().out)
+    assert [m["message_id"] for m in first["messages"]] == [REQUEST]
+    assert first["messages"][0]["state"] == "rejected"
+    assert messages(config_path, "--json", "--limit", "1", "--after", first["next"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert [m["message_id"] for m in second["messages"]] == [REFERRAL]
+    assert second["next"] is None
+
+    assert messages(config_path, "--agency", "probation", "--state", "rejected") == 0
+    out = capsys.readouterr().out
+    assert REQUEST in out and REFERRAL not in out and "1 shown, newest first; no more" in out
+    assert messages(config_path, "--case", CASE, "--type", "Referral", "--json") == 0
+    assert [m["sender"] for m in json.loads(capsys.readouterr().out)["messages"]] == ["police"]
+    assert messages(config_path, "--from", "2026-11-24") == 0
+    assert capsys.readouterr().out.strip() == "no messages match"
+
+
+def test_messages_refuses_a_cursor_it_did_not_print(
+    config_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert messages(config_path, "--after", "not-a-cursor") == 1
+    assert "--after 'not-a-cursor' is not a cursor `messages` printed" in capsys.readouterr().err
