@@ -204,8 +204,13 @@ async def check(channel: AbstractChannel, agencies: Iterable[str], limits: Limit
             kind, name = "queue", queue.name
             await channel.get_queue(name, ensure=True)
     except aio_pika.exceptions.ChannelNotFoundEntity as exc:
-        raise TopologyMissing(
-            f"RabbitMQ has no {kind} {name!r} in this vhost: run `mash-gateway broker setup` "
-            f"(it declares the topology and each agency's inbox), then start again ({exc})"
-        ) from exc
+        raise missing(kind, name, exc) from exc
     return wanted
+
+
+def missing(kind: str, name: str, exc: Exception) -> TopologyMissing:
+    """What a service started before the topology exists says, instead of a broker traceback."""
+    return TopologyMissing(
+        f"RabbitMQ has no {kind} {name!r} in this vhost: run `mash-gateway broker setup` "
+        f"(it declares the topology and each agency's inbox), then start again ({exc})"
+    )

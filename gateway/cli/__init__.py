@@ -8,8 +8,10 @@ GatewayErrors and print as one line naming the file, key or check that failed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 from gateway.cli import (
     adapter_cmd,
@@ -66,6 +68,15 @@ COMMAND_MODULES = (
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader went away
+DISTRIBUTION = "mash-gateway"
+
+
+def installed_version() -> str:
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mash-gateway",
         description="Secure message-exchange gateway for a Multi-Agency Safeguarding Hub.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     parser.add_argument(
         "--config",
         help="path to gateway.toml (default: $MASH_GATEWAY_CONFIG, then ./gateway.toml)",
@@ -89,6 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(quiet=True)  # stdout is the command's own output; services raise the level
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        # The reader went away (`keys list | head -1`): that is not an error worth a
+        # traceback. Point stdout at /dev/null so the exit's own flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_CLOSED_PIPE
     except GatewayError as exc:
         print(f"mash-gateway {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -7,6 +7,7 @@ private half); nothing is rewritten, so the key history stays auditable.
 from __future__ import annotations
 
 import argparse
+import json
 from datetime import timedelta
 
 from gateway.config.area_config import AreaConfig, ConfigError, load_config
@@ -22,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     listing = actions.add_parser("list", help="show every key with its status")
     listing.add_argument("--agency")
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     listing.set_defaults(handler=run_list)
 
     for name, helptext, handler in (
@@ -52,9 +54,29 @@ def run_list(args: argparse.Namespace) -> int:
     now = utc_now()
     agencies = [args.agency] if args.agency else sorted(config.registry.agencies)
     current = validity.current_key_ids(config.registry, now)
+    for agency in agencies:
+        config.registry.agency(agency)  # an unknown --agency is refused, naming it
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "key_id": record.key_id,
+                        "agency": agency,
+                        "use": record.use.value,
+                        "not_before": record.not_before.isoformat(),
+                        "expires": record.expires.isoformat(),
+                        "status": validity.key_status(record, current, now),
+                    }
+                    for agency in agencies
+                    for record in config.registry.keys_of(agency)
+                ],
+                indent=2,
+            )
+        )
+        return 0
     print(f"{'KEY ID':<44} {'USE':<8} {'NOT BEFORE':<20} {'EXPIRES':<20} STATUS")
     for agency in agencies:
-        config.registry.agency(agency)
         for record in config.registry.keys_of(agency):
             print(
                 f"{record.key_id:<44} {record.use.value:<8} "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -45,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="PATH",
         help="repeatable: a file that travels with the message (the payload names it)",
     )
+    parser.add_argument("--json", action="store_true", help="print the sent header's ids as JSON")
     parser.set_defaults(handler=run)
 
 
@@ -88,6 +90,21 @@ def run(args: argparse.Namespace) -> int:
         attachments=tuple(AttachmentFile(path) for path in args.attach),
     )
     fields = asyncio.run(send(config, args.agency, submission))
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "message_id": fields.message_id,
+                    "correlation_id": fields.correlation_id,
+                    "message_type": fields.message_type,
+                    "sender": fields.sender,
+                    "recipients": list(fields.recipients),
+                    "created_at": fields.created_at.isoformat(),
+                },
+                indent=2,
+            )
+        )
+        return 0
     print(
         f"sent {fields.message_type} {fields.message_id} (case {fields.correlation_id}) "
         f"from {fields.sender} to {', '.join(fields.recipients)}"

@@ -24,23 +24,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("message_id", nargs="?", metavar="MESSAGE_ID")
     which.add_argument("--correlation", metavar="ID", help="show every message of the case ID")
+    parser.add_argument("--json", action="store_true", help="JSON instead of text")
     parser.set_defaults(handler=run)
 
 
-async def report(config: AreaConfig, message_id: str | None, correlation_id: str | None) -> str:
+async def report(
+    config: AreaConfig, message_id: str | None, correlation_id: str | None, as_json: bool = False
+) -> str:
     store = store_from_url(config.store_url)
     where = f"[store].url in {config.path}"
     await store.open()
     try:
         if correlation_id is not None:
-            return await case_report(store, correlation_id, where, utc_now())
+            return await case_report(store, correlation_id, where, utc_now(), as_json)
         assert message_id is not None  # argparse requires one of the two
-        return await message_report(store, message_id, where)
+        return await message_report(store, message_id, where, as_json)
     finally:
         await store.close()
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    print(asyncio.run(report(config, args.message_id, args.correlation)))
+    print(asyncio.run(report(config, args.message_id, args.correlation, args.json)))
     return 0

@@ -101,6 +101,9 @@ def redated(payload: bytes, element: str, at: datetime) -> bytes:
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
+ANSWERING = "the partners search their records: each answers, or stays silent"
+
+
 @dataclass
 class DemoCase:
     """The hub's and partners' case systems, reduced to what the demo needs to react."""
@@ -113,6 +116,13 @@ class DemoCase:
     failure: Exception | None = None
     say: Callable[[str], None] = print
     letter: Path | None = None  # health's answer carries it (discharge_letter)
+    steps_said: set[int] = field(default_factory=set)
+
+    def step(self, number: int, heading: str) -> None:
+        """A numbered step, said once: its parts (one per partner) follow indented."""
+        if number not in self.steps_said:
+            self.steps_said.add(number)
+            self.say(f"{number}. {heading}")
 
     def handler_for(self, agency: str) -> Callable[[Delivered], object]:
         async def handle(delivered: Delivered) -> None:
@@ -141,10 +151,12 @@ class DemoCase:
         if agency == "hub" and kind == "Referral":
             await self.request_information(fields.message_id)
         elif agency == SILENT_PARTNER and kind == "InformationRequest":
-            self.say(f"3. {agency} is busy and stays silent")
+            self.step(3, ANSWERING)
+            self.say(f"   {agency} is busy and stays silent")
             self.silent_request = fields.message_id
         elif agency in EDGE_PARTNERS and kind == "InformationRequest":
-            self.say(f"3. {agency} researches its records and answers")
+            self.step(3, ANSWERING)
+            self.say(f"   {agency} researches its records and answers")
             await self.respond(agency, fields.message_id)
         elif agency == "hub" and kind == "InformationResponse":
             self.responses.add(fields.sender)
@@ -160,9 +172,9 @@ class DemoCase:
         kind = root.findtext(f"{{{NAMESPACE}}}DeadlineKind")
         self.say(f"   {agency} got a level {level} Escalation: {silent}'s {kind} is overdue")
         if level == "1" and agency == SILENT_PARTNER:
-            self.say(f"5. {silent}'s deadline passed: a reminder to it, a notice to the hub")
+            self.step(4, f"{silent}'s deadline passed: a reminder to it, a notice to the hub")
         if level == "2" and agency == "hub" and self.silent_request is not None:
-            self.say(f"6. the hub manager calls {silent}, who answers late")
+            self.step(5, f"the hub manager calls {silent}, who answers late")
             request, self.silent_request = self.silent_request, None
             await self.respond(SILENT_PARTNER, request)
 
@@ -182,8 +194,9 @@ class DemoCase:
         if not subject.startswith("Information request"):
             self.say(f"   {MAIL_ONLY_PARTNER}'s officer got a mail: {subject}")
             return
+        self.step(3, ANSWERING)
         self.say(
-            f"3. {MAIL_ONLY_PARTNER} has only e-mail: its officer gets the request "
+            f"   {MAIL_ONLY_PARTNER} has only e-mail: its officer gets the request "
             "encrypted to their key and replies with the form, signed and encrypted"
         )
         code, reply = await asyncio.to_thread(officer.answer, mail, HOUSING_ANSWERS)
@@ -197,7 +210,7 @@ class DemoCase:
             "ResponseDue",
             utc_now() + timedelta(days=7),
         )
-        self.say(f"2. the hub rates the referral Amber and asks {', '.join(PARTNERS)}")
+        self.step(2, f"the hub rates the referral Amber and asks {', '.join(PARTNERS)}")
         for partner in PARTNERS:
             await self.edges["hub"].submit(
                 Submission(
@@ -225,7 +238,7 @@ class DemoCase:
         )
 
     async def decide(self) -> None:
-        self.say("7. all partners answered: the hub records its decision and tells the police")
+        self.step(6, "all partners answered: the hub records its decision and tells the police")
         await self.edges["hub"].submit(
             Submission(
                 _example("valid", "decision.xml"),
@@ -325,7 +338,7 @@ async def _run_in(area: Path, url: str, vhost: str, say: Callable[[str], None]) 
                 await edge.__aenter__()
                 case.edges[agency] = edge
                 await edge.consume(case.handler_for(agency), takes_attachments=True)  # type: ignore[arg-type]
-            say(f"1. police refer a child to the hub (case {case.correlation_id})")
+            case.step(1, f"police refer a child to the hub (case {case.correlation_id})")
             await case.edges["police"].submit(
                 Submission(
                     _example("demo", "police-referral.xml"),

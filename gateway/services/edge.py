@@ -30,6 +30,7 @@ from datetime import datetime
 from enum import Enum
 from pathlib import Path
 
+import aio_pika
 import structlog
 from aio_pika.abc import (
     AbstractExchange,
@@ -390,7 +391,11 @@ class Edge:
             raise RuntimeError("an edge that consumes needs a store to record hand-overs")
         # A passive declare (not ensure=False) registers the queue with the robust
         # channel, so the consumer is restored after a broker restart.
-        queue = await self._channel.get_queue(topology.inbox_queue(self.agency))
+        name = topology.inbox_queue(self.agency)
+        try:
+            queue = await self._channel.get_queue(name)
+        except aio_pika.exceptions.ChannelNotFoundEntity as exc:  # started before broker setup
+            raise topology.missing("queue", name, exc) from exc
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             self.last_received = time.monotonic()

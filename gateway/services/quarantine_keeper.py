@@ -45,6 +45,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+import aio_pika
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractQueue, AbstractRobustConnection
 
@@ -148,11 +149,8 @@ class QuarantineKeeper:
                 self._queue = await channel.get_queue(name, ensure=True)
                 kind, name = "exchange", topology.INGRESS_EXCHANGE
                 self._ingress = await channel.get_exchange(name, ensure=True)
-            except Exception as exc:
-                raise topology.TopologyMissing(
-                    f"RabbitMQ has no {kind} {name!r} in this vhost: run `mash-gateway broker "
-                    f"setup` (or start the router once, in the demo), then try again ({exc})"
-                ) from exc
+            except aio_pika.exceptions.ChannelNotFoundEntity as exc:
+                raise topology.missing(kind, name, exc) from exc
         except BaseException:
             await self._connection.close()
             raise

@@ -10,5 +10,6 @@ __all__ = [
     "report",
     "report_formats",
     "timeline",
+    "track_json",
     "validity",
 ]

@@ -17,6 +17,9 @@ from gateway.core.lifecycle import State
 from gateway.core.records import DeadlineEvent, DeadlineEventEntry, MessageRecord, TimelineEntry
 
 STATE_WIDTH = max(len(s.value) for s in State)
+# Notices end at the router: no one receipts a receipt, a NonDelivery or an Escalation,
+# so ``routed`` is their last state, shown as what it means for them.
+NOTICE_ENDS = {"DeliveryReceipt": "forwarded", "NonDelivery": "sent", "Escalation": "sent"}
 TIME_WIDTH = len("2026-01-01T00:00:00.000Z")
 REPLACEMENT = "?"
 
@@ -78,13 +81,20 @@ def case_view(
         lines.append("")
         head = (
             f"{printable(message.message_type)} {printable(message.message_id)}  "
-            f"{route(message)}  [{message.state.value}]"
+            f"{route(message)}  [{shown_state(message)}]"
         )
         if message.in_reply_to:
             head += f"  reply to {printable(message.in_reply_to)}"
         lines.append(head)
         lines.extend(transition_line(e, "  ") for e in by_message[message.message_id])
     return "\n".join(lines)
+
+
+def shown_state(message: MessageRecord) -> str:
+    """The state a case line shows: a routed notice is as far as it goes."""
+    if message.state is State.ROUTED and message.message_type in NOTICE_ENDS:
+        return NOTICE_ENDS[message.message_type]
+    return message.state.value
 
 
 def deadline_status(deadline: Deadline, now: datetime) -> str:

@@ -96,21 +96,27 @@ def test_demo_runs_the_case_end_to_end_without_printing_personal_data(
     for step in (
         "1. police refer",
         "2. the hub rates",
-        "3. health",
-        "3. csc",
-        "3. probation is busy and stays silent",
-        "3. housing has only e-mail: its officer gets the request encrypted",
+        "3. the partners search their records",
+        "   health researches its records and answers",
+        "   csc researches its records and answers",
+        "   probation is busy and stays silent",
+        "   housing has only e-mail: its officer gets the request encrypted",
         "Accepted as InformationResponse",
         "(pgp-verified)",
         "housing's officer got a mail: Accepted: InformationResponse",
         "probation got a level 1 Escalation: probation's response is overdue",
         "hub got a level 1 Escalation: probation's response is overdue",
         "hub got a level 2 Escalation: probation's response is overdue",
-        "6. the hub manager calls probation",
-        "7. all partners answered",
+        "4. probation's deadline passed",
+        "5. the hub manager calls probation",
+        "6. all partners answered",
         "police received Decision",
     ):
         assert step in out
+    numbered = [int(line[0]) for line in out.splitlines() if re.match(r"\d\. ", line)]
+    assert numbered == [1, 2, 3, 4, 5, 6]  # each step once, in order
+    # Receipts end at the router (nobody receipts a receipt): shown forwarded, not stuck.
+    assert "[routed]" not in out.split("Case timeline", 1)[1]
     # The printed timeline shows the ladder and the late answer closing the deadline.
     assert "response Amber owed by probation to hub" in out and "[met late]" in out
     assert "escalated level 1" in out and "escalated level 2" in out and "met-late" in out

@@ -159,3 +159,18 @@ def test_messages_refuses_a_cursor_it_did_not_print(
     capsys.readouterr()
     assert messages(config_path, "--after", "not-a-cursor") == 1
     assert "--after 'not-a-cursor' is not a cursor `messages` printed" in capsys.readouterr().err
+
+
+def test_track_json_gives_the_same_story_for_scripts(
+    config_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert track(config_path, REFERRAL, "--json") == 0
+    one = json.loads(capsys.readouterr().out)
+    assert (one["message_id"], one["state"]) == (REFERRAL, "delivered")
+    assert [t["state"] for t in one["timeline"]] == ["submitted", "routed", "delivered"]
+    assert track(config_path, "--correlation", CASE, "--json") == 0
+    case = json.loads(capsys.readouterr().out)
+    assert [m["message_id"] for m in case["messages"]] == [REFERRAL, REQUEST]
+    assert case["messages"][1]["timeline"][-1]["reason"] == "policy: no agreement"
+    assert case["deadlines"] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -126,3 +127,11 @@ def test_control_and_bidi_characters_cannot_reach_the_terminal(hostile: str) -> 
 def test_printable_replaces_only_what_a_terminal_would_obey() -> None:
     assert printable("a\x1b[2Jb\u202ec") == "a?[2Jb?c"
     assert printable("Référence-42 Ōtautahi") == "Référence-42 Ōtautahi"
+
+
+def test_a_routed_receipt_shows_as_forwarded_not_stuck() -> None:
+    receipt = replace(record("r-1"), message_type="DeliveryReceipt", state=State.ROUTED)
+    line = case_view("CASE-1", [receipt], []).splitlines()[2]
+    assert line.endswith("[forwarded]")
+    pending = replace(record("m-9"), state=State.ROUTED)
+    assert case_view("CASE-1", [pending], []).splitlines()[2].endswith("[routed]")
