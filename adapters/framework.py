@@ -47,7 +47,7 @@ from gateway.config.adapter_config import AdapterConfig
 from gateway.config.area_config import AreaConfig, ConfigError, load_config
 from gateway.core.errors import GatewayError
 from gateway.infra import hangup
-from gateway.services import metrics
+from gateway.services import health, metrics
 from gateway.services.edge import Edge, Handler
 from gateway.store import TrackingStore, store_from_url
 
@@ -125,7 +125,8 @@ async def _opened(config: AreaConfig, store: TrackingStore | None) -> AsyncItera
     opened = store_from_url(config.store_url)
     await opened.open()
     try:
-        yield opened
+        with health.READINESS.watching("store", health.store_writable(opened.check_writable)):
+            yield opened
     finally:
         await opened.close()
 

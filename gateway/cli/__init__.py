@@ -21,6 +21,7 @@ from gateway.cli import (
     demo_cmd,
     directory_cmds,
     envelope_cmds,
+    health_cmd,
     inbox_cmd,
     init_cmd,
     intake_cmd,
@@ -64,6 +65,7 @@ COMMAND_MODULES = (
     adapter_cmd,
     intake_cmd,
     console_cmd,
+    health_cmd,
 )
 
 EXIT_FAILURE = 1

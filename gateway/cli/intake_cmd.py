@@ -15,7 +15,7 @@ from gateway.config.area_config import AreaConfig, load_config
 from gateway.infra import logs
 from gateway.infra.clock import utc_now
 from gateway.intake.service import running_intake
-from gateway.services import metrics, metrics_server
+from gateway.services import health, metrics, metrics_server
 from gateway.store import store_from_url
 
 
@@ -33,16 +33,22 @@ async def serve(config: AreaConfig, metrics_listen: str | None = None) -> None:
     try:
         if config.intake is not None:
             metrics.track_certificate("smtp-tls", config.intake.tls_cert.read_bytes(), utc_now())
+        writable = health.store_writable(store.check_writable)
         async with (
             metrics_server.serving(metrics_server.listen_address(config, metrics_listen)),
             running_intake(config, store) as intake,
         ):
-            print(
-                f"intake listening on {intake.config.host}:{intake.port} "
-                f"for @{intake.config.hostname}",
-                flush=True,
-            )
-            await stop.wait()
+            # Past running_intake the TLS context is loaded and the edges are connected.
+            with (
+                health.READINESS.watching("store", writable),
+                health.READINESS.watching("tls", health.passing()),
+            ):
+                print(
+                    f"intake listening on {intake.config.host}:{intake.port} "
+                    f"for @{intake.config.hostname}",
+                    flush=True,
+                )
+                await stop.wait()
     finally:
         await store.close()
 

@@ -22,7 +22,7 @@ from gateway.cli.stopping import stop_on_signals
 from gateway.config.area_config import AreaConfig, load_config
 from gateway.core.quarantine import Entry, Filter, Status
 from gateway.infra import logs
-from gateway.services import metrics_server
+from gateway.services import health, metrics_server
 from gateway.services.quarantine_keeper import Outcome, QuarantineKeeper
 from gateway.store import store_from_url
 from gateway.views import quarantine as view
@@ -205,12 +205,18 @@ async def keep(config: AreaConfig, metrics_listen: str | None) -> None:
     await store.open()
     try:
         listen = metrics_server.listen_address(config, metrics_listen)
+        writable = health.store_writable(store.check_writable)
         async with metrics_server.serving(listen), QuarantineKeeper(config, store) as keeper:
-            while not stop.is_set():
-                await keeper.collect()
-                try:
-                    await asyncio.wait_for(stop.wait(), KEEP_INTERVAL_S)
-                except TimeoutError:
-                    continue
+            with health.READINESS.watching("store", writable):
+                await _keep(keeper, stop)
     finally:
         await store.close()
+
+
+async def _keep(keeper: QuarantineKeeper, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await keeper.collect()
+        try:
+            await asyncio.wait_for(stop.wait(), KEEP_INTERVAL_S)
+        except TimeoutError:
+            continue

@@ -20,7 +20,7 @@ from gateway.broker.credentials import router_login
 from gateway.cli.stopping import stop_on_signals
 from gateway.config.area_config import AreaConfig, load_config
 from gateway.infra import logs
-from gateway.services import metrics_server, queue_depths
+from gateway.services import health, metrics_server, queue_depths
 from gateway.services.router import run_router
 from gateway.store import TrackingStore, store_from_url
 
@@ -50,7 +50,8 @@ async def serve(
     audit_log: Path | None = None,
     adapters: Sequence[str] | None = None,
 ) -> None:
-    """Metrics (if configured) are served, and queue depths polled, while the router runs."""
+    """Metrics and health (if configured) are served, and queue depths polled, while the
+    router runs."""
     listen = metrics_server.listen_address(config, metrics_listen)
     store = store_from_url(config.store_url)
     await store.open()
@@ -63,11 +64,19 @@ async def serve(
             if listen is not None
             else nullcontext()
         )
-        async with metrics_server.serving(listen), depths:
-            if adapters is None:
-                await run_router(config, store, stop, reload_on_sighup=True, audit_path=audit_log)
-            else:
-                await _with_adapters(config, store, stop, audit_log, adapters)
+        writable = health.store_writable(store.check_writable)
+        ready = asyncio.Event()
+        with (
+            health.READINESS.watching("store", writable),
+            health.READINESS.watching("router", health.started(ready, "the router")),
+        ):
+            async with metrics_server.serving(listen), depths:
+                if adapters is None:
+                    await run_router(
+                        config, store, stop, ready, reload_on_sighup=True, audit_path=audit_log
+                    )
+                else:
+                    await _with_adapters(config, store, stop, ready, audit_log, adapters)
     finally:
         await store.close()
 
@@ -76,11 +85,11 @@ async def _with_adapters(
     config: AreaConfig,
     store: TrackingStore,
     stop: asyncio.Event,
+    ready: asyncio.Event,
     audit_log: Path | None,
     adapters: Sequence[str],
 ) -> None:
     """The router, then the adapters once its topology is declared; either failing stops both."""
-    ready = asyncio.Event()
     router = asyncio.create_task(
         run_router(config, store, stop, ready, reload_on_sighup=True, audit_path=audit_log)
     )

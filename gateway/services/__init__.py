@@ -7,6 +7,7 @@ __all__ = [
     "audit_log",
     "edge",
     "escalator",
+    "health",
     "metrics",
     "metrics_server",
     "partner_bundle",

@@ -77,7 +77,7 @@ from gateway.core.xmlsafe import UnsafeXmlError
 from gateway.infra import keystore
 from gateway.infra.clock import utc_now
 from gateway.infra.keyed_locks import KeyedLocks
-from gateway.services import metrics
+from gateway.services import health, metrics
 from gateway.services.directory_watch import DirectoryWatch
 from gateway.services.transfer_sender import (
     AttachmentFile,
@@ -221,12 +221,18 @@ class Edge:
         self._sweeping: asyncio.Task[None] | None = None
         self.last_received = time.monotonic()  # a transfer's pieces count: it is not idle
         self.on_piece: Progress | None = None  # told (sent, count) as a transfer's pieces confirm
+        self._unready: list[Callable[[], None]] = []  # removes its /readyz checks
 
     async def __aenter__(self) -> Edge:
         self._connection = await connect(self.broker_url, self.config.broker_tls)
         self._channel = await confirmed_channel(self._connection, prefetch=32)
         self._ingress = await self._channel.get_exchange(topology.INGRESS_EXCHANGE, ensure=False)
         await DirectoryWatch(self.config, self._apply_directory).start(self._connection)
+        self._unready.append(
+            health.READINESS.add(
+                f"broker ({self.agency})", health.broker_connected(self._connection)
+            )
+        )
         return self
 
     async def _apply_directory(self, config: AreaConfig) -> None:
@@ -238,6 +244,8 @@ class Edge:
     async def __aexit__(self, *exc: object) -> None:
         if self._sweeping is not None:
             self._sweeping.cancel()
+        while self._unready:
+            self._unready.pop()()
         if self._connection is not None:
             await self._connection.close()
 
@@ -410,6 +418,9 @@ class Edge:
         tag = await queue.consume(on_message)
         if self._sweeping is None:
             self._sweeping = asyncio.create_task(self._sweep_transfers())
+        if self._connection is not None:
+            attached = health.consuming(self._connection, self._channel, name)
+            self._unready.append(health.READINESS.add(f"consumer {name}", attached))
         return queue, tag
 
     async def _receive(

@@ -1,9 +1,12 @@
 """Serves ``/metrics`` over HTTP (aiohttp) beside a service, without holding up its messages.
 
+Beside it, ``/healthz`` (the process runs) and ``/readyz`` (every check the
+service registered in ``health.READINESS`` passes; 503 naming what fails).
+
 The exposition is generated in a worker thread (``asyncio.to_thread``): the
 event loop only hands over the bytes, so a scrape, or many, during heavy
 load costs the message flow a thread switch, never the time of rendering
-every series. Only ``GET /metrics`` exists; anything else is 404.
+every series. Only these three GETs exist; anything else is 404.
 
 Services share the helpers here: ``add_listen_argument`` gives a command
 ``--metrics-listen HOST:PORT`` (over ``[metrics].listen``: each service on one
@@ -25,7 +28,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from gateway.config.area_config import AreaConfig, ConfigError
 from gateway.config.metrics_config import Listen, parse_listen
-from gateway.services import metrics
+from gateway.services import health, metrics
 
 log = structlog.get_logger("gateway.services.metrics")
 
@@ -52,6 +55,17 @@ async def _scrape(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"alive": True})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    verdict = await health.READINESS.verdict()
+    return web.json_response(
+        {"ready": verdict.ready, "checks": verdict.checks}, status=200 if verdict.ready else 503
+    )
+
+
 @asynccontextmanager
 async def serving(listen: Listen | None) -> AsyncIterator[int | None]:
     """Serve ``/metrics`` on ``listen`` inside the block; yields the bound port (None: off)."""
@@ -60,6 +74,8 @@ async def serving(listen: Listen | None) -> AsyncIterator[int | None]:
         return
     app = web.Application()
     app.router.add_get("/metrics", _scrape)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:

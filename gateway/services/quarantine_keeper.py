@@ -38,7 +38,7 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -72,7 +72,7 @@ from gateway.core.quarantine import (
 from gateway.core.records import MessageRecord, Transition
 from gateway.infra import keystore
 from gateway.infra.clock import utc_now
-from gateway.services import audit_log, metrics
+from gateway.services import audit_log, health, metrics
 from gateway.store import TrackingStore
 
 log = structlog.get_logger("gateway.services.quarantine_keeper")
@@ -139,6 +139,7 @@ class QuarantineKeeper:
         self._connection: AbstractRobustConnection | None = None
         self._queue: AbstractQueue | None = None
         self._ingress: AbstractExchange | None = None
+        self._unready: Callable[[], None] = lambda: None  # removes its /readyz check
 
     async def __aenter__(self) -> QuarantineKeeper:
         self._connection = await connect(self._url)
@@ -154,6 +155,9 @@ class QuarantineKeeper:
         except BaseException:
             await self._connection.close()
             raise
+        self._unready = health.READINESS.add(
+            "broker (quarantine keeper)", health.broker_connected(self._connection)
+        )
         return self
 
     async def __aexit__(
@@ -162,6 +166,7 @@ class QuarantineKeeper:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._unready()
         if self._connection is not None:
             await self._connection.close()
             self._connection = None

@@ -60,7 +60,7 @@ from gateway.core.routing_plan import Audit, Publish, Quarantine, Record, SendNo
 from gateway.infra import hangup, keystore
 from gateway.infra.clock import utc_now
 from gateway.infra.keyed_locks import KeyedLocks
-from gateway.services import audit_log, metrics
+from gateway.services import audit_log, health, metrics
 from gateway.services.directory_watch import DirectoryWatch
 from gateway.services.escalator import DEFAULT_TICK_S, Escalator, EscalatorChannels, run_escalator
 from gateway.services.piece_relay import PieceRelay
@@ -399,7 +399,14 @@ async def _consume(
         log.info("router.started", queue=topology.ROUTER_QUEUE)
         if ready is not None:
             ready.set()
-        await stop.wait()
+        with (
+            health.READINESS.watching("broker (router)", health.broker_connected(connection)),
+            health.READINESS.watching(
+                f"consumer {topology.ROUTER_QUEUE}",
+                health.consuming(connection, channel, topology.ROUTER_QUEUE),
+            ),
+        ):
+            await stop.wait()
         await queue.cancel(tag)
         await escalating
 

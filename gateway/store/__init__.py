@@ -58,6 +58,7 @@ __all__ = [
     "ReportReader",
     "RouterStore",
     "StoreError",
+    "StoreHealth",
     "StoreReader",
     "TrackingStore",
     "WorklistReader",
@@ -252,8 +253,23 @@ class StoreReader(
     """Everything the store tells without changing it: what an operator's console shows."""
 
 
+class StoreHealth(Protocol):
+    """``/readyz``: whether the store takes a write now."""
+
+    async def check_writable(self) -> None:
+        """Take the write lock (SQLite) or run a write that changes nothing (PostgreSQL, where a
+        read-only server refuses it); raises StoreError if the store cannot be written."""
+
+
 class TrackingStore(
-    HandledMarks, RouterStore, EscalatorStore, AuditHeads, QuarantineStore, StoreReader, Protocol
+    StoreHealth,
+    HandledMarks,
+    RouterStore,
+    EscalatorStore,
+    AuditHeads,
+    QuarantineStore,
+    StoreReader,
+    Protocol,
 ):
     """The whole store: every role's methods, and opening and closing it."""
 

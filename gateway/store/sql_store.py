@@ -354,6 +354,12 @@ class SqlStore(ABC):
             )
         return bool(await self._transaction(f"keeping the audit head of {head.chain}", work))
 
+    async def check_writable(self) -> None:
+        await self._transaction(
+            "checking it takes a write",
+            _rows("UPDATE schema_migrations SET description = description WHERE version < 0"),
+        )
+
     async def keep_quarantined(self, entry: Entry, body: bytes) -> bool:
         f, c = entry.facts, entry.cause
         kept = await self._transaction(
