@@ -17,8 +17,9 @@ from adapters import http_tokens
 from adapters.framework import adapter_config, run_adapters
 from gateway.cli.stopping import stop_on_signals
 from gateway.config.area_config import AreaConfig, ConfigError, load_config
+from gateway.config.certificates import adapter_certificates, broker_certificates
 from gateway.infra import logs
-from gateway.services import metrics_server
+from gateway.services import certificate_watch, metrics_server
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,7 +37,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 async def serve(config: AreaConfig, agencies: list[str], metrics_listen: str | None) -> None:
     stop = stop_on_signals()
-    async with metrics_server.serving(metrics_server.listen_address(config, metrics_listen)):
+    certificates = adapter_certificates(config, agencies) | broker_certificates(config)
+    async with (
+        metrics_server.serving(metrics_server.listen_address(config, metrics_listen)),
+        certificate_watch.watching(certificates),
+    ):
         await run_adapters(config, agencies, stop, reload_on_sighup=True)
 
 

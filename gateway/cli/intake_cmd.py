@@ -12,10 +12,10 @@ import asyncio
 
 from gateway.cli.stopping import stop_on_signals
 from gateway.config.area_config import AreaConfig, load_config
+from gateway.config.certificates import broker_certificates, intake_certificates
 from gateway.infra import logs
-from gateway.infra.clock import utc_now
 from gateway.intake.service import running_intake
-from gateway.services import health, metrics, metrics_server
+from gateway.services import certificate_watch, health, metrics_server
 from gateway.store import store_from_url
 
 
@@ -31,11 +31,11 @@ async def serve(config: AreaConfig, metrics_listen: str | None = None) -> None:
     await store.open()
     stop = stop_on_signals()
     try:
-        if config.intake is not None:
-            metrics.track_certificate("smtp-tls", config.intake.tls_cert.read_bytes(), utc_now())
         writable = health.store_writable(store.check_writable)
+        certificates = intake_certificates(config) | broker_certificates(config)
         async with (
             metrics_server.serving(metrics_server.listen_address(config, metrics_listen)),
+            certificate_watch.watching(certificates),
             running_intake(config, store) as intake,
         ):
             # Past running_intake the TLS context is loaded and the edges are connected.

@@ -19,8 +19,9 @@ from adapters.framework import run_adapters
 from gateway.broker.credentials import router_login
 from gateway.cli.stopping import stop_on_signals
 from gateway.config.area_config import AreaConfig, load_config
+from gateway.config.certificates import adapter_certificates, broker_certificates
 from gateway.infra import logs
-from gateway.services import health, metrics_server, queue_depths
+from gateway.services import certificate_watch, health, metrics_server, queue_depths
 from gateway.services.router import run_router
 from gateway.store import TrackingStore, store_from_url
 
@@ -70,7 +71,14 @@ async def serve(
             health.READINESS.watching("store", writable),
             health.READINESS.watching("router", health.started(ready, "the router")),
         ):
-            async with metrics_server.serving(listen), depths:
+            certificates = broker_certificates(config) | (
+                adapter_certificates(config, adapters) if adapters is not None else {}
+            )
+            async with (
+                metrics_server.serving(listen),
+                depths,
+                certificate_watch.watching(certificates),
+            ):
                 if adapters is None:
                     await run_router(
                         config, store, stop, ready, reload_on_sighup=True, audit_path=audit_log

@@ -7,6 +7,7 @@ __all__ = [
     "adapter_config",
     "area_config",
     "broker_config",
+    "certificates",
     "config_checks",
     "deadline_config",
     "intake_config",

@@ -5,6 +5,7 @@ They carry out what the core decides, over the broker and the store.
 
 __all__ = [
     "audit_log",
+    "certificate_watch",
     "edge",
     "escalator",
     "health",

@@ -16,7 +16,7 @@ Other services move the counters defined here:
 - the e-mail intake: ``INTAKE_RESULTS.labels(result=..., reason=...).inc()``;
 - adapters: ``ADAPTER_ERRORS.labels(agency=..., transport=..., stage=...).inc()``;
 - gpg calls: ``with timed("gpg_decrypt_verify"):`` (or ``gpg_sign_encrypt``);
-- TLS certificates: ``CERTIFICATE_EXPIRY.labels(use="smtp-tls").set(seconds_left)``;
+- TLS certificates: ``certificate_watch`` sets ``CERTIFICATE_EXPIRY`` per file, by use;
 - the escalation loop: ``set_deadline_counts(rows)``.
 """
 
@@ -28,7 +28,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from cryptography import x509
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -140,19 +139,13 @@ ADAPTER_ERRORS = Counter(
 )
 CERTIFICATE_EXPIRY = Gauge(
     "mash_gateway_certificate_expiry_seconds",
-    "Seconds until a TLS certificate the service presents expires, by its use.",
+    "Seconds until a certificate a service uses expires (its own, a CA it trusts), by use.",
     ["use"],
     registry=REGISTRY,
 )
 
 
 _deadline_series: set[tuple[str, str, str]] = set()
-
-
-def track_certificate(use: str, pem: bytes, now: datetime) -> None:
-    """Seconds left on a PEM certificate the service presents (the intake's SMTP TLS pair)."""
-    certificate = x509.load_pem_x509_certificate(pem)
-    CERTIFICATE_EXPIRY.labels(use=use).set(_seconds(now, certificate.not_valid_after_utc))
 
 
 def set_deadline_counts(rows: Iterable[DeadlineCount]) -> None:
