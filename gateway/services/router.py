@@ -47,6 +47,7 @@ from gateway.core.envelope import (
     HeaderFields,
     SigningIdentity,
     TimeWindow,
+    VerifiedHeader,
     check_ciphertext,
     recipient_keys,
     seal_bytes,
@@ -124,14 +125,35 @@ class Router:
                 verified = verify(body, self.config.registry, now, self.window, None)
                 check_ciphertext(verified, body)
         except EnvelopeError as exc:
-            digest = hashlib.sha256(body).hexdigest()
-            plan = routing_plan.unverified(claimed_facts(body), exc, digest, now, self.area)
-            await self._carry_out(plan, body, exchanges, now)
-            return
+            late = await self._released_late(body, exc, now)
+            if late is None:
+                digest = hashlib.sha256(body).hexdigest()
+                plan = routing_plan.unverified(claimed_facts(body), exc, digest, now, self.area)
+                await self._carry_out(plan, body, exchanges, now)
+                return
+            verified = late
         ids = verified.header.fields
         with bound_contextvars(message_id=ids.message_id, correlation_id=ids.correlation_id):
             async with self.cases.hold(ids.correlation_id):
                 await self._route_verified(body, verified.header, exchanges, now)
+
+    async def _released_late(
+        self, body: bytes, error: EnvelopeError, now: datetime
+    ) -> VerifiedHeader | None:
+        """A message an operator released from quarantine (``quarantine release``) is judged
+        again whatever its age: the time window may not refuse it, within the quarantine's
+        retention. Every other check still applies, and ``admit`` still requires the same
+        header as the refused copy's."""
+        claimed = claimed_facts(body) if error.check == "timestamp" else None
+        if claimed is None or not await self.store.was_released(claimed.message_id):
+            return None
+        window = TimeWindow(self.config.quarantine.retention, self.window.max_future_skew)
+        try:
+            verified = verify(body, self.config.registry, now, window, None)
+            check_ciphertext(verified, body)
+        except EnvelopeError:
+            return None
+        return verified
 
     async def _route_verified(
         self, body: bytes, header: Header, exchanges: RouterChannels, now: datetime

@@ -112,6 +112,9 @@ class RouterStore(Protocol):
 
     async def case_deadlines(self, correlation_id: str) -> list[Deadline]: ...
 
+    async def was_released(self, message_id: str) -> bool:
+        """Whether the message is ``submitted`` again after a rejection: an operator released it."""
+
 
 class EscalatorStore(Protocol):
     """What the escalator fires, and the deadline gauges it refreshes."""

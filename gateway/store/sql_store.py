@@ -354,6 +354,18 @@ class SqlStore(ABC):
             )
         return bool(await self._transaction(f"keeping the audit head of {head.chain}", work))
 
+    async def was_released(self, message_id: str) -> bool:
+        found = await self._query(
+            f"reading whether {message_id} was released",
+            _rows(
+                "SELECT 1 FROM messages m WHERE m.message_id = ? AND m.state = 'submitted'"
+                " AND EXISTS (SELECT 1 FROM transitions t"
+                " WHERE t.message_id = m.message_id AND t.state = 'rejected')",
+                message_id,
+            ),
+        )
+        return bool(found)
+
     async def check_writable(self) -> None:
         await self._transaction(
             "checking it takes a write",

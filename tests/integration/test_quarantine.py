@@ -13,6 +13,7 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ import pytest
 from gateway.broker.vhost import BrokerAdmin
 from gateway.cli import main
 from gateway.config.area_config import load_config
+from gateway.core.envelope import TimeWindow
 from gateway.core.lifecycle import State
 from gateway.core.quarantine import Filter, QuarantineError, Status
 from gateway.core.resources import schemas_dir
@@ -225,3 +227,24 @@ async def test_the_size_limit_leaves_copies_in_rabbitmq(exchange: Exchange) -> N
         assert len(await k.entries(Filter())) == 1
     async with keeper(exchange) as k:  # the default limit: the second copy was waiting
         assert len(await k.entries(Filter())) == 2
+
+
+async def test_a_release_is_judged_whatever_the_age_of_the_message(exchange: Exchange) -> None:
+    """The 24-hour window refuses stale copies; an operator's release is not one of them."""
+    message_id = await refused_referral(exchange)
+    with exchange.config.path.open("a", encoding="utf-8") as toml:
+        toml.write(AGREEMENT)
+    # Every message is now past the router's window: as if the fix took days.
+    await exchange.restart_router(TimeWindow(timedelta(0), timedelta(minutes=5)))
+    async with keeper(exchange) as k:
+        (entry,) = await k.entries(Filter())
+        outcome = await k.outcome(await k.release(entry.entry_id, "alice"), 10)
+    assert outcome.again is None and outcome.state in (State.ROUTED, State.DELIVERED)
+
+    async def delivered() -> bool:
+        return len(exchange.inboxes["education"].of_type("Referral")) == 1
+
+    await eventually(delivered)
+    assert exchange.inboxes["education"].of_type("Referral")[0].header.fields.message_id == (
+        message_id
+    )

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gateway.core.lifecycle import Event
 from gateway.core.quarantine import Cause, Entry, Facts, Filter, Status, Totals
+from gateway.core.records import MessageRecord, Transition
 from gateway.store import TrackingStore
 
 pytestmark = pytest.mark.integration
@@ -62,3 +64,18 @@ async def test_settled_once_its_body_dropped_and_expired_by_age(store: TrackingS
     assert await store.quarantine_totals() == Totals(0, 0)
     everything = await store.quarantined(Filter(status=None))
     assert [e.status for e in everything] == [Status.DISCARDED, Status.EXPIRED]
+
+
+async def test_a_message_submitted_again_after_a_rejection_was_released(
+    store: TrackingStore,
+) -> None:
+    message = MessageRecord("m-1", "CASE-1", None, "Referral", "police", ("hub",), None, None, T0)
+    await store.admit(message, "digest-1", T0)
+    assert not await store.was_released("m-1")  # submitted, never rejected
+    await store.advance([Transition("m-1", Event.REJECTED, reason="policy: none")], T0)
+    assert not await store.was_released("m-1")
+    await store.advance([Transition("m-1", Event.RELEASED, detail="released by alice")], T0)
+    assert await store.was_released("m-1")
+    await store.advance([Transition("m-1", Event.ROUTED)], T0)
+    assert not await store.was_released("m-1")  # routed: its release is done
+    assert not await store.was_released("m-unknown")
