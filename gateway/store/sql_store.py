@@ -306,8 +306,9 @@ class SqlStore(ABC):
             )
             params += [query.agency, query.agency]
         if query.after is not None:  # keyset: strictly before the last row shown
-            where.append("(created_at < ? OR (created_at = ? AND message_id < ?))")
-            params += [query.after.created_at, query.after.created_at, query.after.message_id]
+            # A row value: both databases seek the (created_at, message_id) index to it.
+            where.append("(created_at, message_id) < (?, ?)")
+            params += [query.after.created_at, query.after.message_id]
         page = (
             "SELECT message_id FROM messages"  # noqa: S608
             f" WHERE {' AND '.join(where) or '1 = 1'}"
