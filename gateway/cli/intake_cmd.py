@@ -30,19 +30,19 @@ async def serve(config: AreaConfig, metrics_listen: str | None = None) -> None:
     store = store_from_url(config.store_url)
     await store.open()
     stop = stop_on_signals()
+    loaded = asyncio.Event()  # set once running_intake has loaded the TLS context
     try:
-        writable = health.store_writable(store.check_writable)
         certificates = intake_certificates(config) | broker_certificates(config)
-        async with (
-            metrics_server.serving(metrics_server.listen_address(config, metrics_listen)),
-            certificate_watch.watching(certificates),
-            running_intake(config, store) as intake,
+        with (
+            health.READINESS.watching("store", health.store_writable(store.check_writable)),
+            health.READINESS.watching("tls", health.started(loaded, "the TLS context")),
         ):
-            # Past running_intake the TLS context is loaded and the edges are connected.
-            with (
-                health.READINESS.watching("store", writable),
-                health.READINESS.watching("tls", health.passing()),
+            async with (
+                metrics_server.serving(metrics_server.listen_address(config, metrics_listen)),
+                certificate_watch.watching(certificates),
+                running_intake(config, store) as intake,
             ):
+                loaded.set()
                 print(
                     f"intake listening on {intake.config.host}:{intake.port} "
                     f"for @{intake.config.hostname}",

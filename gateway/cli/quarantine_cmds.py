@@ -206,16 +206,21 @@ async def keep(config: AreaConfig, metrics_listen: str | None) -> None:
     try:
         listen = metrics_server.listen_address(config, metrics_listen)
         writable = health.store_writable(store.check_writable)
-        async with metrics_server.serving(listen), QuarantineKeeper(config, store) as keeper:
-            with health.READINESS.watching("store", writable):
-                await _keep(keeper, stop)
+        collected = asyncio.Event()  # ready once the first collect has set the gauges
+        with (
+            health.READINESS.watching("store", writable),
+            health.READINESS.watching("keeper", health.started(collected, "the keeper")),
+        ):
+            async with metrics_server.serving(listen), QuarantineKeeper(config, store) as keeper:
+                await _keep(keeper, stop, collected)
     finally:
         await store.close()
 
 
-async def _keep(keeper: QuarantineKeeper, stop: asyncio.Event) -> None:
+async def _keep(keeper: QuarantineKeeper, stop: asyncio.Event, collected: asyncio.Event) -> None:
     while not stop.is_set():
         await keeper.collect()
+        collected.set()
         try:
             await asyncio.wait_for(stop.wait(), KEEP_INTERVAL_S)
         except TimeoutError:

@@ -145,3 +145,62 @@ async def test_an_edge_is_ready_once_its_inbox_consumer_is_attached(
         await edge.store.close()  # type: ignore[union-attr]
         status, body = await get(port, "/readyz")
         assert status == 503  # it registered the only checks, and took them away on closing
+
+
+async def served_ready(
+    exchange: Exchange, argv: list[str], name: str
+) -> tuple[dict[str, str], str]:
+    """Start ``mash-gateway ARGV --metrics-listen``; its /readyz checks once ready, and /metrics."""
+    port = _free_port()
+    log_path = exchange.tmp / f"{name}.log"
+    with log_path.open("wb") as log_file:
+        service = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "gateway", "--config", str(exchange.config.path)),
+                *argv,
+                *("--metrics-listen", f"127.0.0.1:{port}"),
+            ],
+            cwd=ROOT,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+
+        async def ready() -> bool:
+            assert service.poll() is None, log_path.read_text()
+            try:
+                status, _ = await get(port, "/readyz")
+            except aiohttp.ClientConnectionError:
+                return False
+            return status == 200
+
+        await eventually(ready, timeout=40)
+        _, body = await get(port, "/readyz")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/metrics") as response,
+        ):
+            scraped = await response.text()
+        return body["checks"], scraped
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.wait(20)
+
+
+async def test_the_intake_is_ready_with_its_tls_loaded_and_its_inbox_consumed(
+    exchange: Exchange,
+) -> None:
+    toml = exchange.config.path
+    toml.write_text(toml.read_text().replace('"127.0.0.1:8025"', f'"127.0.0.1:{_free_port()}"', 1))
+    checks, scraped = await served_ready(exchange, ["intake"], "intake")
+    assert checks["tls"] == "ok" and checks["store"] == "ok"
+    assert checks["consumer agency.housing.inbox"] == "ok"  # housing is e-mail only
+    assert all(v == "ok" for v in checks.values())
+    assert 'mash_gateway_certificate_expiry_seconds{use="smtp-tls"}' in scraped
+
+
+async def test_the_quarantine_keeper_is_ready_and_reports_its_holdings(exchange: Exchange) -> None:
+    checks, scraped = await served_ready(exchange, ["quarantine", "keep"], "keeper")
+    assert checks == {"broker (quarantine keeper)": "ok", "keeper": "ok", "store": "ok"}
+    assert 'mash_gateway_quarantine_held{measure="limit_messages"} 10000.0' in scraped
