@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 from gateway.config.area_config import AreaConfig
 
 
 def broker_certificates(config: AreaConfig) -> dict[str, Path]:
-    """The CA an ``amqps://…?cafile=`` broker URL verifies RabbitMQ against, if it names one."""
-    found = parse_qs(urlsplit(config.broker_url).query).get("cafile")
-    return {"broker-ca": Path(found[0])} if found else {}
+    """The CA ``[broker] ca`` verifies RabbitMQ against, and ``[broker] cert``, our client's."""
+    tls = config.broker_tls
+    found: dict[str, Path] = {}
+    if tls is not None and tls.ca is not None:
+        found["broker-ca"] = tls.ca
+    if tls is not None and tls.cert is not None:
+        found["broker-client"] = tls.cert
+    return found
 
 
 def intake_certificates(config: AreaConfig) -> dict[str, Path]:

@@ -142,7 +142,7 @@ class QuarantineKeeper:
         self._unready: Callable[[], None] = lambda: None  # removes its /readyz check
 
     async def __aenter__(self) -> QuarantineKeeper:
-        self._connection = await connect(self._url)
+        self._connection = await connect(self._url, self.config.broker_tls)
         try:
             channel = await confirmed_channel(self._connection)
             kind, name = "queue", topology.QUARANTINE_QUEUE
