@@ -19,8 +19,8 @@ Decisions:
   policy) and must still record why.
 - ``answered`` is legal from ``routed`` as well as ``delivered``: a response
   proves delivery, and the receipt may be late. The late receipt is then a
-  straggler. Whether a reply answers a message is ``answers``'s question,
-  because only an InformationResponse answers an InformationRequest.
+  straggler. Whether a reply answers a message is reply_rules' question
+  (only an InformationResponse answers an InformationRequest).
 - ``released`` is the one way out of ``rejected``: an operator released the
   quarantined copy once its cause was fixed (``mash-gateway quarantine
   release``), so it is ``submitted`` again and the router, which routes a
@@ -108,11 +108,3 @@ def transition(current: State | None, event: Event) -> Outcome:
         where = "an unknown message" if current is None else f"a {current.value} message"
         raise IllegalTransition(f"event {event.value} is not allowed on {where}") from None
     return Outcome(following, changed=following is not current)
-
-
-ANSWERS = {"InformationRequest": frozenset({"InformationResponse"})}
-
-
-def answers(request_type: str, reply_type: str) -> bool:
-    """Whether a reply of ``reply_type`` (in_reply_to a message) answers a ``request_type``."""
-    return reply_type in ANSWERS.get(request_type, frozenset())

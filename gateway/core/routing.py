@@ -11,8 +11,12 @@ Decisions written down here:
   partly delivered: the sender addressed one message and learns of one fate;
 - edges may not send NonDelivery or Escalation, and nobody but the router may
   sign as the gateway principal;
-- a DeliveryReceipt must come from a recipient of the original, go back to
-  its sender only, and say in its signed header whether it is positive.
+- what a message may reply to, and who may reply, is reply_rules' one table:
+  a reply (a response, a receipt, a negative receipt) counts only from a
+  recipient of the message it names, in that message's case, and is refused
+  whole (check ``reply``) otherwise, before any agreement is looked at;
+- a DeliveryReceipt goes back to the original's sender only, and says in its
+  signed header whether it is positive.
 """
 
 from __future__ import annotations
@@ -21,14 +25,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
-from gateway.core import lifecycle, sharing
+from gateway.core import reply_rules, sharing
 from gateway.core.envelope import HeaderFields
 from gateway.core.records import MessageRecord
 from gateway.core.registry import Registry
 from gateway.core.vocabulary import SYSTEM_PURPOSE
 
 RECEIPT = "DeliveryReceipt"
-GATEWAY_ONLY_TYPES = frozenset({"NonDelivery", "Escalation"})
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ def route(
     """
     if facts.sender == gateway:
         return Reject("unknown-sender", "only the router itself signs as the gateway")
-    if facts.message_type in GATEWAY_ONLY_TYPES:
+    if reply_rules.rule(facts.message_type).sender is reply_rules.Sender.GATEWAY:
         return Reject("policy", f"only the gateway issues {facts.message_type}")
     unknown = next(
         (r for r in facts.recipients if r not in registry.agencies or r == gateway), None
@@ -78,7 +81,10 @@ def route(
         return Reject("unknown-recipient", f"recipient {unknown!r} is not a registered agency")
     if facts.sender in facts.recipients:
         return Reject("policy", f"{facts.sender} addressed a message to itself")
-    if facts.message_type == RECEIPT:
+    refused = reply_rules.refusal(facts, original)
+    if refused is not None:
+        return Reject(reply_rules.REPLY_CHECK, refused)
+    if facts.message_type == RECEIPT and original is not None:  # the table: a receipt has one
         return _receipt(facts, original)
     if facts.purpose == SYSTEM_PURPOSE:
         return Reject(
@@ -100,25 +106,15 @@ def route(
         agreement_ids.append(decision.agreement_id)
     answered = (
         original.message_id
-        if original is not None and lifecycle.answers(original.message_type, facts.message_type)
+        if original is not None and reply_rules.answers(facts.message_type, original.message_type)
         else None
     )
     return Deliver(facts.recipients, tuple(dict.fromkeys(agreement_ids)), answered)
 
 
-def _receipt(facts: HeaderFields, original: MessageRecord | None) -> RoutingDecision:
+def _receipt(facts: HeaderFields, original: MessageRecord) -> RoutingDecision:
     if facts.purpose != SYSTEM_PURPOSE:
         return Reject("policy", f"a receipt must have purpose {SYSTEM_PURPOSE}")
-    if facts.in_reply_to is None or original is None:
-        return Reject("policy", "a receipt must reply to a message the gateway routed")
-    if facts.sender not in original.recipients:
-        return Reject(
-            "policy", f"{facts.sender} receipted {original.message_id} but was not its recipient"
-        )
-    if facts.recipients != (original.sender,):
-        return Reject(
-            "policy", f"a receipt for {original.message_id} goes to {original.sender} only"
-        )
     if facts.receipt_outcome not in {"positive", "negative"}:
         return Reject("header-schema", "a receipt header must say whether it is positive")
     return ForwardReceipt(original.message_id, original.sender, facts.receipt_outcome == "positive")

@@ -24,8 +24,12 @@ The order is the guarantee:
   when the sender can be told, ``Record`` when the store tracks the message),
   whether the envelope failed, the id was replayed, routing said no or an
   inbox refused the message.
-- No NonDelivery answers a notice (a receipt, a NonDelivery, an Escalation),
-  and none goes to the gateway or to an agency that is not registered.
+- No NonDelivery answers a notice (a receipt, a NonDelivery, an Escalation):
+  reply_rules' table says what a NonDelivery may refer to. None goes to the
+  gateway or to an agency that is not registered.
+- A reply refused by that table (check ``reply``) is rejected like any
+  refusal: only its own state and deadlines end; the message it named keeps
+  its state and its deadlines stay open.
 
 The broker ack is not an effect: the consumer acks when the plan is done.
 """
@@ -37,7 +41,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.core import audit_chain, notices
+from gateway.core import audit_chain, notices, reply_rules
 from gateway.core.audit_chain import Outcome
 from gateway.core.deadline_rules import (
     Deadline,
@@ -53,7 +57,6 @@ from gateway.core.envelope.claimed import ClaimedFacts
 from gateway.core.lifecycle import Event, State
 from gateway.core.records import Admission, ClaimResult, DeadlineChanges, Transition
 from gateway.core.routing import Deliver, ForwardReceipt, Reject, RoutingDecision
-from gateway.core.vocabulary import SYSTEM_MESSAGE_TYPES
 
 NON_DELIVERY_NAMESPACE = uuid.UUID("0b6f4d8e-2c1a-4f7e-9d3b-5a8c6e1f2b74")
 # The FailedCheck a NonDelivery names for each envelope check the router runs.
@@ -379,7 +382,7 @@ def _may_tell(failed: HeaderFields | ClaimedFacts, area: Area) -> bool:
     return (
         failed.sender in area.agencies
         and failed.sender != area.gateway
-        and failed.message_type not in SYSTEM_MESSAGE_TYPES
+        and reply_rules.may_refer("NonDelivery", failed.message_type)
     )
 
 

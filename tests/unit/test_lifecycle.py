@@ -13,7 +13,6 @@ from gateway.core.lifecycle import (
     IllegalTransition,
     Outcome,
     State,
-    answers,
     transition,
 )
 
@@ -89,19 +88,3 @@ def test_the_happy_path_of_an_information_request() -> None:
         assert outcome.changed
         state = outcome.state
     assert state is S.ANSWERED
-
-
-@pytest.mark.parametrize(
-    ("request_type", "reply_type", "expected"),
-    [
-        ("InformationRequest", "InformationResponse", True),
-        ("InformationRequest", "Decision", False),
-        ("InformationRequest", "DeliveryReceipt", False),
-        ("Referral", "InformationResponse", False),
-        ("Referral", "Decision", False),
-    ],
-)
-def test_only_a_response_answers_a_request(
-    request_type: str, reply_type: str, expected: bool
-) -> None:
-    assert answers(request_type, reply_type) is expected

@@ -149,7 +149,7 @@ def test_receipt_from_a_non_recipient_is_rejected() -> None:
         receipt_outcome="positive",
     )
     assert decide(f, REQUEST) == Reject(
-        "policy", "health receipted req-1 but was not its recipient"
+        "reply", "health replied to req-1 but was not its recipient"
     )
 
 
@@ -162,7 +162,7 @@ def test_receipt_redirected_to_someone_else_is_rejected() -> None:
         in_reply_to="req-1",
         receipt_outcome="positive",
     )
-    assert decide(f, REQUEST) == Reject("policy", "a receipt for req-1 goes to hub only")
+    assert decide(f, REQUEST) == Reject("reply", "DeliveryReceipt for req-1 goes to hub only")
 
 
 def test_receipt_for_an_unknown_message_is_rejected() -> None:
@@ -175,7 +175,7 @@ def test_receipt_for_an_unknown_message_is_rejected() -> None:
         receipt_outcome="positive",
     )
     assert decide(f, None) == Reject(
-        "policy", "a receipt must reply to a message the gateway routed"
+        "reply", "nope, which this DeliveryReceipt replies to, was never routed here"
     )
 
 

@@ -185,6 +185,26 @@ def test_an_answer_records_its_request_answered_in_the_same_transaction() -> Non
     )
 
 
+def test_an_answer_from_an_agency_never_asked_leaves_the_request_and_its_deadlines_alone() -> None:
+    answer = header(
+        message_id="resp-2",
+        message_type="InformationResponse",
+        sender="education",
+        recipients=("hub",),
+        in_reply_to="req-1",
+        rag=None,
+    )
+    decision, effects = routed(answer, REQUEST)
+    reason = "education replied to req-1 but was not its recipient"
+    assert decision == Reject("reply", reason)
+    assert_refusal(effects, "reply", reason, told=True, recorded=True)
+    record = effects[-1]
+    assert isinstance(record, Record)
+    (own,) = record.transitions  # only the refused answer's own state and deadlines
+    assert own.message_id == "resp-2"
+    assert [c.message_id for c in own.deadlines.closures] == ["resp-2"]
+
+
 def test_a_rag_change_from_the_hub_reads_the_case_and_reschedules_it() -> None:
     opened = rules.opened_by(header(rag="Green"), NOW - timedelta(hours=2), AREA.policy, "hub")
     rerate = header(message_id="dec-1", message_type="Decision", recipients=("police",), rag="Red")
@@ -260,7 +280,17 @@ REFUSED = [
     (header(recipients=("hub",)), "policy", True),  # addressed to itself
     (header(purpose=SYSTEM_PURPOSE), "policy", True),
     (header(recipients=("education",)), "policy", True),  # no agreement
-    (receipt(sender="education"), "policy", False),  # receipts are never answered
+    (receipt(sender="education"), "reply", False),  # receipts are never answered
+    (  # an answer from an agency the request never went to
+        header(
+            message_type="InformationResponse",
+            sender="education",
+            recipients=("hub",),
+            in_reply_to="req-1",
+        ),
+        "reply",
+        True,
+    ),
     (receipt(outcome="maybe"), "header-schema", False),
 ]
 
