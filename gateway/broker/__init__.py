@@ -4,6 +4,7 @@ __all__ = [
     "connection",
     "credentials",
     "definitions",
+    "inbox_room",
     "piece_headers",
     "publisher",
     "topology",

@@ -10,6 +10,11 @@ the exchange, the routing key and the message id:
   reconnects: the outcome is unknown, so the caller retries the same bytes
   (``publish_until_confirmed``) and the receiver's idempotency (by message
   id and header digest) absorbs a duplicate.
+
+Every message names the login that publishes it (the AMQP ``user_id``
+property), which RabbitMQ checks against the connection's login, so a
+consumer knows who published it: the router binds an ingress message's
+claimed sender to it (gateway/core/sender_login.py).
 """
 
 from __future__ import annotations
@@ -59,23 +64,24 @@ async def publish(
     mandatory: bool = True,
     timeout: float | None = None,
 ) -> None:
-    """Publish ``body`` persistently and wait for the broker's confirm.
+    """Publish ``body`` persistently, as this connection's login, and wait for the broker's confirm.
 
     ``mandatory=False`` is for the events exchange only, where no subscriber
     is not an error.
     """
-    message = aio_pika.Message(
-        body,
-        headers=dict(headers or {}),
-        content_type=content_type,
-        delivery_mode=DeliveryMode.PERSISTENT,
-        message_id=message_id,
-        correlation_id=correlation_id,
-        type=message_type,
-        timestamp=timestamp,
-    )
     where = f"message {message_id} to exchange {exchange.name!r} with routing key {routing_key!r}"
     try:
+        message = aio_pika.Message(
+            body,
+            headers=dict(headers or {}),
+            content_type=content_type,
+            delivery_mode=DeliveryMode.PERSISTENT,
+            message_id=message_id,
+            correlation_id=correlation_id,
+            type=message_type,
+            timestamp=timestamp,
+            user_id=await _login(exchange),
+        )
         confirmation = await exchange.publish(
             message, routing_key, mandatory=mandatory, timeout=timeout
         )
@@ -99,6 +105,13 @@ async def publish(
             f"{where} was not confirmed ({type(confirmation).__name__}): publish on a channel "
             "with publisher confirms and on_return_raises (connection.confirmed_channel)"
         )
+
+
+async def _login(exchange: AbstractExchange) -> str | None:
+    """The login of the exchange's connection (aio-pika's own exchanges know their channel)."""
+    if not isinstance(exchange, aio_pika.Exchange):
+        return None
+    return (await exchange.channel.get_underlay_channel()).connection.url.user
 
 
 async def publish_until_confirmed(

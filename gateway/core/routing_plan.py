@@ -24,6 +24,8 @@ The order is the guarantee:
   when the sender can be told, ``Record`` when the store tracks the message),
   whether the envelope failed, the id was replayed, routing said no or an
   inbox refused the message.
+- A message whose broker login is not its claimed sender's (sender_login)
+  is only audited and quarantined: nobody is told, nothing is recorded.
 - No NonDelivery answers a notice (a receipt, a NonDelivery, an Escalation):
   reply_rules' table says what a NonDelivery may refer to. None goes to the
   gateway or to an agency that is not registered.
@@ -57,6 +59,7 @@ from gateway.core.envelope.claimed import ClaimedFacts
 from gateway.core.lifecycle import Event, State
 from gateway.core.records import Admission, ClaimResult, DeadlineChanges, Transition
 from gateway.core.routing import Deliver, ForwardReceipt, Reject, RoutingDecision
+from gateway.core.sender_login import SENDER_LOGIN_CHECK
 
 NON_DELIVERY_NAMESPACE = uuid.UUID("0b6f4d8e-2c1a-4f7e-9d3b-5a8c6e1f2b74")
 # The FailedCheck a NonDelivery names for each envelope check the router runs.
@@ -355,6 +358,19 @@ def refused_piece(
         now,
         area,
         None,
+    )
+
+
+def misbound(claimed: ClaimedFacts, reason: str) -> Plan:
+    """A message published by a broker login that is not its claimed sender's: quarantined only.
+
+    Nobody is told: a NonDelivery to the claimed sender would let any login
+    send notices to any agency in its name. Nothing is recorded in the
+    store, which tracks messages whose sender it can believe.
+    """
+    return (
+        Audit((audit_chain.from_unverified(claimed, SENDER_LOGIN_CHECK, reason),)),
+        Quarantine(claimed.message_id, SENDER_LOGIN_CHECK, reason, None),
     )
 
 

@@ -95,6 +95,13 @@ DIRECTORY_REFUSED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+SENDER_LOGIN_MISMATCHES = Counter(
+    "mash_gateway_sender_login_mismatches_total",
+    "Ingress messages quarantined because the broker login that published them is not their "
+    "claimed sender's, by the agency whose login it was (unknown: another login, or none).",
+    ["login_agency"],
+    registry=REGISTRY,
+)
 OPERATION_DURATION = Histogram(
     "mash_gateway_operation_duration_seconds",
     "Time of one cryptographic operation: envelope seal, open, verify; gpg calls.",
@@ -218,6 +225,12 @@ def rejected(facts: HeaderFields | ClaimedFacts | None, check: str, known: Colle
     recipients = facts.recipients if isinstance(facts, HeaderFields) else ()
     for recipient in recipients or (UNKNOWN,):
         MESSAGES.labels(message_type, sender, _agency_label(recipient, known), "rejected").inc()
+
+
+def sender_login_mismatch(login: str | None, prefix: str, known: Collection[str]) -> None:
+    """A login published as another sender; labelled by the login's own agency, never the claim."""
+    agency = login[len(prefix) :] if login is not None and login.startswith(prefix) else UNKNOWN
+    SENDER_LOGIN_MISMATCHES.labels(_agency_label(agency, known)).inc()
 
 
 def refused_at_edge(check: str) -> None:

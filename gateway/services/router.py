@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import assert_never
+from urllib.parse import unquote, urlsplit
 
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustChannel
@@ -37,9 +38,11 @@ from structlog.contextvars import bound_contextvars
 from gateway.broker import piece_headers, topology
 from gateway.broker.connection import confirmed_channel, connect
 from gateway.broker.credentials import router_login
+from gateway.broker.definitions import QUARANTINE_KEEPER, agency_user
+from gateway.broker.inbox_room import InboxRoom
 from gateway.broker.publisher import PublishRefused, publish
 from gateway.config.area_config import AreaConfig, load_config
-from gateway.core import audit_chain, routing, routing_plan
+from gateway.core import audit_chain, routing, routing_plan, sender_login
 from gateway.core.deadlines import DeadlinePolicy
 from gateway.core.envelope import (
     EnvelopeError,
@@ -53,7 +56,7 @@ from gateway.core.envelope import (
     seal_bytes,
     verify,
 )
-from gateway.core.envelope.claimed import claimed_facts
+from gateway.core.envelope.claimed import ClaimedFacts, claimed_facts
 from gateway.core.errors import GatewayError
 from gateway.core.lifecycle import IllegalTransition
 from gateway.core.records import ClaimResult, MessageRecord, Transition, record_of
@@ -76,6 +79,7 @@ DEFAULT_WINDOW = TimeWindow(max_age=timedelta(hours=24), max_future_skew=timedel
 class RouterChannels:
     deliver: AbstractExchange
     quarantine: AbstractExchange
+    room: InboxRoom  # checked before a fan-out, so a rejection stays whole
 
 
 class Router:
@@ -118,21 +122,28 @@ class Router:
         if self.audit is not None:
             self.audit.use_signer(signer)
 
-    async def handle(self, body: bytes, exchanges: RouterChannels) -> None:
+    async def handle(self, body: bytes, exchanges: RouterChannels, login: str | None) -> None:
+        """Route one ingress message; ``login`` is the broker login that published it (user_id)."""
         now = utc_now()
         try:
             with metrics.timed("verify"):
                 verified = verify(body, self.config.registry, now, self.window, None)
                 check_ciphertext(verified, body)
         except EnvelopeError as exc:
+            claimed = claimed_facts(body)
+            if claimed is not None and await self._misbound(claimed, login, body, exchanges, now):
+                return
             late = await self._released_late(body, exc, now)
             if late is None:
                 digest = hashlib.sha256(body).hexdigest()
-                plan = routing_plan.unverified(claimed_facts(body), exc, digest, now, self.area)
+                plan = routing_plan.unverified(claimed, exc, digest, now, self.area)
                 await self._carry_out(plan, body, exchanges, now)
                 return
             verified = late
         ids = verified.header.fields
+        claim = ClaimedFacts(ids.message_id, ids.correlation_id, ids.sender, ids.message_type)
+        if await self._misbound(claim, login, body, exchanges, now):
+            return
         with bound_contextvars(message_id=ids.message_id, correlation_id=ids.correlation_id):
             async with self.cases.hold(ids.correlation_id):
                 await self._route_verified(body, verified.header, exchanges, now)
@@ -154,6 +165,31 @@ class Router:
         except EnvelopeError:
             return None
         return verified
+
+    async def _misbound(
+        self,
+        claimed: ClaimedFacts,
+        login: str | None,
+        body: bytes,
+        exchanges: RouterChannels,
+        now: datetime,
+    ) -> bool:
+        """Quarantine, telling nobody, a message whose login may not speak for its sender."""
+        config = self.config
+        reason = sender_login.refusal(
+            claimed.sender, login, config.broker_user_prefix, _trusted_logins(config)
+        )
+        if reason is None:
+            return False
+        metrics.sender_login_mismatch(login, config.broker_user_prefix, config.registry.agencies)
+        log.warning(
+            "message.sender_login_mismatch",
+            message_id=claimed.message_id,
+            claimed_sender=claimed.sender,
+            login=login,
+        )
+        await self._carry_out(routing_plan.misbound(claimed, reason), body, exchanges, now)
+        return True
 
     async def _route_verified(
         self, body: bytes, header: Header, exchanges: RouterChannels, now: datetime
@@ -265,6 +301,14 @@ class Router:
         )
 
 
+def _trusted_logins(config: AreaConfig) -> frozenset[str]:
+    """Logins that may publish as any agency: the area's administrator (``[broker] url``) and
+    the quarantine keeper, which republishes a released envelope byte for byte."""
+    user = urlsplit(config.broker_url).username
+    keeper = agency_user(QUARANTINE_KEEPER, config.broker_user_prefix)
+    return frozenset({keeper} if user is None else {unquote(user), keeper})
+
+
 def _area(config: AreaConfig, policy: DeadlinePolicy) -> routing_plan.Area:
     return routing_plan.Area(config.gateway, config.hub, config.registry.agencies, policy)
 
@@ -299,7 +343,22 @@ def _observe(
 async def _publish(
     exchanges: RouterChannels, to: tuple[str, ...], body: bytes, message: HeaderFields
 ) -> str | None:
-    """Publish to each inbox in turn; the agency whose inbox refused it, if one did."""
+    """Publish to each inbox in turn; the agency whose inbox refused it, if one did.
+
+    A fan-out publishes to none unless every inbox has room (inbox_room says
+    why and what it cannot see), so a full inbox rejects it whole.
+    """
+    if len(to) == 1:  # the broker's own refusal is whole
+        return await _publish_each(exchanges, to, body, message)
+    async with exchanges.room.held(to) as lacking:
+        if lacking is not None:
+            return lacking
+        return await _publish_each(exchanges, to, body, message)
+
+
+async def _publish_each(
+    exchanges: RouterChannels, to: tuple[str, ...], body: bytes, message: HeaderFields
+) -> str | None:
     for agency in to:
         try:
             await _to_inbox(exchanges, agency, body, message)
@@ -332,6 +391,7 @@ async def run_router(
     policy: DeadlinePolicy | None = None,
     tick_s: float = DEFAULT_TICK_S,
     audit_path: Path | None = None,
+    limits: topology.Limits = topology.Limits(),  # noqa: B008 (frozen)
 ) -> None:
     """Consume ``gateway.router`` and fire due deadlines until ``stop`` is set.
 
@@ -355,6 +415,7 @@ async def run_router(
             prefetch,
             reload_on_sighup,
             tick_s,
+            limits,
         )
     finally:
         await audit.aclose(utc_now())
@@ -368,6 +429,7 @@ async def _consume(
     prefetch: int,
     reload_on_sighup: bool,
     tick_s: float,
+    limits: topology.Limits,
 ) -> None:
     config = router.config
     login = router_login(config)  # its own least-privilege user once `broker setup` issued one
@@ -375,12 +437,13 @@ async def _consume(
     async with connection:
         channel: AbstractRobustChannel = await confirmed_channel(connection, prefetch=prefetch)
         if login.own:  # it may not declare: setup did (gateway/broker/definitions.py says why)
-            await topology.check(channel, config.inbox_agencies, topology.Limits())
+            await topology.check(channel, config.inbox_agencies, limits)
         else:
-            await topology.declare(channel, config.inbox_agencies, topology.Limits())
+            await topology.declare(channel, config.inbox_agencies, limits)
         exchanges = RouterChannels(
             deliver=await channel.get_exchange(topology.DELIVER_EXCHANGE),
             quarantine=await channel.get_exchange(topology.QUARANTINE_EXCHANGE),
+            room=InboxRoom(connection, limits),
         )
         queue = await channel.get_queue(topology.ROUTER_QUEUE)
         relay = PieceRelay(router)
@@ -406,7 +469,7 @@ async def _consume(
                 if piece_headers.is_piece(message.headers):  # a transfer's piece: piece_relay.py
                     await relay.handle(message, exchanges)
                 else:
-                    await router.handle(message.body, exchanges)
+                    await router.handle(message.body, exchanges, message.user_id)
 
         async def apply_directory(directory_config: AreaConfig) -> None:
             router.reload(directory_config)

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.broker.topology import Limits
 from gateway.broker.vhost import BrokerAdmin, vhost_url
 from gateway.cli import main
 from gateway.config.area_config import AreaConfig, load_config
@@ -68,6 +69,7 @@ class Exchange:
     tmp: Path
     edges: dict[str, Edge] = field(default_factory=dict)
     inboxes: dict[str, Inbox] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)  # the queue bounds the router declares
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _router: asyncio.Task[None] | None = None
 
@@ -80,7 +82,13 @@ class Exchange:
         ready = asyncio.Event()
         self._router = asyncio.create_task(
             run_router(
-                self.config, self.router_store, self._stop, ready, window=window, policy=policy
+                self.config,
+                self.router_store,
+                self._stop,
+                ready,
+                window=window,
+                policy=policy,
+                limits=self.limits,
             )
         )
         waiter = asyncio.ensure_future(ready.wait())
@@ -114,7 +122,11 @@ class Exchange:
 
 @asynccontextmanager
 async def running_exchange(
-    admin: BrokerAdmin, base_url: str, tmp: Path, policy: DeadlinePolicy | None = None
+    admin: BrokerAdmin,
+    base_url: str,
+    tmp: Path,
+    policy: DeadlinePolicy | None = None,
+    limits: Limits | None = None,
 ) -> AsyncIterator[Exchange]:
     vhost = f"mash-test-{uuid.uuid4().hex[:8]}"
     await admin.create_vhost(vhost, "guest")
@@ -124,7 +136,7 @@ async def running_exchange(
     config = load_config(str(area / "gateway.toml"))
     store = SqliteStore(str(tmp / "router.db"))
     await store.open()
-    exchange = Exchange(config, url, store, tmp)
+    exchange = Exchange(config, url, store, tmp, limits=limits or Limits())
     try:
         await exchange.start_router(policy=policy)
         yield exchange

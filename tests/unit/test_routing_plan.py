@@ -28,6 +28,7 @@ from gateway.core.routing_plan import (
     Record,
     SendNonDelivery,
     inbox_unavailable,
+    misbound,
     plan,
     reads_case,
     redo,
@@ -332,6 +333,14 @@ def test_a_replay_is_refused_without_touching_the_message_that_owns_the_id() -> 
 
 
 CLAIMED = ClaimedFacts("m-1", "CASE-1", "hub", "InformationRequest")
+
+
+def test_a_message_from_another_agencys_login_is_quarantined_and_nobody_told() -> None:
+    reason = "published by broker login 'mash-x-education', which is not the claimed sender's"
+    effects = misbound(CLAIMED, reason)
+    assert_refusal(effects, "sender-login", reason, told=False, recorded=False)
+    quarantine = effects[1]
+    assert isinstance(quarantine, Quarantine) and quarantine.facts is None  # counted as nobody
 
 
 @pytest.mark.parametrize(
