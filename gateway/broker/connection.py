@@ -9,7 +9,7 @@ caller retries it (publisher.py says how it failed).
 from __future__ import annotations
 
 import ssl
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq
@@ -24,6 +24,15 @@ RECONNECT_INTERVAL_S = 1.0
 
 class BrokerUnavailable(GatewayError):
     """RabbitMQ cannot be reached or refused the login; the message says how to fix it."""
+
+
+DEFAULT_LOGIN = "guest"  # what aiormq logs in as when a URL names no user
+
+
+def url_login(url: str) -> str:
+    """The user a connection to ``url`` logs in as."""
+    user = urlsplit(url).username
+    return unquote(user) if user else DEFAULT_LOGIN
 
 
 def safe_url(url: str) -> str:

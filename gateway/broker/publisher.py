@@ -29,6 +29,7 @@ import aiormq
 from aio_pika.abc import AbstractExchange, DeliveryMode, FieldValue
 from pamqp.commands import Basic
 
+from gateway.broker.connection import url_login
 from gateway.core.errors import GatewayError
 
 RETRY_BUDGET_S = 60.0
@@ -111,7 +112,7 @@ async def _login(exchange: AbstractExchange) -> str | None:
     """The login of the exchange's connection (aio-pika's own exchanges know their channel)."""
     if not isinstance(exchange, aio_pika.Exchange):
         return None
-    return (await exchange.channel.get_underlay_channel()).connection.url.user
+    return url_login(str((await exchange.channel.get_underlay_channel()).connection.url))
 
 
 async def publish_until_confirmed(

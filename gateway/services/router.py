@@ -29,14 +29,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import assert_never
-from urllib.parse import unquote, urlsplit
 
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustChannel
 from structlog.contextvars import bound_contextvars
 
 from gateway.broker import piece_headers, topology
-from gateway.broker.connection import confirmed_channel, connect
+from gateway.broker.connection import confirmed_channel, connect, url_login
 from gateway.broker.credentials import router_login
 from gateway.broker.definitions import QUARANTINE_KEEPER, agency_user
 from gateway.broker.inbox_room import InboxRoom
@@ -304,9 +303,8 @@ class Router:
 def _trusted_logins(config: AreaConfig) -> frozenset[str]:
     """Logins that may publish as any agency: the area's administrator (``[broker] url``) and
     the quarantine keeper, which republishes a released envelope byte for byte."""
-    user = urlsplit(config.broker_url).username
     keeper = agency_user(QUARANTINE_KEEPER, config.broker_user_prefix)
-    return frozenset({keeper} if user is None else {unquote(user), keeper})
+    return frozenset({url_login(config.broker_url), keeper})
 
 
 def _area(config: AreaConfig, policy: DeadlinePolicy) -> routing_plan.Area:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.broker.connection import url_login
 from gateway.broker.definitions import agency_user
 from gateway.core.sender_login import expected_login, refusal
 
@@ -38,3 +39,8 @@ def test_the_areas_administrator_may_publish_as_any_agency() -> None:
 
 def test_the_expected_login_is_the_one_broker_setup_creates() -> None:
     assert expected_login("police", PREFIX) == agency_user("police", PREFIX)
+
+
+def test_a_url_without_a_user_logs_in_as_guest_like_aiormq() -> None:
+    assert url_login("amqp://127.0.0.1/x") == "guest"
+    assert url_login("amqps://mash-north-police:secret@broker:5671/mash") == "mash-north-police"
