@@ -78,6 +78,15 @@ class RouterShell(Protocol[E_contra]):
         self, plan: routing_plan.Plan, body: bytes, exchanges: E_contra, now: datetime
     ) -> None: ...
 
+    async def misbound(
+        self,
+        claimed: ClaimedFacts,
+        login: str | None,
+        body: bytes,
+        exchanges: E_contra,
+        now: datetime,
+    ) -> bool: ...
+
 
 class TransferUnknown(Exception):
     """The piece's transfer is not routed yet: the caller requeues the piece."""
@@ -103,6 +112,13 @@ class PieceRelay(Generic[E]):
             raise TransferUnknown(f"transfer {piece.message_id} is not routed yet")
         if record.state not in RELAYED_STATES:
             log.info("piece.dropped", message_id=piece.message_id, state=record.state)
+            return
+        # A piece, like its envelope, must come from its sender's own login: another
+        # agency's is quarantined, telling no one (core/sender_login.py).
+        claim = ClaimedFacts(
+            record.message_id, record.correlation_id, record.sender, record.message_type
+        )
+        if await self.router.misbound(claim, message.user_id, body, exchanges, now):
             return
         try:
             key = self.router.config.registry.verifying_key(

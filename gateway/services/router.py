@@ -130,7 +130,7 @@ class Router:
                 check_ciphertext(verified, body)
         except EnvelopeError as exc:
             claimed = claimed_facts(body)
-            if claimed is not None and await self._misbound(claimed, login, body, exchanges, now):
+            if claimed is not None and await self.misbound(claimed, login, body, exchanges, now):
                 return
             late = await self._released_late(body, exc, now)
             if late is None:
@@ -141,7 +141,7 @@ class Router:
             verified = late
         ids = verified.header.fields
         claim = ClaimedFacts(ids.message_id, ids.correlation_id, ids.sender, ids.message_type)
-        if await self._misbound(claim, login, body, exchanges, now):
+        if await self.misbound(claim, login, body, exchanges, now):
             return
         with bound_contextvars(message_id=ids.message_id, correlation_id=ids.correlation_id):
             async with self.cases.hold(ids.correlation_id):
@@ -165,7 +165,7 @@ class Router:
             return None
         return verified
 
-    async def _misbound(
+    async def misbound(
         self,
         claimed: ClaimedFacts,
         login: str | None,
