@@ -41,6 +41,16 @@ pytestmark = [
         shutil.which("rabbitmq-server") is None or os.geteuid() != 0,
         reason="starts RabbitMQ nodes of the machine's package: needs it installed, and root",
     ),
+    # Not in the default run until a stall is explained: in one of three runs on
+    # 2026-12-02 (after the sender-login, quarantine and attachment merges) the router
+    # reconnected after the first node's kill, routed its redelivered prefetch, then
+    # consumed nothing more for ten minutes. The other runs handed every request over
+    # once. MASH_CLUSTER_TESTS=1 runs it; issue 16 carries the investigation.
+    pytest.mark.skipif(
+        os.environ.get("MASH_CLUSTER_TESTS") != "1",
+        reason="the three-node cluster run can stall the router after a node loss "
+        "(see this module); set MASH_CLUSTER_TESTS=1 to run it",
+    ),
 ]
 
 REQUEST = (schemas_dir() / "examples" / "valid" / "information-request.xml").read_bytes()
