@@ -83,9 +83,10 @@ def run_seal(args: argparse.Namespace) -> int:
     document = schemas.checked(read_file(args.file), str(args.file))
     checked = checked_files([AttachmentFile(p) for p in args.attach], config.limits)
     facts = digest_files(checked)
-    named = with_manifest(document.root, facts, document.message_type, str(args.file))
-    if named is not None:
-        document = schemas.checked(named, str(args.file))
+    if facts:  # as the edge does: without files, an Attachments element is by reference only
+        named = with_manifest(document.root, facts, document.message_type, str(args.file))
+        if named is not None:
+            document = schemas.checked(named, str(args.file))
     message_type = document.message_type
     now = utc_now()
     signer = keystore.load_signing_identity(config, args.sender, now)
