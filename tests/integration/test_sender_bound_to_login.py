@@ -20,9 +20,8 @@ from structlog.testing import capture_logs
 
 from gateway.broker import topology
 from gateway.broker.publisher import publish
-from gateway.broker.vhost import BrokerAdmin, vhost_url
-from gateway.cli import main
-from gateway.config.area_config import AreaConfig, load_config
+from gateway.broker.vhost import BrokerAdmin
+from gateway.config.area_config import AreaConfig
 from gateway.core.envelope import HeaderFields, RecipientKey, seal_bytes
 from gateway.core.envelope.container import encode_head, split_head
 from gateway.core.lifecycle import State
@@ -33,8 +32,8 @@ from gateway.services import metrics
 from gateway.services.edge import Edge, Submission
 from gateway.services.router import run_router
 from gateway.store.sqlite import SqliteStore
-from tests.integration.conftest import AMQP_URL
 from tests.integration.exchange_harness import BASES, PURPOSE, Inbox, eventually
+from tests.integration.logins_harness import area_with_logins
 
 pytestmark = pytest.mark.integration
 
@@ -46,21 +45,8 @@ REFERRAL = (EXAMPLES / "referral.xml").read_bytes()
 def area(
     broker_admin: BrokerAdmin, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AreaConfig]:
-    vhost = f"mash-test-{uuid.uuid4().hex[:8]}"
-    prefix = f"{vhost}-"
-    directory = tmp_path_factory.mktemp("bound") / "area"
-    assert main(["init", str(directory), "--broker-url", vhost_url(AMQP_URL, vhost)]) == 0
-    toml = directory / "gateway.toml"
-    text = toml.read_text()
-    toml.write_text(text.replace("\n[store]", f'user_prefix = "{prefix}"\n\n[store]', 1))
-    config = load_config(str(toml))
-    try:
-        assert main(["--config", str(toml), "broker", "setup"]) == 0
+    with area_with_logins(broker_admin, tmp_path_factory.mktemp("bound") / "area") as config:
         yield config
-    finally:
-        asyncio.run(broker_admin.delete_vhost(vhost))
-        for principal in config.registry.agencies:
-            asyncio.run(broker_admin.delete_user(f"{prefix}{principal}"))
 
 
 @pytest.fixture
