@@ -266,15 +266,7 @@ class QuarantineKeeper:
             message_id=entry.facts.message_id,
             headers={RELEASED_HEADER: entry_id},
         )
-        settled = await self.store.settle_quarantined(
-            entry_id, Status.RELEASED, now, operator, None
-        )
-        if settled is None:
-            raise QuarantineError(f"quarantined {entry_id} was settled by someone else meanwhile")
-        metrics.QUARANTINE_ACTIONS.labels(action="released").inc()
-        await self._gauges()
-        log.info("quarantine.released", entry=entry_id, message_id=entry.facts.message_id)
-        return settled
+        return await self._settle(entry, Status.RELEASED, now, operator, None)
 
     async def outcome(self, released: Entry, wait_s: float) -> Outcome:
         """Wait up to ``wait_s`` for the router to judge a released copy."""
@@ -299,14 +291,22 @@ class QuarantineKeeper:
             raise QuarantineError(refusal)
         now = utc_now()
         await self._audit([_decision(entry, audit_chain.Outcome.DISCARDED, operator, reason)], now)
-        settled = await self.store.settle_quarantined(
-            entry_id, Status.DISCARDED, now, operator, reason
-        )
+        return await self._settle(entry, Status.DISCARDED, now, operator, reason)
+
+    async def _settle(
+        self, entry: Entry, status: Status, now: datetime, operator: str, reason: str | None
+    ) -> Entry:
+        """Record an operator's release or discard, once: another's first one wins."""
+        settled = await self.store.settle_quarantined(entry.entry_id, status, now, operator, reason)
         if settled is None:
-            raise QuarantineError(f"quarantined {entry_id} was settled by someone else meanwhile")
-        metrics.QUARANTINE_ACTIONS.labels(action="discarded").inc()
+            raise QuarantineError(
+                f"quarantined {entry.entry_id} was settled by someone else meanwhile"
+            )
+        metrics.QUARANTINE_ACTIONS.labels(action=status.value).inc()
         await self._gauges()
-        log.info("quarantine.discarded", entry=entry_id, message_id=entry.facts.message_id)
+        log.info(
+            f"quarantine.{status.value}", entry=entry.entry_id, message_id=entry.facts.message_id
+        )
         return settled
 
     async def _entry(self, entry_id: str) -> Entry:
