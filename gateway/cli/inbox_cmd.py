@@ -6,7 +6,8 @@ twice; the receipt is sent only after the file is durable. Its attachments
 go first, into ``<message id>.attachments/`` under the names the payload
 gives them (checked safe), made as a hidden folder and renamed whole: the
 XML appears last, so a folder watcher that reacts to it finds every file. Without
-``--follow`` it stops once the inbox has been idle for ``--idle`` seconds.
+``--follow`` it stops once the inbox has been idle for ``--idle`` seconds; with
+it, on SIGINT or SIGTERM, after the message in hand is written and receipted.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import time
 from pathlib import Path
 
+from gateway.cli.stopping import stop_on_signals
 from gateway.config.area_config import AreaConfig, load_config
 from gateway.infra.atomic import atomic_writer
 from gateway.services.edge import Delivered, Edge
@@ -71,12 +73,17 @@ async def receive(
 ) -> list[Delivered]:
     folder.mkdir(parents=True, exist_ok=True)
     writer = FolderWriter(folder)
+    stop = stop_on_signals()
     store = store_from_url(config.store_url)
     await store.open()
     try:
         async with Edge(config, agency, store) as edge:
             await edge.consume(writer, takes_attachments=True)
-            while follow or time.monotonic() - max(writer.last_activity, edge.last_received) < idle:
+            if follow:
+                print(f"receiving for {agency} into {folder}; Ctrl-C to stop", flush=True)
+            while not stop.is_set() and (
+                follow or time.monotonic() - max(writer.last_activity, edge.last_received) < idle
+            ):
                 await asyncio.sleep(0.1)
     finally:
         await store.close()
@@ -85,9 +92,6 @@ async def receive(
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    try:
-        received = asyncio.run(receive(config, args.agency, args.out, args.follow, args.idle))
-    except KeyboardInterrupt:
-        return 0
+    received = asyncio.run(receive(config, args.agency, args.out, args.follow, args.idle))
     print(f"{len(received)} message(s) received into {args.out}")
     return 0

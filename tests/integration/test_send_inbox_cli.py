@@ -119,6 +119,35 @@ def test_send_inbox_and_track_carry_a_request_and_its_receipt(
     assert "submitted" in timeline and "routed" in timeline and "delivered" in timeline
 
 
+def test_inbox_follow_stops_on_ctrl_c_after_writing_what_it_received(
+    area: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C ends a following inbox cleanly: what arrived is on disk and counted, no traceback."""
+    out = tmp_path / "police-follow"
+    inbox = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gateway", "--config", str(area)),
+            *("inbox", "--as", "police", "--out", str(out), "--follow"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert inbox.stdout is not None
+        assert b"Ctrl-C to stop" in inbox.stdout.readline()
+        assert cli(area, "send", "--as", "hub", "--to", "police", str(REQUEST)) == 0
+        assert b"received InformationRequest" in inbox.stdout.readline()
+        inbox.send_signal(signal.SIGINT)
+        rest, errors = inbox.communicate(timeout=30)
+    finally:
+        inbox.kill()
+    assert inbox.returncode == 0, errors.decode()
+    assert b"1 message(s) received" in rest
+    assert b"Traceback" not in errors
+    assert [p.suffix for p in out.iterdir()] == [".xml"]
+
+
 def test_send_opens_no_store(area: Path, tmp_path: Path) -> None:
     """A sender records nothing: its config may name a store it cannot reach."""
     unreachable = area.with_name("send-only.toml")
