@@ -24,6 +24,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from gateway.config.adapter_config import AdapterConfig, parse_adapters
 from gateway.config.broker_config import BrokerTls, parse_broker_tls
 from gateway.config.deadline_config import parse_deadlines
@@ -89,6 +91,11 @@ class AreaConfig:
         """The agencies with an inbox: everyone but the gateway principal."""
         return sorted(a for a in self.registry.agencies if a != self.gateway)
 
+    def gateway_key(self, key_id: str, at: datetime) -> Ed25519PublicKey:
+        """The gateway principal's verifying key ``key_id`` as of ``at``: what signs the
+        area directory."""
+        return self.registry.verifying_key(key_id, self.gateway, at)
+
 
 def default_user_prefix(area_id: str) -> str:
     """The RabbitMQ user prefix an area gets unless ``[broker].user_prefix`` names one."""
@@ -143,9 +150,7 @@ def held_directory(config: AreaConfig) -> Directory | None:
             signature,
             area=config.area_id,
             held_version=0,
-            gateway_key=lambda key_id, at: config.registry.verifying_key(
-                key_id, config.gateway, at
-            ),
+            gateway_key=config.gateway_key,
         )
     except area_directory.DirectoryRefused as exc:
         raise ConfigError(f"{path}: {exc}; delete it to fall back to {config.path.name}") from None

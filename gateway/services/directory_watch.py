@@ -80,9 +80,7 @@ class DirectoryWatch:
                 signature,
                 area=config.area_id,
                 held_version=config.directory_version,
-                gateway_key=lambda key_id, at: config.registry.verifying_key(
-                    key_id, config.gateway, at
-                ),
+                gateway_key=config.gateway_key,
             )
             local = config.path.read_text(encoding="utf-8")
             try:
