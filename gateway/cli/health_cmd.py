@@ -12,13 +12,11 @@ import asyncio
 import json
 import time
 
-import aiohttp
-
 from gateway.config.metrics_config import DEFAULT_PORT
+from gateway.services.health import ask
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}/readyz"
 POLL_S = 0.5
-TIMEOUT_S = 5.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,19 +26,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--wait", type=float, default=0.0, metavar="SECONDS", help="keep asking this long"
     )
     parser.set_defaults(handler=run)
-
-
-async def ask(url: str) -> tuple[bool, str]:
-    """Whether ``url`` answered ready, and what it said (or why it did not answer)."""
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as session,
-            session.get(url) as response,
-        ):
-            body = await response.text()
-            return response.status == 200, body
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return False, f"{url}: no answer ({exc or type(exc).__name__})"
 
 
 async def poll(url: str, wait: float) -> tuple[bool, str]:
