@@ -19,11 +19,13 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from gateway.core.errors import GatewayError
+from gateway.infra import tls
 
 CHECK_TIMEOUT_S = 2.0
 ASK_TIMEOUT_S = 5.0
@@ -138,13 +140,17 @@ def passing() -> Check:
     return check
 
 
-async def ask(url: str, timeout_s: float = ASK_TIMEOUT_S) -> tuple[bool, str]:
+async def ask(
+    url: str, ca: Path | None = None, timeout_s: float = ASK_TIMEOUT_S
+) -> tuple[bool, str]:
     """Whether another service's ``url`` (its /readyz) answered ready, and what it said (or why
-    it did not answer): `mash-gateway health` and the console's overview ask it."""
+    it did not answer): `mash-gateway health` and the console's overview ask it. An https URL
+    is verified against ``ca`` (the system's CAs when None)."""
+    context = tls.client_context(ca) if url.startswith("https:") else None
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
-            session.get(url) as response,
+            session.get(url, ssl=context if context is not None else True) as response,
         ):
             body = await response.text()
             return response.status == 200, body

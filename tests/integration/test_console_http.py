@@ -10,6 +10,7 @@ personal data, shows any of it.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import stat
 from datetime import UTC, datetime, timedelta
@@ -219,7 +220,12 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=1))
         .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("console.test")]), False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("console.test"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            False,
+        )
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = folder / "console.crt", folder / "console.key"
@@ -254,6 +260,9 @@ async def test_tls_is_required_off_loopback_and_makes_the_cookie_secure(
         cookie = response.headers["Set-Cookie"]
         assert cookie.startswith("__Host-mash-console=") and "Secure" in cookie
         assert "max-age" in response.headers["Strict-Transport-Security"]
+        health = ["health", "--ca", str(cert), f"{listening.url}readyz"]
+        assert await asyncio.to_thread(main, health) == 0  # as compose's healthcheck asks it
+        assert await asyncio.to_thread(main, health[2:]) == 1  # not trusted without its CA
 
 
 async def test_repeated_failed_sign_ins_are_refused_for_a_while(demo_area: DemoArea) -> None:
