@@ -28,7 +28,6 @@ from gateway.services.quarantine_keeper import QuarantineKeeper
 log = structlog.get_logger("gateway.console.quarantine")
 
 PAGE = 100
-ACTIONS = ("release", "discard")
 MAX_REASON = 500
 
 
