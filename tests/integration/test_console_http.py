@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import json
 import stat
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -414,3 +415,14 @@ async def test_an_operator_discards_with_a_reason(quarantined: Quarantined) -> N
         status, page, _ = await operator.post("/quarantine/release", {"id": entry_id})
         assert status == 409 and "cannot be released" in page
         assert entry_id not in (await operator.get("/quarantine"))[1]  # no longer held
+
+
+async def test_an_unreachable_broker_is_named_and_the_entry_stays_held(
+    quarantined: Quarantined,
+) -> None:
+    entry_id = quarantined.entry_id
+    elsewhere = replace(quarantined.config, broker_url="amqp://guest:guest@127.0.0.1:1/")
+    async with console_on(elsewhere) as listening, client(listening) as operator:
+        await operator.sign_in("olive")
+        status, page, _ = await operator.post("/quarantine/release", {"id": entry_id})
+        assert status == 503 and "RabbitMQ" in page and "<strong>held</strong>" in page
