@@ -23,7 +23,7 @@ from gateway.console.rendering import quarantine_url, render
 from gateway.console.state import console_of, session_of
 from gateway.core.errors import GatewayError
 from gateway.core.quarantine import Entry, Filter, QuarantineError, Status
-from gateway.services.quarantine_keeper import QuarantineKeeper
+from gateway.services.quarantine_keeper import QuarantineKeeper, quarantined_again
 
 log = structlog.get_logger("gateway.console.quarantine")
 
@@ -97,13 +97,16 @@ async def act(request: web.Request) -> web.Response:
 async def _entry_page(
     request: web.Request, entry_id: str, problem: str | None = None, status: int = 200
 ) -> web.Response:
+    store = console_of(request).store
     found = await _find(request, entry_id)
-    record = await console_of(request).store.message(found.facts.message_id)
+    record = await store.message(found.facts.message_id)
+    released = found.status is Status.RELEASED
     return render(
         request,
         "quarantine_entry.html",
         entry=found,
         state=None if record is None else record.state.value,
+        again=await quarantined_again(store, found) if released else None,
         problem=problem,
         status=status,
     )

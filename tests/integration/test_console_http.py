@@ -29,8 +29,9 @@ from gateway.console.accounts import Accounts, Role, users_path
 from gateway.console.guard import CSP
 from gateway.console.server import ConsoleError, check_listen, serving
 from gateway.console.throttle import LIMIT
+from gateway.core.quarantine import Filter
 from gateway.services import metrics_server
-from gateway.services.quarantine_keeper import audit_path
+from gateway.services.quarantine_keeper import QuarantineKeeper, audit_path
 from tests.integration import console_harness
 from tests.integration.console_harness import (
     PASSWORD,
@@ -426,3 +427,22 @@ async def test_an_unreachable_broker_is_named_and_the_entry_stays_held(
         await operator.sign_in("olive")
         status, page, _ = await operator.post("/quarantine/release", {"id": entry_id})
         assert status == 503 and "RabbitMQ" in page and "<strong>held</strong>" in page
+
+
+async def test_a_release_that_fails_again_names_the_new_entry(quarantined: Quarantined) -> None:
+    entry_id, exchange = quarantined.entry_id, quarantined.exchange
+    async with console_on(quarantined.config) as listening, client(listening) as operator:
+        await operator.sign_in("olive")
+        # No agreement added: the router refuses it again, into quarantine.
+        assert (await operator.post("/quarantine/release", {"id": entry_id}))[0] == 303
+
+        async def again() -> bool:
+            async with QuarantineKeeper(quarantined.config, exchange.router_store) as keeper:
+                await keeper.collect()  # what the keeper service does every few seconds
+            return "Failed again" in (await operator.get(f"/quarantine/entry?id={entry_id}"))[1]
+
+        await eventually(again)
+        page = (await operator.get(f"/quarantine/entry?id={entry_id}"))[1]
+    (held,) = await exchange.router_store.quarantined(Filter())
+    assert held.entry_id != entry_id and f"/quarantine/entry?id={held.entry_id}" in page
+    assert "no agreement lets police send Referral to education" in page
