@@ -7,7 +7,8 @@ with 10,000 cases of 10 messages each (a referral, four requests, four
 responses, a decision; 100,000 messages, 200,000 transitions), created over
 the last 90 days, and the four requests' response deadlines (40,000): most
 met, one in twenty met late after escalating, the last days' still open,
-some of them overdue. Rows go straight into the tables, as the router
+some of them overdue; and 1,000 messages held in quarantine (a
+tenth with ``--quick``). Rows go straight into the tables, as the router
 would leave them: routing 100,000 messages first would only measure
 routing. ``--quick`` loads a tenth; ``--store postgres`` runs it on the
 local PostgreSQL (a fresh schema, dropped afterwards) instead of SQLite.
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import os
 import sqlite3
 import sys
 import tempfile
@@ -44,6 +47,7 @@ from gateway.cli import main as cli_main
 from gateway.config.area_config import load_config
 from gateway.console.accounts import Accounts, Role, users_path
 from gateway.console.server import serving
+from gateway.core.quarantine import Cause, Entry, Facts
 from gateway.infra.clock import utc_now
 from gateway.store import store_from_url
 from gateway.store.sqlite import to_text
@@ -152,7 +156,34 @@ async def load_postgres(url: str, rows: Rows) -> None:
         await db.close()
 
 
-async def measure(config_path: Path, case: str) -> dict[str, list[float]]:
+async def quarantine(store_url: str, count: int, now: datetime) -> str:
+    """``count`` Referrals held in quarantine for want of an agreement; one entry's id.
+
+    Through the store's own ``keep_quarantined``, as the keeper takes them in:
+    each with a 4 KB random body standing in for the sealed envelope.
+    """
+    store = store_from_url(store_url)
+    await store.open()
+    try:
+        for n in range(count):
+            body = os.urandom(4096)
+            entry = Entry(
+                entry_id=f"q{n:011d}",
+                facts=Facts(str(uuid.uuid4()), f"MASH-BENCH-Q{n:06d}", "Referral", "police",
+                            ("education",), now),
+                cause=Cause("policy", "no agreement lets police send Referral to education",
+                            "router"),
+                quarantined_at=now - timedelta(minutes=count - n),
+                size=len(body),
+                body_sha256=hashlib.sha256(body).hexdigest(),
+            )  # fmt: skip
+            assert await store.keep_quarantined(entry, body)
+    finally:
+        await store.close()
+    return f"q{count // 2:011d}"
+
+
+async def measure(config_path: Path, case: str, held: str) -> dict[str, list[float]]:
     config = load_config(str(config_path))
     Accounts(users_path(config)).add("bench", Role.OPERATOR, PASSWORD)
     pages = {
@@ -160,6 +191,8 @@ async def measure(config_path: Path, case: str) -> dict[str, list[float]]:
         "overview": "/",
         "deadlines": "/deadlines",
         "case (10 messages)": f"/case?id={case}",
+        "quarantine (held)": "/quarantine",
+        "quarantine entry": f"/quarantine/entry?id={held}",
         "keys and agreements": "/keys",
     }
     timings: dict[str, list[float]] = {name: [] for name in pages}
@@ -221,7 +254,10 @@ def main() -> int:
                 f" transitions, {len(rows.deadlines)} deadlines, {len(rows.events)} escalations"
                 f" in {time.perf_counter() - started:.1f} s"
             )
-            timings = asyncio.run(measure(config_path, f"MASH-BENCH-{cases // 2:06d}"))
+            held = asyncio.run(quarantine(config.store_url, cases // 10, utc_now()))
+            print(f"{args.store}: {cases // 10} messages held in quarantine")
+            case = f"MASH-BENCH-{cases // 2:06d}"
+            timings = asyncio.run(measure(config_path, case, held))
         finally:
             if dropped is not None:
                 asyncio.run(dropped())

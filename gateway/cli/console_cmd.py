@@ -20,6 +20,7 @@ from gateway.cli.stopping import stop_on_signals
 from gateway.config.area_config import AreaConfig, load_config
 from gateway.console.accounts import Accounts, Role, users_path
 from gateway.console.operator_audit import OperatorAudit
+from gateway.console.readiness import parse_service
 from gateway.console.server import DEFAULT_PORT, serving
 from gateway.core.audit_chain import OperatorAction
 from gateway.infra import logs
@@ -31,7 +32,7 @@ HOST_ROLE = "host"  # who ran a command on the gateway host, as the audit chain 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "console",
-        help="the web console (overview, deadlines, cases, keys); add-user",
+        help="the web console (overview, deadlines, cases, quarantine, keys); add-user",
         description="Without an action, serve the console until SIGTERM or SIGINT.",
     )
     logs.add_json_argument(parser)
@@ -39,6 +40,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (%(default)s)")
     parser.add_argument("--tls-cert", type=Path, help="certificate (required off loopback)")
     parser.add_argument("--tls-key", type=Path, help="its private key")
+    parser.add_argument(
+        "--service",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="a service whose /readyz the overview shows, e.g. "
+        "router=http://127.0.0.1:9464/readyz (repeat for each)",
+    )
     parser.set_defaults(handler=run)
     actions = parser.add_subparsers(dest="console_action", metavar="[ACTION]")
     add = actions.add_parser("add-user", help="make or replace a local console account")
@@ -55,7 +64,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 async def serve(config: AreaConfig, args: argparse.Namespace) -> None:
     stop = stop_on_signals()
-    async with serving(config, args.host, args.port, args.tls_cert, args.tls_key) as listening:
+    async with serving(
+        config,
+        args.host,
+        args.port,
+        args.tls_cert,
+        args.tls_key,
+        services=[parse_service(s) for s in args.service],
+    ) as listening:
         print(f"console at {listening.url}", flush=True)
         await stop.wait()
 

@@ -1,6 +1,7 @@
 """`mash-gateway health [URL]`: ask a service's /readyz, for compose healthchecks and systemd.
 
-Exit 0 when the service answers ready, 1 otherwise (not ready, not answering),
+``--ca FILE`` verifies an https URL (the console's, under TLS) against that
+certificate. Exit 0 when the service answers ready, 1 otherwise (not ready, not answering),
 printing what its checks said. ``--wait`` keeps asking until it is ready or
 the time is up, so a unit's ``ExecStartPost`` holds its start until then.
 """
@@ -11,14 +12,13 @@ import argparse
 import asyncio
 import json
 import time
-
-import aiohttp
+from pathlib import Path
 
 from gateway.config.metrics_config import DEFAULT_PORT
+from gateway.services.health import ask
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}/readyz"
 POLL_S = 0.5
-TIMEOUT_S = 5.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,33 +27,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--wait", type=float, default=0.0, metavar="SECONDS", help="keep asking this long"
     )
+    parser.add_argument(
+        "--ca", type=Path, metavar="FILE", help="verify an https URL against this CA certificate"
+    )
     parser.set_defaults(handler=run)
 
 
-async def ask(url: str) -> tuple[bool, str]:
-    """Whether ``url`` answered ready, and what it said (or why it did not answer)."""
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as session,
-            session.get(url) as response,
-        ):
-            body = await response.text()
-            return response.status == 200, body
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return False, f"{url}: no answer ({exc or type(exc).__name__})"
-
-
-async def poll(url: str, wait: float) -> tuple[bool, str]:
+async def poll(url: str, wait: float, ca: Path | None = None) -> tuple[bool, str]:
     deadline = time.monotonic() + wait
     while True:
-        ready, said = await ask(url)
+        ready, said = await ask(url, ca)
         if ready or time.monotonic() >= deadline:
             return ready, said
         await asyncio.sleep(POLL_S)
 
 
 def run(args: argparse.Namespace) -> int:
-    ready, said = asyncio.run(poll(args.url, args.wait))
+    ready, said = asyncio.run(poll(args.url, args.wait, args.ca))
     try:
         print(json.dumps(json.loads(said), indent=2))
     except ValueError:

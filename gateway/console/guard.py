@@ -1,8 +1,9 @@
 """The console's middlewares: security headers, a session on every request, CSRF, sign-in.
 
-Deny by default: every path but the sign-in page and the stylesheet needs a
-signed-in account; every POST needs the session's CSRF token (403
-otherwise, before any handler runs); every response forbids scripts,
+Deny by default: every path but the sign-in page, the stylesheet and
+``/healthz`` and ``/readyz`` (which start no session) needs a signed-in
+account; every POST needs the session's CSRF token (403 otherwise, before
+any handler runs); an action needs the operator role; every response forbids scripts,
 framing and caching of pages. The Content-Security-Policy allows the
 console's own stylesheet and images and nothing else: no script at all,
 inline or not.
@@ -25,6 +26,7 @@ CSP = (
     "frame-ancestors 'none'; base-uri 'none'"
 )
 OPEN_PATHS = ("/sign-in", "/static/")
+HEALTH_PATHS = frozenset({"/healthz", "/readyz"})  # for compose and systemd: no session at all
 CSRF_FIELD = "csrf"
 HSTS = "max-age=31536000"
 
@@ -55,6 +57,8 @@ def _harden(request: web.Request, response: web.StreamResponse) -> None:
 @web.middleware
 async def sessions(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Attach the request's session, starting an anonymous one (and its cookie) if none."""
+    if request.path in HEALTH_PATHS and request.method in ("GET", "HEAD"):
+        return await handler(request)
     console = console_of(request)
     session = console.sessions.find(request.cookies.get(console.cookie), utc_now())
     fresh = session is None
@@ -100,6 +104,8 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def signed_in(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Only a signed-in account passes, and only while it is still in the accounts file."""
+    if request.path in HEALTH_PATHS and request.method in ("GET", "HEAD"):
+        return await handler(request)
     session = session_of(request)
     if session.account is not None:
         session.account = console_of(request).accounts.current(session.account.name)

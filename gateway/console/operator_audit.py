@@ -12,6 +12,13 @@ and operators act rarely. Each action opens the chain (taking its lock,
 waiting a little while another writer holds it), appends the record,
 signs it with a checkpoint and closes it, so the file is always signed to
 its last line.
+
+Why a quarantine release or discard is not here: it is a decision about a
+message (its id, sender, type, recipients, the failed check), written by
+the quarantine keeper (the same code for the console and the CLI) on its
+own chain as a ``decision`` record naming the operator, so `audit export`
+lists it with the message's other decisions. The console's audit page shows
+both chains' operators' records together (``recent``).
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.area_config import AreaConfig
-from gateway.core.audit_chain import OPERATOR, OperatorAction
+from gateway.core.audit_chain import DECISION, OPERATOR, OperatorAction
 from gateway.infra.clock import utc_now
 from gateway.infra.keystore import load_signing_identity
+from gateway.services import quarantine_keeper
 from gateway.services.audit_log import AuditLogBusy, open_kept
 from gateway.store import AuditHeads
 
@@ -70,19 +78,43 @@ class OperatorAudit:
                 await log.aclose(utc_now())
 
     async def recent(self, count: int) -> list[dict[str, Any]]:
-        """The last ``count`` operator records, newest first (checkpoints left out)."""
-        return await asyncio.to_thread(_recent, self.path, count)
+        """The last ``count`` operators' actions on this chain and the quarantine keeper's,
+        newest first (checkpoints and the router's decisions left out)."""
+        chains = (self.path, quarantine_keeper.audit_path(self._config))
+        return await asyncio.to_thread(_recent, chains, count)
 
 
-def _recent(path: Path, count: int) -> list[dict[str, Any]]:
+def _recent(paths: tuple[Path, ...], count: int) -> list[dict[str, Any]]:
+    found = [record for path in paths for record in _operators(path, count)]
+    return sorted(found, key=lambda r: str(r["at"]), reverse=True)[:count]
+
+
+def _operators(path: Path, count: int) -> deque[dict[str, Any]]:
     kept: deque[dict[str, Any]] = deque(maxlen=count)
     try:
         lines = path.open(encoding="utf-8")
     except FileNotFoundError:
-        return []
+        return kept
     with lines:
         for line in lines:
-            record = json.loads(line)
-            if record.get("kind") == OPERATOR:
-                kept.append(record)
-    return list(reversed(kept))
+            shown = as_action(json.loads(line))
+            if shown is not None:
+                kept.append(shown)
+    return kept
+
+
+def as_action(record: dict[str, Any]) -> dict[str, Any] | None:
+    """An operator's record as the audit page shows it: an ``operator`` record as it is, a
+    decision an operator made (a quarantine release or discard) as who, what, on which message."""
+    if record.get("kind") == OPERATOR:
+        return record
+    if record.get("kind") == DECISION and record.get("operator"):
+        return {
+            "at": record["at"],
+            "operator": record["operator"],
+            "role": None,
+            "action": f"quarantine {record['outcome']}",
+            "target": record["message_id"],
+            "reason": record["reason"],
+        }
+    return None

@@ -1,4 +1,5 @@
-"""The console's pages: overview, deadlines, a case, keys and agreements, the operators' audit.
+"""The console's pages: overview, deadlines, a case, keys and agreements, the operators' audit
+(quarantine's are in ``quarantine_pages``).
 
 Each page reads only metadata (ids, agencies, types, states, times,
 reasons) and reads it a bounded page at a time, so a page costs the same
@@ -42,6 +43,7 @@ async def overview(request: web.Request) -> web.Response:
         depths=metrics.QUEUE_DEPTHS.latest,
         agencies=console.config.inbox_agencies,
         overdue=[c for c in counts if c.overdue],
+        services=console.services,
     )
 
 

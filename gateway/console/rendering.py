@@ -22,6 +22,7 @@ from gateway.views.timeline import printable, timestamp
 NAV = (
     ("/", "Overview"),
     ("/deadlines", "Deadlines"),
+    ("/quarantine", "Quarantine"),
     ("/keys", "Keys and agreements"),
 )
 OPERATOR_NAV = (("/audit", "Operator audit"),)
@@ -37,12 +38,14 @@ def setup(app: web.Application) -> None:
     env.filters["p"] = lambda value: "-" if value is None else printable(str(value))
     env.filters["ts"] = lambda at: "-" if at is None else timestamp(at)
     env.globals["case_url"] = case_url
+    env.globals["quarantine_url"] = quarantine_url
 
 
 def render(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
     session = session_of(request)
     account = session.account
-    nav = NAV + (OPERATOR_NAV if account is not None and account.role is Role.OPERATOR else ())
+    operator = account is not None and account.role is Role.OPERATOR
+    nav = NAV + (OPERATOR_NAV if operator else ())
     return aiohttp_jinja2.render_template(
         name,
         request,
@@ -50,6 +53,7 @@ def render(request: web.Request, name: str, status: int = 200, **context: Any) -
             "account": account,
             "csrf": session.csrf,
             "nav": nav,
+            "operator": operator,  # sees the actions; a viewer sees none
             "path": request.path,
             **context,
         },
@@ -60,6 +64,11 @@ def render(request: web.Request, name: str, status: int = 200, **context: Any) -
 def case_url(correlation_id: str) -> str:
     """A case's page. The id goes in the query: a correlation id may hold '/' and '.'."""
     return f"/case?{urlencode({'id': correlation_id})}"
+
+
+def quarantine_url(entry_id: str) -> str:
+    """A quarantine entry's page."""
+    return f"/quarantine/entry?{urlencode({'id': entry_id})}"
 
 
 def day_start(now: datetime) -> datetime:

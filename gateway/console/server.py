@@ -4,14 +4,16 @@ TLS is required off loopback: a console that shows who owes what, and
 takes operators' passwords, never listens in clear beyond this machine. The
 context comes from gateway/infra/tls.py like every other listener's.
 Queue depths are polled from the broker in the background (passive
-declares as the router's login, gateway/services/queue_depths.py), so a
-page never waits on the broker; an unreachable broker shows as such.
+declares as the router's login, gateway/services/queue_depths.py), and the
+other services' /readyz likewise (``readiness``), so a page never waits on
+the broker or a service; an unreachable one shows as such. The console's
+own /healthz and /readyz (its store takes a write) need no sign-in.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +25,11 @@ from gateway.config.config_checks import LOOPBACK_HOSTS
 from gateway.console import app as console_app
 from gateway.console.accounts import Accounts, users_path
 from gateway.console.operator_audit import OperatorAudit
+from gateway.console.readiness import Services, watching
 from gateway.console.state import Console
 from gateway.core.errors import GatewayError
 from gateway.infra import tls
-from gateway.services import queue_depths
+from gateway.services import health, queue_depths
 from gateway.store import store_from_url
 
 DEFAULT_PORT = 8480
@@ -61,15 +64,26 @@ async def serving(
     cert: Path | None = None,
     key: Path | None = None,
     poll_broker: bool = True,
+    services: Sequence[tuple[str, str]] = (),
 ) -> AsyncIterator[Listening]:
-    """Serve the console until the block ends; yields its address."""
+    """Serve the console until the block ends; yields its address.
+
+    ``services``: (name, /readyz URL) of each service the overview shows.
+    """
     check_listen(host, cert, key)
     context = tls.server_context(cert, key) if cert is not None and key is not None else None
     store = store_from_url(config.store_url)
     await store.open()
     try:
         audit = OperatorAudit(config, store)
-        console = Console(config, store, Accounts(users_path(config)), audit, context is not None)
+        console = Console(
+            config,
+            store,
+            Accounts(users_path(config)),
+            audit,
+            context is not None,
+            services=Services(dict(services)),
+        )
         runner = web.AppRunner(console_app.build(console), access_log=None)
         await runner.setup()
         try:
@@ -79,12 +93,16 @@ async def serving(
             scheme = "https" if context is not None else "http"
             shown = f"[{host}]" if ":" in host else host
             listening = Listening(f"{scheme}://{shown}:{bound}/", bound)
-            if poll_broker:
-                async with queue_depths.watching(
-                    router_login(config).url, config.inbox_agencies, POLL_S
-                ):
-                    yield listening
-            else:
+            async with AsyncExitStack() as background:
+                writable = health.store_writable(store.check_writable)
+                background.enter_context(health.READINESS.watching("store (console)", writable))
+                if poll_broker:
+                    await background.enter_async_context(
+                        queue_depths.watching(
+                            router_login(config).url, config.inbox_agencies, POLL_S
+                        )
+                    )
+                await background.enter_async_context(watching(console.services))
                 yield listening
         finally:
             await runner.cleanup()

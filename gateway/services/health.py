@@ -19,12 +19,16 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import aiohttp
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from gateway.core.errors import GatewayError
+from gateway.infra import tls
 
 CHECK_TIMEOUT_S = 2.0
+ASK_TIMEOUT_S = 5.0
 
 # A check returns None when it passes, or what is wrong (no personal data: names of things).
 Check = Callable[[], Awaitable[str | None]]
@@ -134,3 +138,21 @@ def passing() -> Check:
         return None
 
     return check
+
+
+async def ask(
+    url: str, ca: Path | None = None, timeout_s: float = ASK_TIMEOUT_S
+) -> tuple[bool, str]:
+    """Whether another service's ``url`` (its /readyz) answered ready, and what it said (or why
+    it did not answer): `mash-gateway health` and the console's overview ask it. An https URL
+    is verified against ``ca`` (the system's CAs when None)."""
+    context = tls.client_context(ca) if url.startswith("https:") else None
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
+            session.get(url, ssl=context if context is not None else True) as response,
+        ):
+            body = await response.text()
+            return response.status == 200, body
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return False, f"{url}: no answer ({exc or type(exc).__name__})"

@@ -55,11 +55,11 @@ async def _scrape(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
-async def _healthz(request: web.Request) -> web.Response:
+async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"alive": True})
 
 
-async def _readyz(request: web.Request) -> web.Response:
+async def readyz(request: web.Request) -> web.Response:
     verdict = await health.READINESS.verdict()
     return web.json_response(
         {"ready": verdict.ready, "checks": verdict.checks}, status=200 if verdict.ready else 503
@@ -74,8 +74,8 @@ async def serving(listen: Listen | None) -> AsyncIterator[int | None]:
         return
     app = web.Application()
     app.router.add_get("/metrics", _scrape)
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:

@@ -73,7 +73,7 @@ from gateway.core.records import MessageRecord, Transition
 from gateway.infra import keystore
 from gateway.infra.clock import utc_now
 from gateway.services import audit_log, health, metrics
-from gateway.store import TrackingStore
+from gateway.store import QuarantineStore, TrackingStore
 
 log = structlog.get_logger("gateway.services.quarantine_keeper")
 
@@ -273,7 +273,7 @@ class QuarantineKeeper:
         deadline = time.monotonic() + wait_s
         while True:
             await self.collect()
-            again = await self._again(released)
+            again = await quarantined_again(self.store, released)
             record = await self.store.message(released.facts.message_id)
             found = Outcome(record.state if record is not None else None, again)
             if found.judged or time.monotonic() >= deadline:
@@ -317,14 +317,6 @@ class QuarantineKeeper:
             )
         return entry
 
-    async def _again(self, released: Entry) -> Entry | None:
-        """A copy of the released message quarantined after the release, if there is one."""
-        assert released.settled_at is not None  # a released entry is settled
-        for entry in await self.store.quarantined(Filter(since=released.settled_at, status=None)):
-            if entry.facts.message_id == released.facts.message_id and entry != released:
-                return entry
-        return None
-
     async def _reopen(
         self, record: MessageRecord, entry_id: str, operator: str, now: datetime
     ) -> None:
@@ -362,6 +354,16 @@ class QuarantineKeeper:
         if thing is None:
             raise QuarantineError("the quarantine keeper is not connected: use `async with`")
         return thing
+
+
+async def quarantined_again(store: QuarantineStore, released: Entry) -> Entry | None:
+    """A copy of the released message quarantined after the release, if the keeper has taken
+    one in: the release failed again (`quarantine release` and the console's entry page)."""
+    assert released.settled_at is not None  # a released entry is settled
+    for entry in await store.quarantined(Filter(since=released.settled_at, status=None)):
+        if entry.facts.message_id == released.facts.message_id and entry != released:
+            return entry
+    return None
 
 
 def _decision(entry: Entry, outcome: audit_chain.Outcome, operator: str, reason: str) -> Decision:

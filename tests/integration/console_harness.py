@@ -2,7 +2,9 @@
 
 Shared by the HTTP tests (test_console_http.py) and the browser tests
 (test_console_browser.py): the demo area holds a real case whose payloads
-are full of personal data, none of which any page may show.
+are full of personal data, none of which any page may show. The demo's
+vhost is gone once it has run, so the quarantine's actions are tried on a
+running exchange instead (``quarantined``), with a message held there.
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gateway.broker.vhost import BrokerAdmin
 from gateway.config.area_config import AreaConfig, load_config
 from gateway.console.accounts import Accounts, Role, users_path
 from gateway.console.server import Listening, serving
+from gateway.core.quarantine import Filter
 from gateway.demo import flow as demo_flow
+from gateway.services.quarantine_keeper import QuarantineKeeper
 from tests.integration.conftest import AMQP_URL
+from tests.integration.exchange_harness import Exchange
+from tests.integration.quarantine_harness import quarantine_exchange, refused_referral
 
 PASSWORD = "correct horse battery staple"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -45,10 +52,39 @@ def demo_area(broker_admin: object) -> Iterator[DemoArea]:
     with tempfile.TemporaryDirectory(prefix="mash-con-") as tmp:
         area = Path(tmp, "area")
         case = asyncio.run(demo_flow.run(area, AMQP_URL, say=lambda _: None))
-        accounts = Accounts(users_path(load_config(str(area / "gateway.toml"))))
-        accounts.add("olive", Role.OPERATOR, PASSWORD)
-        accounts.add("victor", Role.VIEWER, PASSWORD)
+        add_accounts(load_config(str(area / "gateway.toml")))
         yield DemoArea(area / "gateway.toml", case)
+
+
+def add_accounts(config: AreaConfig) -> None:
+    """olive, an operator, and victor, a viewer."""
+    accounts = Accounts(users_path(config))
+    accounts.add("olive", Role.OPERATOR, PASSWORD)
+    accounts.add("victor", Role.VIEWER, PASSWORD)
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A running exchange with police's Referral to education held in quarantine."""
+
+    exchange: Exchange
+    entry_id: str
+    message_id: str
+
+    @property
+    def config(self) -> AreaConfig:
+        return load_config(str(self.exchange.config.path))  # as on disk: the shared store
+
+
+@pytest.fixture
+async def quarantined(broker_admin: BrokerAdmin, tmp_path: Path) -> AsyncIterator[Quarantined]:
+    async with quarantine_exchange(broker_admin, tmp_path) as exchange:
+        message_id = await refused_referral(exchange)
+        config = load_config(str(exchange.config.path))
+        async with QuarantineKeeper(config, exchange.router_store) as keeper:
+            (entry,) = await keeper.entries(Filter())  # what the keeper service does
+        add_accounts(config)
+        yield Quarantined(exchange, entry.entry_id, message_id)
 
 
 @asynccontextmanager

@@ -9,6 +9,7 @@ import logging
 import re
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -41,10 +42,10 @@ NOT_PERSONAL = {
 }  # fmt: skip
 
 
-def payload_personal_data() -> set[str]:
+def payload_personal_data(payloads: Sequence[Path] = DEMO_PAYLOADS) -> set[str]:
     """Every name, date of birth, identifier, address, contact and narrative in the payloads."""
     found = set()
-    for path in DEMO_PAYLOADS:
+    for path in payloads:
         for element in parse(path.read_bytes(), path.name).iter():
             name = str(element.tag).rsplit("}", 1)[-1]
             text = (element.text or "").strip()

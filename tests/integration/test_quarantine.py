@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,51 +23,22 @@ from gateway.config.area_config import load_config
 from gateway.core.envelope import TimeWindow
 from gateway.core.lifecycle import State
 from gateway.core.quarantine import Filter, QuarantineError, Status
-from gateway.core.resources import schemas_dir
-from gateway.services.edge import Submission
 from gateway.services.quarantine_keeper import QuarantineKeeper, audit_path
-from tests.integration.conftest import AMQP_URL
-from tests.integration.exchange_harness import Exchange, eventually, running_exchange
+from tests.integration.exchange_harness import Exchange, eventually
+from tests.integration.quarantine_harness import (
+    AGREEMENT,
+    add_agreement,
+    quarantine_exchange,
+    refused_referral,
+)
 
 pytestmark = pytest.mark.integration
-
-REFERRAL = (schemas_dir() / "examples" / "valid" / "referral.xml").read_bytes()
-AGREEMENT = """
-[[agreements]]
-id = "isa-test-police-education"
-senders = ["police"]
-recipients = ["education"]
-message_types = ["Referral"]
-purposes = ["child-safeguarding"]
-lawful_bases = ["uk-gdpr-6-1-e", "uk-gdpr-9-2-g-dpa-sch1-18"]
-valid_from = 2020-01-01
-valid_until = 2099-12-31
-"""
 
 
 @pytest.fixture
 async def exchange(broker_admin: BrokerAdmin, tmp_path: Path) -> AsyncIterator[Exchange]:
-    async with running_exchange(broker_admin, AMQP_URL, tmp_path) as running:
-        # The CLI reads the store the in-process router writes.
-        toml = running.config.path
-        text = toml.read_text(encoding="utf-8")
-        store_url = f"sqlite:///{tmp_path / 'router.db'}"
-        toml.write_text(re.sub(r'(?m)^url = "sqlite:[^"]*"$', f'url = "{store_url}"', text))
+    async with quarantine_exchange(broker_admin, tmp_path) as running:
         yield running
-
-
-async def refused_referral(exchange: Exchange) -> str:
-    """Police send a Referral to education, which no agreement allows: quarantined."""
-    police = await exchange.edge("police")
-    await exchange.edge("education")
-    sent = await police.submit(Submission(REFERRAL, ("education",)))
-
-    async def rejected() -> bool:
-        record = await exchange.router_store.message(sent.message_id)
-        return record is not None and record.state is State.REJECTED
-
-    await eventually(rejected)
-    return sent.message_id
 
 
 async def cli(argv: list[str]) -> int:
@@ -99,9 +69,7 @@ async def test_refused_for_a_missing_agreement_then_released_is_delivered_once(
     )
     assert "no agreement lets police send Referral to education" in entry.cause.reason
 
-    with exchange.config.path.open("a", encoding="utf-8") as toml:
-        toml.write(AGREEMENT)
-    await exchange.restart_router()  # or SIGHUP: the router reads the new agreement
+    await add_agreement(exchange)
 
     async with keeper(exchange) as k:
         released = await k.release(entry.entry_id, "alice")

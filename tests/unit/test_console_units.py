@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway.console.accounts import AccountError, Accounts, Role
+from gateway.console.operator_audit import as_action
+from gateway.console.readiness import ServiceError, parse_service, summary
 from gateway.console.sessions import IDLE, LONGEST, Sessions
 from gateway.console.throttle import LIMIT, WINDOW, SignInThrottle
 from gateway.core.audit_chain import (
@@ -55,6 +57,40 @@ def test_an_edited_operator_record_is_found() -> None:
     lines[1] = lines[1].replace('"olive"', '"mallory"')
     finding = verify(lines, registry(), GATEWAY).finding
     assert finding is not None and finding.line == 2 and finding.problem is Problem.EDITED
+
+
+def test_an_operators_decision_shows_as_an_action_and_the_routers_not_at_all() -> None:
+    released = {**json.loads(decision_link(GENESIS, T0, decision(1)).line), "operator": "olive"}
+    released["outcome"] = "released"
+    shown = as_action(released)
+    assert shown is not None
+    assert (shown["operator"], shown["action"], shown["target"]) == (
+        "olive",
+        "quarantine released",
+        released["message_id"],
+    )
+    assert as_action(json.loads(decision_link(GENESIS, T0, decision(1)).line)) is None
+    operator = json.loads(operator_link(GENESIS, T0, ACTION).line)
+    assert as_action(operator) == operator
+
+
+def test_services_are_named_with_their_readyz_and_answers_summed_up() -> None:
+    assert parse_service("router=http://router:9464/readyz") == (
+        "router",
+        "http://router:9464/readyz",
+    )
+    for bad in ("router", "=http://x/readyz", "router=ftp://x", "router=router:9464"):
+        with pytest.raises(ServiceError, match="NAME=URL"):
+            parse_service(bad)
+    ready = json.dumps({"ready": True, "checks": {"broker": "ok", "store": "ok"}})
+    assert summary(True, ready) == "ok"
+    failing = {"broker": "not connected to RabbitMQ (reconnecting)", "store": "ok"}
+    not_ready = json.dumps({"ready": False, "checks": failing})
+    assert summary(False, not_ready) == "broker: not connected to RabbitMQ (reconnecting)"
+    assert summary(False, "http://x/readyz: no answer (refused)") == (
+        "http://x/readyz: no answer (refused)"
+    )
+    assert len(summary(False, "<html>" + "x" * 1000)) == 200  # someone else's page, cut short
 
 
 def test_validity_of_agreements_and_days_left() -> None:

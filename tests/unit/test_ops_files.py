@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OPS = ROOT / "ops"
 COMPOSE = ROOT / "docker-compose.yml"
 DASHBOARD = OPS / "grafana" / "dashboards" / "mash-gateway.json"
-GATEWAY_SERVICES = ("router", "quarantine", "intake", "adapter-police", "adapter-health")
+GATEWAY_SERVICES = ("router", "quarantine", "intake", "adapter-police", "adapter-health", "console")
 METRIC_NAME = re.compile(r"\bmash_gateway_[a-z_]+")
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
 
@@ -63,7 +63,13 @@ def test_compose_file_is_well_formed_and_runs_every_service() -> None:
         assert command[:2] == ["--config", "/area/gateway.toml"], name
         assert command[2] in known, f"{name} runs unknown command {command[2]!r}"
         build_parser().parse_args(command)  # exits (fails the test) on an unknown option
-        assert services[name]["healthcheck"]["test"] == ["CMD", "mash-gateway", "health"], name
+        health = services[name]["healthcheck"]["test"]
+        assert health[:3] == ["CMD", "mash-gateway", "health"], name
+        build_parser().parse_args(health[2:])
+    asked = [a for a in services["console"]["command"] if a.endswith("/readyz")]
+    for service in asked:  # the console's overview asks each service where compose runs it
+        name, _, url = service.partition("=")
+        assert name in services and url == f"http://{name}:9464/readyz", service
 
 
 def test_compose_references_only_files_that_exist() -> None:
@@ -185,9 +191,8 @@ def test_systemd_units_are_hardened_and_run_known_commands(unit: Path, tmp_path:
     command = settings["ExecStart"].split()
     assert command[0].endswith("/mash-gateway")
     assert command[1] in commands()
-    if command[1] != "console":  # the services beside /metrics: started once /readyz says so
-        ready = settings["ExecStartPost"].split()
-        assert ready[1:4] == ["health", "--wait", "60"] and ready[4].endswith("/readyz")
+    ready = settings["ExecStartPost"].split()  # started once its /readyz says so
+    assert ready[1:4] == ["health", "--wait", "60"] and ready[4].endswith("/readyz")
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         return  # the static checks above still hold; systemd-analyze adds the full parse
