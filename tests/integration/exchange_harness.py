@@ -110,6 +110,15 @@ class Exchange:
         await self.stop_router()
         await self.start_router(window, policy)
 
+    async def reload(self) -> None:
+        """Take the area config as it is on disk now: the edges reload, an in-process router
+        restarts (a router in another process is the caller's to restart)."""
+        self.config = load_config(str(self.config.path))
+        for edge in self.edges.values():
+            edge.reload(self.config)
+        if self._router is not None:
+            await self.restart_router()
+
     async def edge(self, agency: str, consume: bool = True) -> Edge:
         """The agency's edge, consuming its inbox into ``inboxes[agency]``."""
         if agency not in self.edges:

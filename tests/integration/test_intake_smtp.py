@@ -20,7 +20,7 @@ import smtplib
 import ssl
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -217,6 +217,8 @@ async def test_signed_and_encrypted_mail_is_delivered_receipted_and_acknowledged
     assert delivered.header.fields.sender == "police"
     assert delivered.header.fields.assurance == "pgp-verified"
     assert delivered.payload == REFERRAL
+    # Signed with the intake's own key for police, not police's edge key.
+    assert exchange.config.registry.keys[delivered.header.signing_key_id].intake
 
     async def acknowledged() -> bool:
         return bool(acknowledgements(relay, OFFICER))
@@ -227,6 +229,86 @@ async def test_signed_and_encrypted_mail_is_delivered_receipted_and_acknowledged
     plaintext = people.gpg.decrypt(raw.split(b"application/octet-stream", 1)[1]).data
     assert f"Message id: {message_id}".encode() in plaintext
     assert b"multipart/encrypted" in raw and f"Message id: {message_id}".encode() not in raw
+
+
+async def forged_with_intake_key(exchange: Exchange) -> HeaderFields:
+    """What a thief of the intake's key for police could try: a message as police's edge
+    would send it (assurance edge-signed), signed with that key, published to ingress."""
+    now = utc_now()
+    fields = HeaderFields(
+        message_id=str(uuid.uuid4()),
+        correlation_id=str(uuid.uuid4()),
+        message_type="Referral",
+        sender="police",
+        recipients=("hub",),
+        created_at=now,
+        purpose="child-safeguarding",
+        lawful_bases=("uk-gdpr-6-1-e", "uk-gdpr-9-2-g-dpa-sch1-18"),
+    )
+    config = exchange.config
+    signer = keystore.load_signing_keys(config, "police", now, intake=True).signer(
+        config.registry, now
+    )
+    assert config.registry.keys[signer.key_id].intake
+    sealed = seal_bytes(fields, REFERRAL, signer, recipient_keys(config.registry, ("hub",), now))
+    await publish(
+        exchange.edges["police"].ingress,
+        sealed,
+        routing_key=topology.INGRESS_ROUTING_KEY,
+        message_id=fields.message_id,
+    )
+    return fields
+
+
+async def mail_claimed_by_police_edge(exchange: Exchange) -> HeaderFields:
+    """Police's own edge claiming a mail-borne assurance for what it sends."""
+    return await exchange.edges["police"].submit(
+        Submission(REFERRAL, ("hub",), assurance="pgp-verified")
+    )
+
+
+@pytest.mark.parametrize(
+    ("send_out_of_scope", "words"),
+    [
+        (forged_with_intake_key, "intake key used outside mail scope"),
+        (mail_claimed_by_police_edge, "edge key used for mail"),
+    ],
+)
+async def test_a_key_used_outside_its_scope_is_refused_by_the_router_and_mail_still_routes(
+    exchange: Exchange,
+    intake: tuple[RunningIntake, str],
+    people: People,
+    send_out_of_scope: Callable[[Exchange], Awaitable[HeaderFields]],
+    words: str,
+) -> None:
+    fields = await send_out_of_scope(exchange)
+
+    def refusals() -> list[notices.NonDeliveryFacts]:
+        return [
+            facts
+            for m in exchange.inboxes["police"].of_type("NonDelivery")
+            if (facts := notices.non_delivery_facts(m.payload)).failed_message_id
+            == fields.message_id
+        ]
+
+    async def told() -> bool:
+        return bool(refusals())
+
+    await eventually(told)
+    (refused,) = refusals()
+    assert refused.check == "key-scope" and words in refused.reason
+    assert not delivered_to_hub(exchange, fields.message_id)
+    # The intake's own mail, signed with the same intake key, still routes.
+    running, gateway = intake
+    code, reply = await asyncio.to_thread(
+        send, running.port, OFFICER, HUB, pgp_mail(people, gateway)
+    )
+    assert code == 250, reply
+
+    async def delivered() -> bool:
+        return bool(delivered_to_hub(exchange, reply.split()[4]))
+
+    await eventually(delivered)
 
 
 async def test_tls_domain_mail_is_delivered_at_lower_assurance_and_acknowledged(
