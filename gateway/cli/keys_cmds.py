@@ -82,11 +82,11 @@ def run_list(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    print(f"{'KEY ID':<44} {'USE':<8} {'NOT BEFORE':<20} {'EXPIRES':<20} STATUS")
+    print(f"{'KEY ID':<44} {'USE':<8} {'ROLE':<7} {'NOT BEFORE':<20} {'EXPIRES':<20} STATUS")
     for agency in agencies:
         for record in config.registry.keys_of(agency):
             print(
-                f"{record.key_id:<44} {record.use.value:<8} "
+                f"{record.key_id:<44} {record.use.value:<8} {record.role:<7} "
                 f"{record.not_before:%Y-%m-%d %H:%M}Z{'':<3} "
                 f"{record.expires:%Y-%m-%d %H:%M}Z{'':<3} "
                 f"{validity.key_status(record, current, now)}"
