@@ -204,3 +204,22 @@ def test_private_key_readable_by_others_is_refused(
         == 1
     )
     assert "readable by group or others" in capsys.readouterr().err
+
+
+def test_keys_generate_intake_adds_a_signing_key_the_edge_never_picks(
+    area: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(area, "keys", "generate", "--agency", "probation", "--intake") == 0
+    assert "(intake sign)" in capsys.readouterr().out
+    config = load_config(str(area / "gateway.toml"))
+    [intake_key] = [k for k in config.registry.keys_of("probation") if k.intake]
+    assert intake_key.use is KeyUse.SIGN
+    assert (area / "keys" / "private" / f"{intake_key.key_id}.key").exists()
+    now = intake_key.not_before
+    edge_key = config.registry.current_key("probation", KeyUse.SIGN, now)
+    assert edge_key.key_id != intake_key.key_id
+    assert config.registry.current_key("probation", KeyUse.SIGN, now, intake=True) == intake_key
+    assert (
+        cli(area, "keys", "generate", "--agency", "probation", "--intake", "--use", "encrypt") == 1
+    )
+    assert "--intake keys only sign" in capsys.readouterr().err
