@@ -75,6 +75,7 @@ from tests.integration.intake_harness import (
     HUB,
     OFFICER,
     People,
+    add_intake_keys,
     client_tls,
     content_with_xml,
     encrypted,
@@ -228,6 +229,7 @@ async def bench(n: int, profile: bool) -> dict[str, float]:
         area = Path(tmp, "area")
         assert cli_main(["init", str(area), "--broker-url", url]) == 0
         config_path = area / "gateway.toml"
+        add_intake_keys(config_path)
         config = load_config(str(config_path))
         router = [sys.executable, "-m", "gateway", "--config", str(config_path), "run"]
         child = await spawn([*router, "--json-logs"], area / "router.log", "router.started")

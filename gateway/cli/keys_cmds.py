@@ -36,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "--use", choices=[u.value for u in KeyUse], help="sign or encrypt (default: both)"
         )
         action.add_argument(
+            "--intake",
+            action="store_true",
+            help="a signing key of the secure-mail intake for the agency: it signs only mail "
+            "(pgp-verified or tls-only), and the agency's edge never uses it",
+        )
+        action.add_argument(
             "--days",
             type=int,
             default=keystore.DEFAULT_VALIDITY.days,
@@ -64,6 +70,7 @@ def run_list(args: argparse.Namespace) -> int:
                         "key_id": record.key_id,
                         "agency": agency,
                         "use": record.use.value,
+                        "role": record.role,
                         "not_before": record.not_before.isoformat(),
                         "expires": record.expires.isoformat(),
                         "status": validity.key_status(record, current, now),
@@ -75,11 +82,11 @@ def run_list(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    print(f"{'KEY ID':<44} {'USE':<8} {'NOT BEFORE':<20} {'EXPIRES':<20} STATUS")
+    print(f"{'KEY ID':<44} {'USE':<8} {'ROLE':<7} {'NOT BEFORE':<20} {'EXPIRES':<20} STATUS")
     for agency in agencies:
         for record in config.registry.keys_of(agency):
             print(
-                f"{record.key_id:<44} {record.use.value:<8} "
+                f"{record.key_id:<44} {record.use.value:<8} {record.role:<7} "
                 f"{record.not_before:%Y-%m-%d %H:%M}Z{'':<3} "
                 f"{record.expires:%Y-%m-%d %H:%M}Z{'':<3} "
                 f"{validity.key_status(record, current, now)}"
@@ -88,26 +95,35 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def _uses(args: argparse.Namespace) -> tuple[KeyUse, ...]:
+    if args.intake:
+        if args.use == KeyUse.ENCRYPT.value:
+            raise ConfigError("--intake keys only sign: mail to an agency is sealed to its own key")
+        return (KeyUse.SIGN,)
     return (KeyUse(args.use),) if args.use else (KeyUse.SIGN, KeyUse.ENCRYPT)
 
 
-def _add_keys(config: AreaConfig, agency: str, uses: tuple[KeyUse, ...], days: int) -> None:
+def _add_keys(
+    config: AreaConfig, agency: str, uses: tuple[KeyUse, ...], days: int, intake: bool
+) -> None:
     if days <= 0:
         raise ConfigError(f"--days must be positive, not {days}")
     now = utc_now().replace(microsecond=0)
+    role = "intake " if intake else ""
     for use in uses:
-        new = keystore.generate(config.private_keys_dir, agency, use, now, timedelta(days=days))
+        new = keystore.generate(
+            config.private_keys_dir, agency, use, now, timedelta(days=days), intake=intake
+        )
         keystore.append_to_config(config.path, keystore.key_block(new.record))
         print(
-            f"added {new.record.key_id} ({use.value}), valid until {new.record.expires:%Y-%m-%d}; "
-            f"private key {new.private_path}"
+            f"added {new.record.key_id} ({role}{use.value}), valid until "
+            f"{new.record.expires:%Y-%m-%d}; private key {new.private_path}"
         )
 
 
 def run_generate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     config.registry.agency(args.agency)
-    _add_keys(config, args.agency, _uses(args), args.days)
+    _add_keys(config, args.agency, _uses(args), args.days, args.intake)
     return 0
 
 
@@ -116,12 +132,12 @@ def run_rotate(args: argparse.Namespace) -> int:
     now = utc_now()
     uses = _uses(args)
     for use in uses:
-        old = config.registry.current_key(args.agency, use, now)
+        old = config.registry.current_key(args.agency, use, now, intake=args.intake)
         print(
             f"{old.key_id} stays valid for verifying until {old.expires:%Y-%m-%d}; "
             "new messages use its successor"
         )
-    _add_keys(config, args.agency, uses, args.days)
+    _add_keys(config, args.agency, uses, args.days, args.intake)
     return 0
 
 

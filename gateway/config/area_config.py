@@ -388,8 +388,15 @@ class _Parser:
         assert not_before is not None and expires is not None
         if expires <= not_before:
             raise self.fail(f"{key}.expires", "must be later than not_before")
+        intake = doc.get("intake", False)
+        if not isinstance(intake, bool):
+            raise self.fail(f"{key}.intake", "must be true or false")
+        if intake and use is not KeyUse.SIGN:
+            raise self.fail(f"{key}.intake", "only a sign key can be the intake's")
         revoked_at, reason = revocations.get(key_id, (None, None))
-        return PublicKeyRecord(key_id, agency, use, raw, not_before, expires, revoked_at, reason)
+        return PublicKeyRecord(
+            key_id, agency, use, raw, not_before, expires, revoked_at, reason, intake
+        )
 
     def agreement(self, index: int, doc: Any, agencies: frozenset[str]) -> Agreement:
         key = f"agreements[{index}]"

@@ -17,6 +17,7 @@ here on the sending and the receiving side.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from lxml import etree
 
 from gateway.core.errors import GatewayError
 from gateway.core.schemas import NAMESPACE
+from gateway.core.xmlsafe import NOT_XML_CHARACTER
 
 _NS = "{" + NAMESPACE + "}"
 GIB = 1024**3
@@ -83,6 +85,40 @@ def check_file_name(name: str) -> str:
             "attachment", f"file name {shown!r}... is {size} bytes, limit {MAX_NAME_BYTES}"
         )
     return name
+
+
+def safe_file_names(given: Sequence[str | None]) -> list[str]:
+    """Names ``check_file_name`` and ``check_unique_names`` accept, made from the names a
+    sender gave (an e-mail's attachments): the last path component, without control
+    characters, characters XML cannot hold or ``..``, cut to 255 bytes keeping the
+    extension; ``attachment-N`` for a missing or dots-only name; ``-2``, ``-3``... before
+    the extension of a name taken already (case-blind)."""
+    names: list[str] = []
+    taken: set[str] = set()
+    for number, raw in enumerate(given, start=1):
+        name = re.split(r"[/\\:]", raw or "")[-1]
+        name = "".join(c for c in name if unicodedata.category(c) != "Cc")
+        name = NOT_XML_CHARACTER.sub("\ufffd", name)
+        while ".." in name:
+            name = name.replace("..", ".")
+        if not name.strip("."):
+            name = f"attachment-{number}"
+        stem, dot, extension = name.rpartition(".")
+        if not stem or len(extension) > 16:
+            stem, dot, extension = name, "", ""
+        candidate, copy = _within_bytes(stem, dot + extension), 1
+        while unicodedata.normalize("NFC", candidate).casefold() in taken:
+            copy += 1
+            candidate = _within_bytes(stem, f"-{copy}{dot}{extension}")
+        taken.add(unicodedata.normalize("NFC", candidate).casefold())
+        names.append(check_file_name(candidate))
+    return names
+
+
+def _within_bytes(stem: str, tail: str) -> str:
+    """``stem + tail``, the stem cut so the whole is at most MAX_NAME_BYTES of UTF-8."""
+    room = MAX_NAME_BYTES - len(tail.encode("utf-8"))
+    return stem.encode("utf-8")[:room].decode("utf-8", errors="ignore") + tail
 
 
 def check_unique_names(names: Sequence[str]) -> None:

@@ -6,7 +6,13 @@ Rules:
 - a revoked key never verifies, not even for messages dated before the
   revocation, because a revoked key's holder may have back-dated them;
 - a rotated key is simply an older key: it keeps verifying until it expires,
-  while sealing always uses the newest usable key.
+  while sealing always uses the newest usable key;
+- an agency's signing keys have one of two roles: its edge's, or the secure-mail
+  intake's (``intake = true``), which the intake holds instead of the agency's
+  own so that the intake host cannot act as an agency that has an edge. An
+  intake key signs only what came by mail (assurance ``pgp-verified`` or
+  ``tls-only``), and an edge key never claims mail-borne assurance
+  (``scope_problem``); each side seals only with a key of its own role.
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ class KeyRejected(GatewayError):
     """A key id is unknown, belongs to another agency, is revoked, or is outside its validity."""
 
 
+# The header Assurance values (common.xsd) only the secure-mail intake may state.
+MAIL_ASSURANCES = frozenset({"pgp-verified", "tls-only"})
+
+
 class UnknownAgency(GatewayError):
     """An agency id that the registry does not list."""
 
@@ -52,6 +62,11 @@ class PublicKeyRecord:
     expires: datetime
     revoked_at: datetime | None = None
     revocation_reason: str | None = None
+    intake: bool = False  # the secure-mail intake's key for this agency, not its edge's
+
+    @property
+    def role(self) -> str:
+        return "intake" if self.intake else "edge"
 
     @property
     def public_b64(self) -> str:
@@ -66,6 +81,27 @@ class PublicKeyRecord:
         if at >= self.expires:
             return f"key {self.key_id} expired at {self.expires.isoformat()}"
         return None
+
+
+def scope_problem(record: PublicKeyRecord, assurance: str) -> str | None:
+    """Why a message stating ``assurance`` may not be signed by ``record``, or None if it may.
+
+    The assurance travels in the signed header, so the key that signed it
+    must be of the role that may state it: the intake's for mail, an edge's
+    for everything else.
+    """
+    if record.intake and assurance not in MAIL_ASSURANCES:
+        return (
+            f"intake key used outside mail scope: {record.key_id} signed a message with "
+            f"assurance {assurance!r}; an intake key signs only "
+            f"{' or '.join(sorted(MAIL_ASSURANCES))} messages"
+        )
+    if not record.intake and assurance in MAIL_ASSURANCES:
+        return (
+            f"edge key used for mail: {record.key_id} signed a message with assurance "
+            f"{assurance!r}, which only {record.agency}'s intake key may state"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -108,19 +144,27 @@ class Registry:
     def verifying_key(self, key_id: str, agency: str, at: datetime) -> Ed25519PublicKey:
         return Ed25519PublicKey.from_public_bytes(self.record(key_id, agency, KeyUse.SIGN, at).raw)
 
-    def current_key(self, agency: str, use: KeyUse, at: datetime) -> PublicKeyRecord:
+    def current_key(
+        self, agency: str, use: KeyUse, at: datetime, *, intake: bool = False
+    ) -> PublicKeyRecord:
         """The newest key of ``agency`` usable for ``use`` at ``at``: the one to seal with.
 
         Newest means last registered: keys are only ever appended to the
         config, so registration order is rotation order, even when two keys
-        share a ``not_before`` second.
+        share a ``not_before`` second. Only keys of the asked role count: an
+        edge never picks the intake's key, nor the intake an edge's.
         """
         self.agency(agency)
-        held = [k for k in self.keys.values() if k.agency == agency and k.use is use]
+        held = [
+            k
+            for k in self.keys.values()
+            if k.agency == agency and k.use is use and k.intake is intake
+        ]
         usable = [k for k in held if k.problem_at(at) is None]
         if not usable:
             newest = f": {held[-1].problem_at(at)}" if held else ""
-            raise KeyRejected(f"agency {agency!r} has no valid {use.value} key{newest}")
+            role = " intake" if intake else ""
+            raise KeyRejected(f"agency {agency!r} has no valid{role} {use.value} key{newest}")
         return usable[-1]
 
     def encryption_key(self, agency: str, at: datetime) -> tuple[str, X25519PublicKey]:

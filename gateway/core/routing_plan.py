@@ -68,6 +68,7 @@ ENVELOPE_CHECKS = {
     "header": "header-schema",
     "signature": "signature",
     "key": "key",
+    "key-scope": "key-scope",
     "timestamp": "timestamp",
     "replay": "replay",
     "ciphertext": "ciphertext",

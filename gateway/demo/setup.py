@@ -1,5 +1,8 @@
 """Create a demo area: a config and fresh keys for every agency, the intake's and the officer's.
 
+The intake gets a signing key of its own for each agency whose mail it takes
+(core/registry.py: it signs only mail), not that agency's keys.
+
 Besides the agencies' keys and the intake's development material, it makes
 the PGP key of housing's officer (housing is the demo's e-mail-only agency,
 gateway/demo/mail.py) in the officer's own GnuPG home, pins it in the
@@ -69,9 +72,15 @@ def create_area(
             )
     config_path.write_text("".join(blocks), encoding="utf-8")
     config = load_config(str(config_path))
-    if config.intake is not None:
-        fingerprint = intake_devkeys.create(config.intake, directory / "keys", now, replace)
-        demo_mail.introduce(directory, config.intake)
+    intake = config.intake
+    if intake is not None:
+        # The intake signs mail with keys of its own, one per agency whose mail it takes.
+        for agency_id in sorted({rule.agency for rule in intake.domains}):
+            new = keystore.generate(keys_dir, agency_id, KeyUse.SIGN, now, intake=True)
+            keystore.append_to_config(config_path, keystore.key_block(new.record))
+        config = load_config(str(config_path))
+        fingerprint = intake_devkeys.create(intake, directory / "keys", now, replace)
+        demo_mail.introduce(directory, intake)
         say(f"intake: development TLS pair and PGP key {fingerprint} (public key in keys/)")
         say(
             f"housing (e-mail only): its officer's PGP key {officer} is pinned; their mail "

@@ -44,16 +44,27 @@ def private_key_path(keys_dir: Path, key_id: str) -> Path:
 
 
 def generate(
-    keys_dir: Path, agency: str, use: KeyUse, now: datetime, validity: timedelta = DEFAULT_VALIDITY
+    keys_dir: Path,
+    agency: str,
+    use: KeyUse,
+    now: datetime,
+    validity: timedelta = DEFAULT_VALIDITY,
+    *,
+    intake: bool = False,
 ) -> NewKey:
-    """Create a key pair: the private key goes to ``keys_dir`` (0600); return the public record."""
+    """Create a key pair: the private key goes to ``keys_dir`` (0600); return the public record.
+
+    ``intake``: a signing key of the secure-mail intake for ``agency`` (core/registry.py).
+    """
     private: Ed25519PrivateKey | X25519PrivateKey = (
         Ed25519PrivateKey.generate() if use is KeyUse.SIGN else X25519PrivateKey.generate()
     )
     raw = private.public_key().public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
     )
-    record = PublicKeyRecord(key_id_for(agency, use, raw), agency, use, raw, now, now + validity)
+    record = PublicKeyRecord(
+        key_id_for(agency, use, raw), agency, use, raw, now, now + validity, intake=intake
+    )
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -77,6 +88,7 @@ def key_block(record: PublicKeyRecord) -> str:
         f'public = "{record.public_b64}"\n'
         f"not_before = {_toml_instant(record.not_before)}\n"
         f"expires = {_toml_instant(record.expires)}\n"
+        + ("intake = true\n" if record.intake else "")
     )
 
 
@@ -135,18 +147,24 @@ def load_signing_identity(config: AreaConfig, agency: str, now: datetime) -> Sig
     return SigningIdentity(agency, record.key_id, private)
 
 
-def load_signing_keys(config: AreaConfig, agency: str, now: datetime) -> SigningKeys:
-    """Every signing private key of the agency found on disk that may still come into use.
+def load_signing_keys(
+    config: AreaConfig, agency: str, now: datetime, *, intake: bool = False
+) -> SigningKeys:
+    """Every signing private key of the agency's edge (or, with ``intake``, of the secure-mail
+    intake for it) found on disk that may still come into use.
 
     Revoked and expired keys are skipped (neither ever signs again); a key not
-    yet valid is kept for when it is. Which one signs is the registry's choice
+    yet valid is kept for when it is; a key of the other role is never loaded,
+    even when its file is here. Which one signs is the registry's choice
     at each message (``SigningKeys.signer``). None found is not an error here:
     an edge that only receives needs none, and one that sends is refused per
     message, naming the key.
     """
     found: dict[str, Ed25519PrivateKey] = {}
     for record in config.registry.keys_of(agency):
-        if record.use is not KeyUse.SIGN or record.revoked_at is not None:
+        if record.use is not KeyUse.SIGN or record.intake is not intake:
+            continue
+        if record.revoked_at is not None:
             continue
         if now >= record.expires:
             continue
@@ -156,7 +174,7 @@ def load_signing_keys(config: AreaConfig, agency: str, now: datetime) -> Signing
         if not isinstance(private, Ed25519PrivateKey):
             raise KeyStoreError(f"{record.key_id}: private key is not an Ed25519 key")
         found[record.key_id] = private
-    return SigningKeys(agency, found)
+    return SigningKeys(agency, found, intake)
 
 
 def load_decryption_identity(config: AreaConfig, agency: str) -> DecryptionIdentity:

@@ -18,15 +18,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import tempfile
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import structlog
 
 from gateway.config.intake_config import Authentication, DomainRule, IntakeConfig, Policy
+from gateway.core.attachments import AttachmentRefused
 from gateway.core.envelope import HeaderFields
 from gateway.core.payload_facts import HeaderPayloadMismatch
 from gateway.infra.clock import utc_now
@@ -36,8 +39,10 @@ from gateway.intake.pgp import Keyring
 from gateway.intake.refusal import Refusal
 from gateway.intake.replay_memory import ReplayMemory
 from gateway.intake.smuggling import smuggling_refusal
+from gateway.intake.triage import MailFile
 from gateway.services import metrics
 from gateway.services.edge import PolicyRefusal, Submission
+from gateway.services.transfer_sender import AttachmentFile
 
 log = structlog.get_logger("gateway.intake")
 
@@ -202,19 +207,24 @@ class Acceptance:
         if isinstance(addressed, Refusal):
             return addressed
         agencies, in_reply_to = addressed
-        submission = Submission(
-            payload=payload.document,  # checked above: the edge does not check it again
-            recipients=agencies,
-            correlation_id=payload.correlation_id,
-            in_reply_to=in_reply_to,
-            source=f"mail from {rule.domain}",
-        )
-        try:
-            fields = await self.submit(rule.agency, submission, authenticated.assurance)
-        except HeaderPayloadMismatch as exc:  # raised before anything is sealed or published
-            return Refusal(550, "5.6.0", f"The document cannot be sent: {exc}", "payload-facts")
-        except PolicyRefusal as exc:  # likewise: a UPN outside an education flow
-            return Refusal(550, "5.7.1", f"The document may not be sent: {exc}", "policy")
+        with tempfile.TemporaryDirectory(prefix="mash-intake-") as spool:
+            submission = Submission(
+                payload=payload.document,  # checked above: the edge does not check it again
+                recipients=agencies,
+                correlation_id=payload.correlation_id,
+                in_reply_to=in_reply_to,
+                source=f"mail from {rule.domain}",
+                attachments=await asyncio.to_thread(spooled, payload.files, Path(spool)),
+            )
+            try:
+                fields = await self.submit(rule.agency, submission, authenticated.assurance)
+            except HeaderPayloadMismatch as exc:  # raised before anything is sealed or published
+                return Refusal(550, "5.6.0", f"The document cannot be sent: {exc}", "payload-facts")
+            except PolicyRefusal as exc:  # likewise: a UPN outside an education flow
+                return Refusal(550, "5.7.1", f"The document may not be sent: {exc}", "policy")
+            except AttachmentRefused as exc:  # a [limits] bound, a manifest that differs
+                status = (552, "5.3.4") if exc.check == "limit" else (550, "5.6.0")
+                return Refusal(*status, f"The attachments cannot be sent: {exc}", "attachments")
         return Accepted(fields, rule, from_address, authenticated.assurance, authenticated.signer)
 
     async def authenticate(
@@ -265,6 +275,17 @@ class Acceptance:
                 "unsigned",
             )
         return Authenticated(inner.raw, TLS_ONLY)
+
+
+def spooled(files: tuple[MailFile, ...], folder: Path) -> tuple[AttachmentFile, ...]:
+    """The mail's files written under ``folder`` (a private temporary folder, 0700, removed
+    once the edge has sealed them), for the edge to attach under their safe names."""
+    attached = []
+    for index, file in enumerate(files):
+        path = folder / f"{index:03d}"
+        path.write_bytes(file.data)
+        attached.append(AttachmentFile(path, file.media_type, name=file.filename))
+    return tuple(attached)
 
 
 def refused(refusal: Refusal) -> None:

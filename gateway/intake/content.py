@@ -3,8 +3,10 @@
 Pure: the authenticated MIME entity in, the payload (or a Refusal) out. A
 mail carries exactly one of, in this order: a canonical XML attachment
 (application/xml or text/xml); a plain-text form (forms.py) in its text body;
-or free text, with or without attachments, which becomes a Referral flagged
-for manual triage (triage.py). The payload is then schema-checked here, so a
+or free text, which becomes a Referral flagged for manual triage (triage.py).
+Every other part of the mail (but the text body's HTML rendering) is a file
+that travels with the message as an attachment (``Payload.files``, named
+safely; at most MAX_ATTACHMENTS). The payload is then schema-checked here, so a
 sender hears about a bad document in the SMTP reply, not later; the edge
 takes the checked document as it is (schemas.CheckedDocument) instead of
 checking it again. Reasons are redacted: they name the element and the check,
@@ -15,8 +17,8 @@ the PGP/MIME structure: finding the parts and decoding an attachment needs no
 more, and policy.default builds a parsed header object on every header read:
 with it this step cost 1.3 ms of CPU for the benchmark's Referral, the
 largest Python cost of an accepted mail, and 0.4 ms without. Only a free-text
-mail, whose Referral quotes the subject, From and file names decoded, is read
-again with policy.default.
+mail, whose Referral quotes the subject and From decoded, is read again with
+policy.default; file names are decoded one by one (triage.mail_files).
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 
 from gateway.core import schemas
+from gateway.core.attachments import ATTACHMENT_TYPES
 from gateway.core.schemas import CheckedDocument, SchemaViolation
 from gateway.core.xmlsafe import UnsafeXmlError
 from gateway.intake import forms, triage
 from gateway.intake.refusal import Refusal
 
 XML_TYPES = frozenset({"application/xml", "text/xml"})
+MAX_ATTACHMENTS = 100  # common.xsd Attachments
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class Payload:
     carried_as: str  # "xml-attachment", "form" or "free-text"
     in_reply_to: str | None = None
     correlation_id: str | None = None
+    files: tuple[triage.MailFile, ...] = ()  # the mail's other parts: the message's attachments
 
     @property
     def xml(self) -> bytes:
@@ -76,13 +81,21 @@ def payload_of(
         return Refusal(
             550, "5.6.0", "Send one canonical XML document per mail, not several", "xml-count"
         )
+    text = next(
+        (
+            p
+            for p in parts
+            if p.get_content_type() == "text/plain" and p.get_content_disposition() != "attachment"
+        ),
+        None,
+    )
+    kept = [part for part in (*xml_parts, text) if part is not None]
     if xml_parts:
-        return checked(_bytes_of(xml_parts[0]), "xml-attachment")
-    text = next((p for p in parts if p.get_content_type() == "text/plain"), None)
+        return with_files(checked(_bytes_of(xml_parts[0]), "xml-attachment"), message, kept)
     if text is not None:
         body = triage.text_of(text)
         if forms.is_form(body):
-            return _form(body, received_at, agency)
+            return with_files(_form(body, received_at, agency), message, kept)
     full = BytesParser(policy=policy.default).parsebytes(content)
     assert isinstance(full, EmailMessage)
     free = triage.free_text(full)
@@ -95,7 +108,36 @@ def payload_of(
             "and no plain-text body to triage",
             "no-payload",
         )
-    return _triage(free, received_at, sender)
+    triaged = _triage(free, received_at, sender)
+    return triaged if isinstance(triaged, Refusal) else attached(triaged, free.files)
+
+
+def with_files(
+    payload: Payload | Refusal, message: Message, kept: list[Message]
+) -> Payload | Refusal:
+    """The payload with the mail's other parts as its files; the parts are only read when
+    the mail has more than its document and text."""
+    if isinstance(payload, Refusal) or len(_parts(message)) == len(kept):
+        return payload
+    return attached(payload, triage.mail_files(message, kept))
+
+
+def attached(payload: Payload, files: tuple[triage.MailFile, ...]) -> Payload | Refusal:
+    if not files:
+        return payload
+    if payload.message_type not in ATTACHMENT_TYPES:
+        return Refusal(
+            550,
+            "5.6.0",
+            f"A {payload.message_type} carries no attachments: send the files with a "
+            f"{', '.join(sorted(ATTACHMENT_TYPES))}",
+            "attachments",
+        )
+    if len(files) > MAX_ATTACHMENTS:
+        return Refusal(
+            550, "5.6.0", f"The mail has over {MAX_ATTACHMENTS} attachments", "attachments"
+        )
+    return replace(payload, files=files)
 
 
 def _triage(free: triage.FreeText, received_at: datetime, sender: str | None) -> Payload | Refusal:

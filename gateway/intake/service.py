@@ -1,12 +1,16 @@
 """The intake service: one edge per sending agency, the keyring, and the SMTP listener.
 
 Shared by `mash-gateway intake` and the integration tests, so both run the
-same wiring. Each agency that owns an allowlisted domain gets its own edge
-(its own keys and broker login): a mail from that domain is sealed and
-signed as that agency, with the assurance the mail earned. For an
-e-mail-only agency (``inbox = true``) the intake also consumes its inbox
-(inbox.py). The replay memory (replay_memory.py) is opened for the intake's
-life; DKIM keys are looked up through ``dkim_lookup`` (DNS unless given).
+same wiring. Each agency that owns an allowlisted domain gets a sending edge
+of the intake's (``Edge(..., intake=True)``, the agency's broker login): a
+mail from that domain is sealed as that agency and signed with the intake's
+own key for it (``keys generate --agency A --intake``), which the registry
+lets sign only mail-borne assurance, so the intake cannot act as an agency
+that has an edge of its own; it holds none of that agency's keys. For an
+e-mail-only agency (``inbox = true``) the intake is the agency's only edge:
+it holds that agency's own keys and consumes its inbox (inbox.py). The
+replay memory (replay_memory.py) is opened for the intake's life; DKIM keys
+are looked up through ``dkim_lookup`` (DNS unless given).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pathlib import Path
 from gateway.config.area_config import AreaConfig, ConfigError
 from gateway.config.intake_config import IntakeConfig
 from gateway.core.envelope import HeaderFields
+from gateway.core.errors import GatewayError
+from gateway.infra.clock import utc_now
 from gateway.intake.acceptance import Acceptance
 from gateway.intake.devkeys import stop_agent
 from gateway.intake.dkim_check import DkimVerifier, Lookup
@@ -38,7 +44,7 @@ class RunningIntake:
     config: IntakeConfig
     server: asyncio.Server
     acceptance: Acceptance
-    edges: dict[str, Edge]
+    edges: dict[str, Edge]  # the sending edge of each agency with a domain (intake keys)
 
     @property
     def port(self) -> int:
@@ -64,6 +70,18 @@ def read_reply_key(path: Path) -> bytes | None:
     return path.read_bytes()
 
 
+def check_intake_key(edge: Edge) -> None:
+    """Refuse to start without a usable intake key for an agency whose mail is taken."""
+    try:
+        edge.identity.signing.signer(edge.registry, utc_now())
+    except GatewayError as exc:
+        raise ConfigError(
+            f"{edge.config.path}: the intake has no signing key of its own for {edge.agency} "
+            f"({exc}); run `mash-gateway keys generate --agency {edge.agency} --intake` "
+            "on the intake's host"
+        ) from None
+
+
 @asynccontextmanager
 async def running_intake(
     config: AreaConfig, store: HandledMarks, dkim_lookup: Lookup | None = None
@@ -77,7 +95,10 @@ async def running_intake(
         stack.push_async_callback(replays.close)
         edges: dict[str, Edge] = {}
         for agency in sorted({rule.agency for rule in settings.domains}):
-            edges[agency] = await stack.enter_async_context(Edge(config, agency, store))
+            edges[agency] = await stack.enter_async_context(
+                Edge(config, agency, store, intake=True)
+            )
+            check_intake_key(edges[agency])
 
         async def submit(agency: str, submission: Submission, assurance: str) -> HeaderFields:
             return await edges[agency].submit(replace(submission, assurance=assurance))
@@ -92,9 +113,8 @@ async def running_intake(
         for rule in settings.domains:
             if rule.inbox and mailer is not None:
                 contacts = config.registry.agency(rule.agency).contacts
-                await edges[rule.agency].consume(
-                    NoticeInbox(rule, contacts, acceptance, mailer, reply_key)
-                )
+                inbox = await stack.enter_async_context(Edge(config, rule.agency, store))
+                await inbox.consume(NoticeInbox(rule, contacts, acceptance, mailer, reply_key))
         server = await serve(settings, acceptance, mailer, reply_key)
         try:
             yield RunningIntake(settings, server, acceptance, edges)

@@ -4,11 +4,10 @@ Pure: the parsed mail and what the intake knows (when it arrived, the From
 address it checked) in, canonical XML out, or a TriageError saying what to
 change. A partner who writes in their own words, with or without files, names
 no subjects, concerns or consent the gateway could check, so the Referral does
-not claim any: it carries the text as written, the From address, the subject
-line and every attachment embedded (base64, with its size and SHA-256), and a
-worker in the hub re-keys it. The attachments are embedded because an e-mail
-partner has no system the hub could fetch them from; inside the payload they
-are sealed end to end like the text.
+not claim any: it carries the text as written, the From address and the
+subject line, and a worker in the hub re-keys it. The mail's files travel as
+the message's attachments (``mail_files``; the edge names them in the
+Referral's Attachments element), as every mail's do.
 
 Purpose and lawful bases: a free-text mail states none, so the intake states
 child safeguarding under UK GDPR Art 6(1)(e) and Art 9(2)(g) with DPA 2018
@@ -18,26 +17,25 @@ router's agreements still decide whether the share is allowed.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
-import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.utils import getaddresses
 
 from lxml import etree
 
+from gateway.core.attachments import safe_file_names
 from gateway.core.xmlsafe import NOT_XML_CHARACTER
 
 NS = "urn:mash-gateway:v1"
 PURPOSE = "child-safeguarding"
 LAWFUL_BASES = ("uk-gdpr-6-1-e", "uk-gdpr-9-2-g-dpa-sch1-18")
 MAX_TEXT = 100_000  # referral.xsd TriageText
-MAX_ATTACHMENTS = 100  # referral.xsd ManualTriage
 MAX_SUBJECT = 200  # common.xsd ShortText
-MAX_FILENAME = 255  # common.xsd FileName
 MEDIA_WORD = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+\-]{0,126}"
 MEDIA_TYPE = re.compile(f"{MEDIA_WORD}/{MEDIA_WORD}")  # common.xsd MediaType
 ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # common.xsd EmailAddress
@@ -76,42 +74,52 @@ def text_of(part: Message) -> str:
 
 
 def free_text(message: EmailMessage) -> FreeText | None:
-    """The body text and every other leaf part as a file; None without a plain-text body.
-
-    An HTML part that is not an attachment is the body's other rendering, not a file.
-    """
+    """The body text and every other leaf part as a file; None without a plain-text body."""
     body = message.get_body(preferencelist=("plain",))
     if body is None:
         return None
-    files: list[MailFile] = []
-    for part in message.walk():
-        if part is body or part.is_multipart():
-            continue
-        if part.get_content_type() == "text/html" and part.get_content_disposition() is None:
-            continue
-        data = part.get_payload(decode=True)
-        files.append(
-            MailFile(
-                _filename(part.get_filename(), len(files) + 1),
-                _media_type(part.get_content_type()),
-                data if isinstance(data, bytes) else b"",
-            )
-        )
     senders = [a for _, a in getaddresses(message.get_all("From", [])) if a]
     return FreeText(
         text_of(body),
         _subject(str(message.get("Subject", ""))),
         senders[0] if len(senders) == 1 else None,
-        tuple(files),
+        mail_files(message, (body,)),
     )
 
 
-def _filename(given: str | None, number: int) -> str:
-    """A bare file name (common.xsd FileName): no directories, controls or dot-only names."""
-    name = re.split(r"[/\\:]", given or "")[-1]
-    name = "".join(c for c in name if unicodedata.category(c) != "Cc")
-    name = NOT_XML_CHARACTER.sub("\ufffd", name)[:MAX_FILENAME]
-    return name if name.strip(".") else f"attachment-{number}"
+def mail_files(message: Message, kept: Sequence[Message]) -> tuple[MailFile, ...]:
+    """Every leaf part but ``kept`` (the body, the document) as a file, named safely
+    (core/attachments.py ``safe_file_names``).
+
+    An HTML part that is not an attachment is the body's other rendering, not a file.
+    """
+    parts = [
+        part
+        for part in message.walk()
+        if not part.is_multipart()
+        and not any(part is k for k in kept)
+        and not (part.get_content_type() == "text/html" and part.get_content_disposition() is None)
+    ]
+    names = safe_file_names([_decoded(part.get_filename()) for part in parts])
+    files = []
+    for part, name in zip(parts, names, strict=True):
+        data = part.get_payload(decode=True)
+        files.append(
+            MailFile(
+                name, _media_type(part.get_content_type()), data if isinstance(data, bytes) else b""
+            )
+        )
+    return tuple(files)
+
+
+def _decoded(name: str | None) -> str | None:
+    """A file name with its RFC 2047 encoded words decoded (the compat32 policy leaves them)."""
+    if name is None or "=?" not in name:
+        return name
+    try:
+        return str(make_header(decode_header(name)))
+    except (HeaderParseError, LookupError, UnicodeError):
+        return name
 
 
 def _media_type(given: str) -> str:
@@ -130,8 +138,6 @@ def referral(mail: FreeText, received_at: datetime, sender: str | None) -> bytes
         raise TriageError("the mail has no text: write what the referral is about")
     if len(text) > MAX_TEXT:
         raise TriageError(f"the text is over {MAX_TEXT} characters: send the rest as an attachment")
-    if len(mail.files) > MAX_ATTACHMENTS:
-        raise TriageError(f"the mail has over {MAX_ATTACHMENTS} attachments")
     address = sender or mail.sender
     if (
         address is None
@@ -148,13 +154,6 @@ def referral(mail: FreeText, received_at: datetime, sender: str | None) -> bytes
     if mail.subject is not None:
         _add(triage, "MailSubject", mail.subject)
     _add(triage, "Text", text)
-    for file in mail.files:
-        attachment = _add(triage, "Attachment")
-        _add(attachment, "Filename", file.filename)
-        _add(attachment, "MediaType", file.media_type)
-        _add(attachment, "SizeBytes", str(len(file.data)))
-        _add(attachment, "Sha256", hashlib.sha256(file.data).hexdigest())
-        _add(attachment, "Content", base64.b64encode(file.data).decode("ascii"))
     _add(root, "Purpose", PURPOSE)
     for basis in LAWFUL_BASES:
         _add(root, "LawfulBasis", basis)

@@ -100,6 +100,7 @@ OPEN_CHECKS = {
     "ciphertext": "ciphertext",
     "signature": "signature",
     "key": "key",
+    "key-scope": "key-scope",
     "header": "header-schema",
     "container": "undecodable",
 }
@@ -192,7 +193,10 @@ class Edge:
     """One agency's connection to the exchange.
 
     ``store`` records which messages were handed over; only ``consume``
-    needs it, so an edge that only sends is made without one.
+    needs it, so an edge that only sends is made without one. ``intake``: the
+    secure-mail intake's sending edge for the agency, which signs with the
+    intake's keys for it (only mail-borne assurance) and holds none of the
+    agency's own keys, so it cannot open the agency's inbox.
     """
 
     def __init__(
@@ -201,17 +205,16 @@ class Edge:
         agency: str,
         store: HandledMarks | None = None,
         broker_url: str | None = None,
+        *,
+        intake: bool = False,
     ) -> None:
         config.registry.agency(agency)
         self.config = config
         self.agency = agency
         self.store = store
+        self.intake = intake
         self.broker_url = broker_url or agency_broker_url(config, agency)
-        self.identity = Identity(
-            config.registry,
-            keystore.load_signing_keys(config, agency, utc_now()),
-            keystore.load_decryption_identity(config, agency),
-        )
+        self.identity = self._identity(config)
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._ingress: AbstractExchange | None = None
@@ -267,11 +270,17 @@ class Edge:
         self.config = config
         # The registry first, so that it applies even if the keys cannot be re-read.
         self.identity = Identity(config.registry, held.signing, held.decryption)
-        self.identity = Identity(
-            config.registry,
-            keystore.load_signing_keys(config, self.agency, utc_now()),
-            keystore.load_decryption_identity(config, self.agency),
+        self.identity = self._identity(config)
+
+    def _identity(self, config: AreaConfig) -> Identity:
+        """The registry and this edge's private keys, read from disk now."""
+        signing = keystore.load_signing_keys(config, self.agency, utc_now(), intake=self.intake)
+        decryption = (
+            DecryptionIdentity(self.agency, {})
+            if self.intake
+            else keystore.load_decryption_identity(config, self.agency)
         )
+        return Identity(config.registry, signing, decryption)
 
     @property
     def ingress(self) -> AbstractExchange:
@@ -394,6 +403,8 @@ class Edge:
         """
         if self._channel is None:
             raise RuntimeError("use the Edge as an async context manager")
+        if self.intake:
+            raise RuntimeError("the intake's sending edge holds no keys to open an inbox with")
         store = self.store
         if store is None:
             raise RuntimeError("an edge that consumes needs a store to record hand-overs")

@@ -246,16 +246,19 @@ def _seconds(start: datetime, end: datetime) -> float:
     return max(0.0, (end - start).total_seconds())
 
 
-def key_expiry_seconds(registry: Registry, now: datetime) -> dict[tuple[str, str], float]:
-    """Per (agency, use): seconds until it has no usable key left; 0 when it has none now.
+def key_expiry_seconds(registry: Registry, now: datetime) -> dict[tuple[str, str, str], float]:
+    """Per (agency, use, role): seconds until it has no usable key left; 0 when it has none now.
+
+    The role (``edge``, or ``intake`` for the e-mail intake's signing key for the
+    agency) is a slot of its own: neither side may sign with the other's key.
 
     The latest expiry among the usable keys counts, not the soonest: after a
     rotation the old key runs out on purpose, and only the lack of any
     successor needs a person.
     """
-    latest: dict[tuple[str, str], float] = {}
+    latest: dict[tuple[str, str, str], float] = {}
     for key in registry.keys.values():
-        slot = (key.agency, key.use.value)
+        slot = (key.agency, key.use.value, key.role)
         left = (key.expires - now).total_seconds() if key.problem_at(now) is None else 0.0
         latest[slot] = max(latest.get(slot, 0.0), left)
     return latest
@@ -271,15 +274,16 @@ class KeyExpiryCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             "mash_gateway_key_expiry_seconds",
-            "Seconds until an agency has no usable key for a use (sign, encrypt); 0: none now.",
-            labels=["agency", "use"],
+            "Seconds until an agency has no usable key for a use (sign, encrypt) and role "
+            "(edge, intake); 0: none now.",
+            labels=["agency", "use", "role"],
         )
         registry = self.source()
         if registry is not None:
-            for (agency, use), seconds in sorted(
+            for (agency, use, role), seconds in sorted(
                 key_expiry_seconds(registry, self.clock()).items()
             ):
-                family.add_metric([agency, use], seconds)
+                family.add_metric([agency, use, role], seconds)
         yield family
 
 

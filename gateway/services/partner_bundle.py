@@ -158,6 +158,7 @@ def write_registration(config: AreaConfig, agency: str, out: Path, now: datetime
         record
         for record in config.registry.keys_of(agency)
         if record.problem_at(now) is None
+        and not record.intake
         and keystore.private_key_path(config.private_keys_dir, record.key_id).exists()
     )
     signer = keystore.load_signing_identity(config, agency, now)
@@ -192,9 +193,14 @@ def register_keys(config: AreaConfig, request: Path, accept: str | None) -> list
 
 
 def _agency_secrets(config: AreaConfig, agency: str) -> dict[str, Path]:
-    """The agency's private keys and broker password on the hub, by their path in a bundle."""
+    """The agency's private keys and broker password on the hub, by their path in a bundle.
+
+    Not the intake's keys for the agency: they stay with the intake.
+    """
     found: dict[str, Path] = {}
     for record in config.registry.keys_of(agency):
+        if record.intake:
+            continue
         path = keystore.private_key_path(config.private_keys_dir, record.key_id)
         if path.exists():
             found[f"{BUNDLE_PRIVATE_KEYS}/{path.name}"] = path

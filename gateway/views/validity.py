@@ -12,12 +12,14 @@ from gateway.core.sharing import Agreement
 
 
 def current_key_ids(registry: Registry, now: datetime) -> set[str]:
-    """The key each agency signs or encrypts with now: its newest valid one per use."""
+    """The key each agency signs or encrypts with now: its newest valid one per use and role
+    (its edge's, and the secure-mail intake's signing key for it)."""
     ids = set()
+    roles = ((KeyUse.SIGN, False), (KeyUse.ENCRYPT, False), (KeyUse.SIGN, True))
     for agency in registry.agencies:
-        for use in KeyUse:
+        for use, intake in roles:
             try:
-                ids.add(registry.current_key(agency, use, now).key_id)
+                ids.add(registry.current_key(agency, use, now, intake=intake).key_id)
             except KeyRejected:
                 continue  # an agency without a usable key of this use has no current one
     return ids

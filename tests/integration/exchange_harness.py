@@ -39,25 +39,33 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
 
 @dataclass
 class Inbox:
-    """What an agency's system received, in order."""
+    """What an agency's system received, in order, and the bytes of each message's files
+    (read while the handler runs: the edge removes its staged copies after)."""
 
     messages: list[Delivered] = field(default_factory=list)
+    files: dict[str, list[bytes]] = field(default_factory=dict)  # by message id
 
     async def handler(self, delivered: Delivered) -> None:
+        if delivered.attachments:
+            self.files[delivered.header.fields.message_id] = [
+                a.path.read_bytes() for a in delivered.attachments
+            ]
         self.messages.append(delivered)
 
     def of_type(self, message_type: str) -> list[Delivered]:
         return [m for m in self.messages if m.header.fields.message_type == message_type]
 
 
-async def open_edge(config: AreaConfig, agency: str, tmp: Path, inbox: Inbox | None) -> Edge:
+async def open_edge(
+    config: AreaConfig, agency: str, tmp: Path, inbox: Inbox | None, takes_attachments: bool = False
+) -> Edge:
     """A connected edge with its own SQLite file, consuming into ``inbox`` when one is given."""
     store = SqliteStore(str(tmp / f"edge-{agency}.db"))
     await store.open()
     edge = Edge(config, agency, store)
     await edge.__aenter__()
     if inbox is not None:
-        await edge.consume(inbox.handler)
+        await edge.consume(inbox.handler, takes_attachments)
     return edge
 
 
@@ -110,12 +118,27 @@ class Exchange:
         await self.stop_router()
         await self.start_router(window, policy)
 
-    async def edge(self, agency: str, consume: bool = True) -> Edge:
+    async def reload(self) -> None:
+        """Take the area config as it is on disk now: the edges reload, an in-process router
+        restarts (a router in another process is the caller's to restart)."""
+        self.config = load_config(str(self.config.path))
+        for edge in self.edges.values():
+            edge.reload(self.config)
+        if self._router is not None:
+            await self.restart_router()
+
+    async def edge(
+        self, agency: str, consume: bool = True, takes_attachments: bool = False
+    ) -> Edge:
         """The agency's edge, consuming its inbox into ``inboxes[agency]``."""
         if agency not in self.edges:
             self.inboxes[agency] = Inbox()
             self.edges[agency] = await open_edge(
-                self.config, agency, self.tmp, self.inboxes[agency] if consume else None
+                self.config,
+                agency,
+                self.tmp,
+                self.inboxes[agency] if consume else None,
+                takes_attachments,
             )
         return self.edges[agency]
 

@@ -42,7 +42,11 @@ def cli(area: Path, *args: str) -> int:
 def test_init_writes_private_keys_0600_and_a_loadable_registry(area: Path) -> None:
     config = load_config(str(area / "gateway.toml"))
     private = sorted((area / "keys" / "private").glob("*.key"))
-    assert len(private) == 16 == len(config.registry.keys)
+    assert len(private) == 19 == len(config.registry.keys)
+    # Besides every agency's pair, the intake's signing key for each agency whose mail it takes.
+    assert config.intake is not None
+    intake_keys = {k.agency for k in config.registry.keys.values() if k.intake}
+    assert intake_keys == {rule.agency for rule in config.intake.domains}
     for path in private:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE((area / "keys" / "private").stat().st_mode) & 0o077 == 0
@@ -142,7 +146,9 @@ def test_revoked_signing_key_stops_verifying(
         cli(area, "seal", "--from", "police", "--to", "hub", str(REFERRAL), "-o", str(sealed)) == 0
     )
     config = load_config(str(area / "gateway.toml"))
-    police_sign = next(k for k in config.registry.keys_of("police") if k.use.value == "sign")
+    police_sign = next(
+        k for k in config.registry.keys_of("police") if k.use.value == "sign" and not k.intake
+    )
     assert cli(area, "keys", "revoke", police_sign.key_id, "--reason", "laptop stolen") == 0
     assert cli(area, "open", "--as", "hub", str(sealed), "-o", str(tmp_path / "o.xml")) == 1
     assert "revoked" in capsys.readouterr().err
@@ -165,11 +171,11 @@ def test_rotation_keeps_old_messages_verifying_and_seals_with_the_new_key(
     assert cli(area, "open", "--as", "hub", str(before), "-o", str(tmp_path / "b.xml")) == 0
     assert cli(area, "open", "--as", "hub", str(after), "-o", str(tmp_path / "a.xml")) == 0
     config = load_config(str(area / "gateway.toml"))
-    assert len(config.registry.keys_of("police")) == 4
+    assert len(config.registry.keys_of("police")) == 5  # 4 of its edge's, 1 of the intake's
     old_sign, new_sign = [
         k.key_id
         for k in config.registry.keys.values()
-        if k.agency == "police" and k.use is KeyUse.SIGN
+        if k.agency == "police" and k.use is KeyUse.SIGN and not k.intake
     ]
     assert new_sign.encode() in after.read_bytes() and old_sign.encode() not in after.read_bytes()
     assert old_sign.encode() in before.read_bytes()
@@ -198,3 +204,22 @@ def test_private_key_readable_by_others_is_refused(
         == 1
     )
     assert "readable by group or others" in capsys.readouterr().err
+
+
+def test_keys_generate_intake_adds_a_signing_key_the_edge_never_picks(
+    area: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(area, "keys", "generate", "--agency", "probation", "--intake") == 0
+    assert "(intake sign)" in capsys.readouterr().out
+    config = load_config(str(area / "gateway.toml"))
+    [intake_key] = [k for k in config.registry.keys_of("probation") if k.intake]
+    assert intake_key.use is KeyUse.SIGN
+    assert (area / "keys" / "private" / f"{intake_key.key_id}.key").exists()
+    now = intake_key.not_before
+    edge_key = config.registry.current_key("probation", KeyUse.SIGN, now)
+    assert edge_key.key_id != intake_key.key_id
+    assert config.registry.current_key("probation", KeyUse.SIGN, now, intake=True) == intake_key
+    assert (
+        cli(area, "keys", "generate", "--agency", "probation", "--intake", "--use", "encrypt") == 1
+    )
+    assert "--intake keys only sign" in capsys.readouterr().err

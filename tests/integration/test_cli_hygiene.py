@@ -69,9 +69,10 @@ def test_keys_list_json_lists_every_key_with_its_status(
     capsys.readouterr()
     assert main(["--config", str(area), "keys", "list", "--agency", "police", "--json"]) == 0
     keys = json.loads(capsys.readouterr().out)
-    assert {(k["agency"], k["use"], k["status"]) for k in keys} == {
-        ("police", "sign", "current"),
-        ("police", "encrypt", "current"),
+    assert {(k["agency"], k["use"], k["role"], k["status"]) for k in keys} == {
+        ("police", "sign", "edge", "current"),
+        ("police", "encrypt", "edge", "current"),
+        ("police", "sign", "intake", "current"),  # the e-mail intake's key for police
     }
 
 

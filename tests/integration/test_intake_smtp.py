@@ -13,14 +13,14 @@ at the start of each test.
 from __future__ import annotations
 
 import asyncio
-import base64
+import functools
 import hashlib
 import logging
 import smtplib
 import ssl
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -36,11 +36,13 @@ from gateway.broker import topology
 from gateway.broker.publisher import publish
 from gateway.broker.vhost import BrokerAdmin
 from gateway.core import notices, schemas
+from gateway.core.attachments import manifest
 from gateway.core.deadline_rules import Kind
 from gateway.core.deadlines import EscalationContact
 from gateway.core.envelope import HeaderFields, recipient_keys, seal_bytes
 from gateway.core.lifecycle import State
 from gateway.core.resources import schemas_dir
+from gateway.demo.flow import discharge_letter
 from gateway.demo.mail import MailServer, mail_server
 from gateway.infra import keystore
 from gateway.infra.clock import utc_now
@@ -110,7 +112,7 @@ async def exchange(
     async with running_exchange(
         broker_admin, AMQP_URL, tmp_path_factory.mktemp("intake")
     ) as running:
-        await running.edge("hub")
+        await running.edge("hub", takes_attachments=True)
         await running.edge("police")
         await running.edge("health")
         yield running
@@ -217,6 +219,8 @@ async def test_signed_and_encrypted_mail_is_delivered_receipted_and_acknowledged
     assert delivered.header.fields.sender == "police"
     assert delivered.header.fields.assurance == "pgp-verified"
     assert delivered.payload == REFERRAL
+    # Signed with the intake's own key for police, not police's edge key.
+    assert exchange.config.registry.keys[delivered.header.signing_key_id].intake
 
     async def acknowledged() -> bool:
         return bool(acknowledgements(relay, OFFICER))
@@ -227,6 +231,86 @@ async def test_signed_and_encrypted_mail_is_delivered_receipted_and_acknowledged
     plaintext = people.gpg.decrypt(raw.split(b"application/octet-stream", 1)[1]).data
     assert f"Message id: {message_id}".encode() in plaintext
     assert b"multipart/encrypted" in raw and f"Message id: {message_id}".encode() not in raw
+
+
+async def forged_with_intake_key(exchange: Exchange) -> HeaderFields:
+    """What a thief of the intake's key for police could try: a message as police's edge
+    would send it (assurance edge-signed), signed with that key, published to ingress."""
+    now = utc_now()
+    fields = HeaderFields(
+        message_id=str(uuid.uuid4()),
+        correlation_id=str(uuid.uuid4()),
+        message_type="Referral",
+        sender="police",
+        recipients=("hub",),
+        created_at=now,
+        purpose="child-safeguarding",
+        lawful_bases=("uk-gdpr-6-1-e", "uk-gdpr-9-2-g-dpa-sch1-18"),
+    )
+    config = exchange.config
+    signer = keystore.load_signing_keys(config, "police", now, intake=True).signer(
+        config.registry, now
+    )
+    assert config.registry.keys[signer.key_id].intake
+    sealed = seal_bytes(fields, REFERRAL, signer, recipient_keys(config.registry, ("hub",), now))
+    await publish(
+        exchange.edges["police"].ingress,
+        sealed,
+        routing_key=topology.INGRESS_ROUTING_KEY,
+        message_id=fields.message_id,
+    )
+    return fields
+
+
+async def mail_claimed_by_police_edge(exchange: Exchange) -> HeaderFields:
+    """Police's own edge claiming a mail-borne assurance for what it sends."""
+    return await exchange.edges["police"].submit(
+        Submission(REFERRAL, ("hub",), assurance="pgp-verified")
+    )
+
+
+@pytest.mark.parametrize(
+    ("send_out_of_scope", "words"),
+    [
+        (forged_with_intake_key, "intake key used outside mail scope"),
+        (mail_claimed_by_police_edge, "edge key used for mail"),
+    ],
+)
+async def test_a_key_used_outside_its_scope_is_refused_by_the_router_and_mail_still_routes(
+    exchange: Exchange,
+    intake: tuple[RunningIntake, str],
+    people: People,
+    send_out_of_scope: Callable[[Exchange], Awaitable[HeaderFields]],
+    words: str,
+) -> None:
+    fields = await send_out_of_scope(exchange)
+
+    def refusals() -> list[notices.NonDeliveryFacts]:
+        return [
+            facts
+            for m in exchange.inboxes["police"].of_type("NonDelivery")
+            if (facts := notices.non_delivery_facts(m.payload)).failed_message_id
+            == fields.message_id
+        ]
+
+    async def told() -> bool:
+        return bool(refusals())
+
+    await eventually(told)
+    (refused,) = refusals()
+    assert refused.check == "key-scope" and words in refused.reason
+    assert not delivered_to_hub(exchange, fields.message_id)
+    # The intake's own mail, signed with the same intake key, still routes.
+    running, gateway = intake
+    code, reply = await asyncio.to_thread(
+        send, running.port, OFFICER, HUB, pgp_mail(people, gateway)
+    )
+    assert code == 250, reply
+
+    async def delivered() -> bool:
+        return bool(delivered_to_hub(exchange, reply.split()[4]))
+
+    await eventually(delivered)
 
 
 async def test_tls_domain_mail_is_delivered_at_lower_assurance_and_acknowledged(
@@ -338,9 +422,12 @@ async def test_free_text_with_an_attachment_reaches_the_hub_as_a_referral_for_tr
     ns = {"m": schemas.NAMESPACE}
     assert root.findtext("m:ManualTriage/m:From", namespaces=ns) == NURSE
     assert root.findtext("m:ManualTriage/m:Text", namespaces=ns) == text
-    [attachment] = root.findall("m:ManualTriage/m:Attachment", namespaces=ns)
-    assert base64.b64decode(attachment.findtext("m:Content", namespaces=ns) or "") == scan
-    assert attachment.findtext("m:Sha256", namespaces=ns) == hashlib.sha256(scan).hexdigest()
+    # The scan is a real attachment of the message, not bytes in the XML.
+    assert scan not in delivered.payload
+    assert [(a.facts.file_name, a.facts.sha256) for a in delivered.attachments] == [
+        ("body-map.pdf", hashlib.sha256(scan).hexdigest())
+    ]
+    assert exchange.inboxes["hub"].files[message_id] == [scan]
     # The logs saw the acceptance, and never the sender's words.
     assert any(e.get("message_id") == message_id for e in logs), logs
     assert not [e for e in logs if "bruise" in repr(e) or "Jamie" in repr(e)]
@@ -361,6 +448,54 @@ async def test_free_text_signed_and_encrypted_from_a_pgp_domain_is_triaged_too(
     await eventually(lambda: _async_true(delivered_to_hub(exchange, message_id)))
     root = schemas.validate(delivered_to_hub(exchange, message_id)[0].payload, "mail", "Referral")
     assert root.findtext("m:ManualTriage/m:From", namespaces={"m": schemas.NAMESPACE}) == OFFICER
+
+
+async def test_a_signed_mail_s_pdf_reaches_the_hub_byte_identical_as_an_attachment(
+    exchange: Exchange, people: People, intake: tuple[RunningIntake, str]
+) -> None:
+    """A gpg-signed, encrypted mail from police: a Referral document, a PDF (with a name a
+    file system must not take as it stands), and a free-text one with a PDF for triage."""
+    running, gateway = intake
+    officer = next(p for p in people.known_to_gateway() if p.address == OFFICER)
+    letter = discharge_letter(exchange.tmp / "mail-files").read_bytes()
+    with_document = EmailMessage(policy=SMTP)
+    with_document.set_content("Referral and the discharge letter attached.")
+    unnamed = REFERRAL[: REFERRAL.index(b"  <Attachments>")] + b"</Referral>\n"
+    with_document.add_attachment(
+        unnamed, maintype="application", subtype="xml", filename="referral.xml"
+    )
+    with_document.add_attachment(
+        letter, maintype="application", subtype="pdf", filename="../letters/discharge..pdf"
+    )
+    for_triage = EmailMessage(policy=SMTP)
+    for_triage.set_content("Concern raised at a domestic call-out; the letter is attached.")
+    for_triage.add_attachment(
+        letter, maintype="application", subtype="pdf", filename="discharge-letter.pdf"
+    )
+    for entity, carried, name in (
+        (with_document, "Referrer", "discharge.pdf"),
+        (for_triage, "ManualTriage", "discharge-letter.pdf"),
+    ):
+        data = mail(OFFICER, encrypted(signed(entity.as_bytes(), people, officer), people, gateway))
+        code, reply = await asyncio.to_thread(send, running.port, OFFICER, HUB, data)
+        assert code == 250 and "(pgp-verified)" in reply, reply
+        message_id = reply.split()[4]
+        await eventually(functools.partial(_async_true_of, exchange, message_id))
+        delivered = delivered_to_hub(exchange, message_id)[0]
+        root = schemas.validate(delivered.payload, "mail", "Referral")
+        assert root.find(f"m:{carried}", namespaces={"m": schemas.NAMESPACE}) is not None
+        [named] = manifest(root)
+        assert (named.file_name, named.media_type, named.size, named.sha256) == (
+            name,
+            "application/pdf",
+            len(letter),
+            hashlib.sha256(letter).hexdigest(),
+        )
+        assert exchange.inboxes["hub"].files[message_id] == [letter]
+
+
+async def _async_true_of(exchange: Exchange, message_id: str) -> bool:
+    return bool(delivered_to_hub(exchange, message_id))
 
 
 async def _async_true(value: object) -> bool:

@@ -123,7 +123,9 @@ async def test_router_metrics_count_the_flow_and_pass_promtool(exchange: Exchang
     for operation in ("seal", "open", "verify"):
         assert delta("mash_gateway_operation_duration_seconds_count", operation=operation) >= 1
     # Keys made by `init` are valid for a long time; the gauge counts down from there.
-    signing_left = value(after, "mash_gateway_key_expiry_seconds", agency="police", use="sign")
+    signing_left = value(
+        after, "mash_gateway_key_expiry_seconds", agency="police", use="sign", role="edge"
+    )
     assert signing_left > 30 * 86400
     # The inbox gauges: edges consume police, hub and education; nobody consumes probation.
     assert value(after, "mash_gateway_inbox_consumers", agency="police") == 1

@@ -97,10 +97,28 @@ def keys(agency: str) -> AgencyKeys:
     return new_keys(agency)
 
 
+@cache
+def intake_key(agency: str) -> Ed25519PrivateKey:
+    """The secure-mail intake's signing key for ``agency`` (it signs only mail)."""
+    return Ed25519PrivateKey.generate()
+
+
+def intake_record(agency: str) -> PublicKeyRecord:
+    raw = intake_key(agency).public_key().public_bytes_raw()
+    key_id = key_id_for(agency, KeyUse.SIGN, raw)
+    start, end = NOW - timedelta(days=30), NOW + timedelta(days=365)
+    return PublicKeyRecord(key_id, agency, KeyUse.SIGN, raw, start, end, intake=True)
+
+
+def intake_signer(agency: str) -> SigningIdentity:
+    return SigningIdentity(agency, intake_record(agency).key_id, intake_key(agency))
+
+
 def registry(records: Iterable[PublicKeyRecord] | None = None) -> Registry:
-    """Every agency, with the standard keys unless ``records`` says otherwise."""
+    """Every agency, with the standard keys (its edge's and the intake's for it) unless
+    ``records`` says otherwise."""
     if records is None:
-        records = [r for a in AGENCIES for r in keys(a).records()]
+        records = [r for a in AGENCIES for r in [*keys(a).records(), intake_record(a)]]
     return Registry.build([Agency(a, a.title(), a) for a in AGENCIES], records)
 
 

@@ -18,7 +18,9 @@ from gateway.core.attachments import (
     check_file_name,
     check_limits,
     check_received,
+    check_unique_names,
     manifest,
+    safe_file_names,
     with_manifest,
 )
 from gateway.core.resources import schemas_dir
@@ -157,3 +159,33 @@ def test_received_files_must_be_the_ones_named() -> None:
     twin = AttachmentFacts("Discharge-Letter.PDF", "application/pdf", 1, "c" * 64)
     with pytest.raises(AttachmentRefused, match="two attachments are named"):
         check_received([LETTER, twin], [(1234, "a" * 64), (1, "c" * 64)], "m")
+
+
+def test_names_a_sender_gave_are_made_safe_and_unique() -> None:
+    """safe_file_names: what an e-mail partner's attachments are called on the exchange."""
+    given = [
+        "../../etc/passwd",
+        "..",
+        None,
+        "a\x00b\x1f.txt",
+        "report..final.pdf",
+        "Report.final.PDF",
+        "report.final.pdf",
+        "\ufffe.doc",
+        "\u00e9" * 200 + ".pdf",
+        "x" * 300,
+    ]
+    names = safe_file_names(given)
+    assert names[:7] == [
+        "passwd",
+        "attachment-2",
+        "attachment-3",
+        "ab.txt",
+        "report.final.pdf",
+        "Report.final-2.PDF",
+        "report.final-3.pdf",
+    ]
+    assert names[8].endswith(".pdf") and len(names[8].encode()) <= 255
+    for name in names:
+        assert check_file_name(name) == name
+    check_unique_names(names)

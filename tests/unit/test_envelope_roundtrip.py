@@ -8,7 +8,17 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from envelope_keys import NOW, SEGMENT, WINDOW, fields, keys, registry, seal_to, split
+from envelope_keys import (
+    NOW,
+    SEGMENT,
+    WINDOW,
+    fields,
+    intake_signer,
+    keys,
+    registry,
+    seal_to,
+    split,
+)
 from lxml import etree
 
 from gateway.core import xmlsafe
@@ -100,7 +110,7 @@ def test_all_optional_fields_survive_the_round_trip() -> None:
         deadline=NOW + timedelta(hours=72),
         assurance="pgp-verified",
     )
-    container = seal_bytes(sent, b"x", keys("police").signer(), [keys("health").recipient()])
+    container = seal_bytes(sent, b"x", intake_signer("police"), [keys("health").recipient()])
     assert verify(container, registry(), NOW, WINDOW, None).header.fields == sent
 
 

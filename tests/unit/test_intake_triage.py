@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message
 from email.policy import SMTP
@@ -12,10 +10,11 @@ import pytest
 from lxml import etree
 
 from gateway.core import schemas
+from gateway.core.attachments import check_file_name, manifest
 from gateway.core.resources import schemas_dir
 from gateway.intake.content import Payload, payload_of
 from gateway.intake.refusal import Refusal
-from gateway.intake.triage import MAX_TEXT, text_of
+from gateway.intake.triage import MAX_TEXT, MailFile, text_of
 
 pytestmark = pytest.mark.unit
 
@@ -44,11 +43,15 @@ def free_mail(
     return message.as_bytes()
 
 
-def triaged(mail: bytes, sender: str | None = None) -> etree._Element:
+def triaged_payload(mail: bytes, sender: str | None = None) -> Payload:
     payload = payload_of(mail, AT, "health", sender)
     assert isinstance(payload, Payload), payload
     assert (payload.message_type, payload.carried_as) == ("Referral", "free-text")
-    return schemas.validate(payload.xml, "triage", "Referral")
+    return payload
+
+
+def triaged(mail: bytes, sender: str | None = None) -> etree._Element:
+    return schemas.validate(triaged_payload(mail, sender).xml, "triage", "Referral")
 
 
 def refusal(mail: bytes, sender: str | None = None) -> Refusal:
@@ -57,18 +60,17 @@ def refusal(mail: bytes, sender: str | None = None) -> Refusal:
     return outcome
 
 
-def test_free_text_with_an_attachment_becomes_a_triage_referral_carrying_the_file() -> None:
-    root = triaged(free_mail(files=((PDF, "application", "pdf", "body-map.pdf"),)))
+def test_free_text_with_an_attachment_becomes_a_triage_referral_with_the_file_beside_it() -> None:
+    mail = free_mail(files=((PDF, "application", "pdf", "body-map.pdf"),))
+    assert triaged_payload(mail).files == (MailFile("body-map.pdf", "application/pdf", PDF),)
+    root = triaged(mail)
     assert root.findtext("m:ContactReceivedAt", namespaces=NS) == "2026-11-23T09:30:00Z"
     assert root.findtext("m:ManualTriage/m:From", namespaces=NS) == "nurse@health.demo.example"
     assert root.findtext("m:ManualTriage/m:MailSubject", namespaces=NS) == "Worried about a child"
     assert root.findtext("m:ManualTriage/m:Text", namespaces=NS) == TEXT
-    [attachment] = root.findall("m:ManualTriage/m:Attachment", namespaces=NS)
-    assert attachment.findtext("m:Filename", namespaces=NS) == "body-map.pdf"
-    assert attachment.findtext("m:MediaType", namespaces=NS) == "application/pdf"
-    assert attachment.findtext("m:SizeBytes", namespaces=NS) == str(len(PDF))
-    assert attachment.findtext("m:Sha256", namespaces=NS) == hashlib.sha256(PDF).hexdigest()
-    assert base64.b64decode(attachment.findtext("m:Content", namespaces=NS) or "") == PDF
+    # The bytes never sit in the XML: the edge names the file in Attachments when it sends.
+    assert PDF not in triaged_payload(mail).xml
+    assert root.find("m:Attachments", namespaces=NS) is None
     # It claims nothing the sender did not say, and states the header's purpose and bases.
     assert root.find("m:Subjects", namespaces=NS) is None
     assert root.find("m:Consent", namespaces=NS) is None
@@ -80,11 +82,10 @@ def test_free_text_with_an_attachment_becomes_a_triage_referral_carrying_the_fil
 
 
 def test_free_text_alone_is_triaged_and_the_html_rendering_is_not_a_file() -> None:
-    root = triaged(free_mail(html="<p>Jamie came to clinic</p>"))
-    assert root.findall("m:ManualTriage/m:Attachment", namespaces=NS) == []
+    assert triaged_payload(free_mail(html="<p>Jamie came to clinic</p>")).files == ()
     with_html_file = free_mail(files=((b"<p>notes</p>", "text", "html", "notes.html"),))
-    [attachment] = triaged(with_html_file).findall("m:ManualTriage/m:Attachment", namespaces=NS)
-    assert attachment.findtext("m:MediaType", namespaces=NS) == "text/html"
+    [file] = triaged_payload(with_html_file).files
+    assert file.media_type == "text/html"
 
 
 def test_the_checked_from_address_is_recorded_even_when_the_signed_part_has_none() -> None:
@@ -101,14 +102,24 @@ def test_file_names_become_bare_names() -> None:
         (b"b", "application", "octet-stream", ".."),
         (b"c", "application", "octet-stream", None),
         (b"d", "application", "octet-stream", "C:\\Users\\nurse\\notes\x07.doc"),
+        (b"e", "application", "octet-stream", "Notes.DOC"),
+        (b"f", "application", "octet-stream", "scan..of..arm.png"),
+        (b"g", "application", "octet-stream", "=?utf-8?q?r=C3=A9sum=C3=A9=2Epdf?="),
+        (b"h", "application", "octet-stream", "x" * 300 + ".pdf"),
     )
-    names = [
-        a.findtext("m:Filename", namespaces=NS)
-        for a in triaged(free_mail(files=files)).findall(
-            "m:ManualTriage/m:Attachment", namespaces=NS
-        )
+    names = [file.filename for file in triaged_payload(free_mail(files=files)).files]
+    assert names[:7] == [
+        "passwd",
+        "attachment-2",
+        "attachment-3",
+        "notes.doc",
+        "Notes-2.DOC",  # unique, case-blind
+        "scan.of.arm.png",
+        "r\u00e9sum\u00e9.pdf",
     ]
-    assert names == ["passwd", "attachment-2", "attachment-3", "notes.doc"]
+    assert len(names[7].encode()) == 255 and names[7].endswith(".pdf")
+    for name in names:
+        assert check_file_name(name) == name
 
 
 def test_characters_xml_cannot_hold_are_replaced_not_refused() -> None:
@@ -138,13 +149,37 @@ def test_xml_and_forms_still_win_over_triage() -> None:
     assert form.check == "form-field"
 
 
-def test_the_shipped_example_describes_its_embedded_bytes() -> None:
+def test_the_shipped_example_names_its_file_after_the_handling_facts() -> None:
     path = schemas_dir() / "examples" / "valid" / "referral-manual-triage.xml"
     root = schemas.validate(path.read_bytes(), path.name, "Referral")
-    for attachment in root.findall("m:ManualTriage/m:Attachment", namespaces=NS):
-        data = base64.b64decode(attachment.findtext("m:Content", namespaces=NS) or "")
-        assert attachment.findtext("m:SizeBytes", namespaces=NS) == str(len(data))
-        assert attachment.findtext("m:Sha256", namespaces=NS) == hashlib.sha256(data).hexdigest()
+    assert [f.file_name for f in manifest(root)] == ["body-map.txt"]
+
+
+def test_a_document_or_form_mail_carries_its_other_parts_as_files() -> None:
+    referral = (schemas_dir() / "examples" / "valid" / "referral.xml").read_bytes()
+    mail = free_mail(
+        body="Referral attached.",
+        files=((referral, "application", "xml", "r.xml"), (PDF, "application", "pdf", "a.pdf")),
+    )
+    payload = payload_of(mail, AT, "health")
+    assert isinstance(payload, Payload) and payload.carried_as == "xml-attachment"
+    assert payload.files == (MailFile("a.pdf", "application/pdf", PDF),)
+
+
+def test_a_document_that_carries_no_attachments_refuses_files() -> None:
+    receipt = (schemas_dir() / "examples" / "valid" / "delivery-receipt.xml").read_bytes()
+    mail = free_mail(
+        files=((receipt, "application", "xml", "r.xml"), (PDF, "application", "pdf", "a.pdf"))
+    )
+    refused = refusal(mail)
+    assert (refused.check, refused.status) == ("attachments", "5.6.0")
+    assert "A DeliveryReceipt carries no attachments" in refused.reply
+
+
+def test_a_mail_with_over_a_hundred_files_is_refused() -> None:
+    files = tuple((b"x", "application", "octet-stream", f"f{i}.bin") for i in range(101))
+    refused = refusal(free_mail(files=files))
+    assert (refused.check, refused.status) == ("attachments", "5.6.0")
 
 
 @pytest.mark.parametrize("charset", ["utf\x00-8", "no-such-charset", "rot13"])

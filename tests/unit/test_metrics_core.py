@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -85,9 +86,19 @@ def test_key_expiry_counts_to_the_last_usable_key_not_the_rotated_one() -> None:
         ],
     )
     left = metrics.key_expiry_seconds(registry, NOW)
-    assert left[("police", "sign")] == 300 * 86400
-    assert left[("police", "encrypt")] == 0
-    assert left[("health", "sign")] == 0
+    assert left[("police", "sign", "edge")] == 300 * 86400
+    assert left[("police", "encrypt", "edge")] == 0
+    assert left[("health", "sign", "edge")] == 0
+
+
+def test_the_intake_s_key_for_an_agency_counts_apart_from_the_agency_s_own() -> None:
+    registry = Registry.build(
+        [Agency("police", "Police", "police")],
+        [key("police", KeyUse.SIGN, 5), replace(key("police", KeyUse.SIGN, 300), intake=True)],
+    )
+    left = metrics.key_expiry_seconds(registry, NOW)
+    assert left[("police", "sign", "edge")] == 5 * 86400  # not hidden by the intake's later one
+    assert left[("police", "sign", "intake")] == 300 * 86400
 
 
 def exposition() -> str:

@@ -350,6 +350,7 @@ def test_a_message_from_another_agencys_login_is_quarantined_and_nobody_told() -
         ("header", "header-schema"),
         ("signature", "signature"),
         ("key", "key"),
+        ("key-scope", "key-scope"),
         ("timestamp", "timestamp"),
         ("ciphertext", "ciphertext"),
         ("segments", "undecodable"),  # never raised by verify; named safely if it were

@@ -15,6 +15,7 @@ Check = Literal[
     "header",
     "signature",
     "key",
+    "key-scope",  # an intake key outside mail scope, or an edge key claiming mail (registry.py)
     "timestamp",
     "replay",
     "recipient",

@@ -33,15 +33,17 @@ class SigningKeys:
     Holding a private key is not licence to sign with it: ``signer`` asks the
     registry for the agency's current key at ``at`` each time, so a key the
     registry has revoked or let expire is never used, however long the keys
-    have been held.
+    have been held. ``intake`` says which role's keys these are (core/registry.py):
+    the secure-mail intake's, or the agency's edge's.
     """
 
     agency: str
     private_keys: Mapping[str, Ed25519PrivateKey]
+    intake: bool = False
 
     def signer(self, registry: Registry, at: datetime) -> SigningIdentity:
         """The identity to sign with at ``at``; raises when the registry allows none held here."""
-        record = registry.current_key(self.agency, KeyUse.SIGN, at)
+        record = registry.current_key(self.agency, KeyUse.SIGN, at, intake=self.intake)
         private = self.private_keys.get(record.key_id)
         if private is None:
             held = ", ".join(sorted(self.private_keys)) or "none"

@@ -1,7 +1,9 @@
 """Origin without decrypting: what the router checks on every message.
 
-Order: framing, header shape, signing key (registry, at created_at), header
-signature, timestamp window, replay. Each failure names its check.
+Order: framing, header shape, signing key (registry, at created_at), the key's
+scope (an intake key only for mail-borne assurance, an edge key never for it:
+core/registry.py), header signature, timestamp window, replay. Each failure
+names its check.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from gateway.core.envelope.container import ContainerHead, read_head, split_head
 from gateway.core.envelope.envelope_error import EnvelopeError
 from gateway.core.envelope.header import Header, parse_header
 from gateway.core.envelope.protocol import HEADER_SIGNATURE_LABEL
-from gateway.core.registry import KeyRejected, Registry
+from gateway.core.registry import KeyRejected, KeyUse, Registry, scope_problem
 
 
 class SeenMessages(Protocol):
@@ -78,9 +80,15 @@ def verify_head(
     header = parse_header(head.header_bytes)
     fields = header.fields
     try:
-        key = registry.verifying_key(header.signing_key_id, fields.sender, fields.created_at)
+        record = registry.record(
+            header.signing_key_id, fields.sender, KeyUse.SIGN, fields.created_at
+        )
     except KeyRejected as exc:
         raise EnvelopeError("key", f"message {fields.message_id}: {exc}") from None
+    out_of_scope = scope_problem(record, fields.assurance)
+    if out_of_scope is not None:
+        raise EnvelopeError("key-scope", f"message {fields.message_id}: {out_of_scope}")
+    key = Ed25519PublicKey.from_public_bytes(record.raw)
     try:
         key.verify(head.signature, HEADER_SIGNATURE_LABEL + head.header_bytes)
     except InvalidSignature:
