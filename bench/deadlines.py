@@ -1,6 +1,6 @@
 """Deadline benchmark: 100,000 open deadlines, 10,000 falling due at once.
 
-Run: .venv/bin/python bench/deadlines.py [--quick]
+Run: .venv/bin/python bench/deadlines.py [--quick] [--only 1,2,3] [--profile FILE]
 
 On the local RabbitMQ and PostgreSQL, each scenario in a fresh vhost (and
 schema) deleted afterwards, it prints:
@@ -18,7 +18,7 @@ schema) deleted afterwards, it prints:
   unconfirmed event per escalation, persistent, a batch of 500 in flight)
   to the same queues.
   The escalator must also seal each escalation, so its lag cannot be
-  below this.
+  below this; the last column is p99 / ceiling (target <= 1.5x).
 
 Scenarios: one router on SQLite (the default store), one router on
 PostgreSQL, two routers on one PostgreSQL store. ``--quick`` uses 10,000
