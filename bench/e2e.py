@@ -171,8 +171,10 @@ async def closed_loop(submit: Submit, phases: Phases, n: int, phase: str) -> flo
     return time.perf_counter() - started
 
 
-async def paced(submit: Submit, phases: Phases, n: int, phase: str) -> list[float]:
-    """Submit ``n`` at RATE msg/s on a fixed schedule; the latencies in ms, sorted."""
+async def paced(
+    submit: Submit, phases: Phases, n: int, phase: str, rate: float = RATE
+) -> list[float]:
+    """Submit ``n`` at ``rate`` msg/s on a fixed schedule; the latencies in ms, sorted."""
     tracker = phases.start(n)
 
     async def one() -> None:
@@ -182,7 +184,7 @@ async def paced(submit: Submit, phases: Phases, n: int, phase: str) -> list[floa
     tasks = []
     start = time.perf_counter()
     for i in range(n):
-        delay = start + i / RATE - time.perf_counter()
+        delay = start + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one()))

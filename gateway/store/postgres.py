@@ -28,11 +28,10 @@ from typing import Any, cast
 
 import asyncpg  # type: ignore[import-untyped]
 
-from gateway.core.deadline_rules import Deadline
 from gateway.core.records import Fire
 from gateway.store import StoreError
 from gateway.store.dialect import Dialect, T, Work, aware
-from gateway.store.sql_store import SqlStore, record_firings
+from gateway.store.sql_store import Due, SqlStore, record_firings
 
 Connection = Any  # asyncpg ships no type hints for its connection and records
 
@@ -93,10 +92,10 @@ class PostgresStore(SqlStore):
         async with self._connection(what) as conn:
             return await _drive(conn, work)
 
-    async def _fire(self, due: Work[list[Deadline]], fire: Fire) -> int:
+    async def _fire(self, due: Due, limit: int, fire: Fire) -> int:
         """Lock due rows with SKIP LOCKED, fire while holding them, record, commit."""
         async with self._connection("firing due deadlines") as conn, conn.transaction():
-            found = await _drive(conn, due)
+            found = await _drive(conn, due(limit))
             return await _drive(conn, record_firings(await fire(found))) if found else 0
 
     @asynccontextmanager

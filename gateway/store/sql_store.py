@@ -22,7 +22,7 @@ the two stores really differ (see each driver's docstring).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from gateway.core.deadline_rules import Closure, Deadline, Kind, Reschedule
@@ -55,6 +55,10 @@ QUARANTINE_COLUMNS = (
     " settled_by, settle_reason"
 )
 RETENTION = "retention"  # who settles an entry the retention period expired
+# Rows of one multi-row statement: well under both databases' parameter limits.
+FIRINGS_PER_STATEMENT = 200
+# The due deadlines, at most ``limit`` of them, earliest first.
+Due = Callable[[int], Work[list[Deadline]]]
 DEADLINE_COLUMNS = (
     "deadline_id, message_id, correlation_id, kind, debtor, creditor, rag,"
     " started_at, due_at, next_at, level, closed_at, closed_by, breached"
@@ -85,8 +89,9 @@ class SqlStore(ABC):
         """Run ``work``, which only reads."""
 
     @abstractmethod
-    async def _fire(self, due: Work[list[Deadline]], fire: Fire) -> int:
-        """Select ``due``, hand it to ``fire``, record the firings (``record_firings``)."""
+    async def _fire(self, due: Due, limit: int, fire: Fire) -> int:
+        """Claim up to ``limit`` of ``due``, hand them to ``fire``, record the firings
+        (``record_firings``); rows another caller holds are passed over, as SKIP LOCKED does."""
 
     async def open(self) -> None:
         """Connect and apply pending schema migrations (idempotent)."""
@@ -149,10 +154,14 @@ class SqlStore(ABC):
         )
 
     async def fire_due(self, now: datetime, limit: int, fire: Fire) -> int:
-        due = self._deadlines(
-            "next_at IS NOT NULL AND next_at <= ? ORDER BY next_at LIMIT ?{skip_locked}", now, limit
-        )
-        return await self._fire(due, fire)
+        def due(limit: int) -> Work[list[Deadline]]:
+            return self._deadlines(
+                "next_at IS NOT NULL AND next_at <= ? ORDER BY next_at LIMIT ?{skip_locked}",
+                now,
+                limit,
+            )
+
+        return await self._fire(due, limit, fire)
 
     async def case_deadlines(self, correlation_id: str) -> list[Deadline]:
         return await self._query(
@@ -661,37 +670,56 @@ def _state(message_id: str) -> Work[State | None]:
 
 def _insert_message(message: MessageRecord, at: datetime) -> Work[bool]:
     """Record ``message`` as submitted at ``at`` (its ``state`` is ignored); False if it was."""
-    if not (
-        yield sql(
-            "INSERT INTO messages (message_id, correlation_id, in_reply_to, message_type, sender,"
-            " rag, deadline, created_at, state, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1",
-            message.message_id,
-            message.correlation_id,
-            message.in_reply_to,
-            message.message_type,
-            message.sender,
-            message.rag,
-            message.deadline,
-            message.created_at,
-            State.SUBMITTED.value,
-            at,
-        )
-    ):
-        return False
-    if message.recipients:
+    return message.message_id in (yield from _insert_messages([message], at))
+
+
+def _insert_messages(messages: Sequence[MessageRecord], at: datetime) -> Work[set[str]]:
+    """Record each of ``messages`` as submitted at ``at``; the ids of those not recorded before."""
+    inserted = yield sql(
+        "INSERT INTO messages (message_id, correlation_id, in_reply_to, message_type, sender,"  # noqa: S608
+        " rag, deadline, created_at, state, updated_at)"
+        f" VALUES {_tuples(10, len(messages))} ON CONFLICT DO NOTHING RETURNING message_id",
+        *(
+            value
+            for m in messages
+            for value in (
+                m.message_id,
+                m.correlation_id,
+                m.in_reply_to,
+                m.message_type,
+                m.sender,
+                m.rag,
+                m.deadline,
+                m.created_at,
+                State.SUBMITTED.value,
+                at,
+            )
+        ),
+    )
+    fresh = {row[0] for row in inserted}
+    recipients = [
+        (m.message_id, n, agency)
+        for m in messages
+        if m.message_id in fresh
+        for n, agency in enumerate(m.recipients)
+    ]
+    if recipients:
         yield sql(
             "INSERT INTO message_recipients (message_id, position, agency)"  # noqa: S608
-            f" VALUES {_tuples(3, len(message.recipients))}",
-            *(v for n, r in enumerate(message.recipients) for v in (message.message_id, n, r)),
+            f" VALUES {_tuples(3, len(recipients))}",
+            *(value for row in recipients for value in row),
         )
-    yield sql(
-        "INSERT INTO transitions (message_id, state, at) VALUES (?, ?, ?)",
-        message.message_id,
-        State.SUBMITTED.value,
-        at,
-    )
-    return True
+    if fresh:
+        yield sql(
+            f"INSERT INTO transitions (message_id, state, at) VALUES {_tuples(3, len(fresh))}",  # noqa: S608
+            *(
+                v
+                for m in messages
+                if m.message_id in fresh
+                for v in (m.message_id, State.SUBMITTED.value, at)
+            ),
+        )
+    return fresh
 
 
 def _append_transition(
@@ -801,39 +829,74 @@ def _reschedule(change: Reschedule, at: datetime) -> Work[None]:
 
 
 def record_firings(firings: list[Firing]) -> Work[int]:
-    """Record each escalation once: a repeat (same deadline and level) changes nothing."""
+    """Record each escalation once: a repeat (same deadline and level) changes nothing.
+
+    A batch is recorded in a few multi-row statements (events, deadlines,
+    messages, transitions), not a handful per escalation: on PostgreSQL each
+    statement is a round trip made while the batch's rows stay locked.
+    """
+    by_instant: dict[datetime, list[Firing]] = {}
+    for firing in firings:  # one instant per escalator batch; grouped so each row keeps its own
+        by_instant.setdefault(firing.plan.escalated_at, []).append(firing)
     recorded = 0
-    for firing in firings:
-        recorded += yield from _record_firing(firing)
+    for at, group in by_instant.items():
+        for start in range(0, len(group), FIRINGS_PER_STATEMENT):
+            recorded += yield from _record_firings(group[start : start + FIRINGS_PER_STATEMENT], at)
     return recorded
 
 
-def _record_firing(firing: Firing) -> Work[int]:
-    plan = firing.plan
-    at = plan.escalated_at
-    if not (
-        yield sql(
-            "INSERT INTO deadline_events (deadline_id, at, event, level, message_id)"
-            " VALUES (?, ?, 'escalated', ?, ?) ON CONFLICT DO NOTHING RETURNING 1",
-            plan.deadline.deadline_id,
-            at,
-            plan.level,
-            plan.message_id,
-        )
-    ):
-        return 0
-    yield sql(
-        "UPDATE deadlines SET level = ?, breached = TRUE,"
-        " next_at = CASE WHEN closed_at IS NULL THEN CAST(? AS {instant}) END"
-        " WHERE deadline_id = ?",
-        plan.level,
-        plan.next_at,
-        plan.deadline.deadline_id,
+def _record_firings(firings: list[Firing], at: datetime) -> Work[int]:
+    inserted = yield sql(
+        "INSERT INTO deadline_events (deadline_id, at, event, level, message_id) VALUES "  # noqa: S608
+        + ", ".join(["(?, ?, 'escalated', ?, ?)"] * len(firings))
+        + " ON CONFLICT DO NOTHING RETURNING deadline_id",
+        *(
+            value
+            for f in firings
+            for value in (f.plan.deadline.deadline_id, at, f.plan.level, f.plan.message_id)
+        ),
     )
-    if (yield from _insert_message(firing.record, at)):
-        detail = f"level {plan.level} for {plan.deadline.deadline_id}"
-        yield from _append_transition(plan.message_id, State.ROUTED, at, None, detail)
-    return 1
+    first_time = {row[0] for row in inserted}
+    fresh = [f for f in firings if f.plan.deadline.deadline_id in first_time]
+    schedules: dict[tuple[int, datetime | None], list[str]] = {}
+    for f in fresh:
+        schedules.setdefault((f.plan.level, f.plan.next_at), []).append(f.plan.deadline.deadline_id)
+    for (level, next_at), ids in schedules.items():
+        yield sql(
+            "UPDATE deadlines SET level = ?, breached = TRUE,"  # noqa: S608
+            " next_at = CASE WHEN closed_at IS NULL THEN CAST(? AS {instant}) END"
+            f" WHERE deadline_id IN ({', '.join('?' * len(ids))})",
+            level,
+            next_at,
+            *ids,
+        )
+    if not fresh:
+        return 0
+    new = yield from _insert_messages([f.record for f in fresh], at)
+    routed = [f.plan for f in fresh if f.plan.message_id in new]
+    if routed:
+        yield sql(
+            "UPDATE messages SET state = ?, updated_at = ?"  # noqa: S608
+            f" WHERE message_id IN ({', '.join('?' * len(routed))})",
+            State.ROUTED.value,
+            at,
+            *(plan.message_id for plan in routed),
+        )
+        yield sql(
+            "INSERT INTO transitions (message_id, state, at, detail)"  # noqa: S608
+            f" VALUES {_tuples(4, len(routed))}",
+            *(
+                value
+                for plan in routed
+                for value in (
+                    plan.message_id,
+                    State.ROUTED.value,
+                    at,
+                    f"level {plan.level} for {plan.deadline.deadline_id}",
+                )
+            ),
+        )
+    return len(fresh)
 
 
 def _event(

@@ -31,11 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import cast
 
-from gateway.core.deadline_rules import Deadline
 from gateway.core.records import Fire
 from gateway.store import StoreError
 from gateway.store.dialect import Dialect, T, Work, aware
-from gateway.store.sql_store import SqlStore, record_firings
+from gateway.store.sql_store import Due, SqlStore, record_firings
 
 BUSY_TIMEOUT_MS = 5000
 OLDEST_SQLITE = (3, 35, 0)  # RETURNING; ON CONFLICT DO NOTHING and FILTER are older
@@ -68,6 +67,8 @@ class SqliteStore(SqlStore):
         self.path = path
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._claimed: set[str] = set()  # deadlines a batch is firing now (``_fire``)
+        self._claiming = asyncio.Lock()
 
     async def _connect(self) -> bool:
         if self._executor is not None:
@@ -123,11 +124,25 @@ class SqliteStore(SqlStore):
     async def _query(self, what: str, work: Work[T]) -> T:
         return await self._run(what, lambda conn: _drive(conn, work))
 
-    async def _fire(self, due: Work[list[Deadline]], fire: Fire) -> int:
-        found = await self._query("reading due deadlines", due)
-        if not found:
+    async def _fire(self, due: Due, limit: int, fire: Fire) -> int:
+        """Claim due rows no other batch of this process holds, fire them, record, release.
+
+        One process owns a SQLite store, so an in-memory claim does what SKIP
+        LOCKED does on PostgreSQL: batches fired at once never share a deadline.
+        """
+        held = self._claimed
+        async with self._claiming:  # a batch reads after the one before it has claimed
+            found = await self._query("reading due deadlines", due(limit + len(held)))
+            claimed = [d for d in found if d.deadline_id not in held][:limit]
+            ids = {d.deadline_id for d in claimed}
+            held |= ids
+        if not claimed:
             return 0
-        return await self._transaction("recording escalations", record_firings(await fire(found)))
+        try:
+            firings = await fire(claimed)
+            return await self._transaction("recording escalations", record_firings(firings))
+        finally:
+            held -= ids
 
     async def _run(self, what: str, job: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``job`` on the worker thread, the only one that touches the connection."""

@@ -292,3 +292,27 @@ async def test_two_stores_never_fire_the_same_deadline_together(
         assert len(first) + len(second) == 80
     finally:
         await other.close()
+
+
+async def test_batches_fired_at_once_by_one_store_never_share_a_deadline(
+    store: TrackingStore,
+) -> None:
+    """The escalator keeps two batches in flight: the second passes over what the first holds."""
+    for n in range(40):
+        await route(store, request(f"req-{n}"))
+    at = T0 + timedelta(days=30)
+    first: list[str] = []
+    second: list[str] = []
+
+    def slow(seen: list[str]) -> Fire:
+        async def fire(due: list[Deadline]) -> list[Firing]:
+            await asyncio.sleep(0.2)  # hold the rows while the other batch claims
+            return await firer(at, seen)(due)
+
+        return fire
+
+    counts = await asyncio.gather(
+        store.fire_due(at, 50, slow(first)), store.fire_due(at, 50, slow(second))
+    )
+    assert first and second and not set(first) & set(second)
+    assert sorted(counts) == [30, 50] and len(first) + len(second) == 80
