@@ -61,8 +61,10 @@ import asyncio
 import contextlib
 import errno
 import fnmatch
+import hashlib
 import json
 import os
+import shutil
 import stat
 import threading
 import time
@@ -79,12 +81,20 @@ from adapters.prepare import Refused
 from adapters.profile import Profile
 from adapters.transports.durable import fsync_dir, move, write_text
 from gateway.config.adapter_config import FileDropSettings
+from gateway.core.attachments import (
+    AttachmentLimits,
+    AttachmentRefused,
+    check_file_name,
+    check_limits,
+    check_unique_names,
+)
 from gateway.core.notices import non_delivery_facts
 from gateway.infra.atomic import atomic_writer
 from gateway.infra.clock import utc_now
 from gateway.infra.keyed_locks import KeyedLocks
 from gateway.services import metrics
 from gateway.services.edge import Delivered
+from gateway.services.transfer_sender import AttachmentFile
 from gateway.services.transfer_staging import write_attachments
 
 log = structlog.get_logger("adapters.filedrop")
@@ -98,6 +108,8 @@ PRUNE_EVERY_S = 3600.0
 DAY_S = 86400.0
 FILE_KEY = "file:"  # ledger keys of files: the prefix, then the content's SHA-256
 SENT_SUFFIX = ".sent"
+FILES_SUFFIX = ".attachments"  # NAME.xml's files come in the folder NAME.attachments/
+READ_CHUNK = 1024 * 1024
 _REFILING = threading.Lock()  # one refiling at a time: each rewrites a reason whole
 NAME_MAX = 255  # bytes in one file name (Linux, and most file systems)
 CLAIM_PREFIX_BYTES = len("20261123T090000Z-0000abcd--")
@@ -193,6 +205,91 @@ def read_regular(path: Path) -> bytes:
         return handle.read()
 
 
+def files_folder(document: Path) -> Path:
+    """The folder of files that goes with ``document``: ``NAME.attachments`` beside ``NAME.xml``."""
+    return document.with_name(f"{Path(document.name).stem}{FILES_SUFFIX}")
+
+
+def read_files(
+    folder: Path, source: str, limits: AttachmentLimits
+) -> tuple[tuple[AttachmentFile, ...], str]:
+    """The files in a claimed document's folder, checked, and a digest of their names and bytes.
+
+    Only a real folder (never a link to one) of regular files with safe names
+    is taken: names, count and sizes are checked against ``[limits]`` from
+    ``lstat`` before a byte is read; then each file is opened ``O_NOFOLLOW |
+    O_NONBLOCK``, checked again with ``fstat`` and digested, streamed. Files go
+    in name order. Raises Refused naming the file and the rule. Blocking.
+    """
+    if not os.path.lexists(folder):
+        return (), ""
+    shown_folder = f"{source}: {shown(original_name(folder.name))}/"
+    mode = os.lstat(folder).st_mode
+    if not stat.S_ISDIR(mode):
+        raise Refused(
+            "not-a-file", f"{shown_folder} is {kind_of(mode)}, not a folder of files", "not-a-file"
+        )
+    entries = sorted(os.listdir(folder))
+    sized: list[tuple[str, int]] = []
+    for name in entries:
+        mode, size = _lstat(folder / name)
+        if not stat.S_ISREG(mode):
+            reason = f"{shown_folder}{shown(name)} is {kind_of(mode)}; only regular files are taken"
+            raise Refused("not-a-file", reason, "not-a-file")
+        sized.append((name, size))
+    try:
+        for name, _ in sized:
+            if name != name.encode("utf-8", "replace").decode("utf-8"):
+                reason = f"{shown_folder}{shown(name)}: the name is not UTF-8"
+                raise Refused("attachment", reason, "attachment")
+            check_file_name(name)
+        check_unique_names(entries)
+        check_limits(sized, limits)
+    except AttachmentRefused as refused:
+        raise Refused(refused.check, f"{shown_folder} {refused}", refused.check) from None
+    digest = hashlib.sha256()
+    for name, size in sized:
+        file_digest = _digest_regular(folder / name, f"{shown_folder}{shown(name)}", size)
+        digest.update(f"\0{name}\0{file_digest}".encode())
+    files = tuple(AttachmentFile(folder / name, name=name) for name, _ in sized)
+    return files, digest.hexdigest()
+
+
+def _lstat(path: Path) -> tuple[int, int]:
+    found = os.lstat(path)
+    return found.st_mode, found.st_size
+
+
+def _digest_regular(path: Path, shown_path: str, size: int) -> str:
+    """The SHA-256 of a regular file, never following a link or blocking on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Refused(
+                "not-a-file",
+                f"{shown_path} is a symbolic link; only regular files are taken",
+                "not-a-file",
+            ) from None
+        raise Refused("read", f"{shown_path}: cannot read: {exc.strerror}", "read") from None
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise Refused(
+                "not-a-file",
+                f"{shown_path} is {kind_of(mode)}; only regular files are taken",
+                "not-a-file",
+            )
+        length = 0
+        while chunk := handle.read(READ_CHUNK):
+            digest.update(chunk)
+            length += len(chunk)
+    if length != size:
+        raise Refused("read", f"{shown_path}: changed while being read", "read")
+    return digest.hexdigest()
+
+
 def expired(entries: Iterable[tuple[str, float]], now: float, keep_days: float) -> list[str]:
     """The names, of (name, modified at) in epoch seconds, kept longer than ``keep_days``."""
     cutoff = now - keep_days * DAY_S
@@ -254,7 +351,24 @@ class FileDropInbound:
 
     async def recover(self) -> None:
         """Finish files a previous run claimed but did not file away."""
-        await self._process_all(sorted(self.dirs["processing"].iterdir()), resuming=True)
+        claimed = sorted(self.dirs["processing"].iterdir())
+        documents = [p for p in claimed if not p.name.endswith(FILES_SUFFIX)]
+        await self._process_all(documents, resuming=True)
+        await asyncio.to_thread(self._file_orphans, {files_folder(p) for p in documents})
+
+    def _file_orphans(self, taken: set[Path]) -> None:
+        """A files folder left in processing/ without its document (a crash as it was filed):
+        deleted if the document was sent (in archive/), else moved to error/ with a reason."""
+        for folder in self.dirs["processing"].iterdir():
+            if not folder.name.endswith(FILES_SUFFIX) or folder in taken:
+                continue
+            stem = folder.name.removesuffix(FILES_SUFFIX)
+            if any(Path(n).stem == stem for n in os.listdir(self.dirs["archive"])):
+                shutil.rmtree(folder)
+                continue
+            reason = f"{shown(original_name(folder.name))}: its document was not found; not sent"
+            write_text(self.dirs["error"] / f"{folder.name}.reason", reason + "\n")
+            move(folder, self.dirs["error"])
 
     async def poll_once(self) -> int:
         """Claim and process the complete files in outbox/ (at most CLAIM_BATCH); how many."""
@@ -285,6 +399,7 @@ class FileDropInbound:
             if problem is None:
                 target = self.dirs["processing"] / f"{prefix}{name}"
                 os.rename(source, target)
+                self._claim_files(files_folder(source), files_folder(target))
                 return target
         except FileNotFoundError:
             return None  # another adapter process claimed it first, or it was taken back
@@ -293,11 +408,22 @@ class FileDropInbound:
         self._file_unclaimed(source, self.dirs["error"] / f"{prefix}{fitted(name)}", problem)
         return None
 
+    @staticmethod
+    def _claim_files(folder: Path, target: Path) -> None:
+        """Take the document's folder (or whatever has its name) into processing/ beside it.
+
+        After the document's own claim, so a crash between the two leaves the
+        folder in outbox/, where ``process`` looks for it too.
+        """
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(folder, target)
+
     def _file_unclaimed(self, source: Path, target: Path, problem: Unfit) -> None:
         """Move an entry that was never claimed straight from outbox/ to error/, reason first."""
         try:
             write_text(target.with_name(f"{target.name}.reason"), problem.reason + "\n")
             os.rename(source, target)
+            self._claim_files(files_folder(source), files_folder(target))  # its files go too
             fsync_dir(target.parent)
             fsync_dir(source.parent)
         except FileNotFoundError:
@@ -355,7 +481,18 @@ class FileDropInbound:
             reason = f"{source}: cannot read: {exc.strerror}"
             await self._refuse(path, Refused("read", reason, "read"))
             return
-        digest = digest_of(data)
+        try:
+            files, files_digest = await asyncio.to_thread(self._files, path, source, resuming)
+        except Refused as refused:
+            await self._refuse(path, refused)
+            return
+        except OSError as exc:
+            reason = f"{source}: its files cannot be read: {exc.strerror}"
+            await self._refuse(path, Refused("read", reason, "read"))
+            return
+        digest = (
+            digest_of(data) if not files else digest_of(f"{digest_of(data)}{files_digest}".encode())
+        )
         key = f"{FILE_KEY}{digest}"
         async with self._same_content.hold(key):
             earlier = await self.intake.sent(key)
@@ -368,7 +505,7 @@ class FileDropInbound:
                 return
             try:
                 documents = self.intake.prepare(data, source)
-                ids = await self.intake.send(documents, key, digest, source, Reply())
+                ids = await self.intake.send(documents, key, digest, source, Reply(), files)
             except Refused as refused:
                 await self._refuse(path, refused)
                 return
@@ -386,9 +523,25 @@ class FileDropInbound:
             message_ids=list(ids),
         )
 
+    def _files(
+        self, path: Path, source: str, resuming: bool
+    ) -> tuple[tuple[AttachmentFile, ...], str]:
+        """The claimed document's files: beside it in processing/, or, when resuming, still in
+        outbox/ if a crash came between the two claims (taken now)."""
+        folder = files_folder(path)
+        if resuming and not os.path.lexists(folder):
+            left = self.dirs["outbox"] / files_folder(Path(original_name(path.name))).name
+            self._claim_files(left, folder)
+        return read_files(folder, source, self.intake.edge.config.limits)
+
     def _archive(self, path: Path, ids: tuple[str, ...]) -> None:
+        """The document to archive/; its files, which the exchange now carries, are deleted."""
         write_text(self.dirs["archive"] / f"{path.name}{SENT_SUFFIX}", "\n".join(ids) + "\n")
         move(path, self.dirs["archive"])
+        folder = files_folder(path)
+        if os.path.lexists(folder):
+            shutil.rmtree(folder)
+            fsync_dir(folder.parent)
 
     async def _refused_meanwhile(self, key: str, name: str) -> None:
         """A NonDelivery may have come back while the file was still being sent: file it so."""
@@ -410,6 +563,8 @@ class FileDropInbound:
         A file that vanished leaves its reason alone in error/, the trace of what happened.
         """
         write_text(self.dirs["error"] / f"{path.name}.reason", reason + "\n")
+        with contextlib.suppress(FileNotFoundError):
+            move(files_folder(path), self.dirs["error"])
         with contextlib.suppress(FileNotFoundError):
             move(path, self.dirs["error"])
 
