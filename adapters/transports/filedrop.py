@@ -19,6 +19,24 @@ the profile's patterns (``*.xml``, ``*.csv``) that do not start with a dot
 are picked up, so the agency system writes ``name.tmp`` (or ``.name.xml``)
 and renames it when complete; a rename within a folder is atomic.
 
+A document's files come in a folder beside it, ``NAME.attachments/`` for
+``NAME.xml``: the agency system writes the folder first and renames the
+document into outbox/ last, so the document's appearance says its files
+are complete. The folder is claimed right after its document, into
+processing/ under the same prefix (a crash between the two claims is
+resumed from outbox/). Only a real folder of regular files is taken, with
+names that may travel (gateway/core/attachments.py) and within ``[limits]``,
+checked from ``lstat`` before a byte is read; each file is then opened
+``O_NOFOLLOW | O_NONBLOCK``, checked with ``fstat`` and digested (the ledger
+key covers the document and every file's name and digest). A folder that is
+a link, holds a link, a FIFO, a subfolder, a bad name or a file over a
+limit sends nothing: the document and its folder go to error/, the reason
+naming the file and the rule. The adapter makes processing/ 0700, so once
+claimed the files are out of reach of an agency system running as another
+user. Once sent, the files are deleted (the exchange carries them); the
+document is archived. A folder that cannot be claimed (a permission) sends
+nothing either: its document goes to error/ saying so, the folder stays.
+
 A claimed file is renamed to ``<UTC time>-<random>--<name>`` so two files
 dropped with the same name never overwrite each other anywhere. Files left
 in processing/ by a crash are taken again at start: the ledger knows which
@@ -72,6 +90,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import structlog
 
@@ -189,8 +208,8 @@ class NotRegular(OSError):
     """Opened, it was not a regular file (swapped in after the claim)."""
 
 
-def read_regular(path: Path) -> bytes:
-    """The file's bytes, only if it is a regular file: never follows a link, never blocks."""
+def open_regular(path: Path) -> BinaryIO:
+    """The file opened, only if it is a regular file: never follows a link, never blocks."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         fd = os.open(path, flags)
@@ -198,10 +217,17 @@ def read_regular(path: Path) -> bytes:
         if exc.errno == errno.ELOOP:
             raise NotRegular(errno.ELOOP, kind_of(stat.S_IFLNK)) from None
         raise
-    with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotRegular(errno.EINVAL, kind_of(mode))
+    handle = os.fdopen(fd, "rb")
+    mode = os.fstat(handle.fileno()).st_mode
+    if not stat.S_ISREG(mode):
+        handle.close()
+        raise NotRegular(errno.EINVAL, kind_of(mode))
+    return handle
+
+
+def read_regular(path: Path) -> bytes:
+    """The file's bytes, only if it is a regular file (``open_regular``)."""
+    with open_regular(path) as handle:
         return handle.read()
 
 
@@ -261,30 +287,19 @@ def _lstat(path: Path) -> tuple[int, int]:
 
 
 def _digest_regular(path: Path, shown_path: str, size: int) -> str:
-    """The SHA-256 of a regular file, never following a link or blocking on a FIFO."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise Refused(
-                "not-a-file",
-                f"{shown_path} is a symbolic link; only regular files are taken",
-                "not-a-file",
-            ) from None
-        raise Refused("read", f"{shown_path}: cannot read: {exc.strerror}", "read") from None
+    """The SHA-256 of a regular file (``open_regular``), streamed; Refused naming the file."""
     digest = hashlib.sha256()
-    with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise Refused(
-                "not-a-file",
-                f"{shown_path} is {kind_of(mode)}; only regular files are taken",
-                "not-a-file",
-            )
-        length = 0
-        while chunk := handle.read(READ_CHUNK):
-            digest.update(chunk)
-            length += len(chunk)
+    length = 0
+    try:
+        with open_regular(path) as handle:
+            while chunk := handle.read(READ_CHUNK):
+                digest.update(chunk)
+                length += len(chunk)
+    except NotRegular as exc:
+        reason = f"{shown_path} is {exc.strerror}; only regular files are taken"
+        raise Refused("not-a-file", reason, "not-a-file") from None
+    except OSError as exc:
+        raise Refused("read", f"{shown_path}: cannot read: {exc.strerror}", "read") from None
     if length != size:
         raise Refused("read", f"{shown_path}: changed while being read", "read")
     return digest.hexdigest()
@@ -312,6 +327,7 @@ class FileDropInbound:
         make_folders(settings.root)
         self._same_content = KeyedLocks()
         self._left: set[Path] = set()  # files that could not be moved: skipped, reported once
+        self._files_unclaimed: dict[Path, str] = {}  # claimed documents whose folder stayed
         # At 0 from the start, so the first stuck file is an increase an alert can see.
         metrics.ADAPTER_ERRORS.labels(agency=intake.agency, transport=TRANSPORT, stage="stuck")
 
@@ -354,7 +370,11 @@ class FileDropInbound:
         claimed = sorted(self.dirs["processing"].iterdir())
         documents = [p for p in claimed if not p.name.endswith(FILES_SUFFIX)]
         await self._process_all(documents, resuming=True)
-        await asyncio.to_thread(self._file_orphans, {files_folder(p) for p in documents})
+        try:
+            await asyncio.to_thread(self._file_orphans, {files_folder(p) for p in documents})
+        except OSError as exc:  # tried again at the next start; sending goes on
+            failed(self.intake.agency, TRANSPORT, "orphans")
+            log.error("files.orphans_not_filed", agency=self.intake.agency, error=exc.strerror)
 
     def _file_orphans(self, taken: set[Path]) -> None:
         """A files folder left in processing/ without its document (a crash as it was filed):
@@ -399,7 +419,10 @@ class FileDropInbound:
             if problem is None:
                 target = self.dirs["processing"] / f"{prefix}{name}"
                 os.rename(source, target)
-                self._claim_files(files_folder(source), files_folder(target))
+                try:
+                    self._claim_files(files_folder(source), files_folder(target))
+                except OSError as exc:  # never sent without its files: process refuses it
+                    self._files_unclaimed[target] = exc.strerror or str(exc)
                 return target
         except FileNotFoundError:
             return None  # another adapter process claimed it first, or it was taken back
@@ -529,6 +552,10 @@ class FileDropInbound:
         """The claimed document's files: beside it in processing/, or, when resuming, still in
         outbox/ if a crash came between the two claims (taken now)."""
         folder = files_folder(path)
+        unclaimed = self._files_unclaimed.pop(path, None)
+        if unclaimed is not None:
+            reason = f"{source}: its {shown(folder.name)}/ cannot be claimed: {unclaimed}"
+            raise Refused("claim", reason, "claim")
         if resuming and not os.path.lexists(folder):
             left = self.dirs["outbox"] / files_folder(Path(original_name(path.name))).name
             self._claim_files(left, folder)
