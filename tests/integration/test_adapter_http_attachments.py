@@ -148,10 +148,13 @@ async def webhook(tmp_path: Path) -> AsyncIterator[FormWebhook]:
 
 @asynccontextmanager
 async def csc_adapter(
-    exchange: Exchange, webhook: FormWebhook, limits: AttachmentLimits | None = None
+    exchange: Exchange,
+    webhook: FormWebhook,
+    limits: AttachmentLimits | None = None,
+    more: str = "",
 ) -> AsyncIterator[Csc]:
     port = free_port()
-    config = add_adapter(exchange, http_adapter(port, webhook.url))
+    config = add_adapter(exchange, http_adapter(port, webhook.url) + more)
     if limits is not None:
         config = dataclasses.replace(config, limits=limits)
     token = http_tokens.issue(config.private_keys_dir, "csc")
@@ -354,3 +357,26 @@ async def test_the_webhook_gets_a_message_and_its_files_as_one_streamed_form(
             "size": str(2 * CHUNK + 3),
         }
     ]
+
+
+async def test_a_form_that_stalls_is_cut_off_with_a_408(
+    exchange: Exchange, webhook: FormWebhook
+) -> None:
+    async with csc_adapter(exchange, webhook, more="body_seconds = 0.5\n") as csc:
+        host, port = csc.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            (
+                "POST /messages HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {csc.token}\r\n"
+                "Content-Type: multipart/form-data; boundary=b\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n"
+            ).encode()
+        )
+        start = b'--b\r\nContent-Disposition: form-data; name="document"\r\n\r\n<a'
+        writer.write(b"%x\r\n%s\r\n" % (len(start), start))
+        await writer.drain()  # and nothing more: a client that stalls mid-part
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 15)
+        assert head.startswith(b"HTTP/1.1 408")
+        writer.close()
+        assert list(csc.uploads.iterdir()) == []
