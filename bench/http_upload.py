@@ -13,7 +13,11 @@ from disk by aiohttp) and answers csc's webhook. For each size it prints:
   202 (the adapter has spooled, digested, sealed and published the transfer);
 - end to end: over the time until ``<message id>.xml`` is in the hub's inbox
   folder (after its file);
-- the csc adapter's and the hub edge's peak RSS (wait4, ``ru_maxrss``).
+- hub -> csc webhook: then ``mash-gateway send --as hub --to csc --attach``
+  the same file, over the time until the csc adapter's form POST has reached
+  this process's webhook whole (read through, part by part);
+- the csc adapter's peak RSS over both directions and the hub edge's (wait4,
+  ``ru_maxrss``).
 
 Target (issue 13): the adapter's RSS flat, the same for every size.
 """
@@ -40,10 +44,12 @@ from aiohttp import web
 from adapters.profile import BUILTIN
 from gateway.broker.vhost import admin_for, vhost_url
 from gateway.cli import main as cli
+from gateway.core.resources import schemas_dir
 
 BASE_URL = os.environ.get("MASH_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 MIB = 1024 * 1024
 EXPORT = BUILTIN / "csc" / "samples" / "case-export-information-return.xml"
+REQUEST = schemas_dir() / "examples" / "valid" / "information-request.xml"
 
 
 def free_port() -> int:
@@ -78,8 +84,9 @@ async def one_size(size: int, work: Path) -> dict[str, float]:
     admin = await admin_for(BASE_URL)
     vhost = f"mash-bench-{uuid.uuid4().hex[:8]}"
     await admin.create_vhost(vhost, "guest")
+    webhook = Webhook()
     hook = web.Application()
-    hook.router.add_post("/mash", lambda _: _drained())
+    hook.router.add_post("/mash", webhook.handle)
     hook_runner = web.AppRunner(hook)
     try:
         area = work / "area"
@@ -140,6 +147,13 @@ async def one_size(size: int, work: Path) -> dict[str, float]:
         assert received.stat().st_size == size, "the file arrived cut"
         inbox.kill()
         edge_rss = await asyncio.to_thread(wait_rss, inbox)
+        # The other way: the hub sends the file to csc, whose adapter POSTs it to the webhook.
+        started = time.monotonic()
+        send = ["send", "--as", "hub", "--to", "csc", str(REQUEST), "--attach", str(video)]
+        subprocess.run([*gateway, *send], stdout=subprocess.DEVNULL, check=True)
+        while size not in webhook.files:
+            await asyncio.sleep(0.05)
+        posted = time.monotonic() - started
         adapter.send_signal(signal.SIGTERM)
         adapter_rss = await asyncio.to_thread(wait_rss, adapter)
         router.send_signal(signal.SIGTERM)
@@ -149,6 +163,8 @@ async def one_size(size: int, work: Path) -> dict[str, float]:
             "uploaded": uploaded,
             "e2e_mb_s": size / delivered / 1e6,
             "delivered": delivered,
+            "webhook_mb_s": size / posted / 1e6,
+            "posted": posted,
             "adapter_rss": adapter_rss,
             "edge_rss": edge_rss,
         }
@@ -157,8 +173,25 @@ async def one_size(size: int, work: Path) -> dict[str, float]:
         await admin.delete_vhost(vhost)
 
 
-async def _drained() -> web.Response:
-    return web.Response(status=204)
+class Webhook:
+    """csc's case system: reads each form's file parts through, keeps their sizes."""
+
+    def __init__(self) -> None:
+        self.files: list[int] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if request.content_type != "multipart/form-data":
+            await request.read()  # a receipt
+            return web.Response(status=204)
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            assert isinstance(part, aiohttp.BodyPartReader)
+            size = 0
+            while chunk := await part.read_chunk(MIB):
+                size += len(chunk)
+            if part.name == "attachment":
+                self.files.append(size)
+        return web.Response(status=204)
 
 
 async def run(sizes: list[int]) -> None:
@@ -168,7 +201,8 @@ async def run(sizes: list[int]) -> None:
             r = await one_size(mib * MIB, Path(tmp))
         print(
             f"{mib} MiB: upload {r['upload_mb_s']:.0f} MB/s ({r['uploaded']:.1f} s to the 202), "
-            f"end to end {r['e2e_mb_s']:.0f} MB/s ({r['delivered']:.1f} s); peak RSS: "
+            f"end to end {r['e2e_mb_s']:.0f} MB/s ({r['delivered']:.1f} s); hub -> csc webhook "
+            f"{r['webhook_mb_s']:.0f} MB/s ({r['posted']:.1f} s); peak RSS: "
             f"csc adapter {r['adapter_rss']:.0f} MiB, hub edge {r['edge_rss']:.0f} MiB",
             flush=True,
         )
