@@ -154,8 +154,9 @@ async def run_adapter(
         inbound, outbound = _transports(spec, intake, tracking)
         try:
             await inbound.start()
-            # Only the file drop writes a message's files yet; the others refuse such messages.
-            await edge.consume(outbound, takes_attachments=isinstance(outbound, FileDropOutbound))
+            # The file drop and the webhook carry a message's files; MESH refuses them yet.
+            takes = isinstance(outbound, FileDropOutbound | WebhookOutbound)
+            await edge.consume(outbound, takes_attachments=takes)
             log.info("adapter.started", agency=spec.agency, transport=spec.transport)
             if ready is not None:
                 ready.set()

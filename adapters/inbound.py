@@ -21,10 +21,12 @@ from adapters.mapping import Mapping
 from adapters.prepare import Prepared, Refused, prepare
 from adapters.profile import Profile
 from gateway.config.adapter_config import AdapterConfig
+from gateway.core.attachments import AttachmentRefused
 from gateway.core.errors import GatewayError
 from gateway.infra.clock import utc_now
 from gateway.services import metrics
 from gateway.services.edge import Edge, Submission
+from gateway.services.transfer_sender import AttachmentFile
 
 log = structlog.get_logger("adapters")
 
@@ -73,9 +75,24 @@ class Intake:
         return await asyncio.to_thread(self.ledger.sent, self.agency, key)
 
     async def send(
-        self, documents: list[Prepared], key: str, digest: str, source: str, reply: Reply
+        self,
+        documents: list[Prepared],
+        key: str,
+        digest: str,
+        source: str,
+        reply: Reply,
+        attachments: tuple[AttachmentFile, ...] = (),
     ) -> tuple[str, ...]:
-        """Submit the documents not yet recorded under ``key``; every message id, in order."""
+        """Submit the documents not yet recorded under ``key``; every message id, in order.
+
+        ``attachments`` travel with the document, which must then be the only one.
+        """
+        if attachments and len(documents) != 1:
+            raise Refused(
+                "attachment",
+                f"{source}: maps to {len(documents)} messages; files go with one document only",
+                "attachment",
+            )
         done = await self.sent(key)
         ids = list(done.message_ids) if done else []
         for index in range(len(ids), len(documents)):
@@ -88,8 +105,11 @@ class Intake:
                         correlation_id=reply.correlation_id,
                         in_reply_to=reply.in_reply_to,
                         source=prepared.source,
+                        attachments=attachments,
                     )
                 )
+            except AttachmentRefused as exc:  # a file changed, a limit, a name
+                raise Refused(exc.check, str(exc), exc.check) from None
             except GatewayError as exc:  # e.g. a header fact the payload contradicts
                 raise Refused("seal", str(exc), type(exc).__name__) from None
             await asyncio.to_thread(

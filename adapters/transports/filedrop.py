@@ -19,6 +19,24 @@ the profile's patterns (``*.xml``, ``*.csv``) that do not start with a dot
 are picked up, so the agency system writes ``name.tmp`` (or ``.name.xml``)
 and renames it when complete; a rename within a folder is atomic.
 
+A document's files come in a folder beside it, ``NAME.attachments/`` for
+``NAME.xml``: the agency system writes the folder first and renames the
+document into outbox/ last, so the document's appearance says its files
+are complete. The folder is claimed right after its document, into
+processing/ under the same prefix (a crash between the two claims is
+resumed from outbox/). Only a real folder of regular files is taken, with
+names that may travel (gateway/core/attachments.py) and within ``[limits]``,
+checked from ``lstat`` before a byte is read; each file is then opened
+``O_NOFOLLOW | O_NONBLOCK``, checked with ``fstat`` and digested (the ledger
+key covers the document and every file's name and digest). A folder that is
+a link, holds a link, a FIFO, a subfolder, a bad name or a file over a
+limit sends nothing: the document and its folder go to error/, the reason
+naming the file and the rule. The adapter makes processing/ 0700, so once
+claimed the files are out of reach of an agency system running as another
+user. Once sent, the files are deleted (the exchange carries them); the
+document is archived. A folder that cannot be claimed (a permission) sends
+nothing either: its document goes to error/ saying so, the folder stays.
+
 A claimed file is renamed to ``<UTC time>-<random>--<name>`` so two files
 dropped with the same name never overwrite each other anywhere. Files left
 in processing/ by a crash are taken again at start: the ledger knows which
@@ -61,8 +79,10 @@ import asyncio
 import contextlib
 import errno
 import fnmatch
+import hashlib
 import json
 import os
+import shutil
 import stat
 import threading
 import time
@@ -70,6 +90,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import structlog
 
@@ -79,12 +100,20 @@ from adapters.prepare import Refused
 from adapters.profile import Profile
 from adapters.transports.durable import fsync_dir, move, write_text
 from gateway.config.adapter_config import FileDropSettings
+from gateway.core.attachments import (
+    AttachmentLimits,
+    AttachmentRefused,
+    check_file_name,
+    check_limits,
+    check_unique_names,
+)
 from gateway.core.notices import non_delivery_facts
 from gateway.infra.atomic import atomic_writer
 from gateway.infra.clock import utc_now
 from gateway.infra.keyed_locks import KeyedLocks
 from gateway.services import metrics
 from gateway.services.edge import Delivered
+from gateway.services.transfer_sender import AttachmentFile
 from gateway.services.transfer_staging import write_attachments
 
 log = structlog.get_logger("adapters.filedrop")
@@ -98,6 +127,8 @@ PRUNE_EVERY_S = 3600.0
 DAY_S = 86400.0
 FILE_KEY = "file:"  # ledger keys of files: the prefix, then the content's SHA-256
 SENT_SUFFIX = ".sent"
+FILES_SUFFIX = ".attachments"  # NAME.xml's files come in the folder NAME.attachments/
+READ_CHUNK = 1024 * 1024
 _REFILING = threading.Lock()  # one refiling at a time: each rewrites a reason whole
 NAME_MAX = 255  # bytes in one file name (Linux, and most file systems)
 CLAIM_PREFIX_BYTES = len("20261123T090000Z-0000abcd--")
@@ -177,8 +208,8 @@ class NotRegular(OSError):
     """Opened, it was not a regular file (swapped in after the claim)."""
 
 
-def read_regular(path: Path) -> bytes:
-    """The file's bytes, only if it is a regular file: never follows a link, never blocks."""
+def open_regular(path: Path) -> BinaryIO:
+    """The file opened, only if it is a regular file: never follows a link, never blocks."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         fd = os.open(path, flags)
@@ -186,11 +217,92 @@ def read_regular(path: Path) -> bytes:
         if exc.errno == errno.ELOOP:
             raise NotRegular(errno.ELOOP, kind_of(stat.S_IFLNK)) from None
         raise
-    with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotRegular(errno.EINVAL, kind_of(mode))
+    handle = os.fdopen(fd, "rb")
+    mode = os.fstat(handle.fileno()).st_mode
+    if not stat.S_ISREG(mode):
+        handle.close()
+        raise NotRegular(errno.EINVAL, kind_of(mode))
+    return handle
+
+
+def read_regular(path: Path) -> bytes:
+    """The file's bytes, only if it is a regular file (``open_regular``)."""
+    with open_regular(path) as handle:
         return handle.read()
+
+
+def files_folder(document: Path) -> Path:
+    """The folder of files that goes with ``document``: ``NAME.attachments`` beside ``NAME.xml``."""
+    return document.with_name(f"{Path(document.name).stem}{FILES_SUFFIX}")
+
+
+def read_files(
+    folder: Path, source: str, limits: AttachmentLimits
+) -> tuple[tuple[AttachmentFile, ...], str]:
+    """The files in a claimed document's folder, checked, and a digest of their names and bytes.
+
+    Only a real folder (never a link to one) of regular files with safe names
+    is taken: names, count and sizes are checked against ``[limits]`` from
+    ``lstat`` before a byte is read; then each file is opened ``O_NOFOLLOW |
+    O_NONBLOCK``, checked again with ``fstat`` and digested, streamed. Files go
+    in name order. Raises Refused naming the file and the rule. Blocking.
+    """
+    if not os.path.lexists(folder):
+        return (), ""
+    shown_folder = f"{source}: {shown(original_name(folder.name))}/"
+    mode = os.lstat(folder).st_mode
+    if not stat.S_ISDIR(mode):
+        raise Refused(
+            "not-a-file", f"{shown_folder} is {kind_of(mode)}, not a folder of files", "not-a-file"
+        )
+    entries = sorted(os.listdir(folder))
+    sized: list[tuple[str, int]] = []
+    for name in entries:
+        mode, size = _lstat(folder / name)
+        if not stat.S_ISREG(mode):
+            reason = f"{shown_folder}{shown(name)} is {kind_of(mode)}; only regular files are taken"
+            raise Refused("not-a-file", reason, "not-a-file")
+        sized.append((name, size))
+    try:
+        for name, _ in sized:
+            if name != name.encode("utf-8", "replace").decode("utf-8"):
+                reason = f"{shown_folder}{shown(name)}: the name is not UTF-8"
+                raise Refused("attachment", reason, "attachment")
+            check_file_name(name)
+        check_unique_names(entries)
+        check_limits(sized, limits)
+    except AttachmentRefused as refused:
+        raise Refused(refused.check, f"{shown_folder} {refused}", refused.check) from None
+    digest = hashlib.sha256()
+    for name, size in sized:
+        file_digest = _digest_regular(folder / name, f"{shown_folder}{shown(name)}", size)
+        digest.update(f"\0{name}\0{file_digest}".encode())
+    files = tuple(AttachmentFile(folder / name, name=name) for name, _ in sized)
+    return files, digest.hexdigest()
+
+
+def _lstat(path: Path) -> tuple[int, int]:
+    found = os.lstat(path)
+    return found.st_mode, found.st_size
+
+
+def _digest_regular(path: Path, shown_path: str, size: int) -> str:
+    """The SHA-256 of a regular file (``open_regular``), streamed; Refused naming the file."""
+    digest = hashlib.sha256()
+    length = 0
+    try:
+        with open_regular(path) as handle:
+            while chunk := handle.read(READ_CHUNK):
+                digest.update(chunk)
+                length += len(chunk)
+    except NotRegular as exc:
+        reason = f"{shown_path} is {exc.strerror}; only regular files are taken"
+        raise Refused("not-a-file", reason, "not-a-file") from None
+    except OSError as exc:
+        raise Refused("read", f"{shown_path}: cannot read: {exc.strerror}", "read") from None
+    if length != size:
+        raise Refused("read", f"{shown_path}: changed while being read", "read")
+    return digest.hexdigest()
 
 
 def expired(entries: Iterable[tuple[str, float]], now: float, keep_days: float) -> list[str]:
@@ -215,6 +327,7 @@ class FileDropInbound:
         make_folders(settings.root)
         self._same_content = KeyedLocks()
         self._left: set[Path] = set()  # files that could not be moved: skipped, reported once
+        self._files_unclaimed: dict[Path, str] = {}  # claimed documents whose folder stayed
         # At 0 from the start, so the first stuck file is an increase an alert can see.
         metrics.ADAPTER_ERRORS.labels(agency=intake.agency, transport=TRANSPORT, stage="stuck")
 
@@ -254,7 +367,28 @@ class FileDropInbound:
 
     async def recover(self) -> None:
         """Finish files a previous run claimed but did not file away."""
-        await self._process_all(sorted(self.dirs["processing"].iterdir()), resuming=True)
+        claimed = sorted(self.dirs["processing"].iterdir())
+        documents = [p for p in claimed if not p.name.endswith(FILES_SUFFIX)]
+        await self._process_all(documents, resuming=True)
+        try:
+            await asyncio.to_thread(self._file_orphans, {files_folder(p) for p in documents})
+        except OSError as exc:  # tried again at the next start; sending goes on
+            failed(self.intake.agency, TRANSPORT, "orphans")
+            log.error("files.orphans_not_filed", agency=self.intake.agency, error=exc.strerror)
+
+    def _file_orphans(self, taken: set[Path]) -> None:
+        """A files folder left in processing/ without its document (a crash as it was filed):
+        deleted if the document was sent (in archive/), else moved to error/ with a reason."""
+        for folder in self.dirs["processing"].iterdir():
+            if not folder.name.endswith(FILES_SUFFIX) or folder in taken:
+                continue
+            stem = folder.name.removesuffix(FILES_SUFFIX)
+            if any(Path(n).stem == stem for n in os.listdir(self.dirs["archive"])):
+                shutil.rmtree(folder)
+                continue
+            reason = f"{shown(original_name(folder.name))}: its document was not found; not sent"
+            write_text(self.dirs["error"] / f"{folder.name}.reason", reason + "\n")
+            move(folder, self.dirs["error"])
 
     async def poll_once(self) -> int:
         """Claim and process the complete files in outbox/ (at most CLAIM_BATCH); how many."""
@@ -285,6 +419,10 @@ class FileDropInbound:
             if problem is None:
                 target = self.dirs["processing"] / f"{prefix}{name}"
                 os.rename(source, target)
+                try:
+                    self._claim_files(files_folder(source), files_folder(target))
+                except OSError as exc:  # never sent without its files: process refuses it
+                    self._files_unclaimed[target] = exc.strerror or str(exc)
                 return target
         except FileNotFoundError:
             return None  # another adapter process claimed it first, or it was taken back
@@ -293,11 +431,22 @@ class FileDropInbound:
         self._file_unclaimed(source, self.dirs["error"] / f"{prefix}{fitted(name)}", problem)
         return None
 
+    @staticmethod
+    def _claim_files(folder: Path, target: Path) -> None:
+        """Take the document's folder (or whatever has its name) into processing/ beside it.
+
+        After the document's own claim, so a crash between the two leaves the
+        folder in outbox/, where ``process`` looks for it too.
+        """
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(folder, target)
+
     def _file_unclaimed(self, source: Path, target: Path, problem: Unfit) -> None:
         """Move an entry that was never claimed straight from outbox/ to error/, reason first."""
         try:
             write_text(target.with_name(f"{target.name}.reason"), problem.reason + "\n")
             os.rename(source, target)
+            self._claim_files(files_folder(source), files_folder(target))  # its files go too
             fsync_dir(target.parent)
             fsync_dir(source.parent)
         except FileNotFoundError:
@@ -355,7 +504,18 @@ class FileDropInbound:
             reason = f"{source}: cannot read: {exc.strerror}"
             await self._refuse(path, Refused("read", reason, "read"))
             return
-        digest = digest_of(data)
+        try:
+            files, files_digest = await asyncio.to_thread(self._files, path, source, resuming)
+        except Refused as refused:
+            await self._refuse(path, refused)
+            return
+        except OSError as exc:
+            reason = f"{source}: its files cannot be read: {exc.strerror}"
+            await self._refuse(path, Refused("read", reason, "read"))
+            return
+        digest = (
+            digest_of(data) if not files else digest_of(f"{digest_of(data)}{files_digest}".encode())
+        )
         key = f"{FILE_KEY}{digest}"
         async with self._same_content.hold(key):
             earlier = await self.intake.sent(key)
@@ -368,7 +528,7 @@ class FileDropInbound:
                 return
             try:
                 documents = self.intake.prepare(data, source)
-                ids = await self.intake.send(documents, key, digest, source, Reply())
+                ids = await self.intake.send(documents, key, digest, source, Reply(), files)
             except Refused as refused:
                 await self._refuse(path, refused)
                 return
@@ -386,9 +546,29 @@ class FileDropInbound:
             message_ids=list(ids),
         )
 
+    def _files(
+        self, path: Path, source: str, resuming: bool
+    ) -> tuple[tuple[AttachmentFile, ...], str]:
+        """The claimed document's files: beside it in processing/, or, when resuming, still in
+        outbox/ if a crash came between the two claims (taken now)."""
+        folder = files_folder(path)
+        unclaimed = self._files_unclaimed.pop(path, None)
+        if unclaimed is not None:
+            reason = f"{source}: its {shown(folder.name)}/ cannot be claimed: {unclaimed}"
+            raise Refused("claim", reason, "claim")
+        if resuming and not os.path.lexists(folder):
+            left = self.dirs["outbox"] / files_folder(Path(original_name(path.name))).name
+            self._claim_files(left, folder)
+        return read_files(folder, source, self.intake.edge.config.limits)
+
     def _archive(self, path: Path, ids: tuple[str, ...]) -> None:
+        """The document to archive/; its files, which the exchange now carries, are deleted."""
         write_text(self.dirs["archive"] / f"{path.name}{SENT_SUFFIX}", "\n".join(ids) + "\n")
         move(path, self.dirs["archive"])
+        folder = files_folder(path)
+        if os.path.lexists(folder):
+            shutil.rmtree(folder)
+            fsync_dir(folder.parent)
 
     async def _refused_meanwhile(self, key: str, name: str) -> None:
         """A NonDelivery may have come back while the file was still being sent: file it so."""
@@ -410,6 +590,8 @@ class FileDropInbound:
         A file that vanished leaves its reason alone in error/, the trace of what happened.
         """
         write_text(self.dirs["error"] / f"{path.name}.reason", reason + "\n")
+        with contextlib.suppress(FileNotFoundError):
+            move(files_folder(path), self.dirs["error"])
         with contextlib.suppress(FileNotFoundError):
             move(path, self.dirs["error"])
 

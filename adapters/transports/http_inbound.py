@@ -12,6 +12,10 @@ Endpoints (aiohttp), all behind ``Authorization: Bearer <token>``
   for a media type the profile does not take, 422 naming the file, line and
   field for a document that does not map, fails the schema or breaks policy,
   503 when the exchange did not confirm it (retry with the same key).
+- ``POST /messages`` as ``multipart/form-data``: the document part, then a
+  part per file, each streamed to disk (adapters/transports/http_upload.py
+  says the form, the limits and the time allowed); 413 naming the
+  ``[limits]`` entry a file passes, 422 for a file name that may not travel.
 - ``GET /messages/{id}``: the state and timeline of a message this agency
   sent (ids, states, times and check names only); 404 for any other.
 
@@ -37,8 +41,10 @@ the exchange is finished and recorded, so a retry with the same key finds it.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import ssl
 import uuid
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -48,15 +54,25 @@ from adapters.http_tokens import expected_digest, verify
 from adapters.inbound import Intake, Reply, digest_of, failed
 from adapters.mapping import Canonical, Mapping
 from adapters.prepare import Refused
+from adapters.transports.http_upload import (
+    Pace,
+    UploadRefused,
+    largest_body,
+    read_upload,
+    spool_root,
+    upload_folder,
+)
 from gateway.config.adapter_config import HttpSettings
 from gateway.infra import tls
 from gateway.infra.keyed_locks import KeyedLocks
+from gateway.services.transfer_sender import AttachmentFile
 from gateway.store import CaseReader
 
 log = structlog.get_logger("adapters.http")
 
 TRANSPORT = "http"
 CANONICAL_MEDIA_TYPE = "application/vnd.mash-gateway+xml"
+FORM = "multipart/form-data"  # a document and its files: adapters/transports/http_upload.py
 MAX_KEY_LENGTH = 200
 MAX_LINE = 8190  # bytes in the request line or one header line
 MAX_FIELD = 8190  # bytes in one header
@@ -86,6 +102,7 @@ class HttpInbound:
         self.keys_dir = intake.edge.config.private_keys_dir
         self._locks = KeyedLocks()
         self._runner: web.AppRunner | None = None
+        self._uploads: Path | None = None  # the uploads' spool folder, made in start
 
     def app(self) -> web.Application:
         # aiohttp refuses a larger body itself; the margin lets our own check answer first.
@@ -96,6 +113,9 @@ class HttpInbound:
 
     async def start(self) -> None:
         expected_digest(self.keys_dir, self.intake.agency)  # no token issued: refuse to start
+        self._uploads = await asyncio.to_thread(
+            spool_root, self.intake.edge.config.base_dir, self.intake.agency
+        )
         self._runner = web.AppRunner(
             self.app(),
             access_log=None,
@@ -151,17 +171,21 @@ class HttpInbound:
     async def _post(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
             return _problem(401, "unauthorised", "a valid bearer token for this agency is required")
+        idempotency_key = request.headers.get("Idempotency-Key")
+        if idempotency_key is not None and not (
+            0 < len(idempotency_key) <= MAX_KEY_LENGTH and idempotency_key.isprintable()
+        ):
+            return _problem(400, "bad-idempotency-key", f"1 to {MAX_KEY_LENGTH} printable chars")
+        key = f"http:{idempotency_key}" if idempotency_key else f"http-once:{uuid.uuid4()}"
+        reply = Reply(request.headers.get("X-Correlation-Id"), request.headers.get("X-In-Reply-To"))
+        if request.content_type == FORM:
+            return await self._post_form(request, key, reply)
         limit = self.settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             return _problem(413, "too-large", f"the body is over the {limit}-byte limit")
         mapping = self._mapping(request.content_type)
         if mapping is None:
-            accepted = ", ".join([*self.intake.profile.media_types, CANONICAL_MEDIA_TYPE])
-            return _problem(
-                415,
-                "unsupported-media-type",
-                f"{request.content_type or 'no Content-Type'} is not accepted (use {accepted})",
-            )
+            return self._unsupported(request.content_type)
         try:
             async with asyncio.timeout(self.settings.body_seconds):
                 body = await request.read()
@@ -171,18 +195,63 @@ class HttpInbound:
             return _problem(413, "too-large", f"the body is over the {limit}-byte limit")
         if len(body) > limit:
             return _problem(413, "too-large", f"the body is over the {limit}-byte limit")
-        idempotency_key = request.headers.get("Idempotency-Key")
-        if idempotency_key is not None and not (
-            0 < len(idempotency_key) <= MAX_KEY_LENGTH and idempotency_key.isprintable()
-        ):
-            return _problem(400, "bad-idempotency-key", f"1 to {MAX_KEY_LENGTH} printable chars")
-        key = f"http:{idempotency_key}" if idempotency_key else f"http-once:{uuid.uuid4()}"
-        reply = Reply(request.headers.get("X-Correlation-Id"), request.headers.get("X-In-Reply-To"))
         async with self._locks.hold(key):
-            return await self._send(mapping, body, key, reply)
+            return await self._send(mapping, body, digest_of(body), key, reply)
 
-    async def _send(self, mapping: Mapping, body: bytes, key: str, reply: Reply) -> web.Response:
-        digest = digest_of(body)
+    async def _post_form(self, request: web.Request, key: str, reply: Reply) -> web.Response:
+        """A document and its files (adapters/transports/http_upload.py), spooled, then sent."""
+        limits = self.intake.edge.config.limits
+        largest = largest_body(self.settings.max_body_bytes, limits)
+        if request.content_length is not None and request.content_length > largest:
+            return _problem(
+                413,
+                "limit",
+                f"the form is {request.content_length} bytes, over the {largest} the document "
+                "limit and [limits] max_total_bytes allow",
+            )
+        assert self._uploads is not None  # made in start, before the listener
+        folder = await asyncio.to_thread(upload_folder, self._uploads)
+        try:
+            try:
+                upload = await read_upload(
+                    await request.multipart(),
+                    folder,
+                    self.settings.max_body_bytes,
+                    limits,
+                    Pace(self.settings.body_seconds),
+                )
+            except UploadRefused as refused:
+                response = _problem(refused.status, refused.error, refused.reason)
+                response.force_close()  # the rest of the body is not read
+                return response
+            mapping = self._mapping(upload.media_type)
+            if mapping is None:
+                return self._unsupported(upload.media_type)
+            async with self._locks.hold(key):
+                return await self._send(
+                    mapping, upload.document, upload.digest, key, reply, upload.files
+                )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+
+    def _unsupported(self, content_type: str) -> web.Response:
+        accepted = ", ".join([*self.intake.profile.media_types, CANONICAL_MEDIA_TYPE])
+        return _problem(
+            415,
+            "unsupported-media-type",
+            f"{content_type or 'no Content-Type'} is not accepted (use {accepted}, "
+            f"or {FORM} with a document part)",
+        )
+
+    async def _send(
+        self,
+        mapping: Mapping,
+        body: bytes,
+        digest: str,
+        key: str,
+        reply: Reply,
+        files: tuple[AttachmentFile, ...] = (),
+    ) -> web.Response:
         earlier = await self.intake.sent(key)
         if earlier is not None and earlier.digest != digest:
             return _problem(
@@ -192,10 +261,10 @@ class HttpInbound:
             documents = self.intake.prepare(body, "body", mapping)
             if earlier is not None and len(earlier.message_ids) == len(documents):
                 return self._accepted(earlier.message_ids, 200)
-            ids = await self.intake.send(documents, key, digest, "body", reply)
+            ids = await self.intake.send(documents, key, digest, "body", reply, files)
         except Refused as refused:
             log.warning("request.refused", agency=self.intake.agency, stage=refused.stage)
-            return _problem(422, refused.stage, refused.reason)
+            return _problem(413 if refused.stage == "limit" else 422, refused.stage, refused.reason)
         except Exception:  # the exchange, not the document: the caller retries with its key
             log.exception("request.failed", agency=self.intake.agency)
             return _problem(

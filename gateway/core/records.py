@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from gateway.core.deadline_rules import Closure, Deadline, EscalationPlan, Reschedule
-from gateway.core.envelope import HeaderFields
+from gateway.core.envelope import HeaderFields, SealedAttachment
 from gateway.core.lifecycle import Event, State
 
 
@@ -49,9 +49,14 @@ class MessageRecord:
     deadline: datetime | None
     created_at: datetime
     state: State = State.SUBMITTED
+    # Each attachment section as the signed header states it (sealed length and SHA-256),
+    # in order: no file name, type or plaintext digest, which only the recipients can read.
+    attachments: tuple[SealedAttachment, ...] = ()
 
 
-def record_of(fields: HeaderFields) -> MessageRecord:
+def record_of(
+    fields: HeaderFields, attachments: tuple[SealedAttachment, ...] = ()
+) -> MessageRecord:
     """The facts the store keeps of a message, from its verified header."""
     return MessageRecord(
         message_id=fields.message_id,
@@ -63,6 +68,7 @@ def record_of(fields: HeaderFields) -> MessageRecord:
         rag=fields.rag,
         deadline=fields.deadline,
         created_at=fields.created_at,
+        attachments=attachments,
     )
 
 

@@ -194,7 +194,7 @@ class Router:
         self, body: bytes, header: Header, exchanges: RouterChannels, now: datetime
     ) -> None:
         message, digest = header.fields, header.sha256
-        admission = await self.store.admit(record_of(message), digest, now)
+        admission = await self.store.admit(record_of(message, header.attachments), digest, now)
         if admission.claim is ClaimResult.REPLAY:  # the id belongs to another message
             plan = routing_plan.replayed(message, digest, now, self.area)
             await self._carry_out(plan, body, exchanges, now)

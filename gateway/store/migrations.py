@@ -196,4 +196,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX recipients_by_agency ON message_recipients (agency, message_id)",
         ),
     ),
+    Migration(
+        7,
+        "each message's attachment sections",
+        (
+            # What the signed header states of each file: its place, sealed length and
+            # SHA-256. The router cannot read a file's name or type, nor is either kept:
+            # a name can be personal data; the digest matches the receipt's.
+            """CREATE TABLE message_attachments (
+                message_id        TEXT NOT NULL REFERENCES messages (message_id) ON DELETE CASCADE,
+                position          INTEGER NOT NULL,
+                ciphertext_length BIGINT NOT NULL,
+                ciphertext_sha256 TEXT NOT NULL,
+                PRIMARY KEY (message_id, position)
+            )""",
+        ),
+    ),
 )

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from gateway.core.deadline_rules import Closure, Deadline, Kind, Reschedule
+from gateway.core.envelope import SealedAttachment
 from gateway.core.lifecycle import IllegalTransition, Outcome, State, transition
 from gateway.core.message_search import MessageQuery
 from gateway.core.quarantine import Cause, Entry, Facts, Filter, Status, Totals
@@ -133,13 +135,15 @@ class SqlStore(ABC):
 
     async def message(self, message_id: str) -> MessageRecord | None:
         found = await self._query(
-            f"reading message {message_id}", self._messages("m.message_id = ?", message_id)
+            f"reading message {message_id}",
+            _with_attachments(self._messages, "m.message_id = ?", message_id),
         )
         return found[0] if found else None
 
     async def case_messages(self, correlation_id: str) -> list[MessageRecord]:
         return await self._query(
-            f"reading case {correlation_id}", self._messages("m.correlation_id = ?", correlation_id)
+            f"reading case {correlation_id}",
+            _with_attachments(self._messages, "m.correlation_id = ?", correlation_id),
         )
 
     async def timeline(self, message_id: str) -> list[TimelineEntry]:
@@ -709,6 +713,19 @@ def _insert_messages(messages: Sequence[MessageRecord], at: datetime) -> Work[se
             f" VALUES {_tuples(3, len(recipients))}",
             *(value for row in recipients for value in row),
         )
+    sections = [
+        (m.message_id, n, section.ciphertext_length, section.ciphertext_sha256)
+        for m in messages
+        if m.message_id in fresh
+        for n, section in enumerate(m.attachments)
+    ]
+    if sections:
+        yield sql(
+            "INSERT INTO message_attachments"  # noqa: S608
+            " (message_id, position, ciphertext_length, ciphertext_sha256)"
+            f" VALUES {_tuples(4, len(sections))}",
+            *(value for row in sections for value in row),
+        )
     if fresh:
         yield sql(
             f"INSERT INTO transitions (message_id, state, at) VALUES {_tuples(3, len(fresh))}",  # noqa: S608
@@ -720,6 +737,26 @@ def _insert_messages(messages: Sequence[MessageRecord], at: datetime) -> Work[se
             ),
         )
     return fresh
+
+
+def _with_attachments(
+    messages: Callable[..., Work[list[MessageRecord]]], where: str, *params: object
+) -> Work[list[MessageRecord]]:
+    """The messages matching ``where``, each with its attachment sections, in two statements."""
+    found = yield from messages(where, *params)
+    rows = yield sql(
+        "SELECT a.message_id, a.ciphertext_length, a.ciphertext_sha256"  # noqa: S608
+        " FROM message_attachments a JOIN messages m ON m.message_id = a.message_id"
+        f" WHERE {where} ORDER BY a.message_id, a.position",
+        *params,
+    )
+    sections: dict[str, list[SealedAttachment]] = {}
+    for message_id, length, digest in rows:
+        sections.setdefault(message_id, []).append(SealedAttachment(digest, int(length)))
+    return [
+        replace(m, attachments=tuple(sections[m.message_id])) if m.message_id in sections else m
+        for m in found
+    ]
 
 
 def _append_transition(

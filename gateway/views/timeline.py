@@ -2,7 +2,9 @@
 
 Pure. It shows ids, types, agencies, states, times and reasons only: never a
 payload, never a transition's ``detail`` (digests and ids meant for the
-audit, not the screen). Every field is printed through ``printable`` because
+audit, not the screen). A message's files are shown as the signed header
+states them (count, sealed size and SHA-256 each, matching the receipt),
+never by name. Every field is printed through ``printable`` because
 header values come from outside the gateway, and a control or bidi character
 could rewrite what an operator sees on the terminal.
 """
@@ -58,6 +60,12 @@ def message_view(message: MessageRecord, timeline: Sequence[TimelineEntry]) -> s
     if message.in_reply_to:
         lines.append(_fact("reply to", printable(message.in_reply_to)))
     lines.append(_fact("state", message.state.value))
+    if message.attachments:
+        lines.append(_fact("files", files_summary(message)))
+        lines.extend(
+            f"  {n}  {a.ciphertext_length} bytes sealed  SHA-256 {printable(a.ciphertext_sha256)}"
+            for n, a in enumerate(message.attachments, start=1)
+        )
     lines.append("")
     lines.append(f"{'TIME':<{TIME_WIDTH}}  {'STATE':<{STATE_WIDTH}}  REASON")
     lines.extend(transition_line(e) for e in _oldest_first(timeline))
@@ -85,9 +93,17 @@ def case_view(
         )
         if message.in_reply_to:
             head += f"  reply to {printable(message.in_reply_to)}"
+        if message.attachments:
+            head += f"  files {files_summary(message)}"
         lines.append(head)
         lines.extend(transition_line(e, "  ") for e in by_message[message.message_id])
     return "\n".join(lines)
+
+
+def files_summary(message: MessageRecord) -> str:
+    """How many files a message carries and their sealed size: e.g. ``2 (3145781 bytes)``."""
+    total = sum(a.ciphertext_length for a in message.attachments)
+    return f"{len(message.attachments)} ({total} bytes)"
 
 
 def shown_state(message: MessageRecord) -> str:

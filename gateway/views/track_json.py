@@ -27,9 +27,20 @@ def _transition(entry: TimelineEntry) -> dict[str, Any]:
     }
 
 
+def _tracked(message: MessageRecord) -> dict[str, Any]:
+    """A message's facts and its files as the signed header states them (no names)."""
+    return {
+        **message_dict(message),
+        "attachments": [
+            {"ciphertext_length": a.ciphertext_length, "ciphertext_sha256": a.ciphertext_sha256}
+            for a in message.attachments
+        ],
+    }
+
+
 def message_json(message: MessageRecord, timeline: Sequence[TimelineEntry]) -> str:
     return json.dumps(
-        {**message_dict(message), "timeline": [_transition(e) for e in timeline]}, indent=2
+        {**_tracked(message), "timeline": [_transition(e) for e in timeline]}, indent=2
     )
 
 
@@ -49,7 +60,7 @@ def case_json(
             "correlation_id": correlation_id,
             "messages": [
                 {
-                    **message_dict(m),
+                    **_tracked(m),
                     "timeline": [_transition(e) for e in timeline if e.message_id == m.message_id],
                 }
                 for m in messages

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.core.deadline_rules import Closure, Deadline, Kind
+from gateway.core.envelope import SealedAttachment
 from gateway.core.lifecycle import Event, IllegalTransition, Outcome, State
 from gateway.core.records import (
     Admission,
@@ -56,6 +57,15 @@ async def test_an_admitted_message_reads_back_with_its_facts(store: TrackingStor
     assert await admit(store, record("m-1"), T0) == Admission(ClaimResult.FIRST, State.SUBMITTED)
     assert await store.message("m-1") == record("m-1")
     assert await store.message("m-unknown") is None
+
+
+async def test_a_messages_attachment_sections_read_back_in_order(store: TrackingStore) -> None:
+    sections = (SealedAttachment("ab" * 32, 6 * 1024**3), SealedAttachment("cd" * 32, 17))
+    await admit(store, record("m-1", attachments=sections), T0)
+    await admit(store, record("m-2", correlation_id="other"), T0)
+    assert await store.message("m-1") == record("m-1", attachments=sections)
+    assert [m.attachments for m in await store.case_messages(CASE)] == [sections]
+    assert (await store.message("m-2")) == record("m-2", correlation_id="other")
 
 
 async def test_admitting_the_same_message_twice_changes_nothing(store: TrackingStore) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from gateway.core.envelope import SealedAttachment
 from gateway.core.lifecycle import State
 from gateway.core.records import MessageRecord, TimelineEntry
 from gateway.views.timeline import case_view, message_view, printable, timestamp
+from gateway.views.track_json import message_json
 
 pytestmark = pytest.mark.unit
 
@@ -135,3 +138,18 @@ def test_a_routed_receipt_shows_as_forwarded_not_stuck() -> None:
     assert line.endswith("[forwarded]")
     pending = replace(record("m-9"), state=State.ROUTED)
     assert case_view("CASE-1", [pending], []).splitlines()[2].endswith("[routed]")
+
+
+def test_a_message_with_files_shows_each_sealed_size_and_digest_never_a_name() -> None:
+    sections = (SealedAttachment("ab" * 32, 2048), SealedAttachment("cd" * 32, 100))
+    message = replace(record("m-1"), attachments=sections)
+    text = message_view(message, [TimelineEntry("m-1", State.SUBMITTED, at(0))])
+    assert "files:    2 (2148 bytes)" in text.splitlines()
+    assert f"  1  2048 bytes sealed  SHA-256 {'ab' * 32}" in text.splitlines()
+    assert "files 2 (2148 bytes)" in case_view("CASE-1", [message], [])
+    tracked = json.loads(message_json(message, []))
+    assert tracked["attachments"] == [
+        {"ciphertext_length": 2048, "ciphertext_sha256": "ab" * 32},
+        {"ciphertext_length": 100, "ciphertext_sha256": "cd" * 32},
+    ]
+    assert json.loads(message_json(record("m-2"), []))["attachments"] == []
