@@ -32,11 +32,11 @@ relay process per router, each taking 32 at a time, on the router's node):
   from the same queue. bench/backlog.py measures the drain curve and memory;
   this gives the router's CPU per message while its queue holds a backlog.
 
-Per scenario it prints throughput, the routers' CPU time per message (all
-router processes, from /proc; the PostgreSQL server's is not counted) and
-the bench process's (both edges), and the load average: the machine is
-shared, so ratios to the same run's ceiling and CPU per message mean more
-than rates.
+Per scenario it prints throughput, CPU time per message (from /proc) of the
+router processes, of the PostgreSQL server processes serving them (found by
+their application_name) and of the bench process (both edges), and the load
+average: the machine is shared, so ratios to the same run's ceiling and CPU
+per message mean more than rates.
 """
 
 from __future__ import annotations
@@ -75,7 +75,6 @@ from bench.e2e import (
     Tracker,
     closed_loop,
     cpu_seconds,
-    print_table,
     sealed_sizes,
     spawn,
 )
@@ -200,33 +199,64 @@ class Figure:
     rate: float  # msg/s, with receipts
     ceiling: float  # raw msg/s, same hops, same cluster, same run
     router_cpu_ms: float  # all router processes, per message
+    store_cpu_ms: float  # the PostgreSQL backends serving the routers, per message
     bench_cpu_ms: float  # both edges, per message
     load: tuple[float, float]  # 1-minute load average at start and end
 
 
+def cpu_of(pids: list[int]) -> dict[int, float]:
+    return {pid: cpu_seconds(pid) for pid in pids}
+
+
+async def store_backends(store_url: str) -> list[int]:
+    """The PostgreSQL server processes serving the routers (their application_name)."""
+    db = await asyncpg.connect(PG_URL)
+    try:
+        rows = await db.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1", application(store_url)
+        )
+    finally:
+        await db.close()
+    return [row["pid"] for row in rows]
+
+
+def application(store_url: str) -> str:
+    return store_url.rpartition("search_path=")[2]  # the schema names the routers' sessions
+
+
 @dataclass
 class Meter:
-    """CPU of some processes and of this one, wall time and the load average, from start."""
+    """CPU of the routers, their store backends and this process; wall time; load average."""
 
-    pids: list[int]
-    started: float = field(default_factory=time.perf_counter)
-    load: float = field(default_factory=lambda: os.getloadavg()[0])
-    cpu: float = 0.0
-    own: float = field(default_factory=time.process_time)
+    routers: list[int]
+    store_url: str
+    started: float = 0.0
+    load: float = 0.0
+    cpu: dict[int, float] = field(default_factory=dict)
+    store: dict[int, float] = field(default_factory=dict)
+    own: float = 0.0
 
-    def __post_init__(self) -> None:
-        self.cpu = sum(cpu_seconds(pid) for pid in self.pids)
+    async def start(self) -> Meter:
+        self.store = cpu_of(await store_backends(self.store_url))
+        self.cpu = cpu_of(self.routers)
+        self.started, self.own = time.perf_counter(), time.process_time()
+        self.load = os.getloadavg()[0]
+        return self
 
-    def read(self, what: str, messages: int) -> Figure:
+    async def read(self, what: str, messages: int) -> Figure:
         """The figure since start; its ceiling is measured afterwards."""
         seconds = time.perf_counter() - self.started
-        cpu = sum(cpu_seconds(pid) for pid in self.pids) - self.cpu
         own = time.process_time() - self.own
+        cpu = sum(now - self.cpu[pid] for pid, now in cpu_of(self.routers).items())
+        # A backend the pool opened during the run counts from zero.
+        backends = cpu_of(await store_backends(self.store_url))
+        store = sum(now - self.store.get(pid, 0.0) for pid, now in backends.items())
         return Figure(
             what,
             messages / seconds,
             0.0,
             cpu / messages * 1000,
+            store / messages * 1000,
             own / messages * 1000,
             (self.load, os.getloadavg()[0]),
         )
@@ -234,8 +264,7 @@ class Meter:
 
 async def delivered(store_url: str, phase: str, n: int) -> None:
     """Wait until the store records every request of ``phase`` delivered."""
-    url, _, search_path = store_url.partition("?search_path=")
-    db = await asyncpg.connect(url, server_settings={"search_path": search_path})
+    db = await asyncpg.connect(store_url)
     deadline = time.monotonic() + 120
     try:
         while True:
@@ -339,7 +368,8 @@ async def exchange(
         vhost = await stack.enter_async_context(broker.vhost(label))
         store_url = await stack.enter_async_context(pg_schema())
         area = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mash-scale-")))
-        config_path = make_area(area / "area", broker.url(vhost, 0), store_url, agencies)
+        routers_store = f"{store_url}&application_name={application(store_url)}"
+        config_path = make_area(area / "area", broker.url(vhost, 0), routers_store, agencies)
         config = load_config(str(config_path))
         for n in range(routers):
             children.append(
@@ -357,10 +387,12 @@ async def product_rate(
     """Throughput, with the raw ceiling left for the caller to fill in."""
     async with exchange(broker, label, agencies, routers) as (the_exchange, children):
         await the_exchange.warm_up()
-        meter = Meter([child.process.pid for child in children])
+        meter = await Meter(
+            [child.process.pid for child in children], the_exchange.store_url
+        ).start()
         await closed_loop(the_exchange.submit, the_exchange.phases, messages, "rate")
         await delivered(the_exchange.store_url, "rate", messages)
-        return meter.read(label, messages)
+        return await meter.read(label, messages)
 
 
 async def product_backlog(broker: Broker, backlog: int) -> Figure:
@@ -377,10 +409,10 @@ async def product_backlog(broker: Broker, backlog: int) -> Figure:
         assert waiting == backlog, f"{waiting} of {backlog} waiting in {topology.ROUTER_QUEUE}"
         router = await start_router(the_exchange.config_path.with_name("gateway-r0.toml"), 0)
         try:
-            meter = Meter([router.process.pid])
+            meter = await Meter([router.process.pid], the_exchange.store_url).start()
             await wait_receipts(tracker, "backlog")
             await delivered(the_exchange.store_url, "backlog", backlog)
-            return meter.read(f"backlog of {backlog:,} in gateway.router", backlog)
+            return await meter.read(f"backlog of {backlog:,} in gateway.router", backlog)
         finally:
             router.stop()
 
@@ -454,6 +486,7 @@ async def scenario(
     figure = await product_rate(broker, label, agencies, routers, plan.messages)
     figure.ceiling = await raw_rate(broker, label, agencies, routers, plan.messages, sizes)
     figure.load = (figure.load[0], os.getloadavg()[0])
+    print("#   " + ", ".join(row(figure)), flush=True)
     return figure
 
 
@@ -495,6 +528,7 @@ async def bench(plan: Plan, base: Path) -> list[Figure]:
             figure = await product_backlog(broker, plan.backlog)
             figure.ceiling = await raw_backlog(broker, plan.backlog, sizes)
             figure.load = (figure.load[0], os.getloadavg()[0])
+            print("#   " + ", ".join(row(figure)), flush=True)
             figures.append(figure)
     finally:
         await asyncio.to_thread(cluster.destroy)
@@ -502,27 +536,38 @@ async def bench(plan: Plan, base: Path) -> list[Figure]:
     return figures
 
 
+COLUMNS = (
+    "Scenario",
+    "msg/s",
+    "raw ceiling",
+    "ratio",
+    "router CPU/msg",
+    "store CPU/msg",
+    "edges CPU/msg",
+    "load avg",
+)
+
+
+def row(f: Figure) -> tuple[str, ...]:
+    return (
+        f.what,
+        f"{f.rate:.0f}",
+        f"{f.ceiling:.0f}",
+        f"{f.rate / f.ceiling:.0%}",
+        f"{f.router_cpu_ms:.2f} ms",
+        f"{f.store_cpu_ms:.2f} ms",
+        f"{f.bench_cpu_ms:.2f} ms",
+        f"{f.load[0]:.1f}-{f.load[1]:.1f}",
+    )
+
+
 def report(plan: Plan, figures: list[Figure]) -> None:
-    rows = [
-        (
-            f"{f.what}: msg/s / raw ceiling (ratio)",
-            f"{f.rate:.0f} / {f.ceiling:.0f} ({f.rate / f.ceiling:.0%})",
-        )
-        for f in figures
-    ]
-    rows += [
-        (
-            f"{f.what}: CPU per message, routers / edges",
-            f"{f.router_cpu_ms:.2f} / {f.bench_cpu_ms:.2f} ms",
-        )
-        for f in figures
-    ]
-    rows += [
-        (f"{f.what}: load average, start / end", f"{f.load[0]:.1f} / {f.load[1]:.1f}")
-        for f in figures
-    ]
-    print(f"\n# {plan.messages:,} messages with receipts a throughput run, 500 in flight")
-    print_table(rows)
+    """The figures as the Markdown table bench/README.md quotes."""
+    print(f"\n# {plan.messages:,} messages with receipts per throughput run, 500 in flight")
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "|".join("---" for _ in COLUMNS) + "|")
+    for figure in figures:
+        print("| " + " | ".join(row(figure)) + " |")
 
 
 def main() -> None:
