@@ -47,8 +47,8 @@ class PublishRefused(PublishFailed):
 
 class PublishNacked(PublishRefused):
     """A queue could not take the message now: full (``reject-publish``), or without a leader
-    while a cluster elects one after a node loss. Final for a router delivering to an inbox (a
-    full inbox is refused whole); a sender may wait and try again (``retry_nacked``)."""
+    while a cluster elects one after a node loss. A sender may wait and try again
+    (``retry_nacked``); a router first asks the inbox's depth (inbox_room.InboxRoom.full)."""
 
 
 async def publish(

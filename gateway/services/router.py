@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -39,7 +40,7 @@ from gateway.broker.connection import confirmed_channel, connect, url_login
 from gateway.broker.credentials import router_login
 from gateway.broker.definitions import QUARANTINE_KEEPER, agency_user
 from gateway.broker.inbox_room import InboxRoom
-from gateway.broker.publisher import PublishRefused, publish
+from gateway.broker.publisher import PublishNacked, PublishRefused, publish, publish_until_confirmed
 from gateway.config.area_config import AreaConfig, load_config
 from gateway.core import audit_chain, routing, routing_plan, sender_login
 from gateway.core.deadlines import DeadlinePolicy
@@ -357,18 +358,33 @@ async def _publish(
 async def _publish_each(
     exchanges: RouterChannels, to: tuple[str, ...], body: bytes, message: HeaderFields
 ) -> str | None:
+    """A nack from an inbox with room is transient (a quorum queue electing a leader after a
+    node loss): the publish is retried within the publisher's budget, and past it the error
+    requeues the message to be routed again; only a missing or full inbox refuses it."""
     for agency in to:
         try:
             await _to_inbox(exchanges, agency, body, message)
+        except PublishNacked:
+            if await exchanges.room.full(agency):
+                return agency
+            log.warning("inbox.nack_retried", agency=agency, message_id=message.message_id)
+            await _to_inbox(exchanges, agency, body, message, retry_nacked=True)
         except PublishRefused:
             return agency
     return None
 
 
 async def _to_inbox(
-    exchanges: RouterChannels, agency: str, body: bytes, fields: HeaderFields
+    exchanges: RouterChannels,
+    agency: str,
+    body: bytes,
+    fields: HeaderFields,
+    retry_nacked: bool = False,
 ) -> None:
-    await publish(
+    send: Callable[..., Awaitable[None]] = (
+        functools.partial(publish_until_confirmed, retry_nacked=True) if retry_nacked else publish
+    )
+    await send(
         exchanges.deliver,
         body,
         routing_key=agency,
