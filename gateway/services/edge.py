@@ -216,6 +216,7 @@ class Edge:
         self.broker_url = broker_url or agency_broker_url(config, agency)
         self.identity = self._identity(config)
         self._connection: AbstractRobustConnection | None = None
+        self._directory: AbstractRobustConnection | None = None  # the directory stream's own
         self._channel: AbstractRobustChannel | None = None
         self._ingress: AbstractExchange | None = None
         self._handling = KeyedLocks()
@@ -230,7 +231,8 @@ class Edge:
         self._connection = await connect(self.broker_url, self.config.broker_tls)
         self._channel = await confirmed_channel(self._connection, prefetch=32)
         self._ingress = await self._channel.get_exchange(topology.INGRESS_EXCHANGE, ensure=False)
-        await DirectoryWatch(self.config, self._apply_directory).start(self._connection)
+        watch = DirectoryWatch(self.config, self._apply_directory)
+        self._directory = await watch.start(self.broker_url, self.config.broker_tls)
         self._unready.append(
             health.READINESS.add(
                 f"broker ({self.agency})", health.broker_connected(self._connection)
@@ -249,8 +251,9 @@ class Edge:
             self._sweeping.cancel()
         while self._unready:
             self._unready.pop()()
-        if self._connection is not None:
-            await self._connection.close()
+        for connection in (self._directory, self._connection):
+            if connection is not None:
+                await connection.close()
 
     @property
     def registry(self) -> Registry:

@@ -23,6 +23,7 @@ again, and its effects are safe to repeat (routing_plan says why).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 from collections.abc import Awaitable, Callable
@@ -448,7 +449,7 @@ async def _consume(
     config = router.config
     login = router_login(config)  # its own least-privilege user once `broker setup` issued one
     connection = await connect(login.url, config.broker_tls)
-    async with connection:
+    async with connection, contextlib.AsyncExitStack() as closing:
         channel: AbstractRobustChannel = await confirmed_channel(connection, prefetch=prefetch)
         if login.own:  # it may not declare: setup did (gateway/broker/definitions.py says why)
             await topology.check(channel, config.inbox_agencies, limits)
@@ -491,7 +492,8 @@ async def _consume(
             if not login.own:  # on the administrator's URL it declares, as at start-up
                 await topology.declare(channel, directory_config.inbox_agencies, topology.Limits())
 
-        await DirectoryWatch(config, apply_directory).start(connection)
+        watch = DirectoryWatch(config, apply_directory)
+        closing.push_async_callback((await watch.start(login.url, config.broker_tls)).close)
         if reload_on_sighup:  # for the process's life, beside any adapters it hosts
             hangup.on_hangup(functools.partial(_reload, router, escalator, config.path))
         tag = await queue.consume(on_message)
