@@ -44,7 +44,7 @@ from structlog.contextvars import bound_contextvars
 from gateway.broker import piece_headers, topology
 from gateway.broker.connection import confirmed_channel, connect
 from gateway.broker.credentials import agency_broker_url
-from gateway.broker.publisher import publish_until_confirmed
+from gateway.broker.publisher import fresh_exchanges, publish_until_confirmed
 from gateway.config.area_config import AreaConfig
 from gateway.core import notices, schemas
 from gateway.core.attachments import (
@@ -366,16 +366,21 @@ class Edge:
         # The same bytes until confirmed: a retry after a lost confirm is a
         # repeat the router recognises by header digest, never a second message.
         # A nack (the router's queue full, or electing a leader after a cluster
-        # node died) is waited out too, within the publisher's retry budget.
-        await publish_until_confirmed(
-            self.ingress,
-            sealed,
-            retry_nacked=True,
-            routing_key=topology.INGRESS_ROUTING_KEY,
-            message_id=fields.message_id,
-            correlation_id=fields.correlation_id,
-            message_type=fields.message_type,
-        )
+        # node died) is waited out too, within the publisher's retry budget,
+        # each retry on a new channel (publisher.fresh_exchanges says why).
+        ingress, connection = self.ingress, self._connection
+        assert connection is not None  # set with the ingress exchange in __aenter__
+        async with fresh_exchanges(connection, topology.INGRESS_EXCHANGE) as renew:
+            await publish_until_confirmed(
+                ingress,
+                sealed,
+                retry_nacked=True,
+                renew=renew,
+                routing_key=topology.INGRESS_ROUTING_KEY,
+                message_id=fields.message_id,
+                correlation_id=fields.correlation_id,
+                message_type=fields.message_type,
+            )
 
     async def _seal_and_send_transfer(
         self,

@@ -33,7 +33,12 @@ from pathlib import Path
 from typing import assert_never
 
 import structlog
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustChannel
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
 from structlog.contextvars import bound_contextvars
 
 from gateway.broker import piece_headers, topology
@@ -41,7 +46,14 @@ from gateway.broker.connection import confirmed_channel, connect, url_login
 from gateway.broker.credentials import router_login
 from gateway.broker.definitions import QUARANTINE_KEEPER, agency_user
 from gateway.broker.inbox_room import InboxRoom
-from gateway.broker.publisher import PublishNacked, PublishRefused, publish, publish_until_confirmed
+from gateway.broker.publisher import (
+    PublishNacked,
+    PublishRefused,
+    Renew,
+    fresh_exchanges,
+    publish,
+    publish_until_confirmed,
+)
 from gateway.config.area_config import AreaConfig, load_config
 from gateway.core import audit_chain, routing, routing_plan, sender_login
 from gateway.core.deadlines import DeadlinePolicy
@@ -81,6 +93,7 @@ class RouterChannels:
     deliver: AbstractExchange
     quarantine: AbstractExchange
     room: InboxRoom  # checked before a fan-out, so a rejection stays whole
+    connection: AbstractRobustConnection  # a retry after a nack publishes on new channels
 
 
 class Router:
@@ -360,8 +373,9 @@ async def _publish_each(
     exchanges: RouterChannels, to: tuple[str, ...], body: bytes, message: HeaderFields
 ) -> str | None:
     """A nack from an inbox with room is transient (a quorum queue electing a leader after a
-    node loss): the publish is retried within the publisher's budget, and past it the error
-    requeues the message to be routed again; only a missing or full inbox refuses it."""
+    node loss): the publish is retried on new channels within the publisher's budget, and
+    past it the error requeues the message to be routed again; only a missing or full inbox
+    refuses it."""
     for agency in to:
         try:
             await _to_inbox(exchanges, agency, body, message)
@@ -369,7 +383,8 @@ async def _publish_each(
             if await exchanges.room.full(agency):
                 return agency
             log.warning("inbox.nack_retried", agency=agency, message_id=message.message_id)
-            await _to_inbox(exchanges, agency, body, message, retry_nacked=True)
+            async with fresh_exchanges(exchanges.connection, topology.DELIVER_EXCHANGE) as renew:
+                await _to_inbox(exchanges, agency, body, message, renew)
         except PublishRefused:
             return agency
     return None
@@ -380,13 +395,16 @@ async def _to_inbox(
     agency: str,
     body: bytes,
     fields: HeaderFields,
-    retry_nacked: bool = False,
+    renew: Renew | None = None,
 ) -> None:
-    send: Callable[..., Awaitable[None]] = (
-        functools.partial(publish_until_confirmed, retry_nacked=True) if retry_nacked else publish
-    )
+    """Publish to the agency's inbox; with ``renew``, on new channels until confirmed."""
+    send: Callable[..., Awaitable[None]] = publish
+    exchange = exchanges.deliver
+    if renew is not None:
+        send = functools.partial(publish_until_confirmed, retry_nacked=True, renew=renew)
+        exchange = await renew()
     await send(
-        exchanges.deliver,
+        exchange,
         body,
         routing_key=agency,
         message_id=fields.message_id,
@@ -459,6 +477,7 @@ async def _consume(
             deliver=await channel.get_exchange(topology.DELIVER_EXCHANGE),
             quarantine=await channel.get_exchange(topology.QUARANTINE_EXCHANGE),
             room=InboxRoom(connection, limits),
+            connection=connection,
         )
         queue = await channel.get_queue(topology.ROUTER_QUEUE)
         relay = PieceRelay(router)

@@ -112,7 +112,7 @@ async def test_a_reconnect_whose_restore_hangs_is_dropped_and_tried_again(
     relayed: tuple[Relay, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     relay, vhost = relayed
-    monkeypatch.setattr(broker_connection, "RESTORE_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(broker_connection, "RESTORE_TIMEOUT_S", 2.0)
     connection = await connect(vhost_url(f"amqp://guest:guest@127.0.0.1:{relay.port}/", vhost))
     async with connection:
         channel = await connection.channel()
@@ -131,9 +131,9 @@ async def test_a_reconnect_whose_restore_hangs_is_dropped_and_tried_again(
             async def logged(event: str) -> bool:
                 return any(e["event"] == event for e in logs)
 
-            await eventually(lambda: logged("broker.restore_timeout"))
+            await eventually(lambda: logged("broker.restore_timeout"), timeout=60)
             relay.holding = False
-            await eventually(lambda: logged("broker.reconnected"))
+            await eventually(lambda: logged("broker.reconnected"), timeout=60)
 
         direct = await aio_pika.connect(vhost_url(AMQP_URL, vhost))
         async with direct:
@@ -144,4 +144,4 @@ async def test_a_reconnect_whose_restore_hangs_is_dropped_and_tried_again(
         async def consumed() -> bool:
             return received == [b"after"]
 
-        await eventually(consumed)
+        await eventually(consumed, timeout=60)
