@@ -7,9 +7,9 @@ caller retries it (publisher.py says how it failed).
 
 No reconnect may hang: aio-pika bounds neither the restore of the channels
 nor, unless told, the AMQP handshake, and a broker that accepts the
-connection but never answers one of them (a cluster node busy electing
-leaders, a stream whose coordinator is away) would leave the service
-connected to nothing for ever. The handshake has ``CONNECT_TIMEOUT_S``, the
+connection but never answers one of them would leave the service connected
+to nothing for ever, logging nothing (tests/integration/test_reconnect_bounded.py
+holds the answers back on purpose). The handshake has ``CONNECT_TIMEOUT_S``, the
 restore ``RESTORE_TIMEOUT_S``; past either the attempt is dropped and the
 next one follows. Each reconnect that restored every channel is logged
 (``broker.reconnected``).
@@ -105,8 +105,6 @@ async def connect(url: str, tls: BrokerTls | None = None) -> AbstractRobustConne
             f"cannot connect to RabbitMQ at {safe_url(url)}: {exc}. Start it with "
             "`docker compose up -d rabbitmq` or `sudo systemctl start rabbitmq-server`"
         ) from exc
-    where = safe_url(url)
-    connection.reconnect_callbacks.add(lambda _: log.info("broker.reconnected", url=where))
     return connection
 
 
@@ -114,17 +112,20 @@ class _BoundedRestore(aio_pika.RobustConnection):
     """A robust connection whose restore of its channels after a reconnect is bounded."""
 
     async def _on_connected(self) -> None:
+        where = safe_url(str(self.url))
         try:
             await asyncio.wait_for(super()._on_connected(), RESTORE_TIMEOUT_S)
         except TimeoutError:
             log.warning(
                 "broker.restore_timeout",
-                url=safe_url(str(self.url)),
+                url=where,
                 reason=f"channels not restored within {RESTORE_TIMEOUT_S:.0f} s; reconnecting",
             )
             if self.transport is not None:
                 await self.transport.connection.close(ConnectionError("restore timed out"))
             raise ConnectionError("the channels' restore timed out") from None
+        if self.connection_attempt > 1:  # counted by super(): a reconnect, every channel back
+            log.info("broker.reconnected", url=where, attempt=self.connection_attempt)
 
 
 def _tls_problem(exc: BaseException) -> str | None:

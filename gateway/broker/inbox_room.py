@@ -25,9 +25,10 @@ A missing inbox is reported like a full one. The declares run on their own
 channel: a failed one closes that channel, never the router's.
 
 The same depth tells what a nack meant (``full``): a quorum queue nacks
-when it is at its bound, but also while it has no leader, for the seconds a
-cluster takes to elect one after a node loss. Only the first is a refusal;
-the router waits out the second (services/router.py).
+when it is at its bound, but also while it has no leader after a cluster
+node died (and, on a channel that met it so, for longer: publisher.py's
+``fresh_exchanges``). Only the first is a refusal; the router waits out the
+second (services/router.py).
 """
 
 from __future__ import annotations

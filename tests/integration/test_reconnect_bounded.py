@@ -27,6 +27,7 @@ from structlog.testing import capture_logs
 from gateway.broker import connection as broker_connection
 from gateway.broker.connection import connect
 from gateway.broker.vhost import BrokerAdmin, vhost_url
+from gateway.infra import logs
 from tests.integration.conftest import AMQP_URL
 from tests.integration.exchange_harness import eventually
 
@@ -113,6 +114,7 @@ async def test_a_reconnect_whose_restore_hangs_is_dropped_and_tried_again(
 ) -> None:
     relay, vhost = relayed
     monkeypatch.setattr(broker_connection, "RESTORE_TIMEOUT_S", 2.0)
+    logs.configure(json=True)  # info and up: an earlier command here may have left warnings only
     connection = await connect(vhost_url(f"amqp://guest:guest@127.0.0.1:{relay.port}/", vhost))
     async with connection:
         channel = await connection.channel()
@@ -124,12 +126,12 @@ async def test_a_reconnect_whose_restore_hangs_is_dropped_and_tried_again(
             await message.ack()
 
         await queue.consume(take)
-        with capture_logs() as logs:
+        with capture_logs() as events:
             relay.holding = True
             relay.drop()
 
             async def logged(event: str) -> bool:
-                return any(e["event"] == event for e in logs)
+                return any(e["event"] == event for e in events)
 
             await eventually(lambda: logged("broker.restore_timeout"), timeout=60)
             relay.holding = False
