@@ -4,22 +4,37 @@ connect_robust reconnects after a broker restart or a killed connection and
 re-declares the channels, queues and consumers it opened, so a consumer is
 never silently gone. A publish in flight during the outage still fails; the
 caller retries it (publisher.py says how it failed).
+
+No reconnect may hang: aio-pika bounds neither the restore of the channels
+nor, unless told, the AMQP handshake, and a broker that accepts the
+connection but never answers one of them would leave the service connected
+to nothing for ever, logging nothing (tests/integration/test_reconnect_bounded.py
+holds the answers back on purpose). The handshake has ``CONNECT_TIMEOUT_S``, the
+restore ``RESTORE_TIMEOUT_S``; past either the attempt is dropped and the
+next one follows. Each reconnect that restored every channel is logged
+(``broker.reconnected``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq
+import structlog
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
 from gateway.config.broker_config import BrokerTls
 from gateway.core.errors import GatewayError
 from gateway.infra.tls import client_context
 
+log = structlog.get_logger("gateway.broker.connection")
+
 RECONNECT_INTERVAL_S = 1.0
+CONNECT_TIMEOUT_S = 30.0  # the AMQP handshake, at start and on every reconnect
+RESTORE_TIMEOUT_S = 60.0  # re-opening every channel, queue and consumer after a reconnect
 
 
 class BrokerUnavailable(GatewayError):
@@ -67,8 +82,12 @@ async def connect(url: str, tls: BrokerTls | None = None) -> AbstractRobustConne
             f"broker TLS settings: cannot load a CA or client pair: {exc}"
         ) from exc
     try:
-        return await aio_pika.connect_robust(
-            url, reconnect_interval=RECONNECT_INTERVAL_S, ssl_context=context
+        connection = await aio_pika.connect_robust(
+            url,
+            reconnect_interval=RECONNECT_INTERVAL_S,
+            ssl_context=context,
+            timeout=CONNECT_TIMEOUT_S,
+            connection_class=_BoundedRestore,
         )
     except (
         aio_pika.exceptions.ProbableAuthenticationError,
@@ -86,6 +105,27 @@ async def connect(url: str, tls: BrokerTls | None = None) -> AbstractRobustConne
             f"cannot connect to RabbitMQ at {safe_url(url)}: {exc}. Start it with "
             "`docker compose up -d rabbitmq` or `sudo systemctl start rabbitmq-server`"
         ) from exc
+    return connection
+
+
+class _BoundedRestore(aio_pika.RobustConnection):
+    """A robust connection whose restore of its channels after a reconnect is bounded."""
+
+    async def _on_connected(self) -> None:
+        where = safe_url(str(self.url))
+        try:
+            await asyncio.wait_for(super()._on_connected(), RESTORE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "broker.restore_timeout",
+                url=where,
+                reason=f"channels not restored within {RESTORE_TIMEOUT_S:.0f} s; reconnecting",
+            )
+            if self.transport is not None:
+                await self.transport.connection.close(ConnectionError("restore timed out"))
+            raise ConnectionError("the channels' restore timed out") from None
+        if self.connection_attempt > 1:  # counted by super(): a reconnect, every channel back
+            log.info("broker.reconnected", url=where, attempt=self.connection_attempt)
 
 
 def _tls_problem(exc: BaseException) -> str | None:

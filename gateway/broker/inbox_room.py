@@ -23,6 +23,12 @@ What the check counts, and what it cannot:
 
 A missing inbox is reported like a full one. The declares run on their own
 channel: a failed one closes that channel, never the router's.
+
+The same depth tells what a nack meant (``full``): a quorum queue nacks
+when it is at its bound, but also while it has no leader after a cluster
+node died (and, on a channel that met it so, for longer: publisher.py's
+``fresh_exchanges``). Only the first is a refusal; the router waits out the
+second (services/router.py).
 """
 
 from __future__ import annotations
@@ -40,6 +46,15 @@ from gateway.broker.topology import Limits, inbox_queue
 MAX_HEADROOM = 64
 
 
+def nack_means_full(depth: int | None, limits: Limits) -> bool:
+    """Whether an inbox that nacked a publish is missing (``depth`` None) or at its bound.
+
+    Otherwise the nack was transient: a quorum queue without a leader, whose
+    depth RabbitMQ then reports as 0.
+    """
+    return depth is None or depth >= limits.inbox_max_length
+
+
 def headroom(limits: Limits) -> int:
     """How far below the bound a fan-out stops: 1% of it, at most ``MAX_HEADROOM``."""
     return min(MAX_HEADROOM, limits.inbox_max_length // 100)
@@ -50,6 +65,7 @@ class InboxRoom:
 
     def __init__(self, connection: AbstractConnection, limits: Limits) -> None:
         self._connection = connection
+        self._limits = limits
         self._capacity = limits.inbox_max_length - headroom(limits)
         self._held: collections.Counter[str] = collections.Counter()
         self._channel: AbstractChannel | None = None
@@ -67,6 +83,10 @@ class InboxRoom:
             yield await self._lacking(agencies)
         finally:
             self._held.subtract(agencies)
+
+    async def full(self, agency: str) -> bool:
+        """After the agency's inbox nacked a publish: whether it is missing or at its bound."""
+        return nack_means_full(await self._depth(agency), self._limits)
 
     async def _lacking(self, agencies: Sequence[str]) -> str | None:
         for agency in agencies:

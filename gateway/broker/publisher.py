@@ -20,13 +20,21 @@ claimed sender to it (gateway/core/sender_login.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractExchange, DeliveryMode, FieldValue
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    DeliveryMode,
+    FieldValue,
+)
 from pamqp.commands import Basic
 
 from gateway.broker.connection import url_login
@@ -35,6 +43,15 @@ from gateway.core.errors import GatewayError
 RETRY_BUDGET_S = 60.0
 RETRY_FIRST_PAUSE_S = 0.2
 RETRY_MAX_PAUSE_S = 5.0
+
+
+# What a publish, or a channel's opening, raises while the connection is down or reconnecting.
+UNSETTLED = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,  # the channel closed: a reconnect is under way
+    ConnectionError,
+    TimeoutError,
+)
 
 
 class PublishFailed(GatewayError):
@@ -47,8 +64,8 @@ class PublishRefused(PublishFailed):
 
 class PublishNacked(PublishRefused):
     """A queue could not take the message now: full (``reject-publish``), or without a leader
-    while a cluster elects one after a node loss. Final for a router delivering to an inbox (a
-    full inbox is refused whole); a sender may wait and try again (``retry_nacked``)."""
+    while a cluster elects one after a node loss. A sender may wait and try again
+    (``retry_nacked``); a router first asks the inbox's depth (inbox_room.InboxRoom.full)."""
 
 
 async def publish(
@@ -94,12 +111,7 @@ async def publish(
         raise PublishNacked(
             f"{where} was refused by the broker (nack): the queue is full or unavailable"
         ) from exc
-    except (
-        aiormq.exceptions.AMQPError,
-        aiormq.exceptions.ChannelInvalidStateError,  # the channel closed: a reconnect is under way
-        ConnectionError,
-        TimeoutError,
-    ) as exc:
+    except UNSETTLED as exc:
         raise PublishFailed(f"{where} is unconfirmed, retry it: {exc!r}") from exc
     if not isinstance(confirmation, Basic.Ack):
         raise PublishFailed(
@@ -123,13 +135,15 @@ async def publish_until_confirmed(
     message_id: str,
     give_up_after: float = RETRY_BUDGET_S,
     retry_nacked: bool = False,
+    renew: Renew | None = None,
     **properties: Any,
 ) -> None:
     """``publish``, retried with backoff while the outcome is unknown (a broker restart).
 
     A refusal (``PublishRefused``) is final and raised at once, except a nack
     when ``retry_nacked``; after ``give_up_after`` seconds the last failure
-    is raised.
+    is raised. With ``renew`` (``fresh_exchanges``), each retry publishes
+    through a new channel.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + give_up_after
@@ -150,3 +164,39 @@ async def publish_until_confirmed(
                 raise
         await asyncio.sleep(pause)
         pause = min(pause * 2, RETRY_MAX_PAUSE_S)
+        if renew is not None:
+            with contextlib.suppress(*UNSETTLED):  # else the next try fails as the last did
+                exchange = await renew()
+
+
+Renew = Callable[[], Awaitable[AbstractExchange]]
+
+
+@asynccontextmanager
+async def fresh_exchanges(connection: AbstractConnection, name: str) -> AsyncIterator[Renew]:
+    """Yields a function that opens a new confirmed channel, closing the one it opened before,
+    and returns the exchange ``name`` on it; the last channel is closed at the end.
+
+    For a publish that a quorum queue nacked while a cluster lost a node: in
+    RabbitMQ 3.10 a channel whose first publish to a quorum queue found the
+    queue's recorded leader on a node that is down nacks every later publish
+    to that queue until the node is back (its queue client keeps asking that
+    node). A new channel asks the queue's leader as recorded now.
+    """
+    opened: list[AbstractChannel] = []
+
+    async def close_opened() -> None:
+        while opened:
+            with contextlib.suppress(Exception):  # closed with its connection already
+                await opened.pop().close()
+
+    async def renew() -> AbstractExchange:
+        await close_opened()
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        opened.append(channel)
+        return await channel.get_exchange(name, ensure=False)
+
+    try:
+        yield renew
+    finally:
+        await close_opened()

@@ -29,7 +29,9 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from gateway.broker import topology
+from gateway.broker.connection import connect
 from gateway.config.area_config import AreaConfig, ConfigError, directory_path, parse_config
+from gateway.config.broker_config import BrokerTls
 from gateway.config.toml_tables import with_directory
 from gateway.core import area_directory
 from gateway.core.area_directory import DirectoryRefused, Refusal
@@ -49,9 +51,19 @@ class DirectoryWatch:
         self._apply = apply
         metrics.DIRECTORY_VERSION.set(config.directory_version)
 
-    async def start(self, connection: AbstractRobustConnection) -> None:
-        """Consume the stream from its first version; the robust channel resumes it."""
-        channel = await connection.channel()  # its own: a missing stream closes only this one
+    async def start(self, url: str, tls: BrokerTls | None) -> AbstractRobustConnection:
+        """Consume the stream from its first version on a connection of its own; the caller
+        closes the connection returned. The robust channel resumes the stream.
+
+        Not on the service's connection: while a cluster node is down, RabbitMQ
+        may refuse the stream's consumer by closing the whole connection
+        (INTERNAL_ERROR from the stream coordinator, RESOURCE_ERROR without a
+        local replica), and every reconnect restores the consumer again. On a
+        router's connection that took its consumer and its in-flight messages
+        down with it, again and again (tests/fault/test_cluster.py).
+        """
+        connection = await connect(url, tls)
+        channel = await connection.channel()
         await channel.set_qos(prefetch_count=16)  # a stream consumer must bound its unacked
         try:
             queue = await channel.declare_queue(topology.DIRECTORY_QUEUE, passive=True)
@@ -61,8 +73,9 @@ class DirectoryWatch:
                 reason=f"no {topology.DIRECTORY_QUEUE} stream on this vhost: rerun "
                 "`mash-gateway broker setup`; until then the config file is in force",
             )
-            return
+            return connection
         await queue.consume(self._on_message, arguments={"x-stream-offset": "first"})
+        return connection
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         signature = (message.headers or {}).get(topology.DIRECTORY_SIGNATURE_HEADER, b"")

@@ -44,7 +44,7 @@ from structlog.contextvars import bound_contextvars
 from gateway.broker import piece_headers, topology
 from gateway.broker.connection import confirmed_channel, connect
 from gateway.broker.credentials import agency_broker_url
-from gateway.broker.publisher import publish_until_confirmed
+from gateway.broker.publisher import fresh_exchanges, publish_until_confirmed
 from gateway.config.area_config import AreaConfig
 from gateway.core import notices, schemas
 from gateway.core.attachments import (
@@ -216,6 +216,7 @@ class Edge:
         self.broker_url = broker_url or agency_broker_url(config, agency)
         self.identity = self._identity(config)
         self._connection: AbstractRobustConnection | None = None
+        self._directory: AbstractRobustConnection | None = None  # the directory stream's own
         self._channel: AbstractRobustChannel | None = None
         self._ingress: AbstractExchange | None = None
         self._handling = KeyedLocks()
@@ -230,7 +231,8 @@ class Edge:
         self._connection = await connect(self.broker_url, self.config.broker_tls)
         self._channel = await confirmed_channel(self._connection, prefetch=32)
         self._ingress = await self._channel.get_exchange(topology.INGRESS_EXCHANGE, ensure=False)
-        await DirectoryWatch(self.config, self._apply_directory).start(self._connection)
+        watch = DirectoryWatch(self.config, self._apply_directory)
+        self._directory = await watch.start(self.broker_url, self.config.broker_tls)
         self._unready.append(
             health.READINESS.add(
                 f"broker ({self.agency})", health.broker_connected(self._connection)
@@ -249,8 +251,9 @@ class Edge:
             self._sweeping.cancel()
         while self._unready:
             self._unready.pop()()
-        if self._connection is not None:
-            await self._connection.close()
+        for connection in (self._directory, self._connection):
+            if connection is not None:
+                await connection.close()
 
     @property
     def registry(self) -> Registry:
@@ -363,16 +366,21 @@ class Edge:
         # The same bytes until confirmed: a retry after a lost confirm is a
         # repeat the router recognises by header digest, never a second message.
         # A nack (the router's queue full, or electing a leader after a cluster
-        # node died) is waited out too, within the publisher's retry budget.
-        await publish_until_confirmed(
-            self.ingress,
-            sealed,
-            retry_nacked=True,
-            routing_key=topology.INGRESS_ROUTING_KEY,
-            message_id=fields.message_id,
-            correlation_id=fields.correlation_id,
-            message_type=fields.message_type,
-        )
+        # node died) is waited out too, within the publisher's retry budget,
+        # each retry on a new channel (publisher.fresh_exchanges says why).
+        ingress, connection = self.ingress, self._connection
+        assert connection is not None  # set with the ingress exchange in __aenter__
+        async with fresh_exchanges(connection, topology.INGRESS_EXCHANGE) as renew:
+            await publish_until_confirmed(
+                ingress,
+                sealed,
+                retry_nacked=True,
+                renew=renew,
+                routing_key=topology.INGRESS_ROUTING_KEY,
+                message_id=fields.message_id,
+                correlation_id=fields.correlation_id,
+                message_type=fields.message_type,
+            )
 
     async def _seal_and_send_transfer(
         self,

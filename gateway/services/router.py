@@ -23,15 +23,22 @@ again, and its effects are safe to repeat (routing_plan says why).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import assert_never
 
 import structlog
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustChannel
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
 from structlog.contextvars import bound_contextvars
 
 from gateway.broker import piece_headers, topology
@@ -39,7 +46,14 @@ from gateway.broker.connection import confirmed_channel, connect, url_login
 from gateway.broker.credentials import router_login
 from gateway.broker.definitions import QUARANTINE_KEEPER, agency_user
 from gateway.broker.inbox_room import InboxRoom
-from gateway.broker.publisher import PublishRefused, publish
+from gateway.broker.publisher import (
+    PublishNacked,
+    PublishRefused,
+    Renew,
+    fresh_exchanges,
+    publish,
+    publish_until_confirmed,
+)
 from gateway.config.area_config import AreaConfig, load_config
 from gateway.core import audit_chain, routing, routing_plan, sender_login
 from gateway.core.deadlines import DeadlinePolicy
@@ -79,6 +93,7 @@ class RouterChannels:
     deliver: AbstractExchange
     quarantine: AbstractExchange
     room: InboxRoom  # checked before a fan-out, so a rejection stays whole
+    connection: AbstractRobustConnection  # a retry after a nack publishes on new channels
 
 
 class Router:
@@ -357,19 +372,39 @@ async def _publish(
 async def _publish_each(
     exchanges: RouterChannels, to: tuple[str, ...], body: bytes, message: HeaderFields
 ) -> str | None:
+    """A nack from an inbox with room is transient (a quorum queue electing a leader after a
+    node loss): the publish is retried on new channels within the publisher's budget, and
+    past it the error requeues the message to be routed again; only a missing or full inbox
+    refuses it."""
     for agency in to:
         try:
             await _to_inbox(exchanges, agency, body, message)
+        except PublishNacked:
+            if await exchanges.room.full(agency):
+                return agency
+            log.warning("inbox.nack_retried", agency=agency, message_id=message.message_id)
+            async with fresh_exchanges(exchanges.connection, topology.DELIVER_EXCHANGE) as renew:
+                await _to_inbox(exchanges, agency, body, message, renew)
         except PublishRefused:
             return agency
     return None
 
 
 async def _to_inbox(
-    exchanges: RouterChannels, agency: str, body: bytes, fields: HeaderFields
+    exchanges: RouterChannels,
+    agency: str,
+    body: bytes,
+    fields: HeaderFields,
+    renew: Renew | None = None,
 ) -> None:
-    await publish(
-        exchanges.deliver,
+    """Publish to the agency's inbox; with ``renew``, on new channels until confirmed."""
+    send: Callable[..., Awaitable[None]] = publish
+    exchange = exchanges.deliver
+    if renew is not None:
+        send = functools.partial(publish_until_confirmed, retry_nacked=True, renew=renew)
+        exchange = await renew()
+    await send(
+        exchange,
         body,
         routing_key=agency,
         message_id=fields.message_id,
@@ -432,7 +467,7 @@ async def _consume(
     config = router.config
     login = router_login(config)  # its own least-privilege user once `broker setup` issued one
     connection = await connect(login.url, config.broker_tls)
-    async with connection:
+    async with connection, contextlib.AsyncExitStack() as closing:
         channel: AbstractRobustChannel = await confirmed_channel(connection, prefetch=prefetch)
         if login.own:  # it may not declare: setup did (gateway/broker/definitions.py says why)
             await topology.check(channel, config.inbox_agencies, limits)
@@ -442,6 +477,7 @@ async def _consume(
             deliver=await channel.get_exchange(topology.DELIVER_EXCHANGE),
             quarantine=await channel.get_exchange(topology.QUARANTINE_EXCHANGE),
             room=InboxRoom(connection, limits),
+            connection=connection,
         )
         queue = await channel.get_queue(topology.ROUTER_QUEUE)
         relay = PieceRelay(router)
@@ -475,7 +511,8 @@ async def _consume(
             if not login.own:  # on the administrator's URL it declares, as at start-up
                 await topology.declare(channel, directory_config.inbox_agencies, topology.Limits())
 
-        await DirectoryWatch(config, apply_directory).start(connection)
+        watch = DirectoryWatch(config, apply_directory)
+        closing.push_async_callback((await watch.start(login.url, config.broker_tls)).close)
         if reload_on_sighup:  # for the process's life, beside any adapters it hosts
             hangup.on_hangup(functools.partial(_reload, router, escalator, config.path))
         tag = await queue.consume(on_message)

@@ -435,33 +435,6 @@ async def test_message_for_a_deleted_inbox_gets_a_non_delivery(exchange: Exchang
     assert b"<FailedCheck>inbox-unavailable</FailedCheck>" in non_deliveries(exchange, "hub")[0]
 
 
-async def test_message_for_a_full_inbox_gets_a_non_delivery(exchange: Exchange) -> None:
-    hub = await exchange.edge("hub")
-    inbox = topology.inbox_queue("probation")
-    connection = await aio_pika.connect(exchange.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        await channel.queue_delete(inbox)
-        small = await channel.declare_queue(
-            inbox, durable=True, arguments=topology.bounded_quorum(delivery_limit=5, max_length=1)
-        )
-        await small.bind(topology.DELIVER_EXCHANGE, routing_key="probation")
-    # RabbitMQ counts a quorum queue's length asynchronously, so concurrent
-    # publishes can overshoot a limit of 1 a little; ten make a refusal certain.
-    sent = [await hub.submit(Submission(REQUEST, ("probation",))) for _ in range(10)]
-
-    async def all_settled() -> bool:
-        states = [await state_of(exchange, s.message_id) for s in sent]
-        return all(s in {State.ROUTED, State.REJECTED} for s in states)
-
-    await eventually(all_settled)
-    states = [await state_of(exchange, s.message_id) for s in sent]
-    assert State.REJECTED in states  # refused ones are told; the rest sit in the inbox
-    await eventually(lambda: _has(exchange, "hub", "NonDelivery"))
-    notices = [n for n in non_deliveries(exchange, "hub") if b"inbox-unavailable" in n]
-    assert notices and b"the inbox of probation is missing or full" in notices[0]
-
-
 async def _quarantine_holds(
     exchange: Exchange, count: int
 ) -> list[aio_pika.abc.AbstractIncomingMessage]:
