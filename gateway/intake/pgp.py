@@ -33,9 +33,10 @@ class KeyringError(GatewayError):
     """The gateway's GnuPG home cannot be used safely."""
 
 
-# gpg-agent's sockets live in the GnuPG home, and a Unix socket path holds at most 107 bytes.
+# gpg-agent's sockets live in the GnuPG home, and a Unix socket path holds at most 107 bytes;
+# gpg refuses one of exactly 107 (measured with gpg 2.2: a home of 87 characters fails, 86 works).
 SOCKET_NAME = "/S.gpg-agent.browser"  # the longest socket name gpg-agent creates
-SOCKET_PATH_LIMIT = 107
+SOCKET_PATH_LIMIT = 106
 
 
 def usable_home(home: Path) -> Path:

@@ -37,3 +37,17 @@ def test_a_link_pointing_elsewhere_is_refused(tmp_path: Path) -> None:
             usable_home(home)
     finally:
         link.unlink()
+
+
+def test_the_boundary_is_where_gpg_puts_it(tmp_path: Path) -> None:
+    """gpg-agent fails in a home of 87 characters (its socket path would be 107 bytes)."""
+    fits = Path("/" + "a" * 85)
+    assert usable_home(fits) == fits  # 86 characters: gpg works there
+    home = tmp_path / ("h" * (87 - len(str(tmp_path)) - 1))
+    home.mkdir()
+    assert len(str(home)) == 87
+    link = usable_home(home)
+    try:
+        assert link != home and link.resolve() == home.resolve()
+    finally:
+        link.unlink()
