@@ -1,5 +1,7 @@
 """The health adapter over MESH, against a real mesh-sandbox server: CP-IS style notifications in,
-requests out, chunked both ways; acknowledged only once durable, never sent twice."""
+requests out, chunked both ways; acknowledged only once durable, never sent twice; receipted only
+once the trust's mailbox has downloaded a message; non-delivery reports become negative receipts;
+documents with 100 MB of files travel in MESH's own chunks both ways."""
 
 from __future__ import annotations
 
@@ -11,15 +13,17 @@ from pathlib import Path
 
 import pytest
 from mesh_client import MeshClient
+from structlog.testing import capture_logs
 
 from adapters.ledger import Ledger
 from adapters.profile import BUILTIN
+from adapters.transports import mesh
 from adapters.transports.mesh import secret_files
 from gateway.broker.vhost import BrokerAdmin
 from gateway.config.area_config import AreaConfig
 from gateway.core.resources import schemas_dir
 from gateway.infra.clock import utc_now
-from gateway.services.edge import Submission
+from gateway.services.edge import Delivered, Submission
 from tests.integration.adapter_harness import add_adapter, running_adapter
 from tests.integration.conftest import AMQP_URL
 from tests.integration.exchange_harness import Exchange, eventually, running_exchange
@@ -40,20 +44,21 @@ REQUEST = (schemas_dir() / "examples" / "valid" / "information-request.xml").rea
 CHUNK = 400  # small chunks, so every message here is chunked
 
 
-def mesh_adapter(url: str) -> str:
+def mesh_adapter(url: str, chunk: int = CHUNK) -> str:
     return (
         '[[adapters]]\nagency = "health"\nprofile = "health"\nrecipients = ["hub"]\n'
         f'transport = "mesh"\n[adapters.mesh]\nurl = "{url}"\n'
         f'mailbox = "{ADAPTER_MAILBOX}"\nrecipient = "{AGENCY_MAILBOX}"\n'
         'workflow_id = "MASH_GATEWAY"\n'
         'workflows = { InformationRequest = "MASH_INFO_REQUEST" }\n'
-        f'root = "systems/health"\npoll_seconds = 0.1\nmax_chunk_size = {CHUNK}\n'
+        f'root = "systems/health"\npoll_seconds = 0.1\nmax_chunk_size = {chunk}\n'
+        "track_seconds = 0.2\n"
     )
 
 
-def client(sandbox: MeshSandbox, mailbox: str) -> MeshClient:
+def client(sandbox: MeshSandbox, mailbox: str, chunk: int = CHUNK) -> MeshClient:
     return MeshClient(
-        sandbox.url, mailbox, PASSWORD, shared_key=SHARED_KEY.encode(), max_chunk_size=CHUNK
+        sandbox.url, mailbox, PASSWORD, shared_key=SHARED_KEY.encode(), max_chunk_size=chunk
     )
 
 
@@ -75,7 +80,10 @@ def health_system(mesh_sandbox: MeshSandbox) -> Iterator[MeshClient]:
 
 @pytest.fixture
 def config(exchange: Exchange, mesh_sandbox: MeshSandbox) -> AreaConfig:
-    config = add_adapter(exchange, mesh_adapter(mesh_sandbox.url))
+    return with_secrets(add_adapter(exchange, mesh_adapter(mesh_sandbox.url)))
+
+
+def with_secrets(config: AreaConfig) -> AreaConfig:
     for path, secret in zip(
         secret_files(config.private_keys_dir, "health"), (PASSWORD, SHARED_KEY), strict=True
     ):
@@ -95,6 +103,28 @@ def names(folder: Path) -> list[str]:
 
 async def _some(items: Sequence[object]) -> bool:
     return bool(items)
+
+
+async def _exists(path: Path) -> bool:
+    return path.exists()
+
+
+async def _gone(path: Path) -> bool:
+    return not path.exists()
+
+
+async def arrived(system: MeshClient) -> bool:
+    return bool(await asyncio.to_thread(system.list_messages))
+
+
+def receipts(exchange: Exchange) -> list[Delivered]:
+    return exchange.inboxes["hub"].of_type("DeliveryReceipt")
+
+
+async def state(exchange: Exchange, message_id: str) -> str:
+    record = await exchange.router_store.message(message_id)
+    assert record is not None
+    return record.state.value
 
 
 async def adapter_mailbox_empty(sandbox: MeshSandbox) -> bool:
@@ -126,41 +156,93 @@ async def test_chunked_notification_reaches_the_hub_and_is_acknowledged(
     assert (root / "archive" / f"{mesh_id}.dat.sent").read_text().split() == [sent]
 
 
-async def test_a_request_is_sent_to_the_trust_with_its_workflow_and_receipted(
+async def test_a_request_is_accepted_by_mesh_then_receipted_once_the_trust_downloads_it(
     exchange: Exchange, config: AreaConfig, health_system: MeshClient, tmp_path: Path
 ) -> None:
     hub = exchange.edges["hub"]
+    pending = config.base_dir / "systems" / "health" / "pending"
     async with running_adapter(config, "health", tmp_path / "ledger.db"):
         sent = await hub.submit(Submission(REQUEST, ("health",), correlation_id="CASE-3"))
+        await eventually(lambda: arrived(health_system))
+        # Accepted by MESH: its own state, kept until the trust's mailbox downloads it.
+        await eventually(lambda: _exists(pending / f"{sent.message_id}.json"))
+        await asyncio.sleep(1.0)  # several tracking rounds: MESH says "accepted" only
+        assert receipts(exchange) == []
+        assert await state(exchange, sent.message_id) == "routed"
+        owed = await exchange.router_store.case_deadlines("CASE-3")
+        assert ("delivery", "health", True) in {(d.kind.value, d.debtor, d.is_open) for d in owed}
 
-        async def arrived() -> bool:
-            return bool(await asyncio.to_thread(health_system.list_messages))
-
-        await eventually(arrived)
-        await eventually(lambda: _some(exchange.inboxes["hub"].of_type("DeliveryReceipt")))
-    (mesh_id,) = health_system.list_messages()
-    message = health_system.retrieve_message(mesh_id)
-    try:
-        assert message.read() == REQUEST
-        assert message.workflow_id == "MASH_INFO_REQUEST"
-        assert (message.local_id, message.subject) == (sent.message_id, "InformationRequest")
-        assert message.mex_header("total-chunks") != "1"
-    finally:
-        message.close()  # type: ignore[no-untyped-call]
-    receipt = exchange.inboxes["hub"].of_type("DeliveryReceipt")[0]
+        (mesh_id,) = health_system.list_messages()
+        message = health_system.retrieve_message(mesh_id)
+        try:
+            assert message.read() == REQUEST
+            assert message.workflow_id == "MASH_INFO_REQUEST"
+            assert (message.local_id, message.subject) == (sent.message_id, "InformationRequest")
+            assert message.mex_header("total-chunks") != "1"
+        finally:
+            message.close()  # type: ignore[no-untyped-call]
+        health_system.acknowledge_message(mesh_id)  # downloaded: MESH tracking says so
+        await eventually(lambda: _some(receipts(exchange)))
+    (receipt,) = receipts(exchange)
     assert (receipt.header.fields.in_reply_to, receipt.header.fields.receipt_outcome) == (
         sent.message_id,
         "positive",
     )
+    assert await state(exchange, sent.message_id) == "delivered"
+    assert not (pending / f"{sent.message_id}.json").exists()
 
 
-async def test_unmappable_messages_and_non_delivery_reports_end_in_error(
+async def test_a_non_delivery_report_is_a_negative_receipt_to_the_sender(
     exchange: Exchange,
     config: AreaConfig,
     health_system: MeshClient,
     mesh_sandbox: MeshSandbox,
     tmp_path: Path,
 ) -> None:
+    """MESH reports the trust never collected it: the hub is told, the message is rejected."""
+    hub = exchange.edges["hub"]
+    root = config.base_dir / "systems" / "health"
+    async with running_adapter(config, "health", tmp_path / "ledger.db"):
+        sent = await hub.submit(Submission(REQUEST, ("health",), correlation_id="CASE-9"))
+        await eventually(lambda: _exists(root / "pending" / f"{sent.message_id}.json"))
+        (mesh_id,) = health_system.list_messages()
+        mesh_sandbox.report(
+            ADAPTER_MAILBOX,
+            code="14",
+            description="Message not collected by recipient after 5 days",
+            workflow_id="MASH_INFO_REQUEST",
+            local_id=sent.message_id,
+            linked_message_id=mesh_id,
+        )
+        await eventually(lambda: _some(receipts(exchange)))
+        await eventually(lambda: adapter_mailbox_empty(mesh_sandbox))  # the report: read
+    (receipt,) = receipts(exchange)
+    fields = receipt.header.fields
+    assert (fields.in_reply_to, fields.receipt_outcome, fields.receipt_check) == (
+        sent.message_id,
+        "negative",
+        "handler",
+    )
+    assert f"MESH report for message {mesh_id}".encode() in receipt.payload
+    assert b"status 14 Message not collected by recipient after 5 days" in receipt.payload
+    assert await state(exchange, sent.message_id) == "rejected"
+    ended = await exchange.router_store.case_deadlines("CASE-9")
+    assert ended and all(not d.is_open for d in ended)
+    assert not (root / "pending" / f"{sent.message_id}.json").exists()
+    (note,) = [n for n in names(root / "archive") if n.endswith(".report")]
+    assert (root / "archive" / note).read_text().endswith("negative receipt sent to hub\n")
+    assert names(root / "error") == []
+
+
+async def test_refused_messages_are_not_acknowledged_and_unknown_reports_end_in_error(
+    exchange: Exchange,
+    config: AreaConfig,
+    health_system: MeshClient,
+    mesh_sandbox: MeshSandbox,
+    tmp_path: Path,
+) -> None:
+    """A refused message stays unacknowledged (the trust's tracking never shows success) and is
+    not downloaded again; MESH expires it and reports to the trust."""
     root = config.base_dir / "systems" / "health"
     unmappable = NOTIFICATION.replace(b'category="INJURY"', b'category="UNKNOWN"')
     bad_id = health_system.send_message(ADAPTER_MAILBOX, unmappable, workflow_id="CPIS")
@@ -172,13 +254,19 @@ async def test_unmappable_messages_and_non_delivery_reports_end_in_error(
         local_id="11111111-2222-4333-8444-555555555555",
         linked_message_id="20261118000000000000_ABCDEF",
     )
-    async with running_adapter(config, "health", tmp_path / "ledger.db"):
+    with capture_logs() as events:
+        async with running_adapter(config, "health", tmp_path / "ledger.db"):
 
-        async def filed() -> bool:
-            return len([n for n in names(root / "error") if n.endswith(".reason")]) == 2
+            async def filed() -> bool:
+                return len([n for n in names(root / "error") if n.endswith(".reason")]) == 2
 
-        await eventually(filed)
-        await eventually(lambda: adapter_mailbox_empty(mesh_sandbox))
+            await eventually(filed)
+            await asyncio.sleep(1.0)  # ten more polls
+            with client(mesh_sandbox, ADAPTER_MAILBOX) as adapter:
+                assert adapter.list_messages() == [bad_id]  # the report was acknowledged
+    assert health_system.track_message(bad_id)["status"] == "accepted"  # never "acknowledged"
+    refusals = [e for e in events if e["event"] == "mesh.refused" and e["mesh_id"] == bad_id]
+    assert len(refusals) == 1  # not downloaded again
     reasons = {
         n.removesuffix(".dat.reason"): (root / "error" / n).read_text()
         for n in names(root / "error")
@@ -202,6 +290,49 @@ async def test_unmappable_messages_and_non_delivery_reports_end_in_error(
         "status 14 Message not collected by recipient after 5 days\n"
     )
     assert referrals(exchange) == []
+
+
+async def test_the_handshake_runs_at_start_and_then_daily(
+    exchange: Exchange,
+    config: AreaConfig,
+    health_system: MeshClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each handshake is a real one against the sandbox; the test only counts them."""
+    monkeypatch.setattr(mesh, "HANDSHAKE_EVERY_S", 0.3)  # a "day" of 0.3 s
+    real, answers = MeshClient.handshake, []
+
+    def counted(self: MeshClient) -> bytes:
+        answer: bytes = real(self)  # type: ignore[no-untyped-call]
+        answers.append(answer)
+        return answer
+
+    monkeypatch.setattr(MeshClient, "handshake", counted)
+    async with running_adapter(config, "health", tmp_path / "ledger.db"):
+        assert len(answers) == 1  # at start, before the adapter is ready
+
+        async def three() -> bool:
+            return len(answers) >= 3
+
+        await eventually(three)
+    assert set(answers) == {b"hello"}
+
+
+async def test_the_archive_is_pruned_after_archive_days(
+    exchange: Exchange, config: AreaConfig, health_system: MeshClient, tmp_path: Path
+) -> None:
+    archive = config.base_dir / "systems" / "health" / "archive"
+    archive.mkdir(parents=True)
+    old, recent = archive / "OLD.dat", archive / "RECENT.dat"
+    for path in (old, recent, archive / "OLD.dat.sent"):
+        path.write_bytes(b"x")
+    month_ago = utc_now().timestamp() - 31 * 86400
+    for path in (old, archive / "OLD.dat.sent"):
+        os.utime(path, (month_ago, month_ago))
+    async with running_adapter(config, "health", tmp_path / "ledger.db"):
+        await eventually(lambda: _gone(old))
+    assert names(archive) == ["RECENT.dat"]
 
 
 async def test_a_message_sent_but_not_acknowledged_before_a_crash_is_not_sent_again(
