@@ -6,9 +6,14 @@ documents with 100 MB of files travel in MESH's own chunks both ways."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import io
 import os
+import shutil
+import zipfile
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -21,9 +26,11 @@ from adapters.transports import mesh
 from adapters.transports.mesh import secret_files
 from gateway.broker.vhost import BrokerAdmin
 from gateway.config.area_config import AreaConfig
+from gateway.core.attachments import AttachmentLimits
 from gateway.core.resources import schemas_dir
 from gateway.infra.clock import utc_now
 from gateway.services.edge import Delivered, Submission
+from gateway.services.transfer_sender import AttachmentFile
 from tests.integration.adapter_harness import add_adapter, running_adapter
 from tests.integration.conftest import AMQP_URL
 from tests.integration.exchange_harness import Exchange, eventually, running_exchange
@@ -358,3 +365,196 @@ async def test_a_message_sent_but_not_acknowledged_before_a_crash_is_not_sent_ag
     resumed = (root / "archive" / f"{mesh_id}.dat.sent").read_text().split()
     assert resumed == ["sent-before-crash"]
     assert (root / "archive" / f"{fresh}.dat.sent").exists()
+
+
+BIG = 100 * 1024 * 1024  # MESH carries it in ten chunks of BIG_CHUNK
+BIG_CHUNK = 10 * 1000 * 1000
+
+
+def random_file(path: Path, size: int) -> str:
+    """``size`` random bytes in ``path``, written a MiB at a time; their SHA-256."""
+    digest = hashlib.sha256()
+    with path.open("wb") as out:
+        for start in range(0, size, 1 << 20):
+            block = os.urandom(min(1 << 20, size - start))
+            digest.update(block)
+            out.write(block)
+    return digest.hexdigest()
+
+
+def digest_of_file(path: Path) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as data:
+        while block := data.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+@dataclass
+class WithFiles:
+    """The hub's system: each message, and each of its files' name, size and SHA-256."""
+
+    received: list[tuple[Delivered, list[tuple[str, int, str]]]] = field(default_factory=list)
+
+    async def handler(self, delivered: Delivered) -> None:
+        files = [
+            (a.facts.file_name, *await asyncio.to_thread(digest_of_file, a.path))
+            for a in delivered.attachments
+        ]
+        self.received.append((delivered, files))
+
+    def of_type(self, message_type: str) -> list[tuple[Delivered, list[tuple[str, int, str]]]]:
+        return [r for r in self.received if r[0].header.fields.message_type == message_type]
+
+
+@pytest.fixture
+async def files_exchange(
+    broker_admin: BrokerAdmin, tmp_path: Path
+) -> AsyncIterator[tuple[Exchange, WithFiles]]:
+    async with running_exchange(broker_admin, AMQP_URL, tmp_path) as running:
+        hub, system = await running.edge("hub", consume=False), WithFiles()
+        await hub.consume(system.handler, takes_attachments=True)
+        yield running, system
+
+
+@pytest.fixture
+def big_config(files_exchange: tuple[Exchange, WithFiles], mesh_sandbox: MeshSandbox) -> AreaConfig:
+    exchange, _ = files_exchange
+    return with_secrets(add_adapter(exchange, mesh_adapter(mesh_sandbox.url, BIG_CHUNK)))
+
+
+async def test_a_notification_with_100_mb_of_files_reaches_the_hub_in_mesh_chunks(
+    files_exchange: tuple[Exchange, WithFiles],
+    big_config: AreaConfig,
+    health_system: MeshClient,
+    mesh_sandbox: MeshSandbox,
+    tmp_path: Path,
+) -> None:
+    _, hub = files_exchange
+    scan = tmp_path / "scan.bin"
+    digest = random_file(scan, BIG)
+    upload = tmp_path / "notification.zip"
+    with zipfile.ZipFile(upload, "w", allowZip64=True) as archive:
+        archive.writestr("notification.xml", NOTIFICATION)
+        archive.write(scan, "attachments/body-map.bin")
+    with client(mesh_sandbox, AGENCY_MAILBOX, BIG_CHUNK) as trust, upload.open("rb") as data:
+        mesh_id = trust.send_message(
+            ADAPTER_MAILBOX,
+            data,
+            workflow_id="CPIS_NOTIFICATION",
+            content_type="application/zip",
+            filename="notification.zip",
+        )
+    async with running_adapter(big_config, "health", tmp_path / "ledger.db"):
+        await eventually(lambda: _some(hub.of_type("Referral")), timeout=300)
+        await eventually(lambda: adapter_mailbox_empty(mesh_sandbox))
+    ((referral, files),) = hub.of_type("Referral")
+    assert files == [("body-map.bin", BIG, digest)]
+    assert b"<Filename>body-map.bin</Filename>" in referral.payload
+    assert f"<Sha256>{digest}</Sha256>".encode() in referral.payload
+    root = big_config.base_dir / "systems" / "health"
+    assert names(root / "archive") == [f"{mesh_id}.dat", f"{mesh_id}.dat.sent"]
+    assert names(root / "processing") == []
+
+
+async def test_a_request_with_100_mb_of_files_reaches_the_trust_in_mesh_chunks(
+    files_exchange: tuple[Exchange, WithFiles],
+    big_config: AreaConfig,
+    health_system: MeshClient,
+    mesh_sandbox: MeshSandbox,
+    tmp_path: Path,
+) -> None:
+    exchange, hub_system = files_exchange
+    letter = tmp_path / "chronology.pdf"
+    digest = random_file(letter, BIG)
+    hub = exchange.edges["hub"]
+    async with running_adapter(big_config, "health", tmp_path / "ledger.db"):
+        sent = await hub.submit(
+            Submission(REQUEST, ("health",), attachments=(AttachmentFile(letter),))
+        )
+        await eventually(lambda: arrived(health_system), timeout=300)
+        with client(mesh_sandbox, AGENCY_MAILBOX, BIG_CHUNK) as trust:
+            (mesh_id,) = trust.list_messages()
+            message = trust.retrieve_message(mesh_id)
+            received = tmp_path / "received.zip"
+            try:
+                assert message.mex_header("total-chunks") == "11"  # 100 MiB and the ZIP's bytes
+                assert (message.filename, message.local_id) == (
+                    f"{sent.message_id}.zip",
+                    sent.message_id,
+                )
+                with received.open("wb") as out:
+                    while block := message.read(1 << 20):
+                        out.write(block)
+            finally:
+                message.close()  # type: ignore[no-untyped-call]
+            with zipfile.ZipFile(received) as archive:
+                assert sorted(archive.namelist()) == [
+                    f"{sent.message_id}.xml",
+                    "attachments/chronology.pdf",
+                ]
+                document = archive.read(f"{sent.message_id}.xml")
+                with archive.open("attachments/chronology.pdf") as data:
+                    copied = tmp_path / "copied.pdf"
+                    with copied.open("wb") as out:
+                        shutil.copyfileobj(data, out, 1 << 20)
+            trust.acknowledge_message(mesh_id)
+        assert f"<Sha256>{digest}</Sha256>".encode() in document
+        assert digest_of_file(copied) == (BIG, digest)
+        await eventually(lambda: _some(hub_system.of_type("DeliveryReceipt")))
+    ((receipt, _),) = hub_system.of_type("DeliveryReceipt")
+    assert receipt.header.fields.receipt_outcome == "positive"
+    assert digest.encode() in receipt.payload  # the receipt names the file's digest
+    assert names(big_config.base_dir / "systems" / "health" / "processing") == []
+
+
+def zipped(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("members", "reason"),
+    [
+        (
+            {"n.xml": NOTIFICATION, "attachments/../../escape.sh": b"x"},
+            "file name '../../escape.sh' holds a path separator",
+        ),
+        (
+            {"n.xml": NOTIFICATION, "notes.txt": b"x"},
+            "ZIP member 'notes.txt' is neither the document (*.xml) nor a file under attachments/",
+        ),
+        (
+            {"n.xml": NOTIFICATION, "m.xml": NOTIFICATION},
+            "a ZIP holds one document (*.xml), not 2",
+        ),
+        (
+            {"n.xml": NOTIFICATION, "attachments/scan.png": b"x" * 2048},
+            "attachment 'scan.png' is 2048 bytes; [limits] max_attachment_bytes is 1024",
+        ),
+    ],
+)
+async def test_a_zip_that_breaks_a_rule_is_refused_before_its_files_are_read(
+    exchange: Exchange,
+    config: AreaConfig,
+    health_system: MeshClient,
+    tmp_path: Path,
+    members: dict[str, bytes],
+    reason: str,
+) -> None:
+    small = AttachmentLimits(max_attachment_bytes=1024, max_total_bytes=4096)
+    limited = dataclasses.replace(config, limits=small)
+    root = config.base_dir / "systems" / "health"
+    bad_id = health_system.send_message(
+        ADAPTER_MAILBOX, zipped(members), workflow_id="CPIS", content_type="application/zip"
+    )
+    async with running_adapter(limited, "health", tmp_path / "ledger.db"):
+        await eventually(lambda: _exists(root / "error" / f"{bad_id}.dat.reason"))
+    written = (root / "error" / f"{bad_id}.dat.reason").read_text()
+    assert written.startswith(f"MESH message {bad_id}: ") and reason in written, written
+    assert health_system.track_message(bad_id)["status"] == "accepted"  # not acknowledged
+    assert names(root / "processing") == [] and referrals(exchange) == []
