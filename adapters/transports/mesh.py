@@ -24,7 +24,8 @@ Inbound, for each message in the mailbox:
    checked and submitted through the intake with its files, which records
    the message ids in the ledger under ``mesh:<MESH id>`` once the broker
    has confirmed them;
-3. it is moved to ``archive/`` with its ``.sent``;
+3. it is renamed into ``archive/`` with its ``.sent`` (a copy for tracing:
+   the ledger and MESH, not this copy, make the hand-over safe);
 4. only then is the MESH message acknowledged. A crash before the
    acknowledgement leaves it in the mailbox: the next poll downloads it
    again, the ledger recognises it, and it is acknowledged without being
@@ -462,8 +463,12 @@ class MeshInbound:
         for message_id in await asyncio.to_thread(self.pending.message_ids):
             async with self._settling.hold(message_id):
                 accepted = await asyncio.to_thread(self.pending.get, message_id)
-                if accepted is not None and await self._track(accepted):
-                    settled += 1
+                try:
+                    if accepted is not None and await self._track(accepted):
+                        settled += 1
+                except Exception:  # asked again next round; the others are not held up
+                    log.exception("mesh.track_failed", agency=self.intake.agency)
+                    failed(self.intake.agency, TRANSPORT, "track")
         return settled
 
     async def _track(self, accepted: Accepted) -> bool:
