@@ -154,9 +154,12 @@ async def run_adapter(
         inbound, outbound = _transports(spec, intake, tracking)
         try:
             await inbound.start()
-            # The file drop and the webhook carry a message's files; MESH refuses them yet.
-            takes = isinstance(outbound, FileDropOutbound | WebhookOutbound)
-            await edge.consume(outbound, takes_attachments=takes)
+            # The file drop, the webhook and MESH carry a message's files. MESH receipts a
+            # message only once the agency's mailbox has downloaded it.
+            takes = isinstance(outbound, FileDropOutbound | WebhookOutbound | MeshOutbound)
+            await edge.consume(
+                outbound, takes_attachments=takes, receipts_later=isinstance(outbound, MeshOutbound)
+            )
             log.info("adapter.started", agency=spec.agency, transport=spec.transport)
             if ready is not None:
                 ready.set()

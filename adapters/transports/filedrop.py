@@ -85,9 +85,7 @@ import os
 import shutil
 import stat
 import threading
-import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -98,7 +96,7 @@ from adapters.inbound import Intake, Reply, digest_of, failed
 from adapters.ledger import Ledger, SentAs
 from adapters.prepare import Refused
 from adapters.profile import Profile
-from adapters.transports.durable import fsync_dir, move, write_text
+from adapters.transports.durable import ArchivePruner, fsync_dir, move, write_text
 from gateway.config.adapter_config import FileDropSettings
 from gateway.core.attachments import (
     AttachmentLimits,
@@ -123,8 +121,6 @@ FOLDERS = ("outbox", "processing", "archive", "error", "inbox")
 CLAIM_SEPARATOR = "--"
 WORKERS = 16  # files in hand at once
 CLAIM_BATCH = 256  # files claimed per pass, so sending starts soon after a big drop
-PRUNE_EVERY_S = 3600.0
-DAY_S = 86400.0
 FILE_KEY = "file:"  # ledger keys of files: the prefix, then the content's SHA-256
 SENT_SUFFIX = ".sent"
 FILES_SUFFIX = ".attachments"  # NAME.xml's files come in the folder NAME.attachments/
@@ -305,12 +301,6 @@ def _digest_regular(path: Path, shown_path: str, size: int) -> str:
     return digest.hexdigest()
 
 
-def expired(entries: Iterable[tuple[str, float]], now: float, keep_days: float) -> list[str]:
-    """The names, of (name, modified at) in epoch seconds, kept longer than ``keep_days``."""
-    cutoff = now - keep_days * DAY_S
-    return sorted(name for name, modified in entries if modified < cutoff)
-
-
 class FileDropInbound:
     """Claims files from outbox/, sends them through the intake, files them away.
 
@@ -339,31 +329,14 @@ class FileDropInbound:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.recover()
-        pruned_at = -PRUNE_EVERY_S
+        pruner = ArchivePruner(
+            self.dirs["archive"], self.settings.archive_days, self.intake.agency, TRANSPORT
+        )
         while not stop.is_set():
-            if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
-                try:
-                    await asyncio.to_thread(self.prune_archive, utc_now().timestamp())
-                except OSError as exc:  # tried again in an hour; sending goes on
-                    failed(self.intake.agency, TRANSPORT, "prune")
-                    log.error("archive.prune_failed", agency=self.intake.agency, error=exc.strerror)
-                pruned_at = time.monotonic()
+            await pruner.when_due()
             await self.poll_once()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.poll_seconds)
-
-    def prune_archive(self, now: float) -> int:
-        """Delete what archive/ has kept past ``archive_days``; how many files."""
-        archive = self.dirs["archive"]
-        with os.scandir(archive) as entries:
-            stamped = [(e.name, e.stat().st_mtime) for e in entries if e.is_file()]
-        names = expired(stamped, now, self.settings.archive_days)
-        for name in names:
-            (archive / name).unlink(missing_ok=True)
-        if names:
-            fsync_dir(archive)
-            log.info("archive.pruned", agency=self.intake.agency, files=len(names))
-        return len(names)
 
     async def recover(self) -> None:
         """Finish files a previous run claimed but did not file away."""

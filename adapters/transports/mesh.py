@@ -1,35 +1,83 @@
 """MESH: poll the adapter's mailbox for inbound, send to the agency system's mailbox for outbound.
 
 Uses the official ``mesh-client`` (blocking, so every call runs in a
-thread). Chunked messages are reassembled by the client. Up to WORKERS
-messages are in hand at once, each worker with its own client; outbound
-sends have a client of their own, so a long download never holds them up.
+thread), with MESH's own chunking both ways. Up to WORKERS messages are in
+hand at once, each worker with its own client; outbound sends have a client
+of their own, so a long download never holds them up.
+
+Layout under ``root``::
+
+    processing/  scratch: a message being downloaded or unpacked, a ZIP being built
+                 (emptied at start: MESH still holds whatever was in hand)
+    archive/     received and sent on: ``<MESH id>.dat`` and ``.sent`` (our message ids);
+                 a non-delivery report we acted on, with ``.report``; deleted
+                 ``archive_days`` after they were written (checked at start and hourly)
+    error/       refused: ``<MESH id>.dat`` and ``.reason``; never pruned
+    pending/     ``<message id>.json``: sent, accepted by MESH, not yet downloaded by the
+                 agency's mailbox (ids, times and digests only)
 
 Inbound, for each message in the mailbox:
-1. it is downloaded (into memory; one over the size limit is spilled to
-   ``processing/`` and refused). MESH keeps it until step 4, so this copy
-   need not be durable yet;
-2. it is mapped, checked and submitted through the intake, which records
+1. it is streamed to ``processing/`` (never held in memory), cut off past
+   ``[limits] max_total`` plus the largest document. MESH keeps it until
+   step 4, so this copy need not be durable;
+2. a ZIP (see "Attachments") is unpacked there; the document is mapped,
+   checked and submitted through the intake with its files, which records
    the message ids in the ledger under ``mesh:<MESH id>`` once the broker
    has confirmed them;
-3. it is written to ``archive/<MESH id>.dat`` (with ``.sent``) or, if
-   refused, to ``error/`` with a ``.reason``, by temp file, fsync, rename;
+3. it is renamed into ``archive/`` with its ``.sent`` (a copy for tracing:
+   the ledger and MESH, not this copy, make the hand-over safe);
 4. only then is the MESH message acknowledged. A crash before the
    acknowledgement leaves it in the mailbox: the next poll downloads it
    again, the ledger recognises it, and it is acknowledged without being
    sent twice. A failure that is not the document's fault (broker down)
    leaves it unacknowledged for the next poll.
 
-A MESH ``REPORT`` (a non-delivery report: e.g. the agency system did not
-acknowledge what we sent within 5 days) goes to ``error/`` with the linked
-MESH id, our message id (the local id we set) and MESH's status, and is
-counted as a failure; then it is acknowledged.
+A message the adapter refuses (unmappable, over a limit, a bad ZIP) goes to
+``error/`` with its ``.reason`` and is never acknowledged: MESH's tracking
+must not show the sending trust a success. MESH has no "reject", so it stays
+in the mailbox, skipped by every later poll (its ``.reason`` in error/ says
+it was refused), until MESH expires it and sends the trust its own
+non-delivery report.
 
 Outbound, each message for the agency is sent to ``recipient`` with the
 workflow id configured for its type, ``local_id`` = our message id and
-``subject`` = its type. The handler returns once MESH has accepted it (MESH
-then holds it durably), and the MESH id is recorded under
-``mesh-out:<message id>``, so a redelivery is not sent again.
+``subject`` = its type, and the MESH id is recorded under ``mesh-out:<message
+id>``, so a redelivery is not sent again. Delivery has two states:
+- accepted by MESH: the send returned. The handler writes
+  ``pending/<message id>.json`` and returns; the edge records the hand-over
+  and acks, but sends no receipt (``Edge.consume(..., receipts_later=True)``),
+  so the message stays ``routed`` and the recipient's delivery deadline stays
+  open (and escalates) while MESH holds it;
+- delivered: MESH tracking (``track_message``, every ``track_seconds``) says
+  the agency's mailbox has downloaded and acknowledged it. Only then is the
+  positive receipt sent (``Edge.receipt_later``), and the pending file removed.
+
+A MESH non-delivery report (a ``REPORT`` in our mailbox whose ``local_id``
+is a pending message of ours, e.g. the agency's system did not collect it in
+5 days), or tracking that says ``undeliverable`` or ``error``, becomes a
+negative receipt with check ``handler`` naming MESH's status
+(``Edge.refuse_later``): the router marks the message rejected, ends the
+deadlines it opened as not met and forwards the receipt to the sender, which
+is how the exchange tells a sender that an adapter could not deliver (as for
+a webhook that stays down). The report is filed in ``archive/`` with a
+``.report`` note. A report about nothing pending goes to ``error/``.
+
+Attachments travel as one MESH message, a ZIP (``application/zip``,
+``<message id>.zip``) holding the document at the top (``<message id>.xml``
+outbound; inbound the one member matching the profile's patterns) and its
+files under ``attachments/`` with their bare names. Stored, not compressed
+(documents, scans and videos are compressed already), so it is written and
+read as a stream: outbound the ZIP is built in ``processing/`` from the
+edge's staged files and handed to mesh-client as a file, which sends it in
+``max_chunk_size`` chunks; inbound the chunks are streamed to disk and each
+member extracted by streaming. Sizes and names are checked against
+``[limits]`` and the safe-name rule from the ZIP's directory before a member
+is extracted. Memory: one MESH chunk when sending (mesh-client reads a chunk
+after the first whole, so it can retry it), a copy buffer when receiving;
+never a whole file. MESH's own limits: 100 MB a chunk, 20 GB a message.
+
+The daily handshake MESH asks of every client runs at start (bad
+credentials fail there) and every 24 hours.
 
 Secrets: ``<private keys>/mesh/<agency>.password`` and ``.shared-key``, 0600.
 """
@@ -39,31 +87,54 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
-from dataclasses import dataclass
+import json
+import shutil
+import time
+import uuid
+import zipfile
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 import structlog
-from mesh_client import MeshClient
+from mesh_client import MeshClient, Message
 
 from adapters.inbound import Intake, Reply, failed
 from adapters.ledger import Ledger
-from adapters.prepare import Refused
+from adapters.prepare import Prepared, Refused
 from adapters.profile import Profile
-from adapters.transports.durable import move, write_text
+from adapters.transports.durable import ArchivePruner, move, write_text
+from adapters.transports.filedrop import picked_up
 from gateway.broker.credentials import CredentialsError, kept_password
 from gateway.config.adapter_config import MeshSettings
+from gateway.core.attachments import (
+    AttachmentLimits,
+    AttachmentRefused,
+    check_file_name,
+    check_limits,
+    check_unique_names,
+)
+from gateway.core.vocabulary import SYSTEM_MESSAGE_TYPES
 from gateway.core.xmlsafe import MAX_DOCUMENT_BYTES
-from gateway.infra.atomic import atomic_writer
 from gateway.infra.clock import utc_now
-from gateway.services.edge import Delivered
+from gateway.infra.keyed_locks import KeyedLocks
+from gateway.services.edge import Delivered, Receipting
+from gateway.services.transfer_sender import AttachmentFile
+from gateway.services.transfer_staging import ReceivedAttachment
 
 log = structlog.get_logger("adapters.mesh")
 
 TRANSPORT = "mesh"
-FOLDERS = ("processing", "archive", "error")
+FOLDERS = ("processing", "archive", "error", "pending")
 WORKERS = 4  # messages in hand at once, each with its own MESH client
 COPY_BUFFER = 1024 * 1024
+HANDSHAKE_EVERY_S = 86400.0  # MESH asks every client to handshake daily
+ZIP_TYPE = "application/zip"
+ATTACHMENTS_PREFIX = "attachments/"
+ZIP_OVERHEAD = 1024 * 1024  # headers and directory of a ZIP of up to 100 files, and more
+DELIVERED = frozenset({"acknowledged"})  # MESH tracking: the recipient downloaded it
+UNDELIVERED = frozenset({"undeliverable", "error"})
+UNDELIVERED_CHECK = "handler"  # the FailedCheck of the negative receipt
 
 
 def secret_files(private_keys_dir: Path, agency: str) -> tuple[Path, Path]:
@@ -90,18 +161,98 @@ def mesh_client(settings: MeshSettings, private_keys_dir: Path, agency: str) -> 
     )
 
 
+def make_folders(root: Path) -> dict[str, Path]:
+    dirs = {name: root / name for name in FOLDERS}
+    for path in dirs.values():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return dirs
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A message MESH has accepted from us and the agency's mailbox has not yet downloaded."""
+
+    mesh_id: str
+    accepted_at: datetime
+    receipting: Receipting
+
+
+class Pending:
+    """``pending/<message id>.json``, one per message accepted by MESH and not yet downloaded."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _path(self, message_id: str) -> Path | None:
+        """The file of ``message_id``, if it is a message id at all (a report says it)."""
+        try:
+            canonical = str(uuid.UUID(message_id))
+        except ValueError:
+            return None
+        return self.folder / f"{canonical}.json" if canonical == message_id else None
+
+    def add(self, accepted: Accepted) -> None:
+        path = self._path(accepted.receipting.message_id)
+        if path is None:
+            raise ValueError(f"not a message id: {accepted.receipting.message_id!r}")
+        about = asdict(accepted.receipting)
+        about["received_at"] = accepted.receipting.received_at.isoformat()
+        record = {
+            "mesh_id": accepted.mesh_id,
+            "accepted_at": accepted.accepted_at.isoformat(),
+            "receipting": about,
+        }
+        write_text(path, json.dumps(record, indent=1))
+
+    def get(self, message_id: str) -> Accepted | None:
+        path = self._path(message_id)
+        if path is None:
+            return None
+        try:
+            record = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            return None
+        about = dict(record["receipting"])
+        about["received_at"] = datetime.fromisoformat(about["received_at"])
+        about["attachments"] = tuple(tuple(pair) for pair in about["attachments"])
+        return Accepted(
+            record["mesh_id"], datetime.fromisoformat(record["accepted_at"]), Receipting(**about)
+        )
+
+    def message_ids(self) -> list[str]:
+        return sorted(p.stem for p in self.folder.glob("*.json"))
+
+    def remove(self, message_id: str) -> None:
+        path = self._path(message_id)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Report:
+    """A MESH non-delivery report: which message, and what MESH says happened (ids only)."""
+
+    linked_mesh_id: str | None
+    local_id: str | None
+    text: str
+
+
 @dataclass(frozen=True)
 class Downloaded:
     mesh_id: str
-    data: bytes | None  # None when over the size limit: then ``spilled`` holds it
-    spilled: Path | None
+    path: Path  # processing/<MESH id>.dat, as MESH sent it (cut off past the limit)
     size: int
     sha256: str
-    report: str | None  # for a REPORT: what MESH says happened, ids only
+    complete: bool
+    report: Report | None
+
+    @property
+    def source(self) -> str:
+        return f"MESH message {self.mesh_id}"
 
 
 class MeshInbound:
-    """Polls the mailbox; WORKERS messages are in hand at once, each with its own client.
+    """Polls the mailbox and MESH tracking; WORKERS messages are in hand at once.
 
     A MESH client is not shared between threads (its auth nonce counter is
     not thread-safe), so each worker takes one from a small pool.
@@ -110,9 +261,10 @@ class MeshInbound:
     def __init__(self, settings: MeshSettings, intake: Intake) -> None:
         self.settings = settings
         self.intake = intake
-        self.dirs = {name: settings.root / name for name in FOLDERS}
-        for path in self.dirs.values():
-            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.dirs = make_folders(settings.root)
+        self.pending = Pending(self.dirs["pending"])
+        self.limits: AttachmentLimits = intake.edge.config.limits
+        self.largest = self.limits.max_total_bytes + MAX_DOCUMENT_BYTES + ZIP_OVERHEAD
         keys = intake.edge.config.private_keys_dir
         self.clients = [mesh_client(settings, keys, intake.agency) for _ in range(WORKERS)]
         self._idle: asyncio.Queue[MeshClient] = asyncio.Queue()
@@ -120,14 +272,43 @@ class MeshInbound:
             self._idle.put_nowait(client)
         self._in_hand: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._settling = KeyedLocks()  # a report and tracking never settle one message twice
+        self._handshaken_at = -HANDSHAKE_EVERY_S
+        self._tracked_at = -settings.track_seconds
+        self._pruner = ArchivePruner(
+            self.dirs["archive"], settings.archive_days, intake.agency, TRANSPORT
+        )
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.clients[0].handshake)  # bad credentials fail at start
+        await asyncio.to_thread(self._clear_processing)
+        await self.handshake()  # bad credentials fail at start
+
+    def _clear_processing(self) -> None:
+        """What a previous run had in hand: MESH still holds it, or the edge redelivers it."""
+        for entry in self.dirs["processing"].iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    async def handshake(self) -> None:
+        client = await self._idle.get()
+        try:
+            await asyncio.to_thread(client.handshake)
+        finally:
+            self._idle.put_nowait(client)
+        self._handshaken_at = time.monotonic()
+        log.info("mesh.handshake", agency=self.intake.agency, mailbox=self.settings.mailbox)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            await self._pruner.when_due()
             try:
+                if time.monotonic() - self._handshaken_at >= HANDSHAKE_EVERY_S:
+                    await self.handshake()
                 await self.poll_once()
+                if time.monotonic() - self._tracked_at >= self.settings.track_seconds:
+                    await self.track_once()
             except Exception:  # MESH or broker unreachable: try again next poll
                 log.exception("mesh.poll_failed", agency=self.intake.agency)
                 failed(self.intake.agency, TRANSPORT, "poll")
@@ -140,13 +321,13 @@ class MeshInbound:
             await asyncio.to_thread(client.close)
 
     async def poll_once(self) -> int:
-        """Start taking every message now in the mailbox that is not already in hand."""
+        """Start taking every message now in the mailbox that is not in hand or refused."""
         client = await self._idle.get()
         try:
             mesh_ids = await asyncio.to_thread(client.list_messages)
         finally:
             self._idle.put_nowait(client)
-        fresh = [m for m in mesh_ids if m not in self._in_hand]
+        fresh = [m for m in mesh_ids if m not in self._in_hand and not self._refused(m)]
         for mesh_id in fresh:
             self._in_hand.add(mesh_id)
             client = await self._idle.get()  # at most WORKERS in hand
@@ -155,11 +336,15 @@ class MeshInbound:
             task.add_done_callback(self._tasks.discard)
         return len(fresh)
 
+    def _refused(self, mesh_id: str) -> bool:
+        """Refused before: left unacknowledged for MESH to expire, never taken again."""
+        return (self.dirs["error"] / f"{mesh_id}.dat.reason").exists()
+
     async def _take_with(self, client: MeshClient, mesh_id: str) -> None:
         try:
             downloaded = await asyncio.to_thread(self._download, client, mesh_id)
-            await self._take(downloaded)
-            await asyncio.to_thread(client.acknowledge_message, mesh_id)
+            if await self._take(downloaded):
+                await asyncio.to_thread(client.acknowledge_message, mesh_id)
         except Exception:  # left unacknowledged in MESH: the next poll takes it again
             log.exception("mesh.take_failed", agency=self.intake.agency, mesh_id=mesh_id)
             failed(self.intake.agency, TRANSPORT, "take")
@@ -168,60 +353,162 @@ class MeshInbound:
             self._idle.put_nowait(client)
 
     def _download(self, client: MeshClient, mesh_id: str) -> Downloaded:
-        """Read the message (chunks and all); one over the size limit is spilled to disk.
+        """Stream the message (its chunks in turn) to processing/; stop past the limit.
 
         The copy need not be durable yet: MESH keeps the message until we
-        acknowledge, which happens only after it is sent or filed in error/.
+        acknowledge, which happens only after it is sent on.
         """
         digest = hashlib.sha256()
-        # Not ``with message``: its exit acknowledges, and we acknowledge only once it is durable.
+        size, complete = 0, True
+        target = self.dirs["processing"] / f"{mesh_id}.dat"
+        # Not ``with message``: its exit acknowledges, and we acknowledge only once sent on.
         message = client.retrieve_message(mesh_id)
         try:
-            data = message.read(MAX_DOCUMENT_BYTES + 1)
-            digest.update(data)
-            size = len(data)
-            spilled = None
-            if size > MAX_DOCUMENT_BYTES:
-                spilled = self.dirs["processing"] / f"{mesh_id}.dat"
-                with spilled.open("wb") as out:
-                    out.write(data)
-                    while block := message.read(COPY_BUFFER):
-                        digest.update(block)
-                        size += len(block)
-                        out.write(block)
-                    out.flush()
-                    os.fsync(out.fileno())
-            report = None
-            if str(message.message_type or "DATA").upper() == "REPORT":
-                report = (
-                    f"MESH report for message {message.mex_header('linkedmsgid', '?')} "
-                    f"(our message {message.local_id or '?'}): status "
-                    f"{message.mex_header('statuscode', '?')} "
-                    f"{message.mex_header('statusdescription', '')}".rstrip()
-                )
+            report = _report(message)
+            with target.open("wb") as out:
+                while block := message.read(COPY_BUFFER):
+                    size += len(block)
+                    if size > self.largest:
+                        complete = False
+                        break
+                    digest.update(block)
+                    out.write(block)
         finally:
             message.close()  # type: ignore[no-untyped-call]
-        kept = None if spilled is not None else data
-        return Downloaded(mesh_id, kept, spilled, size, digest.hexdigest(), report)
+        return Downloaded(mesh_id, target, size, digest.hexdigest(), complete, report)
 
-    async def _take(self, downloaded: Downloaded) -> None:
-        source = f"MESH message {downloaded.mesh_id}"
+    async def _take(self, downloaded: Downloaded) -> bool:
+        """Send it on, or refuse it; True when MESH may be told we have it (acknowledged)."""
         if downloaded.report is not None:
-            await self._refuse(downloaded, Refused("mesh-report", downloaded.report, "report"))
-            return
-        if downloaded.data is None:
-            reason = f"{source}: {downloaded.size} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit"
-            await self._refuse(downloaded, Refused("read", reason, "too-large"))
-            return
-        key = f"mesh:{downloaded.mesh_id}"
+            return await self._settle_report(downloaded, downloaded.report)
+        source = downloaded.source
+        files = self.dirs["processing"] / f"{downloaded.mesh_id}.attachments"
         try:
-            documents = self.intake.prepare(downloaded.data, source)
-            ids = await self.intake.send(documents, key, downloaded.sha256, source, Reply())
+            if not downloaded.complete:
+                reason = f"{source}: over the {self.largest}-byte limit (cut off there)"
+                raise Refused("read", reason, "too-large")
+            documents, attached = await asyncio.to_thread(self._unpack, downloaded, files)
+            key = f"mesh:{downloaded.mesh_id}"
+            ids = await self.intake.send(
+                documents, key, downloaded.sha256, source, Reply(), attached
+            )
         except Refused as refused:
             await self._refuse(downloaded, refused)
-            return
+            return False
+        finally:
+            await asyncio.to_thread(shutil.rmtree, files, True)
         await asyncio.to_thread(self._file, downloaded, "archive", ".sent", "\n".join(ids))
-        log.info("mesh.sent", agency=self.intake.agency, mesh_id=downloaded.mesh_id, messages=ids)
+        log.info(
+            "mesh.sent",
+            agency=self.intake.agency,
+            mesh_id=downloaded.mesh_id,
+            messages=ids,
+            attachments=len(attached),
+        )
+        return True
+
+    def _unpack(
+        self, downloaded: Downloaded, folder: Path
+    ) -> tuple[list[Prepared], tuple[AttachmentFile, ...]]:
+        """The document, mapped and checked, and its files extracted to ``folder`` (a ZIP's)."""
+        source = downloaded.source
+        if not zipfile.is_zipfile(downloaded.path):
+            if downloaded.size > MAX_DOCUMENT_BYTES:
+                reason = (
+                    f"{source}: {downloaded.size} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit"
+                )
+                raise Refused("read", reason, "too-large")
+            return self.intake.prepare(downloaded.path.read_bytes(), source), ()
+        try:
+            with zipfile.ZipFile(downloaded.path) as archive:
+                document, members = _members(archive, self.intake.profile.patterns, source)
+                try:
+                    check_limits([(name, m.file_size) for name, m in members], self.limits)
+                except AttachmentRefused as exc:
+                    raise Refused("limit", f"{source}: {exc}", "limit") from None
+                if document.file_size > MAX_DOCUMENT_BYTES:
+                    reason = (
+                        f"{source}: {document.filename} is {document.file_size} bytes, "
+                        f"over the {MAX_DOCUMENT_BYTES}-byte limit"
+                    )
+                    raise Refused("read", reason, "too-large")
+                documents = self.intake.prepare(
+                    archive.read(document), f"{source}: {document.filename}"
+                )
+                folder.mkdir(mode=0o700)
+                for name, member in members:
+                    with archive.open(member) as data, (folder / name).open("xb") as out:
+                        shutil.copyfileobj(data, out, COPY_BUFFER)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+            raise Refused("read", f"{source}: not a readable ZIP: {exc}", "bad-zip") from None
+        return documents, tuple(AttachmentFile(folder / name) for name, _ in members)
+
+    async def _settle_report(self, downloaded: Downloaded, report: Report) -> bool:
+        """A non-delivery report about a pending message of ours: its negative receipt."""
+        message_id = report.local_id or ""
+        async with self._settling.hold(message_id):
+            accepted = await asyncio.to_thread(self.pending.get, message_id)
+            if accepted is None or report.linked_mesh_id not in (None, accepted.mesh_id):
+                await self._refuse(downloaded, Refused("mesh-report", report.text, "report"))
+                return True  # nothing of ours is waiting on it: a person looks at error/
+            await self._undelivered(accepted, report.text)
+        note = f"{report.text}\nnegative receipt sent to {accepted.receipting.sender}"
+        await asyncio.to_thread(self._file, downloaded, "archive", ".report", note)
+        return True
+
+    async def track_once(self) -> int:
+        """Ask MESH tracking about every pending message; receipt the ones downloaded."""
+        self._tracked_at = time.monotonic()
+        settled = 0
+        for message_id in await asyncio.to_thread(self.pending.message_ids):
+            async with self._settling.hold(message_id):
+                accepted = await asyncio.to_thread(self.pending.get, message_id)
+                try:
+                    if accepted is not None and await self._track(accepted):
+                        settled += 1
+                except Exception:  # asked again next round; the others are not held up
+                    log.exception("mesh.track_failed", agency=self.intake.agency)
+                    failed(self.intake.agency, TRANSPORT, "track")
+        return settled
+
+    async def _track(self, accepted: Accepted) -> bool:
+        client = await self._idle.get()
+        try:
+            tracking = await asyncio.to_thread(client.track_message, accepted.mesh_id)
+        finally:
+            self._idle.put_nowait(client)
+        status = str(tracking.get("status") or "").lower()
+        about = accepted.receipting
+        if status in DELIVERED:
+            await self.intake.edge.receipt_later(about, utc_now())
+            await asyncio.to_thread(self.pending.remove, about.message_id)
+            log.info(
+                "mesh.downloaded",
+                agency=self.intake.agency,
+                message_id=about.message_id,
+                mesh_id=accepted.mesh_id,
+            )
+            return True
+        if status in UNDELIVERED:
+            said = " ".join(
+                str(tracking.get(k) or "") for k in ("status_code", "status_description")
+            )
+            reason = f"MESH tracking of message {accepted.mesh_id}: {status} {said}".rstrip()
+            await self._undelivered(accepted, reason)
+            return True
+        return False
+
+    async def _undelivered(self, accepted: Accepted, reason: str) -> None:
+        about = accepted.receipting
+        await self.intake.edge.refuse_later(about, UNDELIVERED_CHECK, reason, utc_now())
+        await asyncio.to_thread(self.pending.remove, about.message_id)
+        failed(self.intake.agency, TRANSPORT, "undelivered")
+        log.warning(
+            "mesh.undelivered",
+            agency=self.intake.agency,
+            message_id=about.message_id,
+            mesh_id=accepted.mesh_id,
+        )
 
     async def _refuse(self, downloaded: Downloaded, refused: Refused) -> None:
         await asyncio.to_thread(self._file, downloaded, "error", ".reason", refused.reason)
@@ -234,21 +521,77 @@ class MeshInbound:
         )
 
     def _file(self, downloaded: Downloaded, folder: str, suffix: str, note: str) -> None:
-        """``<MESH id>.dat`` and its note into ``folder``, durably: the note first."""
-        target = self.dirs[folder] / f"{downloaded.mesh_id}.dat"
+        """``<MESH id>.dat`` and its note into ``folder``, durably: the note last, since
+        error/'s ``.reason`` is what later polls look for."""
+        move(downloaded.path, self.dirs[folder])
+        target = self.dirs[folder] / downloaded.path.name
         write_text(target.with_name(target.name + suffix), note + "\n")
-        if downloaded.spilled is not None:
-            move(downloaded.spilled, self.dirs[folder])
+
+
+def _report(message: Message) -> Report | None:
+    """What a MESH ``REPORT`` says, ids and MESH's status only; None for a DATA message."""
+    if str(message.message_type or "DATA").upper() != "REPORT":
+        return None
+    header = message.mex_header
+    linked = header("linkedmsgid")
+    local_id = message.local_id
+    text = (
+        f"MESH report for message {linked or '?'} (our message {local_id or '?'}): status "
+        f"{header('statuscode', '?')} {header('statusdescription', '')}".rstrip()
+    )
+    return Report(linked, local_id, text)
+
+
+def _members(
+    archive: zipfile.ZipFile, patterns: tuple[str, ...], source: str
+) -> tuple[zipfile.ZipInfo, list[tuple[str, zipfile.ZipInfo]]]:
+    """The one document at the top of the ZIP, and each file under attachments/ by its name."""
+    documents, files = [], []
+    for member in archive.infolist():
+        if member.is_dir():
+            continue
+        name = member.filename
+        if "/" not in name and picked_up(name, patterns):
+            documents.append(member)
+        elif name.startswith(ATTACHMENTS_PREFIX):
+            try:
+                files.append((check_file_name(name.removeprefix(ATTACHMENTS_PREFIX)), member))
+            except AttachmentRefused as exc:
+                raise Refused("attachment", f"{source}: {exc}", "attachment-name") from None
         else:
-            with atomic_writer(target) as out:
-                out.write(downloaded.data or b"")
+            reason = (
+                f"{source}: ZIP member {name!r} is neither the document "
+                f"({', '.join(patterns)}) nor a file under {ATTACHMENTS_PREFIX}"
+            )
+            raise Refused("mapping", reason, "zip-member")
+    if len(documents) != 1:
+        reason = f"{source}: a ZIP holds one document ({', '.join(patterns)}), not {len(documents)}"
+        raise Refused("mapping", reason, "zip-document")
+    try:
+        check_unique_names([name for name, _ in files])
+    except AttachmentRefused as exc:
+        raise Refused("attachment", f"{source}: {exc}", "attachment-name") from None
+    return documents[0], files
+
+
+def write_zip(
+    target: Path, document_name: str, document: bytes, files: tuple[ReceivedAttachment, ...]
+) -> None:
+    """The document and its files as a stored ZIP, each file streamed in (blocking: a thread)."""
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        archive.writestr(document_name, document)
+        for file in files:
+            member = zipfile.ZipInfo(ATTACHMENTS_PREFIX + check_file_name(file.facts.file_name))
+            with file.path.open("rb") as data, archive.open(member, "w", force_zip64=True) as out:
+                shutil.copyfileobj(data, out, COPY_BUFFER)
 
 
 class MeshOutbound:
     """The edge's handler: sends each message for the agency to its MESH mailbox, once.
 
     The edge hands over several messages at once; sends go one at a time,
-    because a MESH client's auth nonce counter is not thread-safe.
+    because a MESH client's auth nonce counter is not thread-safe. It consumes
+    with ``receipts_later``: MeshInbound receipts once MESH tracking says so.
     """
 
     def __init__(
@@ -263,6 +606,8 @@ class MeshOutbound:
         self.profile = profile
         self.ledger = ledger
         self.agency = agency
+        self.dirs = make_folders(settings.root)
+        self.pending = Pending(self.dirs["pending"])
         self.client = mesh_client(settings, private_keys_dir, agency)
         self._one_at_a_time = asyncio.Lock()
 
@@ -272,30 +617,65 @@ class MeshOutbound:
     async def __call__(self, delivered: Delivered) -> None:
         fields = delivered.header.fields
         key = f"mesh-out:{fields.message_id}"
-        if await asyncio.to_thread(self.ledger.sent, self.agency, key) is not None:
-            return  # sent before a crash that came ahead of the edge's record
+        done = await asyncio.to_thread(self.ledger.sent, self.agency, key)
+        # Sent before a crash that came ahead of the edge's record: not sent again.
+        mesh_id = done.message_ids[0] if done is not None else await self._send(delivered)
+        if done is None:
+            await asyncio.to_thread(
+                self.ledger.record,
+                self.agency,
+                key,
+                0,
+                delivered.plaintext_sha256,
+                f"message {fields.message_id}",
+                mesh_id,
+                utc_now(),
+            )
+        if fields.message_type not in SYSTEM_MESSAGE_TYPES and delivered.receipting is not None:
+            accepted = Accepted(mesh_id, utc_now(), delivered.receipting)
+            await asyncio.to_thread(self.pending.add, accepted)
+        log.info(
+            "mesh.accepted",
+            agency=self.agency,
+            message_id=fields.message_id,
+            mesh_id=mesh_id,
+            attachments=len(delivered.attachments),
+        )
+
+    async def _send(self, delivered: Delivered) -> str:
+        fields = delivered.header.fields
         native = self.profile.to_native(delivered.payload, f"message {fields.message_id}")
+        document_name = f"{fields.message_id}.xml"
+        if not delivered.attachments:
+            return await self._send_data(
+                native,
+                document_name,
+                self.profile.media_types[0],
+                fields.message_id,
+                fields.message_type,
+            )
+        spool = self.dirs["processing"] / f"{fields.message_id}.zip"
+        try:
+            await asyncio.to_thread(write_zip, spool, document_name, native, delivered.attachments)
+            with spool.open("rb") as data:
+                return await self._send_data(
+                    data, spool.name, ZIP_TYPE, fields.message_id, fields.message_type
+                )
+        finally:
+            await asyncio.to_thread(spool.unlink, True)
+
+    async def _send_data(
+        self, data: object, filename: str, content_type: str, message_id: str, message_type: str
+    ) -> str:
         async with self._one_at_a_time:
-            mesh_id = await asyncio.to_thread(
+            mesh_id: str = await asyncio.to_thread(
                 self.client.send_message,
                 self.settings.recipient,
-                native,
-                workflow_id=self.settings.workflow_for(fields.message_type),
-                local_id=fields.message_id,
-                subject=fields.message_type,
-                filename=f"{fields.message_id}.xml",
-                content_type=self.profile.media_types[0],
+                data,
+                workflow_id=self.settings.workflow_for(message_type),
+                local_id=message_id,
+                subject=message_type,
+                filename=filename,
+                content_type=content_type,
             )
-        await asyncio.to_thread(
-            self.ledger.record,
-            self.agency,
-            key,
-            0,
-            delivered.plaintext_sha256,
-            f"message {fields.message_id}",
-            mesh_id,
-            utc_now(),
-        )
-        log.info(
-            "mesh.delivered", agency=self.agency, message_id=fields.message_id, mesh_id=mesh_id
-        )
+        return mesh_id

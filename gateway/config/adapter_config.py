@@ -34,9 +34,12 @@ does not import gateway.config.area_config). Layout::
     recipient = "X26ABC2"            # the agency system's mailbox, for outbound
     workflow_id = "MASH_GATEWAY"     # outbound workflow id, unless the type has its own:
     workflows = { InformationRequest = "MASH_INFO_REQUEST", Decision = "MASH_DECISION" }
-    root = "agency-systems/health"   # error/ for refused messages and MESH reports
+    root = "agency-systems/health"   # processing/ archive/ error/ pending/ (see mesh.py)
     poll_seconds = 5.0
-    max_chunk_size = 104857600       # MESH chunks are at most 100 MB
+    track_seconds = 60.0             # how often MESH tracking is asked about sent messages
+    archive_days = 30                # received messages are deleted from archive/ after this
+    max_chunk_size = 20000000        # bytes per MESH chunk (MESH allows at most 100 MB); one
+                                     # chunk is what sending holds in memory
     cert = "keys/private/mesh/health.crt"   # mutual TLS: required unless MESH is on this
     key = "keys/private/mesh/health.key"     # machine (a sandbox), where plain http:// is
     ca = "keys/mesh-ca.pem"                  # allowed too; ca is optional
@@ -60,6 +63,7 @@ from gateway.config.config_checks import table as as_table
 
 TRANSPORTS = ("filedrop", "http", "mesh")
 MESH_MAX_CHUNK = 100 * 1000 * 1000
+MESH_CHUNK = 20 * 1000 * 1000
 DEFAULT_MAX_BODY = 1024 * 1024
 DEFAULT_IDLE_SECONDS = 15.0
 DEFAULT_BODY_SECONDS = 30.0
@@ -98,7 +102,9 @@ class MeshSettings:
     root: Path
     workflows: Mapping[str, str] = field(default_factory=dict)
     poll_seconds: float = 5.0
-    max_chunk_size: int = MESH_MAX_CHUNK
+    max_chunk_size: int = MESH_CHUNK
+    track_seconds: float = 60.0
+    archive_days: float = 30.0
     cert: Path | None = None
     key: Path | None = None
     ca: Path | None = None
@@ -233,7 +239,8 @@ def _mesh(value: Any, key: str, fail: Fail, base_dir: Path) -> MeshSettings | No
     table = as_table(value, key, fail)
     paths = ("root", "cert", "key", "ca")
     allowed = {"url", "mailbox", "recipient", "workflow_id", "workflows", "poll_seconds"}
-    known(table, key, allowed | {"max_chunk_size", *paths}, fail)
+    allowed |= {"max_chunk_size", "track_seconds", "archive_days"}
+    known(table, key, allowed | set(paths), fail)
     url = _text(table, key, "url", fail)
     where = urlsplit(url)
     if where.scheme not in ("http", "https") or not where.hostname:
@@ -246,7 +253,7 @@ def _mesh(value: Any, key: str, fail: Fail, base_dir: Path) -> MeshSettings | No
         isinstance(v, str) and v for v in workflows.values()
     ):
         raise fail(f"{key}.workflows", "must map message types to workflow ids")
-    chunk = _number(table, key, "max_chunk_size", MESH_MAX_CHUNK, fail)
+    chunk = _number(table, key, "max_chunk_size", MESH_CHUNK, fail)
     if chunk > MESH_MAX_CHUNK:
         raise fail(f"{key}.max_chunk_size", f"MESH chunks are at most {MESH_MAX_CHUNK} bytes")
     located = {
@@ -273,6 +280,8 @@ def _mesh(value: Any, key: str, fail: Fail, base_dir: Path) -> MeshSettings | No
         workflows=dict(workflows),
         poll_seconds=_number(table, key, "poll_seconds", 5.0, fail),
         max_chunk_size=int(chunk),
+        track_seconds=_number(table, key, "track_seconds", 60.0, fail),
+        archive_days=_number(table, key, "archive_days", 30.0, fail),
         cert=located["cert"],
         key=located["key"],
         ca=located["ca"],

@@ -11,6 +11,12 @@ DeliveryReceipt back through the router. A message it cannot accept gets a
 negative receipt naming the failed check and is rejected to quarantine; it is
 never dropped.
 
+A handler whose transport confirms delivery only later (MESH: once the
+recipient's mailbox has downloaded the message) consumes with
+``receipts_later``: the edge records the hand-over and acks, but sends no
+receipt; the handler keeps the message's ``Receipting`` facts and calls
+``receipt_later`` or ``refuse_later`` when its transport has said.
+
 Exactly-once to the handler: a message is handed over only if the edge's
 store has not recorded it as handled; it is recorded after the handler
 returns, and the broker ack comes last. A crash between the handler's
@@ -139,6 +145,20 @@ class HandOver(Enum):
 
 
 @dataclass(frozen=True)
+class Receipting:
+    """What a receipt sent after the hand-over needs: ids, times and digests, never content."""
+
+    message_id: str
+    correlation_id: str
+    sender: str
+    message_type: str
+    received_at: datetime
+    ciphertext_sha256: str
+    plaintext_sha256: str
+    attachments: tuple[tuple[str, str], ...] = ()  # each file's (ciphertext, plaintext) SHA-256
+
+
+@dataclass(frozen=True)
 class Delivered:
     """An opened, verified, schema-valid message, as the agency system receives it."""
 
@@ -149,6 +169,8 @@ class Delivered:
     # The files that travelled with it, verified, waiting in the edge's staging folder
     # until the handler returns: a handler that keeps them moves or copies them.
     attachments: tuple[ReceivedAttachment, ...] = ()
+    # For a handler that consumes with ``receipts_later``: what its receipt will need.
+    receipting: Receipting | None = None
 
 
 Handler = Callable[[Delivered], Awaitable[None]]
@@ -226,6 +248,7 @@ class Edge:
         self.last_received = time.monotonic()  # a transfer's pieces count: it is not idle
         self.on_piece: Progress | None = None  # told (sent, count) as a transfer's pieces confirm
         self._unready: list[Callable[[], None]] = []  # removes its /readyz checks
+        self._receipts_later = False  # set by ``consume``: the handler receipts, not the edge
 
     async def __aenter__(self) -> Edge:
         self._connection = await connect(self.broker_url, self.config.broker_tls)
@@ -401,14 +424,16 @@ class Edge:
             sealed.close()
 
     async def consume(
-        self, handler: Handler, takes_attachments: bool = False
+        self, handler: Handler, takes_attachments: bool = False, receipts_later: bool = False
     ) -> tuple[AbstractQueue, str]:
         """Start consuming the inbox; returns the queue and consumer tag to cancel with.
 
         A handler that does not say it ``takes_attachments`` never gets a message
         with files: the edge refuses it (check ``handler``) rather than hand over
-        half of what was sent.
+        half of what was sent. One that ``receipts_later`` gets no positive
+        receipt sent for it: it calls ``receipt_later`` or ``refuse_later`` itself.
         """
+        self._receipts_later = receipts_later
         if self._channel is None:
             raise RuntimeError("use the Edge as an async context manager")
         if self.intake:
@@ -498,6 +523,16 @@ class Edge:
         except AttachmentRefused as exc:
             await self._refuse(identity, message, body, exc.check, str(exc), received_at)
             return False
+        receipting = Receipting(
+            fields.message_id,
+            fields.correlation_id,
+            fields.sender,
+            fields.message_type,
+            received_at,
+            opened.ciphertext_sha256,
+            opened.plaintext_sha256,
+            tuple((a.ciphertext_sha256, a.plaintext_sha256) for a in opened.attachments),
+        )
         delivered = Delivered(
             opened.header,
             payload,
@@ -506,6 +541,7 @@ class Edge:
             tuple(
                 ReceivedAttachment(facts, path) for facts, path in zip(named, files, strict=False)
             ),
+            receipting,
         )
         # Shielded: closing a channel (the broker went away) cancels its consumer tasks,
         # and a hand-over cancelled after the agency's system took the message but before
@@ -519,22 +555,43 @@ class Edge:
             # inbox's delivery limit RabbitMQ quarantines it.
             await message.nack(requeue=True)
             return False
-        if fields.message_type not in SYSTEM_MESSAGE_TYPES:
+        if not self._receipts_later:
             # The hand-over is a second event, which the receipt dates: a webhook
             # may have taken minutes of retries since the message was received.
-            handed_over_at = utc_now()
-            receipt = notices.positive_receipt(
-                fields.message_id,
-                self.agency,
-                received_at,
-                opened.ciphertext_sha256,
-                opened.plaintext_sha256,
-                handed_over_at,
-                [(a.ciphertext_sha256, a.plaintext_sha256) for a in opened.attachments],
-            )
-            await self._send_receipt(identity, fields, receipt, "positive", None, handed_over_at)
+            await self._receipt(identity, receipting, utc_now())
         await message.ack()
         return True
+
+    async def receipt_later(self, about: Receipting, handed_over_at: datetime) -> None:
+        """The positive receipt of a message handed over with ``receipts_later``, now delivered."""
+        await self._receipt(self.identity, about, handed_over_at)
+
+    async def refuse_later(self, about: Receipting, check: str, reason: str, at: datetime) -> None:
+        """The negative receipt of a message handed over with ``receipts_later`` that its
+        transport could not deliver after all (e.g. a MESH non-delivery report)."""
+        if about.message_type in SYSTEM_MESSAGE_TYPES:
+            return
+        log.warning("message.undelivered", message_id=about.message_id, check=check)
+        receipt = notices.negative_receipt(
+            about.message_id, self.agency, about.received_at, about.ciphertext_sha256, check, reason
+        )
+        await self._send_receipt(self.identity, about, receipt, "negative", check, at)
+
+    async def _receipt(
+        self, identity: Identity, about: Receipting, handed_over_at: datetime
+    ) -> None:
+        if about.message_type in SYSTEM_MESSAGE_TYPES:
+            return  # nobody receipts a receipt, a NonDelivery or an Escalation
+        receipt = notices.positive_receipt(
+            about.message_id,
+            self.agency,
+            about.received_at,
+            about.ciphertext_sha256,
+            about.plaintext_sha256,
+            handed_over_at,
+            about.attachments,
+        )
+        await self._send_receipt(identity, about, receipt, "positive", None, handed_over_at)
 
     async def _receive_transfer(
         self,
@@ -717,7 +774,7 @@ class Edge:
     async def _send_receipt(
         self,
         identity: Identity,
-        original: HeaderFields,
+        original: HeaderFields | Receipting,
         receipt: bytes,
         outcome: str,
         check: str | None,

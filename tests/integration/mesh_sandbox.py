@@ -56,7 +56,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def mesh_sandbox() -> Iterator[MeshSandbox]:
+def mesh_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshSandbox]:
+    # The sandbox logs every request to stderr whatever uvicorn's level: into a file, since
+    # a pipe nobody reads fills up and stops the sandbox mid-test.
+    log = tmp_path_factory.mktemp("mesh-sandbox") / "sandbox.log"
     port = _free_port()
     env = {
         **os.environ,
@@ -65,23 +68,24 @@ def mesh_sandbox() -> Iterator[MeshSandbox]:
         "AUTH_MODE": "full",
         "SHARED_KEY": SHARED_KEY,
     }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "mesh_sandbox.api:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    with log.open("wb") as errors_out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "mesh_sandbox.api:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=errors_out,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -92,7 +96,7 @@ def mesh_sandbox() -> Iterator[MeshSandbox]:
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                errors = process.stderr.read().decode() if process.stderr else ""
+                errors = log.read_text(errors="replace")
                 pytest.fail(f"mesh-sandbox did not start: {errors[-2000:]}")
             time.sleep(0.2)
     try:

@@ -9,10 +9,9 @@ import stat
 
 import pytest
 
+from adapters.transports.durable import DAY_S, expired
 from adapters.transports.filedrop import (
-    DAY_S,
     MAX_NAME_BYTES,
-    expired,
     fitted,
     original_name,
     picked_up,
