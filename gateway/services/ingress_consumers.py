@@ -65,6 +65,7 @@ class IngressConsumers:
         self._consuming: dict[str, tuple[AbstractRobustChannel, AbstractQueue, str]] = {}
         self._missing: set[str] = set()  # logged once each, until consumed
         self._following = asyncio.Lock()
+        self._attached = asyncio.Event()  # set once the first follow has attached every consumer
         self._unready: list[Callable[[], None]] = []
 
     @property
@@ -77,6 +78,7 @@ class IngressConsumers:
             for agency in agencies:
                 if agency not in self._consuming:
                     await self._consume(agency)
+        self._attached.set()
 
     async def retry(self, stop: asyncio.Event, agencies: Callable[[], Iterable[str]]) -> None:
         """Until ``stop``, ``follow(agencies())`` every ``RETRY_S``: a queue found missing
@@ -96,13 +98,19 @@ class IngressConsumers:
             remove()
         self._unready.clear()
 
+    async def _in_turn(self, message: AbstractIncomingMessage) -> None:
+        """Hold what arrives until every queue of the first ``follow`` has its consumer: after
+        a restart on a backlog, the queue attached first must not take the router alone."""
+        await self._attached.wait()
+        await self._on_message(message)
+
     async def _consume(self, agency: str) -> None:
         name = topology.ingress_queue(agency)
         channel = await self._connection.channel()
         try:
             await channel.set_qos(prefetch_count=self._prefetch)
             queue = await channel.get_queue(name)  # passive: setup (or the router) declared it
-            tag = await queue.consume(self._on_message)
+            tag = await queue.consume(self._in_turn)
         except (
             aio_pika.exceptions.ChannelNotFoundEntity,  # not declared yet
             aiormq.exceptions.ChannelAccessRefused,  # declared, not yet the router's to read

@@ -87,6 +87,7 @@ from gateway.store import TrackingStore
 
 log = structlog.get_logger("gateway.services.router")
 
+DEFAULT_PREFETCH = 32  # unacked messages the router holds per agency's ingress queue
 DEFAULT_WINDOW = TimeWindow(max_age=timedelta(hours=24), max_future_skew=timedelta(minutes=5))
 
 
@@ -420,7 +421,7 @@ async def run_router(
     store: TrackingStore,
     stop: asyncio.Event,
     ready: asyncio.Event | None = None,
-    prefetch: int = 32,
+    prefetch: int = DEFAULT_PREFETCH,
     window: TimeWindow = DEFAULT_WINDOW,
     reload_on_sighup: bool = False,
     policy: DeadlinePolicy | None = None,

@@ -30,5 +30,6 @@ def area_with_logins(broker_admin: BrokerAdmin, directory: Path) -> Iterator[Are
         yield config
     finally:
         asyncio.run(broker_admin.delete_vhost(vhost))
-        for principal in (*config.registry.agencies, QUARANTINE_KEEPER):
+        grown = load_config(str(toml)).registry.agencies  # and any agency a test added
+        for principal in {*config.registry.agencies, *grown, QUARANTINE_KEEPER}:
             asyncio.run(broker_admin.delete_user(f"{prefix}{principal}"))
