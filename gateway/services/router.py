@@ -11,9 +11,12 @@ with the reason, a NonDelivery signed by the gateway principal, and the
 record. Nothing is dropped and the sender always learns why.
 
 Order: messages of one case (correlation id) are routed one at a time in
-arrival order; different cases overlap, up to each ingress consumer's
-prefetch, so one case's fsyncs and confirms do not hold up every other
-case, and one agency's backlog does not hold up another agency's messages.
+the order the router takes them: each agency's in its arrival order (one
+ingress queue each, services/ingress_consumers.py), and a reply cannot
+overtake what it answers, which was delivered before it was written.
+Different cases overlap, up to each ingress consumer's prefetch, so one
+case's fsyncs and confirms do not hold up every other case, and one
+agency's backlog does not hold up another agency's messages.
 
 Crash safety: the ack is the last step, after every effect of the plan. A
 message redelivered after a crash is recognised by its id and header digest
