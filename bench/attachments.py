@@ -6,7 +6,7 @@ On the local RabbitMQ, each part in a fresh vhost deleted afterwards, it prints
 from one run:
 - raw ceiling: bare aio-pika moving the same bytes through the same hops in the
   same piece size: a publisher (confirms, 8 in flight) into the gateway's
-  quorum ``gateway.router``, a relay process (manual acks, one piece at a time
+  quorum ``gateway.ingress.hub``, a relay process (manual acks, one piece at a time
   like the router, confirmed publish) into the quorum ``agency.police.inbox``,
   and a consumer that acks; nothing is encrypted, signed or written to disk;
 - gateway: ``mash-gateway send --attach FILE`` (sender), ``mash-gateway run``
@@ -73,13 +73,13 @@ def wait_rss(process: subprocess.Popen[bytes]) -> float:
 
 
 async def raw_relay(url: str) -> None:
-    """The relay process: gateway.router -> agency.police.inbox, one piece at a time."""
+    """The relay process: gateway.ingress.hub -> agency.police.inbox, one piece at a time."""
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=32)
         deliver = await channel.get_exchange(topology.DELIVER_EXCHANGE)
-        queue = await channel.get_queue(topology.ROUTER_QUEUE)
+        queue = await channel.get_queue(topology.ingress_queue("hub"))
         async with queue.iterator() as pieces:
             async for message in pieces:
                 await deliver.publish(
@@ -100,7 +100,7 @@ async def raw_ceiling(size: int, piece: int) -> float:
             await topology.declare(channel, ["police", "hub"], topology.Limits())
             relay = subprocess.Popen([sys.executable, __file__, "--raw-relay", url])
             try:
-                ingress = await channel.get_exchange(topology.INGRESS_EXCHANGE)
+                ingress = await channel.get_exchange(topology.ingress_exchange("hub"))
                 inbox = await channel.get_queue(topology.inbox_queue("police"))
                 consumer_channel = await connection.channel()
                 await consumer_channel.set_qos(prefetch_count=32)

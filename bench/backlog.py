@@ -1,8 +1,9 @@
 """Backlog benchmark: how a queue that built up during an outage drains, beside the raw ceiling.
 
-Run: .venv/bin/python bench/backlog.py [--messages N]   (default 5,000; the
-issue's weekend is --messages 100000, which on this shared 2-core machine
-takes about an hour: the router fills the inbox at its own rate first)
+Run: .venv/bin/python bench/backlog.py [--messages N]   (default 5,000, at
+most 20,000: one agency's ingress bound, which the router outage fills from
+the hub alone; the issue's weekend of 100,000 would now be spread over
+several agencies' ingress queues)
 
 Two outages, each on a fresh vhost (deleted afterwards), with the router as
 deployed (``python -m gateway --config AREA run``, its own process) and each
@@ -13,7 +14,10 @@ an agency runs it):
   police edge starts and drains them (opens, checks, hands over, sends a
   receipt the router forwards to the hub);
 - **router outage:** the router is down; the hub submits N requests, which
-  wait in ``gateway.router``. Then the router starts and routes them; the
+  wait in the hub's ingress queue ``gateway.ingress.hub`` (bounded at 20,000
+  per agency: past that the hub's submits are refused, so a router outage
+  backlog of more than that is spread over several agencies' queues). Then
+  the router starts and routes them; the
   police edge (running) receipts each, the router forwards the receipts.
 
 For each it prints the drain rate over time (per fifth of the backlog: a
@@ -288,7 +292,7 @@ async def gateway_outage(which: str, n: int, work: Path) -> Result:
     vhost = url.rsplit("/", 1)[1]
     children: dict[str, Child] = {}
     memory = Memory()
-    queue = topology.inbox_queue(RECIPIENT) if which == "edge" else topology.ROUTER_QUEUE
+    queue = topology.inbox_queue(RECIPIENT) if which == "edge" else topology.ingress_queue(SENDER)
     store = SqliteStore(str(area / f"edge-{SENDER}.db"))
     await store.open()
     try:
@@ -340,12 +344,11 @@ async def raw_fill(url: str, queue: str, n: int, size: int) -> None:
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
+        ingress = queue == topology.ingress_queue(SENDER)
         exchange = await channel.get_exchange(
-            topology.DELIVER_EXCHANGE
-            if queue != topology.ROUTER_QUEUE
-            else topology.INGRESS_EXCHANGE
+            topology.ingress_exchange(SENDER) if ingress else topology.DELIVER_EXCHANGE
         )
-        key = RECIPIENT if queue != topology.ROUTER_QUEUE else topology.INGRESS_ROUTING_KEY
+        key = topology.INGRESS_ROUTING_KEY if ingress else RECIPIENT
         body = os.urandom(size)
         gate = asyncio.Semaphore(500)
 
@@ -367,7 +370,7 @@ def raw_drainer(url: str, receipt_size: int) -> None:
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
             await channel.set_qos(prefetch_count=32)
-            ingress = await channel.get_exchange(topology.INGRESS_EXCHANGE)
+            ingress = await channel.get_exchange(topology.ingress_exchange(RECIPIENT))
             body = os.urandom(receipt_size)
 
             async def on_message(message: AbstractIncomingMessage) -> None:
@@ -387,7 +390,7 @@ def raw_drainer(url: str, receipt_size: int) -> None:
 
 async def raw_outage(which: str, n: int, sizes: tuple[int, int], work: Path) -> Result:
     url, delete = await fresh_vhost(f"backlog-raw-{which}")
-    queue = topology.inbox_queue(RECIPIENT) if which == "edge" else topology.ROUTER_QUEUE
+    queue = topology.inbox_queue(RECIPIENT) if which == "edge" else topology.ingress_queue(SENDER)
     memory = Memory()
     child: Child | None = None
     try:
@@ -477,7 +480,7 @@ async def bench(n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=5_000, help="backlog size (<= 100,000)")
+    parser.add_argument("--messages", type=int, default=5_000, help="backlog size (<= 20,000)")
     parser.add_argument("--edge", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--raw-drainer", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -487,8 +490,8 @@ def main() -> None:
     if args.raw_drainer:
         raw_drainer(args.raw_drainer[0], int(args.raw_drainer[1]))
         return
-    if not 0 < args.messages <= topology.Limits().inbox_max_length:
-        raise SystemExit("--messages must be between 1 and the inbox's max length, 100,000")
+    if not 0 < args.messages <= topology.Limits().ingress_max_length:
+        raise SystemExit("--messages must be between 1 and one agency's ingress bound, 20,000")
     logs.configure(json=True, quiet=True)
     print(
         f"# backlog benchmark, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, {os.cpu_count()}"

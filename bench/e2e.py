@@ -10,8 +10,8 @@ than absolute times on shared machines):
   queues, declared by gateway.broker.topology), persistent messages,
   publisher confirms, mandatory routing and manual acks, moving random bytes
   of the sealed request and receipt sizes over the same 4 hops:
-  hub → gateway.router → relay → agency.police.inbox → police → receipt →
-  gateway.router → relay → agency.hub.inbox → hub. The relay runs in its own
+  hub → gateway.ingress.hub → relay → agency.police.inbox → police → receipt →
+  gateway.ingress.police → relay → agency.hub.inbox → hub. The relay runs in its own
   process and handles one message at a time, like the router;
 - e2e: the same hops through the product: the hub Edge submits the
   InformationRequest example to police, the router runs as
@@ -260,7 +260,7 @@ async def relay(url: str, serial: bool) -> None:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await channel.set_qos(prefetch_count=PREFETCH)
         deliver = await channel.get_exchange(topology.DELIVER_EXCHANGE)
-        queue = await channel.get_queue(topology.ROUTER_QUEUE)
+        queues = [await channel.get_queue(topology.ingress_queue(a)) for a in (SENDER, RECIPIENT)]
         lock: AbstractAsyncContextManager[object] = asyncio.Lock() if serial else nullcontext()
 
         async def on_message(message: AbstractIncomingMessage) -> None:
@@ -268,7 +268,8 @@ async def relay(url: str, serial: bool) -> None:
                 to = RECIPIENT if message.type == "request" else SENDER
                 await deliver.publish(forward(message.body, message.type, message.message_id), to)
 
-        await queue.consume(on_message)
+        for queue in queues:
+            await queue.consume(on_message)
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         print("ready", flush=True)
@@ -300,8 +301,8 @@ class RawEdges:
             await channel.set_qos(prefetch_count=PREFETCH)
             channels.append(channel)
         hub, police = channels
-        self.ingress = await hub.get_exchange(topology.INGRESS_EXCHANGE)
-        police_ingress = await police.get_exchange(topology.INGRESS_EXCHANGE)
+        self.ingress = await hub.get_exchange(topology.ingress_exchange(SENDER))
+        police_ingress = await police.get_exchange(topology.ingress_exchange(RECIPIENT))
         receipt_body = os.urandom(self.receipt_size)
 
         async def at_police(message: AbstractIncomingMessage) -> None:

@@ -12,8 +12,8 @@ connect to the nodes directly, router i to node i, the edges to the first
 node: the spread a load balancer gives, without a proxy's CPU on the box.
 
 Scenarios, each beside the raw ceiling of the same cluster measured in the
-same run (bench/e2e.py's bare aio-pika hops: hub -> gateway.router -> relay
--> police inbox -> police -> receipt -> gateway.router -> relay -> hub inbox,
+same run (bench/e2e.py's bare aio-pika hops: hub -> gateway.ingress.hub -> relay
+-> police inbox -> police -> receipt -> gateway.ingress.police -> relay -> hub inbox,
 confirmed, persistent, manually acked, the gateway's own quorum queues; one
 relay process per router, each taking 32 at a time, on the router's node):
 - **routers**: 1, 2 and 3 router processes (``python -m gateway --config AREA
@@ -25,9 +25,10 @@ relay process per router, each taking 32 at a time, on the router's node):
   agencies, each extra one with its own signing and encryption keys, inbox
   (a quorum queue on the cluster) and agreements with the hub. The traffic
   is still hub -> police; the raw ceiling declares the same inboxes;
-- **backlog**: one router; N requests (default 20,000; ``--backlog 100000``
-  for the issue's figure) are submitted while it is stopped, so they wait in
-  its own queue, ``gateway.router``; then it starts and drains them with the
+- **backlog**: one router; N requests (default 20,000, the most one agency's
+  ingress holds, so the issue's 100,000 from the hub alone no longer fit)
+  are submitted while it is stopped, so they wait in the hub's ingress
+  queue, ``gateway.ingress.hub``; then it starts and drains them with the
   police Edge receipting. The ceiling: a raw relay draining the same number
   from the same queue. bench/backlog.py measures the drain curve and memory;
   this gives the router's CPU per message while its queue holds a backlog.
@@ -396,7 +397,8 @@ async def product_rate(
 
 
 async def product_backlog(broker: Broker, backlog: int) -> Figure:
-    """N requests wait in gateway.router while the router is stopped; then it drains them."""
+    """N requests wait in the hub's ingress queue while the router is stopped; then it drains
+    them."""
     async with exchange(broker, "backlog", DEMO_AGENCIES, 1) as (the_exchange, children):
         await the_exchange.warm_up()
         children.pop().stop()  # its queue is declared; now it is down
@@ -404,15 +406,15 @@ async def product_backlog(broker: Broker, backlog: int) -> Figure:
         await submit_only(the_exchange.submit, backlog, "backlog")
         url = the_exchange.config.broker_url
         async with await aio_pika.connect(url) as connection:
-            queue = await (await connection.channel()).get_queue(topology.ROUTER_QUEUE)
+            queue = await (await connection.channel()).get_queue(topology.ingress_queue(SENDER))
             waiting = queue.declaration_result.message_count
-        assert waiting == backlog, f"{waiting} of {backlog} waiting in {topology.ROUTER_QUEUE}"
+        assert waiting == backlog, f"{waiting} of {backlog} waiting in {queue.name}"
         router = await start_router(the_exchange.config_path.with_name("gateway-r0.toml"), 0)
         try:
             meter = await Meter([router.process.pid], the_exchange.store_url).start()
             await wait_receipts(tracker, "backlog")
             await delivered(the_exchange.store_url, "backlog", backlog)
-            return await meter.read(f"backlog of {backlog:,} in gateway.router", backlog)
+            return await meter.read(f"backlog of {backlog:,} in {queue.name}", backlog)
         finally:
             router.stop()
 

@@ -5,7 +5,7 @@
 in as that principal's user: an agency's edge (adapters, the intake, send
 and inbox), which may only publish to ingress and consume its own inbox;
 the router and its escalator as the gateway principal's user, which may
-only consume ``gateway.router`` and publish deliveries, events and
+only consume the agencies' ingress queues and publish deliveries, events and
 quarantined copies. Without the file (the demo, the tests) a service uses
 the area's broker URL as it is, and the router then declares the topology
 itself (topology.py says why only then).

@@ -8,18 +8,25 @@ broker never share a user. RabbitMQ checks three regexes per user and vhost:
   administrator. RabbitMQ checks nothing for a passive declare, so the
   services still look their exchanges and queues up.
 - write: publish to an exchange (and bind a queue to it). An agency user may
-  write only to ``mash.ingress``: not to ``amq.default``, so it cannot drop a
-  message straight into another agency's inbox by queue name, and not to
+  write only to its own ``mash.ingress.<id>``: not to another agency's, so it
+  cannot fill another agency's ingress queue (its flood stays in its own,
+  topology.py); not to ``amq.default``, so it cannot drop a message
+  straight into another agency's inbox by queue name; and not to
   ``mash.deliver``. The router's user (the gateway principal's: the router
   and its escalator, one process) may write to ``mash.deliver`` (deliveries,
   notices, escalations), ``mash.events`` and ``mash.quarantine`` only.
 - read: consume from or get a queue (and bind it from an exchange). An agency
-  user may read only its own inbox; the router's only ``gateway.router``.
+  user may read only its own inbox; the router's only the agencies'
+  ``gateway.ingress.<id>`` queues.
 - The quarantine keeper (``mash-gateway quarantine``) has a user of its own,
   ``<prefix>quarantine-keeper``, not a principal's: it may read only
-  ``gateway.quarantine`` (to take copies into the store) and write only
-  ``mash.ingress`` (to release one to the router, sealed as it was; it holds
-  no agency's key and cannot make a message of its own).
+  ``gateway.quarantine`` (to take copies into the store) and write only the
+  agencies' ``mash.ingress.<id>`` (to release one to the router on its
+  claimed sender's ingress, sealed as it was; it holds no agency's key and
+  cannot make a message of its own).
+- The router's and the keeper's rights name every agency's ingress, so they
+  are a function of the agencies: ``broker setup`` after adding an agency
+  grants them the new one's.
 
 Why the router may not declare its topology (configure): RabbitMQ's
 ``queue.declare`` of a queue with a dead-letter exchange also needs *read* on
@@ -54,13 +61,13 @@ from gateway.broker.topology import (
     DIRECTORY_EXCHANGE,
     DIRECTORY_QUEUE,
     EVENTS_EXCHANGE,
-    INGRESS_EXCHANGE,
     QUARANTINE_EXCHANGE,
     QUARANTINE_QUEUE,
-    ROUTER_QUEUE,
     Limits,
     checked_agency,
     inbox_queue,
+    ingress_exchange,
+    ingress_queue,
     plan,
 )
 from gateway.core.errors import GatewayError
@@ -85,23 +92,34 @@ def exactly(*names: str) -> str:
 NOTHING = "^$"
 # The administrator (or test user) that owns a vhost; never a gateway service's login.
 OWNER_PERMISSIONS = Permissions(".*", ".*", ".*")
-ROUTER_PERMISSIONS = Permissions(
-    configure=NOTHING,
-    write=exactly(DELIVER_EXCHANGE, EVENTS_EXCHANGE, QUARANTINE_EXCHANGE, DIRECTORY_EXCHANGE),
-    read=exactly(ROUTER_QUEUE, DIRECTORY_QUEUE),
-)
+
+
+def router_permissions(agencies: Iterable[str]) -> Permissions:
+    """The router's user (the gateway principal's): consume every agency's ingress queue."""
+    return Permissions(
+        configure=NOTHING,
+        write=exactly(DELIVER_EXCHANGE, EVENTS_EXCHANGE, QUARANTINE_EXCHANGE, DIRECTORY_EXCHANGE),
+        read=exactly(*(ingress_queue(a) for a in agencies), DIRECTORY_QUEUE),
+    )
+
 
 # Not an agency: the name of the quarantine keeper's login (and its password file).
 QUARANTINE_KEEPER = "quarantine-keeper"
-KEEPER_PERMISSIONS = Permissions(
-    configure=NOTHING, write=exactly(INGRESS_EXCHANGE), read=exactly(QUARANTINE_QUEUE)
-)
+
+
+def keeper_permissions(agencies: Iterable[str]) -> Permissions:
+    """The keeper's user: take quarantined copies, release one to its sender's ingress."""
+    return Permissions(
+        configure=NOTHING,
+        write=exactly(*(ingress_exchange(a) for a in agencies)),
+        read=exactly(QUARANTINE_QUEUE),
+    )
 
 
 def agency_permissions(agency: str) -> Permissions:
     return Permissions(
         configure=NOTHING,
-        write=exactly(INGRESS_EXCHANGE),
+        write=exactly(ingress_exchange(agency)),
         read=exactly(inbox_queue(agency), DIRECTORY_QUEUE),
     )
 
@@ -126,17 +144,16 @@ class ReservedName(GatewayError):
 def grants(gateway: str, agencies: Iterable[str], prefix: str) -> list[Grant]:
     """The router's user (the gateway principal's) first, the quarantine keeper's, then one
     per agency, sorted."""
-    if QUARANTINE_KEEPER in {gateway, *agencies}:
+    named = list(agencies)
+    if QUARANTINE_KEEPER in {gateway, *named}:
         raise ReservedName(
             f"agency id {QUARANTINE_KEEPER!r} is reserved for the quarantine keeper's login"
         )
+    ids = sorted({checked_agency(a) for a in named})
     return [
-        Grant(gateway, agency_user(gateway, prefix), ROUTER_PERMISSIONS),
-        Grant(QUARANTINE_KEEPER, agency_user(QUARANTINE_KEEPER, prefix), KEEPER_PERMISSIONS),
-    ] + [
-        Grant(a, agency_user(a, prefix), agency_permissions(a))
-        for a in sorted({checked_agency(a) for a in agencies})
-    ]
+        Grant(gateway, agency_user(gateway, prefix), router_permissions(ids)),
+        Grant(QUARANTINE_KEEPER, agency_user(QUARANTINE_KEEPER, prefix), keeper_permissions(ids)),
+    ] + [Grant(a, agency_user(a, prefix), agency_permissions(a)) for a in ids]
 
 
 class Step(StrEnum):

@@ -9,14 +9,20 @@ says why) and only checks it (``check``) at start-up; a router on the area's
 broker URL as it is (the demo, the tests: an administrator in a fresh vhost)
 declares it itself.
 
-- Edges publish to ``mash.ingress`` (direct) with routing key ``submit``; it
-  feeds the router's quorum queue ``gateway.router``.
+- Each agency has its own ingress: its edges publish to ``mash.ingress.<id>``
+  (direct, routing key ``submit``), which feeds its own bounded quorum queue
+  ``gateway.ingress.<id>``. The router consumes every one of them, each with
+  its own prefetch window (RabbitMQ's per-consumer ``basic.qos``), so a flood
+  from one agency fills only that agency's queue and waits behind itself:
+  another agency's message is delivered to the router as soon as it arrives.
+  An agency's user may write only to its own exchange, so it cannot fill
+  another's queue (definitions.py).
 - The router publishes to ``mash.deliver`` (direct, routing key = agency id),
   which feeds each quorum inbox ``agency.<id>.inbox``.
 - ``mash.events`` (topic) carries escalations, notices and metrics events;
   subscribers bind their own queues.
 - ``mash.quarantine`` (fanout) feeds ``gateway.quarantine``. The inboxes and
-  the router queue dead-letter there, at least once, when a message is
+  the ingress queues dead-letter there, at least once, when a message is
   returned more than the delivery limit allows (a poison message then stops
   blocking the queue); RabbitMQ records why in the ``x-death`` header. The
   router also publishes its rejects there, naming the check in
@@ -43,9 +49,7 @@ from aio_pika.abc import AbstractChannel, ExchangeType
 
 from gateway.core.errors import GatewayError
 
-INGRESS_EXCHANGE = "mash.ingress"
 INGRESS_ROUTING_KEY = "submit"
-ROUTER_QUEUE = "gateway.router"
 DELIVER_EXCHANGE = "mash.deliver"
 EVENTS_EXCHANGE = "mash.events"
 QUARANTINE_EXCHANGE = "mash.quarantine"
@@ -82,14 +86,24 @@ def inbox_queue(agency: str) -> str:
     return f"agency.{checked_agency(agency)}.inbox"
 
 
+def ingress_exchange(agency: str) -> str:
+    """Where the agency's edges publish; only the agency's own user may write to it."""
+    return f"mash.ingress.{checked_agency(agency)}"
+
+
+def ingress_queue(agency: str) -> str:
+    """The router's queue of the agency's submissions, bounded per agency."""
+    return f"gateway.ingress.{checked_agency(agency)}"
+
+
 @dataclass(frozen=True)
 class Limits:
     """Queue bounds. RabbitMQ refuses to redeclare a queue with others: re-create it."""
 
     inbox_delivery_limit: int = 5
     inbox_max_length: int = 100_000
-    router_delivery_limit: int = 5
-    router_max_length: int = 100_000
+    ingress_delivery_limit: int = 5
+    ingress_max_length: int = 20_000  # per agency: a flood fills its own queue only
 
 
 @dataclass(frozen=True)
@@ -137,20 +151,24 @@ def plan(agencies: Iterable[str], limits: Limits) -> Plan:
         Queue(inbox_queue(a), bounded_quorum(limits.inbox_delivery_limit, limits.inbox_max_length))
         for a in ids
     ]
+    ingresses = [
+        Queue(
+            ingress_queue(a),
+            bounded_quorum(limits.ingress_delivery_limit, limits.ingress_max_length),
+        )
+        for a in ids
+    ]
     return Plan(
         exchanges=(
             Exchange(QUARANTINE_EXCHANGE, ExchangeType.FANOUT),
-            Exchange(INGRESS_EXCHANGE, ExchangeType.DIRECT),
             Exchange(DELIVER_EXCHANGE, ExchangeType.DIRECT),
             Exchange(EVENTS_EXCHANGE, ExchangeType.TOPIC),
             Exchange(DIRECTORY_EXCHANGE, ExchangeType.FANOUT),
+            *(Exchange(ingress_exchange(a), ExchangeType.DIRECT) for a in ids),
         ),
         queues=(
             Queue(QUARANTINE_QUEUE, {"x-queue-type": "quorum"}),
-            Queue(
-                ROUTER_QUEUE,
-                bounded_quorum(limits.router_delivery_limit, limits.router_max_length),
-            ),
+            *ingresses,
             Queue(
                 DIRECTORY_QUEUE,
                 {"x-queue-type": "stream", "x-max-length-bytes": DIRECTORY_MAX_BYTES},
@@ -159,7 +177,7 @@ def plan(agencies: Iterable[str], limits: Limits) -> Plan:
         ),
         bindings=(
             Binding(QUARANTINE_EXCHANGE, QUARANTINE_QUEUE, ""),
-            Binding(INGRESS_EXCHANGE, ROUTER_QUEUE, INGRESS_ROUTING_KEY),
+            *(Binding(ingress_exchange(a), ingress_queue(a), INGRESS_ROUTING_KEY) for a in ids),
             Binding(DIRECTORY_EXCHANGE, DIRECTORY_QUEUE, ""),
             *(Binding(DELIVER_EXCHANGE, inbox_queue(a), a) for a in ids),
         ),

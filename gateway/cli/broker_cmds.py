@@ -3,9 +3,9 @@
 Every principal gets its own RabbitMQ user, named ``<prefix><principal id>``,
 the prefix being the area's (``[broker].user_prefix``, by default
 ``mash-<area id>-``), so areas sharing a broker never share a user: each
-agency may publish to the ingress exchange and consume its own inbox, nothing
+agency may publish to its own ingress exchange and consume its own inbox, nothing
 else; the gateway principal's user, the router's and its escalator's, may
-consume ``gateway.router`` and publish deliveries, events and quarantined
+consume the agencies' ingress queues and publish deliveries, events and quarantined
 copies, nothing else (gateway/broker/definitions.py holds the rules, and why
 setup, not the router, declares the topology). ``[broker].url`` is then only
 setup's own login, an administrator's.

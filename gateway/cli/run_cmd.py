@@ -3,7 +3,7 @@
 
 It logs in as the gateway principal's RabbitMQ user once `broker setup` has
 issued one (and then checks the topology setup declared; otherwise, as in the
-demo, it declares it), consumes ``gateway.router`` and acks each message only
+demo, it declares it), consumes every agency's ingress queue and acks each message only
 after its routing is recorded; a stop lets the message in hand finish.
 """
 

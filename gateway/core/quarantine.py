@@ -20,7 +20,7 @@ it fails again it comes back to quarantine as a new entry).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -166,9 +166,24 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def release_refusal(entry: Entry) -> str | None:
-    """Why ``entry`` cannot be released, or None if it can."""
-    return _settled_refusal(entry, "released")
+def release_refusal(entry: Entry, agencies: Collection[str]) -> str | None:
+    """Why ``entry`` cannot be released, or None if it can.
+
+    A release goes to its claimed sender's own ingress (``mash.ingress.<sender>``),
+    so a copy whose sender is unreadable or not one of the area's ``agencies``
+    has nowhere to go: the router would refuse it anyway.
+    """
+    settled = _settled_refusal(entry, "released")
+    if settled is not None:
+        return settled
+    sender = entry.facts.sender
+    if sender not in agencies:
+        claimed = "names no sender" if sender is None else f"claims sender {sender!r}"
+        return (
+            f"quarantined message {entry.entry_id} (message {entry.facts.message_id}) {claimed}, "
+            "not an agency of this area: it has no ingress to be released to; discard it instead"
+        )
+    return None
 
 
 def discard_refusal(entry: Entry) -> str | None:

@@ -9,6 +9,7 @@ __all__ = [
     "edge",
     "escalator",
     "health",
+    "ingress_consumers",
     "metrics",
     "metrics_server",
     "partner_bundle",

@@ -4,7 +4,7 @@ An edge holds one agency's private keys, read from disk when it starts and
 again on ``reload`` (never per message), with the registry they were read
 against; each unit of work (a submission, a received message) reads the
 clock once and passes that instant down. ``submit`` checks a payload's
-schema, seals it and publishes it to ingress. ``consume`` takes the agency's
+schema, seals it and publishes it to the agency's own ingress. ``consume`` takes the agency's
 inbox: it opens each message (verify, decrypt, content signature), checks
 the payload schema, hands it to the agency's handler, and then sends a signed
 DeliveryReceipt back through the router. A message it cannot accept gets a
@@ -253,7 +253,9 @@ class Edge:
     async def __aenter__(self) -> Edge:
         self._connection = await connect(self.broker_url, self.config.broker_tls)
         self._channel = await confirmed_channel(self._connection, prefetch=32)
-        self._ingress = await self._channel.get_exchange(topology.INGRESS_EXCHANGE, ensure=False)
+        self._ingress = await self._channel.get_exchange(
+            topology.ingress_exchange(self.agency), ensure=False
+        )
         watch = DirectoryWatch(self.config, self._apply_directory)
         self._directory = await watch.start(self.broker_url, self.config.broker_tls)
         self._unready.append(
@@ -393,7 +395,7 @@ class Edge:
         # each retry on a new channel (publisher.fresh_exchanges says why).
         ingress, connection = self.ingress, self._connection
         assert connection is not None  # set with the ingress exchange in __aenter__
-        async with fresh_exchanges(connection, topology.INGRESS_EXCHANGE) as renew:
+        async with fresh_exchanges(connection, topology.ingress_exchange(self.agency)) as renew:
             await publish_until_confirmed(
                 ingress,
                 sealed,

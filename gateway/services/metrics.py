@@ -304,11 +304,11 @@ REGISTRY.register(KeyExpiryCollector(_tracked_registry, utc_now))
 
 @dataclass(frozen=True)
 class QueueDepths:
-    """One poll of the broker: ready messages per queue, and consumers per inbox."""
+    """One poll of the broker: ready messages and consumers per agency's inbox and ingress."""
 
-    router_queue: int
     quarantine: int
     inboxes: dict[str, tuple[int, int]]  # agency -> (ready messages, consumers)
+    ingresses: dict[str, tuple[int, int]]  # agency -> (ready messages, the router's consumers)
 
 
 class QueueDepthCollector(Collector):
@@ -326,30 +326,37 @@ class QueueDepthCollector(Collector):
         if latest is None:
             return
         yield GaugeMetricFamily(
-            "mash_gateway_router_queue_messages",
-            "Messages waiting in gateway.router for the router (polled from the broker).",
-            value=latest.router_queue,
-        )
-        yield GaugeMetricFamily(
             "mash_gateway_quarantine_messages",
             "Messages waiting in gateway.quarantine (polled from the broker).",
             value=latest.quarantine,
         )
-        ready = GaugeMetricFamily(
-            "mash_gateway_inbox_messages",
-            "Messages ready in an agency's inbox (polled from the broker).",
-            labels=["agency"],
+        yield from _per_agency(
+            latest.inboxes,
+            ("mash_gateway_inbox_messages", "Messages ready in an agency's inbox"),
+            ("mash_gateway_inbox_consumers", "Consumers on an agency's inbox"),
         )
-        consumers = GaugeMetricFamily(
-            "mash_gateway_inbox_consumers",
-            "Consumers on an agency's inbox; 0 means nobody is collecting its messages.",
-            labels=["agency"],
+        yield from _per_agency(
+            latest.ingresses,
+            ("mash_gateway_ingress_messages", "Messages ready in an agency's ingress queue"),
+            ("mash_gateway_ingress_consumers", "The router's consumers on an agency's ingress"),
         )
-        for agency, (messages, attached) in sorted(latest.inboxes.items()):
-            ready.add_metric([agency], messages)
-            consumers.add_metric([agency], attached)
-        yield ready
-        yield consumers
+
+
+def _per_agency(
+    depths: dict[str, tuple[int, int]], ready: tuple[str, str], consumers: tuple[str, str]
+) -> Iterator[GaugeMetricFamily]:
+    """Ready messages and consumers of one queue per agency: each gauge's name and help."""
+    messages = GaugeMetricFamily(
+        ready[0], f"{ready[1]} (polled from the broker).", labels=["agency"]
+    )
+    attached = GaugeMetricFamily(
+        consumers[0], f"{consumers[1]}; 0 means nobody is taking its messages.", labels=["agency"]
+    )
+    for agency, (count, consuming) in sorted(depths.items()):
+        messages.add_metric([agency], count)
+        attached.add_metric([agency], consuming)
+    yield messages
+    yield attached
 
 
 QUEUE_DEPTHS = QueueDepthCollector()

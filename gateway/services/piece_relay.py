@@ -1,8 +1,8 @@
 """The router's side of a transfer: each piece checked as it passes and relayed, never opened.
 
 A transfer's envelope message is routed like any other (router.py); its
-pieces (gateway/core/envelope/pieces.py) come after it on ``gateway.router``
-and go to the same inboxes. For each piece the relay:
+pieces (gateway/core/envelope/pieces.py) come after it on the sender's
+ingress queue and go to the same inboxes. For each piece the relay:
 1. reads the transfer's record from the store (the first piece waits for the
    case's lock, so its envelope has been routed; the answer is kept for the
    transfer's later pieces);

@@ -8,7 +8,9 @@ show, release and discard from there. The CLI (``mash-gateway quarantine``)
 and the console call this class; it is the one place those actions live.
 
 - **Release** publishes the original envelope, byte for byte (same message
-  id, same signature), to ``mash.ingress``, so the router judges it again
+  id, same signature), to its claimed sender's own ingress
+  (``mash.ingress.<sender>``, where that agency's own messages queue), so
+  the router judges it again
   with today's registry and agreements. A message the router had recorded
   ``rejected`` is moved back to ``submitted`` first (lifecycle event
   ``released``, in its timeline): the router routes a copy only in
@@ -28,8 +30,10 @@ and the console call this class; it is the one place those actions live.
   --file state/audit-quarantine.jsonl`` checks it like the router's.
 
 It logs in as its own broker user (``<prefix>quarantine-keeper``: read
-``gateway.quarantine``, write ``mash.ingress``; gateway/broker/definitions.py)
-once ``broker setup`` issued it a password, else with the area's URL.
+``gateway.quarantine``, write every agency's ``mash.ingress.<id>``;
+gateway/broker/definitions.py) once ``broker setup`` issued it a password,
+else with the area's URL. A copy whose claimed sender is not an agency of
+the area has no ingress and cannot be released (core/quarantine.py).
 """
 
 from __future__ import annotations
@@ -43,7 +47,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
 
 import aio_pika
 import structlog
@@ -84,7 +87,6 @@ DONE_STATES = frozenset({State.DELIVERED, State.ANSWERED})
 ACCEPTED_STATES = frozenset({State.ROUTED, *DONE_STATES})
 AUDIT_LOCK_RETRIES = 50  # a second operator's action waits up to ~5 s for the chain's lock
 POLL_S = 0.1
-Connected = TypeVar("Connected", AbstractQueue, AbstractExchange)
 
 
 def audit_path(config: AreaConfig) -> Path:
@@ -138,7 +140,7 @@ class QuarantineKeeper:
         self._audit_file = audit_file or audit_path(config)
         self._connection: AbstractRobustConnection | None = None
         self._queue: AbstractQueue | None = None
-        self._ingress: AbstractExchange | None = None
+        self._ingress: dict[str, AbstractExchange] = {}  # each agency's, by agency id
         self._unready: Callable[[], None] = lambda: None  # removes its /readyz check
 
     async def __aenter__(self) -> QuarantineKeeper:
@@ -148,8 +150,9 @@ class QuarantineKeeper:
             kind, name = "queue", topology.QUARANTINE_QUEUE
             try:  # passive: the keeper's user may not declare (broker setup does)
                 self._queue = await channel.get_queue(name, ensure=True)
-                kind, name = "exchange", topology.INGRESS_EXCHANGE
-                self._ingress = await channel.get_exchange(name, ensure=True)
+                for agency in self.config.inbox_agencies:
+                    kind, name = "exchange", topology.ingress_exchange(agency)
+                    self._ingress[agency] = await channel.get_exchange(name, ensure=True)
             except aio_pika.exceptions.ChannelNotFoundEntity as exc:
                 raise topology.missing(kind, name, exc) from exc
         except BaseException:
@@ -242,7 +245,7 @@ class QuarantineKeeper:
         """
         await self.collect()
         entry = await self._entry(entry_id)
-        refusal = release_refusal(entry)
+        refusal = release_refusal(entry, list(self._ingress))
         if refusal is not None:
             raise QuarantineError(refusal)
         record = await self.store.message(entry.facts.message_id)
@@ -259,8 +262,9 @@ class QuarantineKeeper:
         await self._audit([_decision(entry, audit_chain.Outcome.RELEASED, operator, note)], now)
         if record is not None and record.state is State.REJECTED:
             await self._reopen(record, entry_id, operator, now)
+        assert entry.facts.sender is not None  # release_refusal: one of the area's agencies
         await publish(
-            self._connected(self._ingress),
+            self._ingress[entry.facts.sender],
             body,
             routing_key=topology.INGRESS_ROUTING_KEY,
             message_id=entry.facts.message_id,
@@ -350,7 +354,7 @@ class QuarantineKeeper:
             totals.messages, totals.bytes, self.policy.max_messages, self.policy.max_bytes
         )
 
-    def _connected(self, thing: Connected | None) -> Connected:
+    def _connected(self, thing: AbstractQueue | None) -> AbstractQueue:
         if thing is None:
             raise QuarantineError("the quarantine keeper is not connected: use `async with`")
         return thing

@@ -1,4 +1,4 @@
-"""Polls the broker's queue depths into the metrics: inboxes, consumers, router queue, quarantine.
+"""Polls the broker's queue depths into the metrics: inboxes, consumers, ingress queues, quarantine.
 
 A passive queue declare answers with the ready-message and consumer counts
 without creating or changing anything, and needs no management plugin, so
@@ -37,9 +37,9 @@ async def poll_once(channel: aiormq.abc.AbstractChannel, agencies: Sequence[str]
         return int(ok.message_count or 0), int(ok.consumer_count or 0)
 
     inboxes = {agency: await depth(topology.inbox_queue(agency)) for agency in agencies}
-    router_queue = (await depth(topology.ROUTER_QUEUE))[0]
+    ingresses = {agency: await depth(topology.ingress_queue(agency)) for agency in agencies}
     quarantine = (await depth(topology.QUARANTINE_QUEUE))[0]
-    metrics.QUEUE_DEPTHS.latest = metrics.QueueDepths(router_queue, quarantine, inboxes)
+    metrics.QUEUE_DEPTHS.latest = metrics.QueueDepths(quarantine, inboxes, ingresses)
 
 
 async def watch(

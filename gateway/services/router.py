@@ -1,6 +1,6 @@
 """The router service: the imperative shell that carries out the routing plan.
 
-For each message on ``gateway.router`` it verifies the sender's signature
+For each message on an agency's ingress queue it verifies the sender's signature
 against the registry (origin without decrypting), the header schema, the
 ciphertext digest and the timestamp window; admits it to the store (its id
 claimed for its header digest: a reused id is a replay); asks
@@ -11,8 +11,12 @@ with the reason, a NonDelivery signed by the gateway principal, and the
 record. Nothing is dropped and the sender always learns why.
 
 Order: messages of one case (correlation id) are routed one at a time in
-arrival order; different cases overlap, up to the channel's prefetch, so
-one case's fsyncs and confirms do not hold up every other case.
+the order the router takes them: each agency's in its arrival order (one
+ingress queue each, services/ingress_consumers.py), and a reply cannot
+overtake what it answers, which was delivered before it was written.
+Different cases overlap, up to each ingress consumer's prefetch, so one
+case's fsyncs and confirms do not hold up every other case, and one
+agency's backlog does not hold up another agency's messages.
 
 Crash safety: the ack is the last step, after every effect of the plan. A
 message redelivered after a crash is recognised by its id and header digest
@@ -80,11 +84,13 @@ from gateway.infra.keyed_locks import KeyedLocks
 from gateway.services import audit_log, health, metrics
 from gateway.services.directory_watch import DirectoryWatch
 from gateway.services.escalator import DEFAULT_TICK_S, Escalator, EscalatorChannels, run_escalator
+from gateway.services.ingress_consumers import IngressConsumers
 from gateway.services.piece_relay import PieceRelay
 from gateway.store import TrackingStore
 
 log = structlog.get_logger("gateway.services.router")
 
+DEFAULT_PREFETCH = 32  # unacked messages the router holds per agency's ingress queue
 DEFAULT_WINDOW = TimeWindow(max_age=timedelta(hours=24), max_future_skew=timedelta(minutes=5))
 
 
@@ -418,7 +424,7 @@ async def run_router(
     store: TrackingStore,
     stop: asyncio.Event,
     ready: asyncio.Event | None = None,
-    prefetch: int = 32,
+    prefetch: int = DEFAULT_PREFETCH,
     window: TimeWindow = DEFAULT_WINDOW,
     reload_on_sighup: bool = False,
     policy: DeadlinePolicy | None = None,
@@ -426,7 +432,7 @@ async def run_router(
     audit_path: Path | None = None,
     limits: topology.Limits = topology.Limits(),  # noqa: B008 (frozen)
 ) -> None:
-    """Consume ``gateway.router`` and fire due deadlines until ``stop`` is set.
+    """Consume every agency's ingress queue and fire due deadlines until ``stop`` is set.
 
     Each message is acked only after it is done. ``ready`` is set once the
     topology is declared and the consumer is running. With
@@ -468,7 +474,7 @@ async def _consume(
     login = router_login(config)  # its own least-privilege user once `broker setup` issued one
     connection = await connect(login.url, config.broker_tls)
     async with connection, contextlib.AsyncExitStack() as closing:
-        channel: AbstractRobustChannel = await confirmed_channel(connection, prefetch=prefetch)
+        channel: AbstractRobustChannel = await confirmed_channel(connection)
         if login.own:  # it may not declare: setup did (gateway/broker/definitions.py says why)
             await topology.check(channel, config.inbox_agencies, limits)
         else:
@@ -479,7 +485,6 @@ async def _consume(
             room=InboxRoom(connection, limits),
             connection=connection,
         )
-        queue = await channel.get_queue(topology.ROUTER_QUEUE)
         relay = PieceRelay(router)
         escalations = await confirmed_channel(connection)
         announcements = await connection.channel(publisher_confirms=False)
@@ -505,29 +510,28 @@ async def _consume(
                 else:
                     await router.handle(message.body, exchanges, message.user_id)
 
+        consumers = IngressConsumers(connection, prefetch, on_message)
+
         async def apply_directory(directory_config: AreaConfig) -> None:
             router.reload(directory_config)
             escalator.reload(router.config, router.signer)
             if not login.own:  # on the administrator's URL it declares, as at start-up
-                await topology.declare(channel, directory_config.inbox_agencies, topology.Limits())
+                await topology.declare(channel, directory_config.inbox_agencies, limits)
+            await consumers.follow(directory_config.inbox_agencies)  # a new agency's ingress
 
         watch = DirectoryWatch(config, apply_directory)
         closing.push_async_callback((await watch.start(login.url, config.broker_tls)).close)
         if reload_on_sighup:  # for the process's life, beside any adapters it hosts
             hangup.on_hangup(functools.partial(_reload, router, escalator, config.path))
-        tag = await queue.consume(on_message)
-        log.info("router.started", queue=topology.ROUTER_QUEUE)
+        await consumers.follow(router.config.inbox_agencies)
+        retrying = asyncio.create_task(consumers.retry(stop, lambda: router.config.inbox_agencies))
+        log.info("router.started", queues=consumers.queues)
         if ready is not None:
             ready.set()
-        with (
-            health.READINESS.watching("broker (router)", health.broker_connected(connection)),
-            health.READINESS.watching(
-                f"consumer {topology.ROUTER_QUEUE}",
-                health.consuming(connection, channel, topology.ROUTER_QUEUE),
-            ),
-        ):
+        with health.READINESS.watching("broker (router)", health.broker_connected(connection)):
             await stop.wait()
-        await queue.cancel(tag)
+        await consumers.cancel()
+        await retrying
         await escalating
 
 

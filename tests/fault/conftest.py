@@ -32,6 +32,7 @@ from gateway.broker import topology
 from gateway.broker.vhost import BrokerAdmin, vhost_url
 from gateway.cli import main
 from gateway.config.area_config import AreaConfig, load_config
+from gateway.demo.area import DEMO_AGENCIES
 from gateway.services.edge import Edge
 from gateway.store import SQLITE_PREFIX
 from tests.integration.conftest import AMQP_URL, broker_admin, pg_schema_url
@@ -41,9 +42,10 @@ from tests.integration.exchange_harness import Inbox, open_edge
 __all__ = ["broker_admin", "pg_schema_url"]
 
 ROUTER_START_TIMEOUT_S = 20.0
-# The consumers of a run with the router and the hub's and police's edges.
+# The consumers of a run with the router (one per agency's ingress) and the hub's and
+# police's edges.
 EXPECTED_CONSUMERS = {
-    topology.ROUTER_QUEUE: 1,
+    **{topology.ingress_queue(a.id): 1 for a in DEMO_AGENCIES if a.kind != "gateway"},
     topology.inbox_queue("hub"): 1,
     topology.inbox_queue("police"): 1,
     topology.DIRECTORY_QUEUE: 3,  # the router and both edges follow the area directory

@@ -3,12 +3,13 @@
 The router (its own process), the hub's edge and police's edge reach the
 cluster through one front (rabbit_cluster.Front, the load balancer's part).
 5,000 requests flow hub -> police with receipts back. Mid-run the node that
-leads ``gateway.router`` is killed with ``kill -9``; once the flow has moved
-on it is started again, and then a second node is killed and started the
-same way. Quorum queues keep every confirmed message while two of three
-nodes are up, and the clients' robust connections come back through the
-front by themselves. Every request must be handed over exactly once, every
-receipt recorded, and every consumer attached again at the end.
+leads the hub's ingress queue (``gateway.ingress.hub``) is killed with
+``kill -9``; once the flow has moved on it is started again, and then a
+second node is killed and started the same way. Quorum queues keep every
+confirmed message while two of three nodes are up, and the clients' robust
+connections come back through the front by themselves. Every request must be
+handed over exactly once, every receipt recorded, and every consumer
+attached again at the end.
 
 What a node loss does to the clients, and what they do about it: a queue
 without a leader nacks publishes for a few seconds (the edges wait them out;
@@ -136,7 +137,7 @@ async def test_two_node_losses_in_turn_lose_and_double_nothing(cluster_area: Clu
         await area.wait_for(f"{kill_at} handed over", area.received("police", kill_at), deadline)
         survivors = [n for n in cluster.nodes if n not in killed]
         leader = await asyncio.to_thread(
-            cluster.leader_of, topology.ROUTER_QUEUE, vhost, survivors[-1]
+            cluster.leader_of, topology.ingress_queue("hub"), vhost, survivors[-1]
         )
         victim = leader if leader not in killed else survivors[0]
         await asyncio.to_thread(cluster.kill, victim)

@@ -1,7 +1,7 @@
 """``kill -9`` of the router in mid-stream, then a restart: nothing lost, nothing handed over twice.
 
 The router acks a message only after routing it and recording that, so a
-crash leaves its unacked messages in ``gateway.router`` for the restarted
+crash leaves its unacked messages in its ingress queues for the restarted
 router; messages it had already published to an inbox are published again,
 and the receiving edge must absorb those repeats by message id. The router
 is killed three times, because where a kill lands in its per-message work is

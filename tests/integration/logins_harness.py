@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from gateway.broker.definitions import QUARANTINE_KEEPER
 from gateway.broker.vhost import BrokerAdmin, vhost_url
 from gateway.cli import main
 from gateway.config.area_config import AreaConfig, load_config
@@ -29,5 +30,6 @@ def area_with_logins(broker_admin: BrokerAdmin, directory: Path) -> Iterator[Are
         yield config
     finally:
         asyncio.run(broker_admin.delete_vhost(vhost))
-        for principal in config.registry.agencies:
+        grown = load_config(str(toml)).registry.agencies  # and any agency a test added
+        for principal in {*config.registry.agencies, *grown, QUARANTINE_KEEPER}:
             asyncio.run(broker_admin.delete_user(f"{prefix}{principal}"))

@@ -1,7 +1,9 @@
 """The signed area directory: published once at the hub, applied by running routers and edges.
 
 Over a real RabbitMQ: a router and edges already running take a new agency
-and a revocation from `mash-gateway directory publish` without a restart.
+and a revocation from `mash-gateway directory publish` without a restart;
+a router on its own least-privilege login consumes the new agency's ingress
+as soon as `broker setup` has made it.
 On real files: a tampered, foreign, rolled-back or wrongly signed directory
 is refused, counted, and the one in force stays.
 """
@@ -10,15 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import aio_pika
 import pytest
+from structlog.testing import capture_logs
 
+from gateway.broker.credentials import default_credentials_dir
+from gateway.broker.topology import ingress_queue
 from gateway.broker.vhost import BrokerAdmin
 from gateway.cli import main
-from gateway.cli.directory_cmds import signed_directory
-from gateway.config.area_config import load_config
+from gateway.cli.broker_cmds import setup, url_vhost
+from gateway.cli.directory_cmds import send, signed_directory
+from gateway.config.area_config import AreaConfig, load_config
 from gateway.core import area_directory, signed_json
 from gateway.core.registry import KeyRejected, KeyUse
 from gateway.core.resources import schemas_dir
@@ -26,9 +33,12 @@ from gateway.infra import keystore
 from gateway.infra.clock import utc_now
 from gateway.services import metrics
 from gateway.services.directory_watch import DirectoryWatch
-from gateway.services.edge import Submission
+from gateway.services.edge import Edge, Submission
+from gateway.services.router import run_router
+from gateway.store.sqlite import SqliteStore
 from tests.integration.conftest import AMQP_URL
-from tests.integration.exchange_harness import Exchange, running_exchange
+from tests.integration.exchange_harness import Exchange, Inbox, eventually, running_exchange
+from tests.integration.logins_harness import area_with_logins
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +68,12 @@ async def exchange(broker_admin: BrokerAdmin, tmp_path: Path) -> AsyncIterator[E
         yield running
 
 
+@pytest.fixture
+def own_logins(broker_admin: BrokerAdmin, tmp_path: Path) -> Iterator[AreaConfig]:
+    with area_with_logins(broker_admin, tmp_path / "area") as config:
+        yield config
+
+
 def refused(reason: str) -> float:
     value = metrics.REGISTRY.get_sample_value(
         "mash_gateway_directory_refused_total", {"reason": reason}
@@ -83,7 +99,9 @@ async def test_a_new_agency_and_a_revocation_apply_without_a_restart(exchange: E
     with pytest.raises(KeyRejected, match="police"):
         await police.submit(Submission(REQUEST, ("hub",)))
 
-    # The running router knows the new agency: its edge's request reaches the hub.
+    # The running router knows the new agency, and declared and consumes its ingress and
+    # inbox (on the administrator's URL): its edge's request reaches the hub.
+    await eventually(lambda: consumed(exchange.amqp_url, ingress_queue("asc")), timeout=30)
     exchange.config = load_config(str(config_path))
     asc = await exchange.edge("asc")
     sent = await asc.submit(Submission(REQUEST, ("hub",)))
@@ -93,6 +111,62 @@ async def test_a_new_agency_and_a_revocation_apply_without_a_restart(exchange: E
         sent.message_id
     ]
     assert hub.config.directory_version == asc.config.directory_version > 0
+
+
+async def test_a_new_agencys_ingress_is_consumed_once_setup_has_made_it(
+    own_logins: AreaConfig, tmp_path: Path
+) -> None:
+    area, path = own_logins, str(own_logins.path)
+    store = SqliteStore(str(tmp_path / "router.db"))
+    await store.open()
+    stop, ready = asyncio.Event(), asyncio.Event()
+    router = asyncio.create_task(run_router(area, store, stop, ready))  # its own login
+    hub_inbox = Inbox()
+    try:
+        await asyncio.wait_for(ready.wait(), 15)
+        async with Edge(area, "hub", store) as hub:
+            await hub.consume(hub_inbox.handler)
+            with area.path.open("a") as toml:
+                toml.write(NEW_AGENCY)
+            assert main(["--config", path, "keys", "generate", "--agency", "asc"]) == 0
+            grown = load_config(path)
+            document, signature, version = signed_directory(grown, utc_now())
+            with capture_logs() as logs:  # (main() would configure the logs afresh)
+                await send(grown, document, signature, version)  # `directory publish`
+
+                async def named_missing() -> bool:  # it cannot declare: setup has to
+                    return any(
+                        e["event"] == "router.ingress_missing"
+                        and e["queue"] == ingress_queue("asc")
+                        for e in logs
+                    )
+
+                await eventually(named_missing, timeout=30)
+                vhost = url_vhost(grown.broker_url)
+                await setup(grown, vhost, default_credentials_dir(grown), rotate=False)
+                async with Edge(grown, "asc") as asc:  # on asc's own new login
+                    sent = await asc.submit(Submission(REQUEST, ("hub",)))
+
+                    async def arrived() -> bool:
+                        received = hub_inbox.of_type("InformationRequest")
+                        return [m.header.fields.message_id for m in received] == [sent.message_id]
+
+                    await eventually(arrived, timeout=30)  # no restart: the router looked again
+            assert await consumed(area.broker_url, ingress_queue("asc"))  # by the router
+    finally:
+        stop.set()
+        await router
+        await store.close()
+
+
+async def consumed(url: str, queue: str) -> bool:
+    connection = await aio_pika.connect(url)
+    async with connection:
+        try:
+            declared = await (await connection.channel()).declare_queue(queue, passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return False
+        return bool(declared.declaration_result.consumer_count)
 
 
 async def until(check: Callable[[], bool], timeout: float = 30) -> None:

@@ -39,12 +39,12 @@ from gateway.broker.publisher import PublishFailed, publish
 from gateway.broker.topology import (
     DELIVER_EXCHANGE,
     EVENTS_EXCHANGE,
-    INGRESS_EXCHANGE,
     INGRESS_ROUTING_KEY,
     QUARANTINE_EXCHANGE,
     QUARANTINE_QUEUE,
-    ROUTER_QUEUE,
     inbox_queue,
+    ingress_exchange,
+    ingress_queue,
 )
 from gateway.broker.vhost import BrokerAdmin, Credentials, vhost_url
 from gateway.cli import main
@@ -188,9 +188,9 @@ def test_the_users_it_makes_may_submit_and_read_their_own_inbox_only(area: Area)
                 await publish(deliver, b"x", routing_key=agency, message_id=f"m-for-{agency}")
 
             edge = await confirmed_channel(police)
-            ingress = await edge.get_exchange(INGRESS_EXCHANGE, ensure=False)
+            ingress = await edge.get_exchange(ingress_exchange("police"), ensure=False)
             await publish(ingress, b"x", routing_key=INGRESS_ROUTING_KEY, message_id="m-submit")
-            submitted = await get(await router.get_queue(ROUTER_QUEUE, ensure=False))
+            submitted = await get(await router.get_queue(ingress_queue("police"), ensure=False))
             await submitted.ack()
             assert submitted.message_id == "m-submit"
             mine = await get(await edge.get_queue(inbox_queue("police"), ensure=True))
@@ -215,7 +215,7 @@ def test_the_users_it_makes_may_submit_and_read_their_own_inbox_only(area: Area)
 
 
 def test_the_routers_user_may_route_and_nothing_more(area: Area) -> None:
-    """Consume gateway.router; publish deliveries, events, quarantine; no inbox, no ingress."""
+    """Consume the ingress queues; publish deliveries, events, quarantine; no inbox, no ingress."""
 
     async def check() -> None:
         gateway = await area.login("gateway")
@@ -242,7 +242,7 @@ def test_the_routers_user_may_route_and_nothing_more(area: Area) -> None:
                 with pytest.raises(refused):
                     await inbox.consume(take)
             for exchange, key in (
-                (INGRESS_EXCHANGE, INGRESS_ROUTING_KEY),  # it cannot submit as an agency
+                (ingress_exchange("police"), INGRESS_ROUTING_KEY),  # it cannot submit as an agency
                 ("", inbox_queue("police")),  # nor drop a message in an inbox by name
             ):
                 target = await (await refused_channel(gateway)).get_exchange(exchange, ensure=False)
@@ -267,10 +267,13 @@ def test_the_quarantine_keepers_user_reads_quarantine_and_releases_to_ingress_on
             channel = await confirmed_channel(keeper)
             quarantine = await channel.get_queue(QUARANTINE_QUEUE, ensure=True)
             await quarantine.get(fail=False, no_ack=False)  # allowed: it takes copies in
-            ingress = await channel.get_exchange(INGRESS_EXCHANGE, ensure=True)
-            await publish(ingress, b"x", routing_key=INGRESS_ROUTING_KEY, message_id="m-rel")
+            for agency in ("police", "education"):  # a release goes to its sender's ingress
+                ingress = await channel.get_exchange(ingress_exchange(agency), ensure=True)
+                await publish(
+                    ingress, b"x", routing_key=INGRESS_ROUTING_KEY, message_id=f"m-{agency}"
+                )
             refused = aiormq.exceptions.ChannelAccessRefused
-            for queue in (inbox_queue("police"), ROUTER_QUEUE):
+            for queue in (inbox_queue("police"), ingress_queue("police")):
                 other = await (await refused_channel(keeper)).get_queue(queue, ensure=True)
                 with pytest.raises(refused):
                     await other.get(fail=False)

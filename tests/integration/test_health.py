@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.broker.topology import ingress_queue
 from gateway.broker.vhost import BrokerAdmin
 from gateway.cli import main
 from gateway.config.metrics_config import Listen
@@ -82,7 +83,9 @@ async def test_the_router_process_is_alive_then_ready(exchange: Exchange) -> Non
         assert status == 200 and body["ready"] is True
         assert body["checks"] == {
             "broker (router)": "ok",
-            "consumer gateway.router": "ok",
+            **{
+                f"consumer {ingress_queue(a)}": "ok" for a in exchange.config.inbox_agencies
+            },  # one per agency's ingress
             "router": "ok",
             "store": "ok",
         }

@@ -131,6 +131,9 @@ async def test_router_metrics_count_the_flow_and_pass_promtool(exchange: Exchang
     assert value(after, "mash_gateway_inbox_consumers", agency="police") == 1
     assert value(after, "mash_gateway_inbox_consumers", agency="probation") == 0
     assert ("mash_gateway_inbox_messages", frozenset({("agency", "probation")})) in after
+    # Each agency's ingress queue, consumed by the router whether the agency sends or not.
+    assert value(after, "mash_gateway_ingress_consumers", agency="probation") == 1
+    assert ("mash_gateway_ingress_messages", frozenset({("agency", "police")})) in after
     # No ids ever become labels.
     for message_id in (request.message_id, refused.message_id, "CASE-M1"):
         assert message_id not in text

@@ -17,7 +17,7 @@ import aio_pika
 import pytest
 
 from gateway.broker.publisher import publish
-from gateway.broker.topology import INGRESS_EXCHANGE, INGRESS_ROUTING_KEY
+from gateway.broker.topology import INGRESS_ROUTING_KEY, ingress_exchange
 from gateway.broker.vhost import BrokerAdmin, vhost_url
 from gateway.cli import main
 from gateway.config.area_config import load_config
@@ -210,7 +210,7 @@ def test_sighup_reloads_the_registry_so_a_revoked_key_stops_verifying(
         connection = await aio_pika.connect(running.amqp_url)
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
-            ingress = await channel.get_exchange(INGRESS_EXCHANGE, ensure=False)
+            ingress = await channel.get_exchange(ingress_exchange("hub"), ensure=False)
             await publish(
                 ingress,
                 sealed.read_bytes(),

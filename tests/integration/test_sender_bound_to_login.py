@@ -4,7 +4,8 @@ Education's own login publishes envelopes in police's name: a genuine one
 signed with police's key (as if captured), one signed by education under
 police's name, and one published without naming its login. Each is
 quarantined with its reason, police hears nothing, and the router warns and
-counts; education's own message still flows.
+counts; education's own message still flows. Nor may education's login
+publish to police's own ingress at all: the broker refuses it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from gateway.broker import topology
-from gateway.broker.publisher import publish
+from gateway.broker.connection import confirmed_channel, connect
+from gateway.broker.credentials import agency_broker_url
+from gateway.broker.publisher import PublishRefused, publish
 from gateway.broker.vhost import BrokerAdmin
 from gateway.config.area_config import AreaConfig
 from gateway.core.envelope import HeaderFields, RecipientKey, seal_bytes
@@ -171,3 +174,19 @@ async def test_a_login_publishing_in_another_agencys_name_is_quarantined_and_nob
         for edge in edges.values():
             assert edge.store is not None
             await edge.store.close()
+
+
+async def test_a_login_may_not_publish_to_another_agencys_ingress(area: AreaConfig) -> None:
+    connection = await connect(agency_broker_url(area, "education"))
+    async with connection:
+        channel = await confirmed_channel(connection)
+        theirs = await channel.get_exchange(topology.ingress_exchange("police"), ensure=False)
+        _, body = in_police_name(area, "education")
+        with pytest.raises(PublishRefused, match="may not publish there"):
+            await publish(theirs, body, routing_key=topology.INGRESS_ROUTING_KEY, message_id="m-x")
+    admin = await aio_pika.connect(area.broker_url)
+    async with admin:
+        police = await (await admin.channel()).declare_queue(
+            topology.ingress_queue("police"), passive=True
+        )
+        assert police.declaration_result.message_count == 0  # nothing reached police's queue

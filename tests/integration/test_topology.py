@@ -30,14 +30,14 @@ from gateway.broker.publisher import (
 )
 from gateway.broker.topology import (
     DELIVER_EXCHANGE,
-    INGRESS_EXCHANGE,
     INGRESS_ROUTING_KEY,
     QUARANTINE_QUEUE,
-    ROUTER_QUEUE,
     Limits,
     TopologyMismatch,
     declare,
     inbox_queue,
+    ingress_exchange,
+    ingress_queue,
 )
 from gateway.broker.vhost import BrokerAdmin, Credentials, new_password, vhost_url
 
@@ -68,9 +68,9 @@ async def test_declare_twice_is_idempotent_and_routes_end_to_end(
     await declare(channel, [agency], Limits())
     await declare(channel, [agency], Limits())
 
-    ingress = await channel.get_exchange(INGRESS_EXCHANGE, ensure=True)
+    ingress = await channel.get_exchange(ingress_exchange(agency), ensure=True)
     await publish(ingress, b"x", routing_key=INGRESS_ROUTING_KEY, message_id="m-ingress")
-    router = await channel.get_queue(ROUTER_QUEUE, ensure=True)
+    router = await channel.get_queue(ingress_queue(agency), ensure=True)
     seen = await get(router)
     await seen.ack()
     assert seen.message_id == "m-ingress"
@@ -199,7 +199,9 @@ async def test_an_agency_user_may_submit_and_read_its_own_inbox_only(
     vhost = urlsplit(amqp_url).path.lstrip("/")
     edge = await connect(vhost_url(amqp_url, vhost, agency_logins[own]))
     try:
-        ingress = await (await confirmed_channel(edge)).get_exchange(INGRESS_EXCHANGE, ensure=False)
+        ingress = await (await confirmed_channel(edge)).get_exchange(
+            ingress_exchange(own), ensure=False
+        )
         await publish(ingress, b"x", routing_key=INGRESS_ROUTING_KEY, message_id="m-submitted")
 
         # A passive declare needs no configure permission, so the edge can look its inbox up.
@@ -221,7 +223,11 @@ async def test_an_agency_user_may_submit_and_read_its_own_inbox_only(
         with pytest.raises(refused):
             await theirs.get(fail=False)
 
-        for exchange, key in ((DELIVER_EXCHANGE, other), ("", inbox_queue(other))):
+        for exchange, key in (
+            (DELIVER_EXCHANGE, other),
+            ("", inbox_queue(other)),
+            (ingress_exchange(other), INGRESS_ROUTING_KEY),  # another agency's ingress
+        ):
             target = await (await confirmed_channel(edge)).get_exchange(exchange, ensure=False)
             with pytest.raises(PublishFailed, match="may not publish there"):
                 await publish(target, b"x", routing_key=key, message_id="m-forged")
@@ -299,7 +305,8 @@ def test_exported_definitions_import_and_their_hashes_log_in(
             capture_output=True,
             text=True,
         ).stdout
-        assert "agency.police.inbox\tquorum" in listed and "gateway.router\tquorum" in listed
+        assert "agency.police.inbox\tquorum" in listed
+        assert "gateway.ingress.police\tquorum" in listed
         subprocess.run(["rabbitmqctl", "-q", "authenticate_user", police, password], check=True)
         perms = subprocess.run(
             ["rabbitmqctl", "-q", "list_user_permissions", police],
@@ -307,7 +314,10 @@ def test_exported_definitions_import_and_their_hashes_log_in(
             capture_output=True,
             text=True,
         ).stdout
-        assert r"^$	^mash\.ingress$	^(?:agency\.police\.inbox|gateway\.directory)$" in perms
+        assert (
+            r"^$	^mash\.ingress\.police$	^(?:agency\.police\.inbox|gateway\.directory)$"
+            in perms
+        )
     finally:
         asyncio.run(broker_admin.delete_vhost(tag))
         for user in users:

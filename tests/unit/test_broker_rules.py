@@ -11,9 +11,7 @@ import re
 import pytest
 
 from gateway.broker.definitions import (
-    KEEPER_PERMISSIONS,
     QUARANTINE_KEEPER,
-    ROUTER_PERMISSIONS,
     ReservedName,
     Step,
     UserCollision,
@@ -21,19 +19,21 @@ from gateway.broker.definitions import (
     definitions,
     exactly,
     grants,
+    keeper_permissions,
     login_step,
+    router_permissions,
 )
 from gateway.broker.topology import (
     DELIVER_EXCHANGE,
     DIRECTORY_EXCHANGE,
     DIRECTORY_QUEUE,
     EVENTS_EXCHANGE,
-    INGRESS_EXCHANGE,
     QUARANTINE_EXCHANGE,
     QUARANTINE_QUEUE,
-    ROUTER_QUEUE,
     Limits,
     inbox_queue,
+    ingress_exchange,
+    ingress_queue,
     plan,
 )
 
@@ -53,22 +53,33 @@ def every_name() -> set[str]:
 
 
 def test_the_routers_user_writes_deliveries_events_quarantine_and_the_directory() -> None:
+    router = router_permissions(AGENCIES)
     names = every_name() | {"amq.default", "amq.topic", "mash.deliverx", "xmash.events"}
-    writable = {n for n in names if allows(ROUTER_PERMISSIONS.write, n)}
-    readable = {n for n in names if allows(ROUTER_PERMISSIONS.read, n)}
-    configurable = {n for n in names if allows(ROUTER_PERMISSIONS.configure, n)}
+    writable = {n for n in names if allows(router.write, n)}
+    readable = {n for n in names if allows(router.read, n)}
+    configurable = {n for n in names if allows(router.configure, n)}
     assert writable == {DELIVER_EXCHANGE, EVENTS_EXCHANGE, QUARANTINE_EXCHANGE, DIRECTORY_EXCHANGE}
-    assert readable == {ROUTER_QUEUE, DIRECTORY_QUEUE}
+    assert readable == {ingress_queue(a) for a in AGENCIES} | {DIRECTORY_QUEUE}
     assert configurable == {""}  # ^$: only the nameless default exchange, which no one declares
-    assert not any(allows(ROUTER_PERMISSIONS.read, inbox_queue(a)) for a in AGENCIES)
-    assert not allows(ROUTER_PERMISSIONS.read, QUARANTINE_QUEUE)
+    assert not any(allows(router.read, inbox_queue(a)) for a in AGENCIES)
+    assert not allows(router.read, QUARANTINE_QUEUE)
 
 
-def test_an_agency_writes_ingress_and_reads_its_own_inbox_and_the_directory_only() -> None:
+def test_an_agency_writes_its_own_ingress_and_reads_its_own_inbox_and_the_directory_only() -> None:
     police = agency_permissions("police")
     names = every_name()
-    assert {n for n in names if allows(police.write, n)} == {INGRESS_EXCHANGE}
+    assert {n for n in names if allows(police.write, n)} == {ingress_exchange("police")}
     assert {n for n in names if allows(police.read, n)} == {inbox_queue("police"), DIRECTORY_QUEUE}
+
+
+def test_every_agency_has_its_own_bounded_ingress_feeding_only_its_own_queue() -> None:
+    wanted = plan(AGENCIES, Limits(ingress_max_length=7))
+    queues = {q.name: q.arguments for q in wanted.queues}
+    for agency in AGENCIES:
+        assert queues[ingress_queue(agency)]["x-max-length"] == 7
+        assert queues[ingress_queue(agency)]["x-overflow"] == "reject-publish"
+        fed = {b.queue for b in wanted.bindings if b.exchange == ingress_exchange(agency)}
+        assert fed == {ingress_queue(agency)}
 
 
 def test_exactly_escapes_and_anchors_every_name() -> None:
@@ -85,14 +96,15 @@ def test_every_principal_gets_a_user_named_with_the_area_prefix() -> None:
         ("health", "mash-north-health"),
         ("police", "mash-north-police"),
     ]
-    assert made[0].permissions == ROUTER_PERMISSIONS
+    assert made[0].permissions == router_permissions(["health", "police"])
+    assert made[1].permissions == keeper_permissions(["health", "police"])
     doc = definitions("v", "gateway", ["police"], Limits(), "mash-north-")
     assert [u["name"] for u in doc["users"]] == [
         "mash-north-gateway",
         "mash-north-quarantine-keeper",
         "mash-north-police",
     ]
-    assert doc["permissions"][0]["read"] == ROUTER_PERMISSIONS.read
+    assert doc["permissions"][0]["read"] == router_permissions(["police"]).read
 
 
 @pytest.mark.parametrize(
@@ -125,11 +137,12 @@ def test_an_existing_user_without_a_password_here_is_refused_unless_rotated() ->
         login_step("u", "v", ("v",), password_kept=False, rotate=False)
 
 
-def test_the_quarantine_keeper_reads_quarantine_and_writes_ingress_only() -> None:
-    names = every_name()
-    assert {n for n in names if allows(KEEPER_PERMISSIONS.write, n)} == {INGRESS_EXCHANGE}
-    assert {n for n in names if allows(KEEPER_PERMISSIONS.read, n)} == {QUARANTINE_QUEUE}
-    assert KEEPER_PERMISSIONS.configure == "^$"
+def test_the_quarantine_keeper_reads_quarantine_and_writes_every_agencys_ingress_only() -> None:
+    keeper = keeper_permissions(AGENCIES)
+    names = every_name() | {"amq.default", "mash.ingress", "mash.ingress.policex"}
+    assert {n for n in names if allows(keeper.write, n)} == {ingress_exchange(a) for a in AGENCIES}
+    assert {n for n in names if allows(keeper.read, n)} == {QUARANTINE_QUEUE}
+    assert keeper.configure == "^$"
 
 
 def test_no_agency_may_take_the_keepers_name() -> None:

@@ -36,6 +36,7 @@ ENTRY = Entry(
     size=10,
     body_sha256="0" * 64,
 )
+AGENCIES = ("education", "police")
 
 
 def fail(key: str, problem: str) -> ConfigError:
@@ -64,19 +65,28 @@ def test_an_unreadable_body_keeps_the_brokers_message_id() -> None:
 
 
 def test_a_held_entry_may_be_released_or_discarded_once() -> None:
-    assert release_refusal(ENTRY) is None and discard_refusal(ENTRY) is None
+    assert release_refusal(ENTRY, AGENCIES) is None and discard_refusal(ENTRY) is None
     released = replace(ENTRY, status=Status.RELEASED, settled_at=T0, settled_by="alice")
     assert "already released at 2026-12-02T09:00:00+00:00 by alice" in (
-        release_refusal(released) or ""
+        release_refusal(released, AGENCIES) or ""
     )
     discarded = replace(
         ENTRY, status=Status.DISCARDED, settled_at=T0, settled_by="bob", settle_reason="dup"
     )
-    refusal = release_refusal(discarded) or ""
+    refusal = release_refusal(discarded, AGENCIES) or ""
     assert "discarded at" in refusal and "by bob (dup)" in refusal
     assert "cannot be released" in refusal
     expired = replace(ENTRY, status=Status.EXPIRED, settled_at=T0, settled_by="retention")
     assert "expired" in (discard_refusal(expired) or "")
+
+
+def test_a_copy_is_released_only_to_an_agencys_own_ingress() -> None:
+    stranger = replace(ENTRY, facts=replace(ENTRY.facts, sender="mallory"))
+    assert "claims sender 'mallory', not an agency of this area" in (
+        release_refusal(stranger, AGENCIES) or ""
+    )
+    unreadable = replace(ENTRY, facts=facts_of(b"not an envelope", "m-9"))
+    assert "names no sender" in (release_refusal(unreadable, AGENCIES) or "")
 
 
 def test_the_limits_stop_taking_before_either_is_passed() -> None:
