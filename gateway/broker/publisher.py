@@ -165,7 +165,9 @@ async def publish_until_confirmed(
         await asyncio.sleep(pause)
         pause = min(pause * 2, RETRY_MAX_PAUSE_S)
         if renew is not None:
-            with contextlib.suppress(*UNSETTLED):  # else the next try fails as the last did
+            # A failed renewal keeps the old channel, and the next try fails as the last did;
+            # aio-pika raises RuntimeError for a channel asked of a connection mid-reconnect.
+            with contextlib.suppress(*UNSETTLED, RuntimeError):
                 exchange = await renew()
 
 

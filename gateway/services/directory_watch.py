@@ -63,7 +63,9 @@ class DirectoryWatch:
         down with it, again and again (tests/fault/test_cluster.py).
         """
         connection = await connect(url, tls)
-        channel = await connection.channel()
+        # Held here: a robust connection keeps its channels only weakly, and a channel
+        # nobody holds is collected and never restored after a reconnect.
+        self._channel = channel = await connection.channel()
         await channel.set_qos(prefetch_count=16)  # a stream consumer must bound its unacked
         try:
             queue = await channel.declare_queue(topology.DIRECTORY_QUEUE, passive=True)

@@ -239,6 +239,7 @@ class Edge:
         self.identity = self._identity(config)
         self._connection: AbstractRobustConnection | None = None
         self._directory: AbstractRobustConnection | None = None  # the directory stream's own
+        self._directory_watch: DirectoryWatch | None = None  # held: it holds the stream channel
         self._channel: AbstractRobustChannel | None = None
         self._ingress: AbstractExchange | None = None
         self._handling = KeyedLocks()
@@ -256,8 +257,8 @@ class Edge:
         self._ingress = await self._channel.get_exchange(
             topology.ingress_exchange(self.agency), ensure=False
         )
-        watch = DirectoryWatch(self.config, self._apply_directory)
-        self._directory = await watch.start(self.broker_url, self.config.broker_tls)
+        self._directory_watch = DirectoryWatch(self.config, self._apply_directory)
+        self._directory = await self._directory_watch.start(self.broker_url, self.config.broker_tls)
         self._unready.append(
             health.READINESS.add(
                 f"broker ({self.agency})", health.broker_connected(self._connection)
