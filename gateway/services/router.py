@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -403,8 +402,15 @@ async def _to_inbox(
     fields: HeaderFields,
     renew: Renew | None = None,
 ) -> None:
-    """Publish to the agency's inbox; with ``renew``, on new channels until confirmed."""
-    send: Callable[..., Awaitable[None]] = publish
+    """Publish to the agency's inbox until confirmed; with ``renew``, nacks too, on new channels.
+
+    An unconfirmed publish (the router's channel closed while the broker restarts, or
+    its connection is being restored) is retried here, holding the message, not
+    requeued: each agency's ingress is consumed on channels of their own, which may
+    be back before this one, and a message requeued at once would be redelivered
+    and fail again until the ingress queue's delivery limit dead-lettered it.
+    """
+    send = functools.partial(publish_until_confirmed, retry_nacked=False)
     exchange = exchanges.deliver
     if renew is not None:
         send = functools.partial(publish_until_confirmed, retry_nacked=True, renew=renew)

@@ -23,7 +23,13 @@ import pytest
 from gateway.core.lifecycle import State
 from gateway.core.resources import schemas_dir
 from gateway.services.edge import Edge, Submission
-from tests.fault.conftest import EXPECTED_CONSUMERS, FaultArea, broker_stopped, list_consumers
+from tests.fault.conftest import (
+    EXPECTED_CONSUMERS,
+    FaultArea,
+    broker_stopped,
+    list_consumers,
+    run_rabbitmqctl,
+)
 
 pytestmark = pytest.mark.fault
 
@@ -89,7 +95,18 @@ async def test_broker_restart_mid_run_loses_nothing(area: FaultArea, rabbitmqctl
             and area.router_states("InformationRequest")[State.DELIVERED.value] >= len(handed)
         )
 
-    await area.wait_for("every case delivered and receipted", all_receipted, deadline)
+    try:
+        await area.wait_for("every case delivered and receipted", all_receipted, deadline)
+    except AssertionError as exc:  # where the missing ones wait: ready, or held unacked
+        queues = await run_rabbitmqctl(
+            *(rabbitmqctl, "-q", "list_queues", "-p", area.vhost, "name"),
+            *("messages_ready", "messages_unacknowledged", "consumers"),
+        )
+        handed = {m.header.fields.message_id for m in police.messages}
+        receipted = {m.header.fields.in_reply_to for m in hub.of_type("DeliveryReceipt")}
+        raise AssertionError(
+            f"not receipted at the hub: {sorted(handed - receipted)}\nqueues:\n{queues}\n{exc}"
+        ) from None
 
     assert area.router.alive(), "the router died in the outage"
     assert sent_before_back < TOTAL, "every case was sent before the restart"
