@@ -87,6 +87,8 @@ from gateway.services.ingress_consumers import IngressConsumers
 from gateway.services.piece_relay import PieceRelay
 from gateway.store import TrackingStore
 
+REQUEUE_PAUSE_S = 3.0  # before a failed message is requeued: on_message in run_router
+
 log = structlog.get_logger("gateway.services.router")
 
 DEFAULT_PREFETCH = 32  # unacked messages the router holds per agency's ingress queue
@@ -509,12 +511,19 @@ async def _consume(
         async def on_message(message: AbstractIncomingMessage) -> None:
             # A failure requeues the message; past the queue's delivery limit
             # RabbitMQ dead-letters it to quarantine, so a poison message
-            # neither blocks the queue nor disappears.
+            # neither blocks the queue nor disappears. The pause before the
+            # requeue spreads those deliveries over REQUEUE_PAUSE_S each, so a
+            # store or broker restart of a few seconds is outlived, not taken
+            # for poison (tests/fault/test_store_restart.py).
             async with message.process(requeue=True):
-                if piece_headers.is_piece(message.headers):  # a transfer's piece: piece_relay.py
-                    await relay.handle(message, exchanges)
-                else:
-                    await router.handle(message.body, exchanges, message.user_id)
+                try:
+                    if piece_headers.is_piece(message.headers):  # a transfer's piece
+                        await relay.handle(message, exchanges)
+                    else:
+                        await router.handle(message.body, exchanges, message.user_id)
+                except Exception:
+                    await asyncio.sleep(REQUEUE_PAUSE_S)
+                    raise
 
         consumers = IngressConsumers(connection, prefetch, on_message)
 
