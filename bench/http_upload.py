@@ -42,6 +42,7 @@ import aiohttp
 from aiohttp import web
 
 from adapters.profile import BUILTIN
+from bench.attachments import make_file, wait_rss
 from gateway.broker.vhost import admin_for, vhost_url
 from gateway.cli import main as cli
 from gateway.core.resources import schemas_dir
@@ -57,22 +58,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def wait_rss(process: subprocess.Popen[bytes]) -> float:
-    """Wait for a child; its own peak RSS in MiB (ru_maxrss is KiB on Linux)."""
-    _, _, usage = os.wait4(process.pid, 0)
-    process.returncode = 0
-    return usage.ru_maxrss / 1024
-
-
-def make_file(path: Path, size: int) -> None:
-    block = os.urandom(MIB)
-    with path.open("wb") as out:
-        left = size
-        while left:
-            out.write(block[: min(left, MIB)])
-            left -= min(left, MIB)
 
 
 async def until_logged(log: Path, event: bytes) -> None:
