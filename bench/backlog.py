@@ -32,10 +32,12 @@ For each it prints the drain rate per fifth of the backlog (a rate that
 falls as the queue shrinks, or grows with its length, shows there), the
 whole drain's rate beside the **raw ceiling measured in the same run**
 (bare aio-pika draining a backlog of the same size and message sizes from
-the same quorum queues, prefetch 32 per queue: for the inbox, consume,
-publish a receipt-sized message confirmed, ack; for the ingress queues, a
-relay consuming all of them that publishes each to its inbox confirmed,
-and a raw hub returning receipt-sized messages through ``gateway.ingress.hub``),
+the same quorum queues, prefetch 32 per queue: a raw edge takes each
+message from the inbox, publishes a receipt-sized message to its ingress
+confirmed and acks; a raw router relays every ingress queue it needs, each
+on a channel of its own, publishing each message confirmed to the inbox it
+names, then acking: police's receipts to the hub, or the six partners'
+backlog to the hub and the raw hub's receipts back),
 when the last receipt came back, and memory: the router's RSS (from /proc)
 and the broker node's (``beam.smp`` RSS, and the queues' own memory from
 ``rabbitmqctl list_queues``) before the backlog, while it builds, with it
@@ -493,7 +495,14 @@ def raw_drainer(url: str, agency: str, receipt_size: int) -> None:
                 receipt = aio_pika.Message(
                     body, delivery_mode=DeliveryMode.PERSISTENT, headers=headers
                 )
-                await ingress.publish(receipt, topology.INGRESS_ROUTING_KEY, mandatory=True)
+                pause = 0.2
+                while True:  # a full ingress queue nacks: wait for room, as the Edge does
+                    try:
+                        await ingress.publish(receipt, topology.INGRESS_ROUTING_KEY, mandatory=True)
+                        break
+                    except aio_pika.exceptions.DeliveryError:
+                        await asyncio.sleep(pause)
+                        pause = min(pause * 2, 5.0)
                 await message.ack()
 
             queue = await channel.get_queue(topology.inbox_queue(agency))
@@ -552,18 +561,15 @@ async def raw_outage(which: str, n: int, sizes: tuple[int, int], work: Path) -> 
             filling = time.perf_counter()
             await raw_fill(url, split(n, senders), RECIPIENT if which == "edge" else HUB, sizes[0])
             fill_s = time.perf_counter() - filling
-            if which == "edge":  # nothing relays police's receipts: they wait in its ingress
-                receipts = [topology.ingress_queue(RECIPIENT)]
-            watched = list(dict.fromkeys([*drained, *receipts, topology.ingress_queue(HUB)]))
+            watched = [*drained, *receipts, topology.ingress_queue(HUB)]
             before = await depths(channel, watched)
-            if which == "edge":
-                args = [sys.executable, BENCH, "--raw-drainer", url, RECIPIENT, str(sizes[1])]
-                children.append(await spawn(args, work / "raw-edge.log", "ready"))
-            else:
-                args = [sys.executable, BENCH, "--raw-drainer", url, HUB, str(sizes[1])]
-                children.append(await spawn(args, work / "raw-hub.log", "ready"))
-                args = [sys.executable, BENCH, "--raw-relay", url, ",".join([*senders, HUB])]
-                children.append(await spawn(args, work / "raw-relay.log", "ready"))
+            # the drainer stands in for the edge that was down (police) or is up (the hub);
+            # the relay for the router, forwarding its receipts (and, router down, the backlog)
+            drainer, relayed = (RECIPIENT, [RECIPIENT]) if which == "edge" else (HUB, senders)
+            args = [sys.executable, BENCH, "--raw-drainer", url, drainer, str(sizes[1])]
+            children.append(await spawn(args, work / f"raw-{drainer}.log", "ready"))
+            args = [sys.executable, BENCH, "--raw-relay", url, ",".join([*relayed, HUB])]
+            children.append(await spawn(args, work / "raw-relay.log", "ready"))
             started = time.perf_counter()
 
             def done(d: dict[str, int]) -> bool:
