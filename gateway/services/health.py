@@ -131,15 +131,6 @@ def started(ready: asyncio.Event, what: str) -> Check:
     return check
 
 
-def passing() -> Check:
-    """For a fact established once at start-up (the intake's TLS context loaded)."""
-
-    async def check() -> str | None:
-        return None
-
-    return check
-
-
 async def ask(
     url: str, ca: Path | None = None, timeout_s: float = ASK_TIMEOUT_S
 ) -> tuple[bool, str]:
