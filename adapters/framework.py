@@ -49,7 +49,7 @@ from gateway.core.errors import GatewayError
 from gateway.infra import hangup
 from gateway.services import health, metrics
 from gateway.services.edge import Edge, Handler
-from gateway.store import TrackingStore, store_from_url
+from gateway.store import TrackingStore, opened_store
 
 log = structlog.get_logger("adapters")
 
@@ -122,13 +122,9 @@ async def _opened(config: AreaConfig, store: TrackingStore | None) -> AsyncItera
     if store is not None:
         yield store
         return
-    opened = store_from_url(config.store_url)
-    await opened.open()
-    try:
+    async with opened_store(config.store_url) as opened:
         with health.READINESS.watching("store", health.store_writable(opened.check_writable)):
             yield opened
-    finally:
-        await opened.close()
 
 
 async def run_adapter(

@@ -190,11 +190,12 @@ async def declare(channel: AbstractChannel, agencies: Iterable[str], limits: Lim
     try:
         for exchange in wanted.exchanges:
             await channel.declare_exchange(exchange.name, exchange.type, durable=True)
-        queues = {}
-        for queue in wanted.queues:
-            queues[queue.name] = await channel.declare_queue(
+        queues = {
+            queue.name: await channel.declare_queue(
                 queue.name, durable=True, arguments=dict(queue.arguments)
             )
+            for queue in wanted.queues
+        }
         for binding in wanted.bindings:
             await queues[binding.queue].bind(binding.exchange, routing_key=binding.routing_key)
     except aio_pika.exceptions.ChannelPreconditionFailed as exc:

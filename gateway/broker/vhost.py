@@ -65,7 +65,9 @@ class BrokerAdmin(Protocol):
     async def close_connections(self, vhost: str, reason: str) -> None: ...
 
     async def create_vhost(self, vhost: str, owner: str) -> None:
-        """Add ``vhost`` and give ``owner`` every permission in it."""
+        """Add ``vhost`` and give ``owner`` every permission in it (both ways in share this)."""
+        await self.add_vhost(vhost)
+        await self.set_permissions(vhost, owner, OWNER_PERMISSIONS)
 
 
 def vhost_url(url: str, vhost: str, credentials: Credentials | None = None) -> str:
@@ -78,7 +80,7 @@ def vhost_url(url: str, vhost: str, credentials: Credentials | None = None) -> s
     return urlunsplit((parts.scheme, netloc, "/" + quote(vhost, safe=""), parts.query, ""))
 
 
-class CtlAdmin:
+class CtlAdmin(BrokerAdmin):
     """Administration through the ``rabbitmqctl`` command."""
 
     def __init__(self, executable: str) -> None:
@@ -137,12 +139,8 @@ class CtlAdmin:
     async def close_connections(self, vhost: str, reason: str) -> None:
         await self.run("close_all_connections", "--vhost", vhost, reason)
 
-    async def create_vhost(self, vhost: str, owner: str) -> None:
-        await self.add_vhost(vhost)
-        await self.set_permissions(vhost, owner, OWNER_PERMISSIONS)
 
-
-class HttpAdmin:
+class HttpAdmin(BrokerAdmin):
     """Administration through the management plugin's HTTP API."""
 
     def __init__(self, base: str, user: str, password: str) -> None:
@@ -209,10 +207,6 @@ class HttpAdmin:
         for connection in found or []:
             name = quote(connection["name"], safe="")
             await self.call("DELETE", f"/api/connections/{name}", absent_ok=True)
-
-    async def create_vhost(self, vhost: str, owner: str) -> None:
-        await self.add_vhost(vhost)
-        await self.set_permissions(vhost, owner, OWNER_PERMISSIONS)
 
 
 async def admin_for(amqp_url: str, management_url: str | None = None) -> BrokerAdmin:

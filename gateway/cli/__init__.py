@@ -69,7 +69,6 @@ COMMAND_MODULES = (
 )
 
 EXIT_FAILURE = 1
-EXIT_USAGE = 2
 EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader went away
 DISTRIBUTION = "mash-gateway"
 

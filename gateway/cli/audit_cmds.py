@@ -29,7 +29,7 @@ from gateway.core import audit_chain
 from gateway.core.errors import GatewayError
 from gateway.core.records import AuditHead
 from gateway.services import audit_log
-from gateway.store import store_from_url
+from gateway.store import opened_store
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -73,12 +73,8 @@ def _read_lines(path: Path, kept: AuditHead | None) -> list[str]:
 
 async def kept_head(config: AreaConfig, path: Path) -> AuditHead | None:
     """The head the router kept in the store for the chain in ``path``, if any."""
-    store = store_from_url(config.store_url)
-    await store.open()
-    try:
+    async with opened_store(config.store_url) as store:
         return await store.audit_head(audit_log.chain_name(config, path))
-    finally:
-        await store.close()
 
 
 def checked_lines(config: AreaConfig, path: Path, live: bool) -> tuple[list[str], str]:

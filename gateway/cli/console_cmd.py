@@ -24,7 +24,7 @@ from gateway.console.readiness import parse_service
 from gateway.console.server import DEFAULT_PORT, serving
 from gateway.core.audit_chain import OperatorAction
 from gateway.infra import logs
-from gateway.store import store_from_url
+from gateway.store import opened_store
 
 HOST_ROLE = "host"  # who ran a command on the gateway host, as the audit chain names them
 
@@ -84,14 +84,10 @@ def run(args: argparse.Namespace) -> int:
 
 async def record(config: AreaConfig, action: str, name: str) -> None:
     """Put an account change on the console's audit chain, done by this host's user."""
-    store = store_from_url(config.store_url)
-    await store.open()
-    try:
+    async with opened_store(config.store_url) as store:
         await OperatorAudit(config, store).record(
             OperatorAction(getpass.getuser(), HOST_ROLE, action, name)
         )
-    finally:
-        await store.close()
 
 
 async def add_user(config: AreaConfig, name: str, role: Role, password: str | None) -> str:

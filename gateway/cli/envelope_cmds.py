@@ -72,14 +72,20 @@ def read_file(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise GatewayError(f"{path}: cannot read: {exc.strerror}") from None
+        raise GatewayError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def recipients_of(text: str) -> tuple[str, ...]:
+    """``--to``'s comma-separated agencies, each once, in order."""
+    found = tuple(dict.fromkeys(a.strip() for a in text.split(",") if a.strip()))
+    if not found:
+        raise ConfigError("--to names no agency")
+    return found
 
 
 def run_seal(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    recipients = tuple(dict.fromkeys(a.strip() for a in args.to.split(",") if a.strip()))
-    if not recipients:
-        raise ConfigError("--to names no agency")
+    recipients = recipients_of(args.to)
     document = schemas.checked(read_file(args.file), str(args.file))
     checked = checked_files([AttachmentFile(p) for p in args.attach], config.limits)
     facts = digest_files(checked)

@@ -22,7 +22,7 @@ from gateway.config.area_config import AreaConfig, load_config
 from gateway.infra.atomic import atomic_writer
 from gateway.services.edge import Delivered, Edge
 from gateway.services.transfer_staging import write_attachments
-from gateway.store import store_from_url
+from gateway.store import opened_store
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,19 +74,14 @@ async def receive(
     folder.mkdir(parents=True, exist_ok=True)
     writer = FolderWriter(folder)
     stop = stop_on_signals()
-    store = store_from_url(config.store_url)
-    await store.open()
-    try:
-        async with Edge(config, agency, store) as edge:
-            await edge.consume(writer, takes_attachments=True)
-            if follow:
-                print(f"receiving for {agency} into {folder}; Ctrl-C to stop", flush=True)
-            while not stop.is_set() and (
-                follow or time.monotonic() - max(writer.last_activity, edge.last_received) < idle
-            ):
-                await asyncio.sleep(0.1)
-    finally:
-        await store.close()
+    async with opened_store(config.store_url) as store, Edge(config, agency, store) as edge:
+        await edge.consume(writer, takes_attachments=True)
+        if follow:
+            print(f"receiving for {agency} into {folder}; Ctrl-C to stop", flush=True)
+        while not stop.is_set() and (
+            follow or time.monotonic() - max(writer.last_activity, edge.last_received) < idle
+        ):
+            await asyncio.sleep(0.1)
     return writer.received
 
 

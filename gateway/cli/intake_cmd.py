@@ -16,7 +16,7 @@ from gateway.config.certificates import broker_certificates, intake_certificates
 from gateway.infra import logs
 from gateway.intake.service import running_intake
 from gateway.services import certificate_watch, health, metrics_server
-from gateway.store import store_from_url
+from gateway.store import opened_store
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,11 +27,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def serve(config: AreaConfig, metrics_listen: str | None = None) -> None:
-    store = store_from_url(config.store_url)
-    await store.open()
     stop = stop_on_signals()
     loaded = asyncio.Event()  # set once running_intake has loaded the TLS context
-    try:
+    async with opened_store(config.store_url) as store:
         certificates = intake_certificates(config) | broker_certificates(config)
         with (
             health.READINESS.watching("store", health.store_writable(store.check_writable)),
@@ -49,8 +47,6 @@ async def serve(config: AreaConfig, metrics_listen: str | None = None) -> None:
                     flush=True,
                 )
                 await stop.wait()
-    finally:
-        await store.close()
 
 
 def run(args: argparse.Namespace) -> int:

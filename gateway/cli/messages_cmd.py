@@ -15,7 +15,7 @@ from gateway.cli.periods import check_order, day
 from gateway.config.area_config import load_config
 from gateway.core.lifecycle import State
 from gateway.core.message_search import MessageQuery, Page, checked_limit, page_of, read_cursor
-from gateway.store import store_from_url
+from gateway.store import opened_store
 from gateway.views import messages as view
 
 
@@ -61,12 +61,8 @@ def run(args: argparse.Namespace) -> int:
     query = query_of(args)
 
     async def search() -> Page:
-        store = store_from_url(config.store_url)
-        await store.open()
-        try:
+        async with opened_store(config.store_url) as store:
             return page_of(await store.search_messages(query), query.limit)
-        finally:
-            await store.close()
 
     page = asyncio.run(search())
     print(view.page_json(page) if args.json else view.page_text(page))

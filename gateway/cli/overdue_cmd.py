@@ -11,7 +11,7 @@ import asyncio
 
 from gateway.config.area_config import AreaConfig, load_config
 from gateway.infra.clock import utc_now
-from gateway.store import store_from_url
+from gateway.store import opened_store
 from gateway.views import overdue as overdue_view
 
 EXIT_OVERDUE = 3
@@ -30,14 +30,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 async def report(config: AreaConfig, limit: int, as_json: bool) -> tuple[str, bool]:
     """The report, and whether anything is overdue."""
-    store = store_from_url(config.store_url)
-    await store.open()
-    try:
+    async with opened_store(config.store_url) as store:
         now = utc_now()
         counts = await store.deadline_counts(now)
         overdue = await store.overdue_deadlines(now, limit)
-    finally:
-        await store.close()
     render = overdue_view.as_json if as_json else overdue_view.text
     return render(counts, overdue, now), any(c.overdue for c in counts)
 

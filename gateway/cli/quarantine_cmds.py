@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, time
 
 from gateway.cli.periods import day
@@ -24,7 +26,7 @@ from gateway.core.quarantine import Entry, Filter, Status
 from gateway.infra import logs
 from gateway.services import health, metrics_server
 from gateway.services.quarantine_keeper import Outcome, QuarantineKeeper
-from gateway.store import store_from_url
+from gateway.store import opened_store
 from gateway.views import quarantine as view
 
 EXIT_FAILED_AGAIN = 4
@@ -98,14 +100,16 @@ def operator_of(args: argparse.Namespace) -> str:
     return str(args.operator or getpass.getuser())
 
 
+@asynccontextmanager
+async def _keeper(config: AreaConfig) -> AsyncIterator[QuarantineKeeper]:
+    """The keeper over the area's store, both open for the block."""
+    async with opened_store(config.store_url) as store, QuarantineKeeper(config, store) as keeper:
+        yield keeper
+
+
 async def _keeper_list(config: AreaConfig, which: Filter) -> list[Entry]:
-    store = store_from_url(config.store_url)
-    await store.open()
-    try:
-        async with QuarantineKeeper(config, store) as keeper:
-            return await keeper.entries(which)
-    finally:
-        await store.close()
+    async with _keeper(config) as keeper:
+        return await keeper.entries(which)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -122,13 +126,8 @@ def run_show(args: argparse.Namespace) -> int:
     config = load_config(args.config)
 
     async def show() -> str:
-        store = store_from_url(config.store_url)
-        await store.open()
-        try:
-            async with QuarantineKeeper(config, store) as keeper:
-                shown = await keeper.show(args.entry_id)
-        finally:
-            await store.close()
+        async with _keeper(config) as keeper:
+            shown = await keeper.show(args.entry_id)
         render = view.show_json if args.json else view.show_text
         return render(shown.entry, shown.state)
 
@@ -140,16 +139,11 @@ def run_release(args: argparse.Namespace) -> int:
     config = load_config(args.config)
 
     async def release() -> tuple[Entry, Outcome | None]:
-        store = store_from_url(config.store_url)
-        await store.open()
-        try:
-            async with QuarantineKeeper(config, store) as keeper:
-                released = await keeper.release(args.entry_id, operator_of(args))
-                if args.wait <= 0:
-                    return released, None
-                return released, await keeper.outcome(released, args.wait)
-        finally:
-            await store.close()
+        async with _keeper(config) as keeper:
+            released = await keeper.release(args.entry_id, operator_of(args))
+            if args.wait <= 0:
+                return released, None
+            return released, await keeper.outcome(released, args.wait)
 
     released, outcome = asyncio.run(release())
     message = released.facts.message_id
@@ -178,13 +172,8 @@ def run_discard(args: argparse.Namespace) -> int:
     config = load_config(args.config)
 
     async def discard() -> Entry:
-        store = store_from_url(config.store_url)
-        await store.open()
-        try:
-            async with QuarantineKeeper(config, store) as keeper:
-                return await keeper.discard(args.entry_id, args.reason, operator_of(args))
-        finally:
-            await store.close()
+        async with _keeper(config) as keeper:
+            return await keeper.discard(args.entry_id, args.reason, operator_of(args))
 
     settled = asyncio.run(discard())
     print(f"discarded {settled.entry_id} (message {settled.facts.message_id})")
@@ -201,9 +190,7 @@ def run_keep(args: argparse.Namespace) -> int:
 async def keep(config: AreaConfig, metrics_listen: str | None) -> None:
     """Collect every few seconds until SIGTERM or SIGINT."""
     stop = stop_on_signals()
-    store = store_from_url(config.store_url)
-    await store.open()
-    try:
+    async with opened_store(config.store_url) as store:
         listen = metrics_server.listen_address(config, metrics_listen)
         writable = health.store_writable(store.check_writable)
         collected = asyncio.Event()  # ready once the first collect has set the gauges
@@ -213,8 +200,6 @@ async def keep(config: AreaConfig, metrics_listen: str | None) -> None:
         ):
             async with metrics_server.serving(listen), QuarantineKeeper(config, store) as keeper:
                 await _keep(keeper, stop, collected)
-    finally:
-        await store.close()
 
 
 async def _keep(keeper: QuarantineKeeper, stop: asyncio.Event, collected: asyncio.Event) -> None:

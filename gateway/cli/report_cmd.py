@@ -20,7 +20,7 @@ from gateway.core.errors import GatewayError
 from gateway.core.schemas import NAMESPACE
 from gateway.core.xmlsafe import UnsafeXmlError, parse
 from gateway.infra.clock import utc_now
-from gateway.store import ReportReader, store_from_url
+from gateway.store import ReportReader, opened_store
 from gateway.views import report, report_formats
 
 DEFAULT_DAYS = 30
@@ -92,9 +92,7 @@ async def referrals_in(
 async def build(config: AreaConfig, args: argparse.Namespace) -> report.Report:
     now = utc_now()
     start, end = period(args.start, args.end, now.date())
-    store = store_from_url(config.store_url)
-    await store.open()
-    try:
+    async with opened_store(config.store_url) as store:
         repeats = None
         if args.repeats_from is not None:
             if not args.repeats_from.is_dir():
@@ -111,8 +109,6 @@ async def build(config: AreaConfig, args: argparse.Namespace) -> report.Report:
             await store.rejections_between(start, end),
             repeats,
         )
-    finally:
-        await store.close()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from gateway.config.certificates import adapter_certificates, broker_certificate
 from gateway.infra import logs
 from gateway.services import certificate_watch, health, metrics_server, queue_depths
 from gateway.services.router import run_router
-from gateway.store import TrackingStore, store_from_url
+from gateway.store import TrackingStore, opened_store
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,10 +54,8 @@ async def serve(
     """Metrics and health (if configured) are served, and queue depths polled, while the
     router runs."""
     listen = metrics_server.listen_address(config, metrics_listen)
-    store = store_from_url(config.store_url)
-    await store.open()
     stop = stop_on_signals()
-    try:
+    async with opened_store(config.store_url) as store:
         depths: AbstractAsyncContextManager[None] = (
             queue_depths.watching(
                 router_login(config).url, config.inbox_agencies, tls=config.broker_tls
@@ -85,8 +83,6 @@ async def serve(
                     )
                 else:
                     await _with_adapters(config, store, stop, ready, audit_log, adapters)
-    finally:
-        await store.close()
 
 
 async def _with_adapters(

@@ -15,8 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from gateway.cli.envelope_cmds import read_file
-from gateway.config.area_config import AreaConfig, ConfigError, load_config
+from gateway.cli.envelope_cmds import read_file, recipients_of
+from gateway.config.area_config import AreaConfig, load_config
 from gateway.core.envelope import HeaderFields
 from gateway.services.edge import Edge, Submission
 from gateway.services.transfer_sender import AttachmentFile
@@ -48,13 +48,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--json", action="store_true", help="print the sent header's ids as JSON")
     parser.set_defaults(handler=run)
-
-
-def recipients_of(text: str) -> tuple[str, ...]:
-    found = tuple(dict.fromkeys(a.strip() for a in text.split(",") if a.strip()))
-    if not found:
-        raise ConfigError("--to names no agency")
-    return found
 
 
 async def send(config: AreaConfig, agency: str, submission: Submission) -> HeaderFields:

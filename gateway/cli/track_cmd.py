@@ -14,7 +14,7 @@ import asyncio
 from gateway.config.area_config import AreaConfig, load_config
 from gateway.infra.clock import utc_now
 from gateway.services.tracking import case_report, message_report
-from gateway.store import store_from_url
+from gateway.store import opened_store
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,16 +31,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 async def report(
     config: AreaConfig, message_id: str | None, correlation_id: str | None, as_json: bool = False
 ) -> str:
-    store = store_from_url(config.store_url)
     where = f"[store].url in {config.path}"
-    await store.open()
-    try:
+    async with opened_store(config.store_url) as store:
         if correlation_id is not None:
             return await case_report(store, correlation_id, where, utc_now(), as_json)
         assert message_id is not None  # argparse requires one of the two
         return await message_report(store, message_id, where, as_json)
-    finally:
-        await store.close()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.envelope_cmds import read_file
 from gateway.core import schemas
 from gateway.core.errors import GatewayError
 
@@ -30,11 +31,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def check_file(path: Path) -> str:
     """The message type of a valid file; raises GatewayError naming the file otherwise."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise GatewayError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    root = schemas.validate(data, str(path))
+    root = schemas.validate(read_file(path), str(path))
     return schemas.message_type(root, str(path))
 
 

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.config.config_checks import LOOPBACK_HOSTS, Fail, known
+from gateway.config.config_checks import LOOPBACK_HOSTS, Fail, known, local_path, text
 from gateway.config.config_checks import table as as_table
 
 TRANSPORTS = ("filedrop", "http", "mesh")
@@ -147,7 +147,7 @@ def _adapter(
     key = f"adapters[{index}]"
     table = as_table(doc, key, fail)
     known(table, key, {"agency", "profile", "recipients", "transport", *TRANSPORTS}, fail)
-    agency = _text(table, key, "agency", fail)
+    agency = text(table, key, "agency", fail)
     if agency not in agencies:
         raise fail(f"{key}.agency", f"{agency!r} is not one of the agencies")
     recipients = table.get("recipients")
@@ -160,14 +160,14 @@ def _adapter(
     unknown = [r for r in recipients if r not in agencies]
     if unknown:
         raise fail(f"{key}.recipients", f"{unknown[0]!r} is not one of the agencies")
-    transport = _text(table, key, "transport", fail)
+    transport = text(table, key, "transport", fail)
     if transport not in TRANSPORTS:
         raise fail(f"{key}.transport", f"{transport!r} must be one of {', '.join(TRANSPORTS)}")
     if transport not in table:
         raise fail(f"{key}.{transport}", f"missing table [adapters.{transport}]")
     return AdapterConfig(
         agency=agency,
-        profile=_text(table, key, "profile", fail),
+        profile=text(table, key, "profile", fail),
         recipients=tuple(recipients),
         transport=transport,
         filedrop=_filedrop(table.get("filedrop"), f"{key}.filedrop", fail, base_dir),
@@ -182,7 +182,7 @@ def _filedrop(value: Any, key: str, fail: Fail, base_dir: Path) -> FileDropSetti
     table = as_table(value, key, fail)
     known(table, key, {"root", "poll_seconds", "archive_days"}, fail)
     return FileDropSettings(
-        root=_path(_text(table, key, "root", fail), base_dir),
+        root=local_path(text(table, key, "root", fail), base_dir),
         poll_seconds=_number(table, key, "poll_seconds", 1.0, fail),
         archive_days=_number(table, key, "archive_days", 30.0, fail),
     )
@@ -195,12 +195,12 @@ def _http(value: Any, key: str, fail: Fail, base_dir: Path) -> HttpSettings | No
     allowed = {"listen", "webhook", "max_body_bytes", "attempts", "backoff_seconds"}
     allowed |= {"idle_seconds", "body_seconds"}
     known(table, key, allowed | {"tls_cert", "tls_key"}, fail)
-    listen = _text(table, key, "listen", fail)
+    listen = text(table, key, "listen", fail)
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise fail(f"{key}.listen", f"{listen!r} must be HOST:PORT, e.g. 127.0.0.1:8441")
     cert, tls_key = (
-        _path(_text(table, key, name, fail), base_dir) if name in table else None
+        local_path(text(table, key, name, fail), base_dir) if name in table else None
         for name in ("tls_cert", "tls_key")
     )
     if (cert is None) != (tls_key is None):
@@ -210,7 +210,7 @@ def _http(value: Any, key: str, fail: Fail, base_dir: Path) -> HttpSettings | No
             f"{key}.listen",
             f"plain HTTP only on a loopback address; set tls_cert and tls_key to listen on {host}",
         )
-    webhook = _text(table, key, "webhook", fail)
+    webhook = text(table, key, "webhook", fail)
     hook = urlsplit(webhook)
     if hook.scheme not in ("http", "https") or not hook.hostname:
         raise fail(f"{key}.webhook", "must be an http:// or https:// URL")
@@ -241,7 +241,7 @@ def _mesh(value: Any, key: str, fail: Fail, base_dir: Path) -> MeshSettings | No
     allowed = {"url", "mailbox", "recipient", "workflow_id", "workflows", "poll_seconds"}
     allowed |= {"max_chunk_size", "track_seconds", "archive_days"}
     known(table, key, allowed | set(paths), fail)
-    url = _text(table, key, "url", fail)
+    url = text(table, key, "url", fail)
     where = urlsplit(url)
     if where.scheme not in ("http", "https") or not where.hostname:
         raise fail(f"{key}.url", "must be an https:// URL")
@@ -257,7 +257,7 @@ def _mesh(value: Any, key: str, fail: Fail, base_dir: Path) -> MeshSettings | No
     if chunk > MESH_MAX_CHUNK:
         raise fail(f"{key}.max_chunk_size", f"MESH chunks are at most {MESH_MAX_CHUNK} bytes")
     located = {
-        name: _path(_text(table, key, name, fail), base_dir) if name in table else None
+        name: local_path(text(table, key, name, fail), base_dir) if name in table else None
         for name in paths
     }
     if (located["cert"] is None) != (located["key"] is None):
@@ -273,9 +273,9 @@ def _mesh(value: Any, key: str, fail: Fail, base_dir: Path) -> MeshSettings | No
         raise fail(f"{key}.root", "missing")
     return MeshSettings(
         url=url,
-        mailbox=_text(table, key, "mailbox", fail),
-        recipient=_text(table, key, "recipient", fail),
-        workflow_id=_text(table, key, "workflow_id", fail),
+        mailbox=text(table, key, "mailbox", fail),
+        recipient=text(table, key, "recipient", fail),
+        workflow_id=text(table, key, "workflow_id", fail),
         root=root,
         workflows=dict(workflows),
         poll_seconds=_number(table, key, "poll_seconds", 5.0, fail),
@@ -286,18 +286,6 @@ def _mesh(value: Any, key: str, fail: Fail, base_dir: Path) -> MeshSettings | No
         key=located["key"],
         ca=located["ca"],
     )
-
-
-def _path(raw: str, base_dir: Path) -> Path:
-    path = Path(raw)
-    return path if path.is_absolute() else base_dir / path
-
-
-def _text(doc: Mapping[str, Any], key: str, name: str, fail: Fail) -> str:
-    value = doc.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise fail(f"{key}.{name}", "missing" if value is None else "must be a string")
-    return value
 
 
 def _number(doc: Mapping[str, Any], key: str, name: str, default: float, fail: Fail) -> float:

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.config.adapter_config import AdapterConfig, parse_adapters
 from gateway.config.broker_config import BrokerTls, parse_broker_tls
+from gateway.config.config_checks import local_path, text
 from gateway.config.deadline_config import parse_deadlines
 from gateway.config.intake_config import IntakeConfig, parse_intake
 from gateway.config.limits_config import parse_limits
@@ -189,10 +190,7 @@ class _Parser:
         return value
 
     def text(self, doc: Mapping[str, Any], key: str, name: str, default: str | None = None) -> str:
-        value = doc.get(name, default)
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(f"{key}.{name}", "missing" if value is None else "must be a string")
-        return value
+        return text(doc, key, name, self.fail, default)
 
     def strings(
         self,
@@ -236,10 +234,6 @@ class _Parser:
             raise self.fail(f"{key}.{name}", "must be a date, e.g. 2026-04-01")
         return value
 
-    def local_path(self, raw: str) -> Path:
-        candidate = Path(raw)
-        return candidate if candidate.is_absolute() else self.path.parent / candidate
-
     def area(self, doc: Mapping[str, Any]) -> AreaConfig:
         area = self.table(doc, "area", "area")
         broker = self.table(doc, "broker", "broker")
@@ -276,8 +270,8 @@ class _Parser:
             area_name=self.text(area, "area", "name"),
             hub=hub,
             gateway=gateway,
-            private_keys_dir=self.local_path(
-                self.text(area, "area", "private_keys", "keys/private")
+            private_keys_dir=local_path(
+                self.text(area, "area", "private_keys", "keys/private"), self.path.parent
             ),
             broker_url=self.text(broker, "broker", "url"),
             broker_user_prefix=self.user_prefix(broker, area),
@@ -323,7 +317,7 @@ class _Parser:
         """Anchor a relative sqlite path to the config directory."""
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/"):
-            return prefix + str(self.local_path(url[len(prefix) :]))
+            return prefix + str(local_path(url[len(prefix) :], self.path.parent))
         return url
 
     def agency(self, index: int, doc: Any) -> Agency:

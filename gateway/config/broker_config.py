@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.config.config_checks import LOOPBACK_HOSTS, Fail, known
+from gateway.config.config_checks import LOOPBACK_HOSTS, Fail, known, local_path
 
 BROKER_KEYS = {"url", "user_prefix", "ca", "cert", "key", "allow_plain"}
 
@@ -67,5 +67,4 @@ def _path(broker: Mapping[str, Any], name: str, fail: Fail, base_dir: Path) -> P
         return None
     if not isinstance(raw, str) or not raw:
         raise fail(f"broker.{name}", "must be a file path")
-    path = Path(raw)
-    return path if path.is_absolute() else base_dir / path
+    return local_path(raw, base_dir)

@@ -8,6 +8,7 @@ errors read alike without those modules importing the config parser.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from gateway.core.errors import GatewayError
@@ -29,3 +30,19 @@ def known(doc: Mapping[str, Any], key: str, allowed: set[str], fail: Fail) -> No
     unknown = sorted(set(doc) - allowed)
     if unknown:
         raise fail(f"{key}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def text(
+    doc: Mapping[str, Any], key: str, name: str, fail: Fail, default: str | None = None
+) -> str:
+    """The string at ``key.name``, as written; missing or blank is refused."""
+    value = doc.get(name, default)
+    if not isinstance(value, str) or not value.strip():
+        raise fail(f"{key}.{name}", "missing" if value is None else "must be a string")
+    return value
+
+
+def local_path(raw: str, base: Path) -> Path:
+    """``raw`` as a path; a relative one is anchored at ``base``, the config file's directory."""
+    path = Path(raw)
+    return path if path.is_absolute() else base / path

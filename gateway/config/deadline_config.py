@@ -204,10 +204,7 @@ def _holidays(value: Any, fail: Fail) -> frozenset[date]:
     key = "deadlines.calendar.holidays"
     if not isinstance(value, list):
         raise fail(key, "must be an array of dates")
-    days: set[date] = set()
-    for index, item in enumerate(value):
-        days.add(_day(item, f"{key}[{index}]", fail))
-    return frozenset(days)
+    return frozenset(_day(item, f"{key}[{index}]", fail) for index, item in enumerate(value))
 
 
 def _day(item: Any, key: str, fail: Fail) -> date:

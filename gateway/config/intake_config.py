@@ -71,7 +71,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from gateway.config.config_checks import Fail, known, table
+from gateway.config.config_checks import Fail, known, local_path, table, text
 
 FINGERPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
 SHA256_FINGERPRINT = re.compile(r"[0-9A-F]{64}")
@@ -217,7 +217,7 @@ def parse_intake(
     doc = table(value, "intake", fail)
     known(doc, "intake", _KEYS, fail)
     host, port = _listen(doc.get("listen", "127.0.0.1:8025"), fail)
-    hostname = _text(doc, "intake", "hostname", fail).lower()
+    hostname = text(doc, "intake", "hostname", fail).strip().lower()
     if not DOMAIN.fullmatch(hostname):
         raise fail("intake.hostname", f"{hostname!r} is not a domain name")
     mailboxes = doc.get("mailboxes", ["hub"])
@@ -265,13 +265,6 @@ def parse_intake(
     )
 
 
-def _text(doc: Mapping[str, Any], key: str, name: str, fail: Fail) -> str:
-    value = doc.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise fail(f"{key}.{name}", "missing" if value is None else "must be a string")
-    return value.strip()
-
-
 def _positive(doc: Mapping[str, Any], name: str, default: int, fail: Fail) -> int:
     value = doc.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -285,8 +278,7 @@ def _path(
     raw = doc.get(name, default)
     if not isinstance(raw, str) or not raw:
         raise fail(f"{where}.{name}", "must be a path")
-    path = Path(raw)
-    return path if path.is_absolute() else base / path
+    return local_path(raw, base)
 
 
 def _listen(value: Any, fail: Fail) -> tuple[str, int]:
@@ -303,13 +295,13 @@ def _domain(index: int, value: Any, fail: Fail, agencies: frozenset[str], base: 
     key = f"intake.domains[{index}]"
     doc = table(value, key, fail)
     known(doc, key, {"domain", "agency", "policy", "staff", "inbox", *_AUTHENTICATION_KEYS}, fail)
-    domain = _text(doc, key, "domain", fail).lower()
+    domain = text(doc, key, "domain", fail).strip().lower()
     if not DOMAIN.fullmatch(domain):
         raise fail(f"{key}.domain", f"{domain!r} is not a domain name")
-    agency = _text(doc, key, "agency", fail)
+    agency = text(doc, key, "agency", fail).strip()
     if agency not in agencies:
         raise fail(f"{key}.agency", f"{agency!r} is not one of the agencies")
-    policy_text = _text(doc, key, "policy", fail)
+    policy_text = text(doc, key, "policy", fail).strip()
     if policy_text not in {p.value for p in Policy}:
         raise fail(f"{key}.policy", f"{policy_text!r} must be 'pgp' or 'tls'")
     staff_value = doc.get("staff", [])
@@ -378,13 +370,13 @@ def _dkim_keys(value: Any, key: str, fail: Fail) -> tuple[DkimKey, ...]:
 def _dkim_key(key: str, value: Any, fail: Fail) -> DkimKey:
     doc = table(value, key, fail)
     known(doc, key, {"selector", "public_key", "key_type"}, fail)
-    selector = _text(doc, key, "selector", fail).lower()
+    selector = text(doc, key, "selector", fail).strip().lower()
     if not SELECTOR.fullmatch(selector):
         raise fail(f"{key}.selector", f"{selector!r} is not a DKIM selector (DNS labels)")
     key_type = doc.get("key_type", "rsa")
     if key_type not in DKIM_KEY_TYPES:
         raise fail(f"{key}.key_type", f"{key_type!r} must be 'rsa' or 'ed25519'")
-    public_key = "".join(_text(doc, key, "public_key", fail).split())
+    public_key = "".join(text(doc, key, "public_key", fail).split())
     problem = _dkim_key_problem(public_key, key_type)
     if problem is not None:
         raise fail(f"{key}.public_key", problem)
@@ -430,10 +422,10 @@ def _certificates(value: Any, key: str, fail: Fail) -> frozenset[str]:
 def _staff(key: str, value: Any, domain: str, fail: Fail) -> Staff:
     doc = table(value, key, fail)
     known(doc, key, {"address", "fingerprint"}, fail)
-    address = _text(doc, key, "address", fail).lower()
+    address = text(doc, key, "address", fail).strip().lower()
     if not ADDRESS.fullmatch(address) or address.rpartition("@")[2] != domain:
         raise fail(f"{key}.address", f"{address!r} must be an address at {domain}")
-    fingerprint = _text(doc, key, "fingerprint", fail).replace(" ", "").upper()
+    fingerprint = text(doc, key, "fingerprint", fail).strip().replace(" ", "").upper()
     if not FINGERPRINT.fullmatch(fingerprint):
         raise fail(f"{key}.fingerprint", "must be a full OpenPGP fingerprint (40 hex digits)")
     return Staff(address, fingerprint)
@@ -450,8 +442,8 @@ def _relay(value: Any, fail: Fail, base: Path) -> Relay | None:
     starttls = doc.get("starttls", True)
     if not isinstance(starttls, bool):
         raise fail("intake.relay.starttls", "must be true or false")
-    sender = _text(doc, "intake.relay", "sender", fail)
+    sender = text(doc, "intake.relay", "sender", fail).strip()
     if not ADDRESS.fullmatch(sender):
         raise fail("intake.relay.sender", f"{sender!r} is not an e-mail address")
     ca_file = _path(doc, "ca_file", "", base, fail, "intake.relay") if "ca_file" in doc else None
-    return Relay(_text(doc, "intake.relay", "host", fail), port, starttls, sender, ca_file)
+    return Relay(text(doc, "intake.relay", "host", fail).strip(), port, starttls, sender, ca_file)

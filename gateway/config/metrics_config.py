@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.config.config_checks import Fail
+from gateway.config.config_checks import Fail, known, table
 
 DEFAULT_PORT = 9464
 
@@ -38,11 +38,7 @@ def parse_metrics(value: Any, fail: Fail) -> Listen | None:
     """The ``[metrics]`` table's address, or None when the table is absent."""
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise fail("metrics", "must be a table")
-    unknown = sorted(set(value) - {"listen"})
-    if unknown:
-        raise fail(f"metrics.{unknown[0]}", "unknown key (allowed: listen)")
+    known(table(value, "metrics", fail), "metrics", {"listen"}, fail)
     return parse_listen(value.get("listen"), "metrics.listen", fail)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from gateway.config.config_checks import Fail
+from gateway.config.config_checks import Fail, known, table
 from gateway.core.quarantine import Policy
 
 KEYS = ("retention_days", "max_messages", "max_bytes")
@@ -26,11 +26,7 @@ def parse_quarantine(value: Any, fail: Fail) -> Policy:
     """The ``[quarantine]`` table's policy; the defaults when it is absent."""
     if value is None:
         return Policy()
-    if not isinstance(value, dict):
-        raise fail("quarantine", "must be a table")
-    unknown = sorted(set(value) - set(KEYS))
-    if unknown:
-        raise fail(f"quarantine.{unknown[0]}", f"unknown key (allowed: {', '.join(KEYS)})")
+    known(table(value, "quarantine", fail), "quarantine", set(KEYS), fail)
     default = Policy()
     numbers = {
         key: _positive(value.get(key), f"quarantine.{key}", fail) for key in KEYS if key in value

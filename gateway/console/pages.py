@@ -18,7 +18,7 @@ from gateway.console.guard import require_operator
 from gateway.console.rendering import case_url, day_start, render
 from gateway.console.state import console_of
 from gateway.core.deadline_rules import Deadline
-from gateway.core.records import DeadlineEvent, DeadlineEventEntry, TimelineEntry
+from gateway.core.records import DeadlineEventEntry, TimelineEntry
 from gateway.infra.clock import utc_now
 from gateway.services import metrics
 from gateway.views import validity
@@ -104,7 +104,7 @@ async def case(request: web.Request) -> web.Response:
         case=correlation_id,
         messages=messages,
         timeline=timeline,
-        deadlines=[(d, _status(d, events[d.deadline_id], now)) for d in deadlines],
+        deadlines=[(d, deadline_status(d, now, events[d.deadline_id])) for d in deadlines],
         events=events,
         now=now,
     )
@@ -140,12 +140,6 @@ async def operator_audit(request: web.Request) -> web.Response:
     require_operator(request)
     records = await console_of(request).audit.recent(AUDIT_LINES)
     return render(request, "audit.html", records=records)
-
-
-def _status(deadline: Deadline, events: list[DeadlineEventEntry], now: datetime) -> str:
-    if any(e.event is DeadlineEvent.ENDED for e in events):
-        return "ended"
-    return deadline_status(deadline, now)
 
 
 def _after(raw: str | None) -> tuple[datetime, str] | None:

@@ -30,7 +30,7 @@ from gateway.console.state import Console
 from gateway.core.errors import GatewayError
 from gateway.infra import tls
 from gateway.services import health, queue_depths
-from gateway.store import store_from_url
+from gateway.store import opened_store
 
 DEFAULT_PORT = 8480
 POLL_S = 5.0
@@ -72,9 +72,7 @@ async def serving(
     """
     check_listen(host, cert, key)
     context = tls.server_context(cert, key) if cert is not None and key is not None else None
-    store = store_from_url(config.store_url)
-    await store.open()
-    try:
+    async with opened_store(config.store_url) as store:
         audit = OperatorAudit(config, store)
         console = Console(
             config,
@@ -106,5 +104,3 @@ async def serving(
                 yield listening
         finally:
             await runner.cleanup()
-    finally:
-        await store.close()

@@ -159,18 +159,16 @@ def manifest(root: etree._Element) -> tuple[AttachmentFacts, ...]:
     listed = root.find(f"{_NS}Attachments")
     if listed is None:
         return ()
-    found = []
-    for item in listed.iterchildren(f"{_NS}Attachment"):
-        found.append(
-            AttachmentFacts(
-                file_name=item.findtext(f"{_NS}Filename") or "",
-                media_type=item.findtext(f"{_NS}MediaType") or "",
-                size=int(item.findtext(f"{_NS}SizeBytes") or "0"),
-                sha256=item.findtext(f"{_NS}Sha256") or "",
-                description=item.findtext(f"{_NS}Description"),
-            )
+    return tuple(
+        AttachmentFacts(
+            file_name=item.findtext(f"{_NS}Filename") or "",
+            media_type=item.findtext(f"{_NS}MediaType") or "",
+            size=int(item.findtext(f"{_NS}SizeBytes") or "0"),
+            sha256=item.findtext(f"{_NS}Sha256") or "",
+            description=item.findtext(f"{_NS}Description"),
         )
-    return tuple(found)
+        for item in listed.iterchildren(f"{_NS}Attachment")
+    )
 
 
 def with_manifest(

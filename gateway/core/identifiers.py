@@ -19,8 +19,6 @@ from enum import StrEnum
 from stdnum.exceptions import InvalidChecksum, InvalidComponent, ValidationError
 from stdnum.gb import nhs, upn
 
-from gateway.core.errors import GatewayError
-
 PNC_CHECK_LETTERS = "ZABCDEFGHJKLMNPQRTUVWXY"
 _PNC_ID = re.compile(r"(\d{4})/(\d{1,7})([A-Z])")
 _NHS_NUMBER = re.compile(r"\d{10}")
@@ -32,10 +30,6 @@ class IdentifierScheme(StrEnum):
     UPN = "upn"
     PNC_ID = "pnc-id"
     LOCAL = "local"
-
-
-class IdentifierError(GatewayError):
-    """An identifier fails its scheme's format or check algorithm."""
 
 
 def nhs_number_problem(value: str) -> str | None:
@@ -100,11 +94,3 @@ def identifier_problem(scheme: str, value: str, system: str | None = None) -> st
     if scheme == IdentifierScheme.PNC_ID:
         return pnc_id_problem(value)
     return f"unknown identifier scheme {scheme!r}"
-
-
-def check_identifier(scheme: str, value: str, system: str | None = None) -> str:
-    """Return ``value`` when it passes its scheme's checks; raise IdentifierError otherwise."""
-    problem = identifier_problem(scheme, value, system)
-    if problem is not None:
-        raise IdentifierError(problem)
-    return value

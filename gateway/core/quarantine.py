@@ -136,10 +136,8 @@ def facts_of(body: bytes, message_id: str | None) -> Facts:
 
 def cause_of(headers: Mapping[str, object]) -> Cause:
     """The failed check and reason from a quarantined copy's broker headers."""
-    stated = headers.get(ROUTER_REASON_HEADER)
-    if isinstance(stated, bytes):
-        stated = stated.decode("utf-8", "replace")
-    if isinstance(stated, str) and stated:
+    stated = _text(headers.get(ROUTER_REASON_HEADER))
+    if stated:
         check, sep, reason = stated.partition(": ")
         return (
             Cause(check, reason, ROUTER_SOURCE)

@@ -270,19 +270,7 @@ def rejected(
         reason=f"{check}: {reason}",
         deadlines=DeadlineChanges(closures=(ended_by_rejection(message.message_id, check),)),
     )
-    return _refusal(
-        audit_chain.from_header(
-            message, header_sha256, Outcome.REJECTED, check=check, reason=reason
-        ),
-        message.message_id,
-        message,
-        header_sha256,
-        check,
-        reason,
-        now,
-        area,
-        Record((ended,)),
-    )
+    return _refusal(message, header_sha256, check, reason, now, area, Record((ended,)))
 
 
 def inbox_unavailable(
@@ -296,19 +284,7 @@ def inbox_unavailable(
 def replayed(message: HeaderFields, header_sha256: str, now: datetime, area: Area) -> Plan:
     """A verified message reusing another message's id: refused; that message's state is not its."""
     reason = f"message id {message.message_id} was already used by another message"
-    return _refusal(
-        audit_chain.from_header(
-            message, header_sha256, Outcome.REJECTED, check="replay", reason=reason
-        ),
-        message.message_id,
-        message,
-        header_sha256,
-        "replay",
-        reason,
-        now,
-        area,
-        None,
-    )
+    return _refusal(message, header_sha256, "replay", reason, now, area)
 
 
 def unverified(
@@ -327,18 +303,7 @@ def unverified(
     check = ENVELOPE_CHECKS.get(error.check, "undecodable")
     if claimed is not None and claimed.sender not in area.agencies:
         check = "unknown-sender"
-    reason = str(error)
-    return _refusal(
-        audit_chain.from_unverified(claimed, check, reason),
-        claimed.message_id if claimed is not None else f"unverified-{body_sha256}",
-        claimed,
-        body_sha256,
-        check,
-        reason,
-        now,
-        area,
-        None,
-    )
+    return _refusal(claimed, body_sha256, check, str(error), now, area)
 
 
 def refused_piece(
@@ -349,17 +314,7 @@ def refused_piece(
     and the recipients' edges never hand over a transfer that lacks a good piece. One
     notice per transfer and check: its id derives from the header digest, not the piece.
     """
-    return _refusal(
-        audit_chain.from_unverified(transfer, check, reason),
-        transfer.message_id,
-        transfer,
-        header_sha256,
-        check,
-        reason,
-        now,
-        area,
-        None,
-    )
+    return _refusal(transfer, header_sha256, check, reason, now, area)
 
 
 def misbound(claimed: ClaimedFacts, reason: str) -> Plan:
@@ -376,17 +331,23 @@ def misbound(claimed: ClaimedFacts, reason: str) -> Plan:
 
 
 def _refusal(
-    audit: audit_chain.Decision,
-    message_id: str,
     facts: HeaderFields | ClaimedFacts | None,
     digest: str,
     check: str,
     reason: str,
     now: datetime,
     area: Area,
-    record: Record | None,
+    record: Record | None = None,
 ) -> Plan:
-    """The one shape of every refusal; ``digest`` names the refused copy."""
+    """The one shape of every refusal; ``digest`` names the refused copy.
+
+    Verified facts (a HeaderFields) are audited as such; claimed ones only where id-shaped.
+    """
+    if isinstance(facts, HeaderFields):
+        audit = audit_chain.from_header(facts, digest, Outcome.REJECTED, check=check, reason=reason)
+    else:
+        audit = audit_chain.from_unverified(facts, check, reason)
+    message_id = facts.message_id if facts is not None else f"unverified-{digest}"
     effects: list[Effect] = [Audit((audit,)), Quarantine(message_id, check, reason, facts)]
     if facts is not None and _may_tell(facts, area):
         effects.append(_non_delivery(facts, digest, check, reason, now, area))

@@ -142,15 +142,13 @@ def _identifier_problems(root: etree._Element, source: str) -> list[Problem]:
 
 
 def _outcome_problems(root: etree._Element, source: str) -> list[Problem]:
-    found = []
-    for outcome in root.iter(_NS_PREFIX + "Outcome"):
-        if (
-            outcome.get("code") == "nfa"
-            and outcome.find(_NS_PREFIX + "AdviceAndSignposting") is None
-        ):
-            text = "an nfa outcome must give AdviceAndSignposting"
-            found.append(Problem(source, _line(outcome), "Outcome", text, text))
-    return found
+    text = "an nfa outcome must give AdviceAndSignposting"
+    return [
+        Problem(source, _line(outcome), "Outcome", text, text)
+        for outcome in root.iter(_NS_PREFIX + "Outcome")
+        if outcome.get("code") == "nfa"
+        and outcome.find(_NS_PREFIX + "AdviceAndSignposting") is None
+    ]
 
 
 def problems(root: etree._Element, source: str, expected_root: str | None = None) -> list[Problem]:

@@ -59,9 +59,7 @@ def generate(
     private: Ed25519PrivateKey | X25519PrivateKey = (
         Ed25519PrivateKey.generate() if use is KeyUse.SIGN else X25519PrivateKey.generate()
     )
-    raw = private.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
+    raw = private.public_key().public_bytes_raw()
     record = PublicKeyRecord(
         key_id_for(agency, use, raw), agency, use, raw, now, now + validity, intake=intake
     )

@@ -49,12 +49,11 @@ class Readiness:
     @contextmanager
     def watching(self, name: str, check: Check) -> Iterator[None]:
         """Register ``check`` for the life of the block."""
-        self.checks[name] = check
+        remove = self.add(name, check)
         try:
             yield
         finally:
-            if self.checks.get(name) is check:
-                del self.checks[name]
+            remove()
 
     def add(self, name: str, check: Check) -> Callable[[], None]:
         """Register ``check``; returns the call that removes it."""
@@ -127,15 +126,6 @@ def started(ready: asyncio.Event, what: str) -> Check:
 
     async def check() -> str | None:
         return None if ready.is_set() else f"{what} is starting"
-
-    return check
-
-
-def passing() -> Check:
-    """For a fact established once at start-up (the intake's TLS context loaded)."""
-
-    async def check() -> str | None:
-        return None
 
     return check
 

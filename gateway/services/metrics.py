@@ -27,6 +27,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from prometheus_client import (
     CollectorRegistry,
@@ -50,6 +51,9 @@ from gateway.infra.clock import utc_now
 disable_created_metrics()  # type: ignore[no-untyped-call]
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
+_counter = partial(Counter, registry=REGISTRY)
+_gauge = partial(Gauge, registry=REGISTRY)
+_histogram = partial(Histogram, registry=REGISTRY)
 
 UNKNOWN = "unknown"
 # Seconds: four confirmed hops take ~5 ms; deadlines are hours, so the tail reaches a minute.
@@ -57,98 +61,83 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0
 # Seconds: envelope operations take ~0.2 ms, a gpg call ~10 ms.
 OPERATION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 1.0)
 
-MESSAGES = Counter(
+MESSAGES = _counter(
     "mash_gateway_messages_total",
     "Messages by type, sender, recipient and outcome "
     "(submitted at an edge; routed, rejected, delivered or refused at the router).",
     ["message_type", "sender", "recipient", "outcome"],
-    registry=REGISTRY,
 )
-SUBMIT_TO_ROUTED = Histogram(
+SUBMIT_TO_ROUTED = _histogram(
     "mash_gateway_submit_to_routed_seconds",
     "From the header's created_at to the router publishing the message to its inboxes.",
     ["message_type"],
     buckets=LATENCY_BUCKETS,
-    registry=REGISTRY,
 )
-SUBMIT_TO_RECEIPTED = Histogram(
+SUBMIT_TO_RECEIPTED = _histogram(
     "mash_gateway_submit_to_receipted_seconds",
     "From the original's created_at to the router forwarding its delivery receipt.",
     ["message_type"],
     buckets=LATENCY_BUCKETS,
-    registry=REGISTRY,
 )
-REJECTS = Counter(
+REJECTS = _counter(
     "mash_gateway_rejects_total",
     "Messages refused, by the failed check and where (router, or the receiving edge).",
     ["check", "stage"],
-    registry=REGISTRY,
 )
-DIRECTORY_VERSION = Gauge(
+DIRECTORY_VERSION = _gauge(
     "mash_gateway_directory_version",
     "Version of the signed area directory this service applies (0: its config file's own).",
-    registry=REGISTRY,
 )
-DIRECTORY_REFUSED = Counter(
+DIRECTORY_REFUSED = _counter(
     "mash_gateway_directory_refused_total",
     "Area directories refused, by why: malformed, area, not-newer, signer, signature, invalid.",
     ["reason"],
-    registry=REGISTRY,
 )
-SENDER_LOGIN_MISMATCHES = Counter(
+SENDER_LOGIN_MISMATCHES = _counter(
     "mash_gateway_sender_login_mismatches_total",
     "Ingress messages quarantined because the broker login that published them is not their "
     "claimed sender's, by the agency whose login it was (unknown: another login, or none).",
     ["login_agency"],
-    registry=REGISTRY,
 )
-OPERATION_DURATION = Histogram(
+OPERATION_DURATION = _histogram(
     "mash_gateway_operation_duration_seconds",
     "Time of one cryptographic operation: envelope seal, open, verify; gpg calls.",
     ["operation"],
     buckets=OPERATION_BUCKETS,
-    registry=REGISTRY,
 )
-DEADLINES_OPEN = Gauge(
+DEADLINES_OPEN = _gauge(
     "mash_gateway_deadlines_open",
     "Open deadlines by kind (response, decision, delivery), RAG and the agency that owes them.",
     ["kind", "rag", "agency"],
-    registry=REGISTRY,
 )
-DEADLINES_BREACHED = Gauge(
+DEADLINES_BREACHED = _gauge(
     "mash_gateway_deadlines_breached",
     "Open deadlines already past due, by kind, RAG and the agency that owes them.",
     ["kind", "rag", "agency"],
-    registry=REGISTRY,
 )
-ESCALATIONS = Counter(
+ESCALATIONS = _counter(
     "mash_gateway_escalations_total",
     "Escalations fired, by deadline kind and ladder level (1: reminder and notice, 2: contacts).",
     ["kind", "level"],
-    registry=REGISTRY,
 )
-QUEUE_POLL_ERRORS = Counter(
+QUEUE_POLL_ERRORS = _counter(
     "mash_gateway_queue_poll_errors_total",
     "Failed polls of the broker's queue depths (broker down, or a queue missing).",
-    registry=REGISTRY,
 )
-INTAKE_RESULTS = Counter(
+INTAKE_RESULTS = _counter(
     "mash_gateway_intake_results_total",
     "E-mails the secure-mail intake accepted or rejected, by result and reason.",
     ["result", "reason"],
-    registry=REGISTRY,
 )
-ADAPTER_ERRORS = Counter(
+ADAPTER_ERRORS = _counter(
     "mash_gateway_adapter_errors_total",
     "Adapter failures by agency, transport and stage.",
     ["agency", "transport", "stage"],
-    registry=REGISTRY,
 )
-CERTIFICATE_EXPIRY = Gauge(
+CERTIFICATE_EXPIRY = _gauge(
     "mash_gateway_certificate_expiry_seconds",
     "Seconds until a certificate a service uses expires (its own, a CA it trusts), by use.",
     ["use"],
-    registry=REGISTRY,
 )
 
 
@@ -362,17 +351,15 @@ def _per_agency(
 QUEUE_DEPTHS = QueueDepthCollector()
 REGISTRY.register(QUEUE_DEPTHS)
 
-QUARANTINE_HELD = Gauge(
+QUARANTINE_HELD = _gauge(
     "mash_gateway_quarantine_held",
     "Quarantined copies the keeper holds (messages, bytes) and its limits ([quarantine]).",
     ["measure"],
-    registry=REGISTRY,
 )
-QUARANTINE_ACTIONS = Counter(
+QUARANTINE_ACTIONS = _counter(
     "mash_gateway_quarantine_actions_total",
     "What became of quarantined copies: taken off the queue, released, discarded, expired.",
     ["action"],
-    registry=REGISTRY,
 )
 
 

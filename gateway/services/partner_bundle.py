@@ -262,9 +262,7 @@ def _check_own_key(path: Path, config: AreaConfig, agency: str) -> None:
         raise BundleError(f"{path}: not a readable private key") from None
     if not isinstance(private, Ed25519PrivateKey | X25519PrivateKey):
         raise BundleError(f"{path}: not an Ed25519 or X25519 key")
-    raw = private.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
+    raw = private.public_key().public_bytes_raw()
     if raw != record.raw:
         raise BundleError(f"{path}: does not match {record.key_id}'s public key")
 

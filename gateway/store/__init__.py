@@ -23,7 +23,8 @@ caller at a time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Protocol
 
@@ -64,6 +65,7 @@ __all__ = [
     "WorklistReader",
     "dialect",
     "migrations",
+    "opened_store",
     "postgres",
     "sql_store",
     "sqlite",
@@ -305,3 +307,14 @@ def store_from_url(url: str) -> TrackingStore:
         f"unsupported store URL {url!r}: expected sqlite:///relative.db, sqlite:////absolute.db"
         " or postgresql://user@host/database"
     )
+
+
+@asynccontextmanager
+async def opened_store(url: str) -> AsyncIterator[TrackingStore]:
+    """The store a URL names, open (migrated) for the block and closed after it."""
+    store = store_from_url(url)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()

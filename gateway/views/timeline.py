@@ -113,8 +113,12 @@ def shown_state(message: MessageRecord) -> str:
     return message.state.value
 
 
-def deadline_status(deadline: Deadline, now: datetime) -> str:
-    """met, met late, ended, overdue or open: what a hub manager asks first."""
+def deadline_status(
+    deadline: Deadline, now: datetime, events: Sequence[DeadlineEventEntry] = ()
+) -> str:
+    """met, met late, ended (one of its ``events`` ended it), overdue or open: asked first."""
+    if any(e.event is DeadlineEvent.ENDED for e in events):
+        return "ended"
     if deadline.closed_at is not None:
         return "met late" if deadline.breached else "met"
     return "overdue" if deadline.due_at <= now else "open"
@@ -129,9 +133,7 @@ def deadlines_view(
         by_deadline.setdefault(event.deadline_id, []).append(event)
     lines = ["deadlines:"]
     for deadline in deadlines:
-        status = deadline_status(deadline, now)
-        if any(e.event is DeadlineEvent.ENDED for e in by_deadline[deadline.deadline_id]):
-            status = "ended"
+        status = deadline_status(deadline, now, by_deadline[deadline.deadline_id])
         rag = f" {deadline.rag}" if deadline.rag else ""
         lines.append(
             f"  {deadline.kind.value}{rag} owed by {printable(deadline.debtor)} to "

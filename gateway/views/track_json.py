@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.core.deadline_rules import Deadline
-from gateway.core.records import DeadlineEvent, DeadlineEventEntry, MessageRecord, TimelineEntry
+from gateway.core.records import DeadlineEventEntry, MessageRecord, TimelineEntry
 from gateway.views.messages import message_dict
 from gateway.views.timeline import deadline_status
 
@@ -76,9 +76,7 @@ def case_json(
                     "started_at": d.started_at.isoformat(),
                     "due_at": d.due_at.isoformat(),
                     "level": d.level,
-                    "status": "ended"
-                    if any(e.event is DeadlineEvent.ENDED for e in by_deadline[d.deadline_id])
-                    else deadline_status(d, now),
+                    "status": deadline_status(d, now, by_deadline[d.deadline_id]),
                     "events": [
                         {
                             "at": e.at.isoformat(),

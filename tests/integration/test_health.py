@@ -123,7 +123,9 @@ async def test_readyz_names_what_is_not_ready(clean_readiness: None) -> None:
         url = f"http://127.0.0.1:{port}/readyz"
         with health.READINESS.watching("broker (police)", down):
             assert await asyncio.to_thread(main, ["health", url]) == 1
-        with health.READINESS.watching("store", health.passing()):
+        passed = asyncio.Event()
+        passed.set()
+        with health.READINESS.watching("store", health.started(passed, "the store")):
             assert await asyncio.to_thread(main, ["health", "--wait", "5", url]) == 0
     assert await asyncio.to_thread(main, ["health", url]) == 1  # nobody answers now
 

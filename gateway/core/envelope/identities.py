@@ -65,11 +65,7 @@ class RecipientKey:
 
 def recipient_keys(registry: Registry, agencies: Iterable[str], at: datetime) -> list[RecipientKey]:
     """Each agency's newest encryption key valid at ``at``: whom a message is sealed to."""
-    keys = []
-    for agency in agencies:
-        key_id, public = registry.encryption_key(agency, at)
-        keys.append(RecipientKey(agency, key_id, public))
-    return keys
+    return [RecipientKey(a, *registry.encryption_key(a, at)) for a in agencies]
 
 
 @dataclass(frozen=True)
