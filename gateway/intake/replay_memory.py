@@ -191,7 +191,8 @@ class ReplayMemory:
         return None
 
     def _remember(self, rows: list[Row]) -> None:
-        """One transaction: the rows (latest accepted_at kept per key), then the expired."""
+        """One transaction: the batch's rows, and the rows past the window (counted from the
+        batch's latest acceptance) deleted."""
         db = self._db()
         latest = max(row[3] for row in rows)
         db.execute("BEGIN IMMEDIATE")
