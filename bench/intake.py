@@ -22,10 +22,14 @@ process (``python -m gateway run``, as deployed) and the intake in this one
   where the intake runs gpg). Half of the raw calls run before the intake and
   half after, so drift on a shared machine falls on both sides alike; a short
   one-at-a-time run is printed beside it;
+- bare gpg: the same two gpg processes per pair, with python-gnupg's command
+  line, started by subprocess.run (no reader threads, no status parsing in
+  Python), to price what python-gnupg itself costs per call;
 - bare STARTTLS sessions that send no mail (EHLO, STARTTLS, EHLO, NOOP), to
   show what the SMTP and TLS part costs on its own;
-- CPU time per mail of each process (this one, its gpg children, the
-  senders, the router), and per raw decrypt+verify: on a shared 2-core box
+- CPU time per mail of each process (this one, and of it the event-loop
+  thread; its gpg children, the senders, the router), and per raw
+  decrypt+verify: on a shared 2-core box
   CPU time is steadier than wall time and says where the time goes.
 
 Targets: intake >= 80% of the raw rate; p99 acceptance <= 1 s with 50 senders.
@@ -48,10 +52,12 @@ import resource
 import signal
 import smtplib
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -212,11 +218,40 @@ class RawGpg:
 
     def rate(self, n: int, threads: int) -> tuple[int, float]:
         """``n`` decrypt+verify pairs on ``threads`` threads; (n, seconds)."""
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            for future in [pool.submit(self.once) for _ in range(n)]:
-                future.result()
-        return n, time.perf_counter() - started
+        return rate(self.once, n, threads)
+
+
+class BareGpg:
+    """The same two gpg processes, with python-gnupg's own command line, started with
+    subprocess.run: no reader and writer threads, no status parsing in Python. What
+    python-gnupg costs per call is the difference to RawGpg."""
+
+    def __init__(self, raw: RawGpg, folder: Path) -> None:
+        self.command = raw.gpg.make_args([], False)
+        self.ciphertext, self.signed = raw.ciphertext, raw.signed
+        self.signature = folder / "signature.asc"
+        self.signature.write_bytes(raw.signature)
+
+    def once(self) -> None:
+        decrypted = subprocess.run(
+            [*self.command, "--decrypt"], input=self.ciphertext, capture_output=True
+        )
+        verified = subprocess.run(
+            [*self.command, "--verify", str(self.signature), "-"],
+            input=self.signed,
+            capture_output=True,
+        )
+        if decrypted.returncode or b"[GNUPG:] GOODSIG " not in verified.stderr:
+            raise SystemExit(f"bare gpg failed: {decrypted.stderr!r} / {verified.stderr!r}")
+
+
+def rate(once: Callable[[], None], n: int, threads: int) -> tuple[int, float]:
+    """``n`` calls of ``once`` on ``threads`` threads; (n, seconds)."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for future in [pool.submit(once) for _ in range(n)]:
+            future.result()
+    return n, time.perf_counter() - started
 
 
 # --- the run -------------------------------------------------------------------------
@@ -293,7 +328,9 @@ async def measure(
         profiler = cProfile.Profile() if profile else None
         if profiler is not None:
             profiler.enable()  # the event loop's thread: SMTP, TLS, MIME, checks, seal, publish
+        loop_before = time.thread_time()  # this thread runs the event loop, so the intake's
         sent = await send_all(port, n, path)
+        loop_cpu = time.thread_time() - loop_before  # SMTP, TLS, checks, seal, publish
         if profiler is not None:
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
@@ -301,6 +338,10 @@ async def measure(
         cpu_intake = own_and_children_cpu()
         second = await asyncio.to_thread(raw.rate, n - n // 2, GPG_THREADS)
         cpu_after = own_and_children_cpu()
+        bare = BareGpg(raw, Path(folder))
+        bare_n = max(50, n // 4)
+        bare_rate = await asyncio.to_thread(rate, bare.once, bare_n, GPG_THREADS)
+        cpu_bare = own_and_children_cpu()
     raw_own = cpu_raw[0] - cpu_before[0] + cpu_after[0] - cpu_intake[0]
     raw_cpu = sum(cpu_raw) - sum(cpu_before) + sum(cpu_after) - sum(cpu_intake)
     gpg_cpu = cpu_intake[1] - cpu_raw[1] - sent.senders_cpu
@@ -316,6 +357,10 @@ async def measure(
         "session_cpu_ms": 1000 * session_cpu,
         "raw_cpu_ms": 1000 * raw_cpu / n,
         "raw_own_cpu_ms": 1000 * raw_own / n,
+        "bare": bare_n / bare_rate[1],
+        "bare_cpu_ms": 1000 * (sum(cpu_bare) - sum(cpu_after)) / bare_n,
+        "bare_own_cpu_ms": 1000 * (cpu_bare[0] - cpu_after[0]) / bare_n,
+        "loop_cpu_ms": 1000 * loop_cpu / n,
         "intake_cpu_ms": 1000 * (cpu_intake[0] - cpu_raw[0]) / n,
         "gpg_cpu_ms": 1000 * gpg_cpu / n,
         "senders_cpu_ms": 1000 * sent.senders_cpu / n,
@@ -342,7 +387,14 @@ def report(r: dict[str, float]) -> None:
         (f"bare STARTTLS sessions, no mail, {SENDERS} senders", f"{r['sessions']:.0f} /s"),
         ("CPU per raw decrypt+verify (bench + gpg processes)", f"{r['raw_cpu_ms']:.1f} ms"),
         ("  of it, python-gnupg in the bench process", f"{r['raw_own_cpu_ms']:.1f} ms"),
+        (
+            f"bare gpg (subprocess.run, no python-gnupg), {GPG_THREADS} threads",
+            f"{r['bare']:.1f} /s",
+        ),
+        ("CPU per bare decrypt+verify (bench + gpg processes)", f"{r['bare_cpu_ms']:.1f} ms"),
+        ("  of it, starting gpg in the bench process", f"{r['bare_own_cpu_ms']:.1f} ms"),
         ("CPU per accepted mail: intake process", f"{r['intake_cpu_ms']:.1f} ms"),
+        ("  of it, the event-loop thread", f"{r['loop_cpu_ms']:.1f} ms"),
         ("  of it, a bare STARTTLS session without a mail", f"{r['session_cpu_ms']:.1f} ms"),
         ("  its gpg processes", f"{r['gpg_cpu_ms']:.1f} ms"),
         ("  the senders' process (client side)", f"{r['senders_cpu_ms']:.1f} ms"),

@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -40,6 +41,7 @@ from gateway.intake.refusal import Refusal
 from gateway.intake.replay_memory import ReplayMemory
 from gateway.intake.smuggling import smuggling_refusal
 from gateway.intake.triage import MailFile
+from gateway.intake.trust import Verdict
 from gateway.services import metrics
 from gateway.services.edge import PolicyRefusal, Submission
 from gateway.services.transfer_sender import AttachmentFile
@@ -207,24 +209,41 @@ class Acceptance:
         if isinstance(addressed, Refusal):
             return addressed
         agencies, in_reply_to = addressed
-        with tempfile.TemporaryDirectory(prefix="mash-intake-") as spool:
-            submission = Submission(
-                payload=payload.document,  # checked above: the edge does not check it again
-                recipients=agencies,
-                correlation_id=payload.correlation_id,
-                in_reply_to=in_reply_to,
-                source=f"mail from {rule.domain}",
-                attachments=await asyncio.to_thread(spooled, payload.files, Path(spool)),
-            )
-            try:
-                fields = await self.submit(rule.agency, submission, authenticated.assurance)
-            except HeaderPayloadMismatch as exc:  # raised before anything is sealed or published
-                return Refusal(550, "5.6.0", f"The document cannot be sent: {exc}", "payload-facts")
-            except PolicyRefusal as exc:  # likewise: a UPN outside an education flow
-                return Refusal(550, "5.7.1", f"The document may not be sent: {exc}", "policy")
-            except AttachmentRefused as exc:  # a [limits] bound, a manifest that differs
-                status = (552, "5.3.4") if exc.check == "limit" else (550, "5.6.0")
-                return Refusal(*status, f"The attachments cannot be sent: {exc}", "attachments")
+        submission = Submission(
+            payload=payload.document,  # checked above: the edge does not check it again
+            recipients=agencies,
+            correlation_id=payload.correlation_id,
+            in_reply_to=in_reply_to,
+            source=f"mail from {rule.domain}",
+        )
+        if not payload.files:
+            return await self._submitted(submission, authenticated, rule, from_address)
+        # The spool folder is made, written and removed in worker threads: directory
+        # operations wait on the file system's journal, a millisecond or more on a busy disk.
+        spool = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="mash-intake-"))
+        try:
+            files = await asyncio.to_thread(spooled, payload.files, spool)
+            with_files = replace(submission, attachments=files)
+            return await self._submitted(with_files, authenticated, rule, from_address)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, spool, ignore_errors=True)
+
+    async def _submitted(
+        self,
+        submission: Submission,
+        authenticated: Authenticated,
+        rule: DomainRule,
+        from_address: str,
+    ) -> Accepted | Refusal:
+        try:
+            fields = await self.submit(rule.agency, submission, authenticated.assurance)
+        except HeaderPayloadMismatch as exc:  # raised before anything is sealed or published
+            return Refusal(550, "5.6.0", f"The document cannot be sent: {exc}", "payload-facts")
+        except PolicyRefusal as exc:  # likewise: a UPN outside an education flow
+            return Refusal(550, "5.7.1", f"The document may not be sent: {exc}", "policy")
+        except AttachmentRefused as exc:  # a [limits] bound, a manifest that differs
+            status = (552, "5.3.4") if exc.check == "limit" else (550, "5.6.0")
+            return Refusal(*status, f"The attachments cannot be sent: {exc}", "attachments")
         return Accepted(fields, rule, from_address, authenticated.assurance, authenticated.signer)
 
     async def authenticate(
@@ -232,40 +251,34 @@ class Acceptance:
     ) -> Authenticated | Refusal:
         """Decrypt and verify PGP/MIME; a `pgp` domain must sign with a pinned key and encrypt."""
         try:
-            encrypted = message.content_type == mime.ENCRYPTED
-            inner = message
-            if encrypted:
-                decrypted = await self.keyring.decrypt(mime.encrypted_payload(message))
-                if not decrypted.ok:
-                    return Refusal(
-                        550,
-                        "5.7.5",
-                        "The message could not be decrypted with this intake's key; "
-                        "encrypt to the key the hub published",
-                        "decrypt",
-                    )
-                inner = await self._parsed(mime.entity, decrypted.plaintext)
-            if inner.content_type == mime.SIGNED:
-                parts = mime.signed_parts(inner)
-                verdict = await self.keyring.verify_detached(parts.signed, parts.signature)
-                staff = trust.signer(verdict, rule, from_address)
-                if isinstance(staff, Refusal):
-                    return staff
-                old = replay.too_old(verdict.signed_at, utc_now(), self.config.replay_window)
-                if old is not None:
-                    return old
-                if rule.policy is Policy.PGP and not encrypted:
-                    return Refusal(
-                        550,
-                        "5.7.1",
-                        f"Mail from {rule.domain} must be encrypted to this intake's key "
-                        "(PGP/MIME, RFC 3156)",
-                        "not-encrypted",
-                    )
-                covered = hashlib.sha256(parts.signed).hexdigest()
-                return Authenticated(parts.signed, PGP_VERIFIED, staff.fingerprint, (covered,))
+            opened = await asyncio.to_thread(open_pgp_mime, self.keyring, message)
         except mime.MimeError as exc:
             return Refusal(550, "5.6.0", f"Malformed PGP/MIME message: {exc}", "mime")
+        if not opened.decrypted:
+            return Refusal(
+                550,
+                "5.7.5",
+                "The message could not be decrypted with this intake's key; "
+                "encrypt to the key the hub published",
+                "decrypt",
+            )
+        if opened.verdict is not None:
+            staff = trust.signer(opened.verdict, rule, from_address)
+            if isinstance(staff, Refusal):
+                return staff
+            old = replay.too_old(opened.verdict.signed_at, utc_now(), self.config.replay_window)
+            if old is not None:
+                return old
+            if rule.policy is Policy.PGP and not opened.encrypted:
+                return Refusal(
+                    550,
+                    "5.7.1",
+                    f"Mail from {rule.domain} must be encrypted to this intake's key "
+                    "(PGP/MIME, RFC 3156)",
+                    "not-encrypted",
+                )
+            covered = hashlib.sha256(opened.signed).hexdigest()
+            return Authenticated(opened.signed, PGP_VERIFIED, staff.fingerprint, (covered,))
         if rule.policy is Policy.PGP:
             return Refusal(
                 550,
@@ -274,7 +287,37 @@ class Acceptance:
                 "with a key registered to its sender",
                 "unsigned",
             )
-        return Authenticated(inner.raw, TLS_ONLY)
+        return Authenticated(opened.inner.raw, TLS_ONLY)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A mail's PGP/MIME layers as gpg found them; the verdict is not yet judged."""
+
+    encrypted: bool
+    decrypted: bool  # False: encrypted, but not to a key this intake holds
+    inner: mime.Entity  # the decrypted entity, or the mail itself when it was not encrypted
+    verdict: Verdict | None = None  # the detached signature's, when the inner entity is signed
+    signed: bytes = b""  # the exact bytes that signature covers
+
+
+def open_pgp_mime(keyring: Keyring, message: mime.Entity) -> Opened:
+    """Blocking: decrypt (RFC 3156 section 4), read the inner entity and verify its detached
+    signature (section 5), all in one worker thread. One trip off the event loop instead of
+    one per gpg call and parse: each trip is a thread hand-off and a wake-up of the loop.
+    Raises mime.MimeError for a structure that is not what it claims to be."""
+    encrypted = message.content_type == mime.ENCRYPTED
+    inner = message
+    if encrypted:
+        decrypted = keyring.decrypted(mime.encrypted_payload(message))
+        if not decrypted.ok:
+            return Opened(encrypted=True, decrypted=False, inner=message)
+        inner = mime.entity(decrypted.plaintext)
+    if inner.content_type != mime.SIGNED:
+        return Opened(encrypted, True, inner)
+    parts = mime.signed_parts(inner)
+    verdict = keyring.verified(parts.signed, parts.signature)
+    return Opened(encrypted, True, inner, verdict, parts.signed)
 
 
 def spooled(files: tuple[MailFile, ...], folder: Path) -> tuple[AttachmentFile, ...]:

@@ -1,7 +1,9 @@
 """The gateway's own GnuPG keyring, through python-gnupg, always off the event loop.
 
 Each python-gnupg call spawns a gpg process and blocks until it ends, so
-every call runs in a worker thread (asyncio.to_thread). The keyring lives
+every call runs in a worker thread: ``encrypt`` goes there itself, and
+``decrypted`` and ``verified`` are called from one (acceptance.py opens a
+mail's PGP/MIME in a single trip off the event loop). The keyring lives
 under keys/private/gnupg (mode 0700): the gateway's decryption key and the
 public keys of registered staff, imported by the operator. What a key may
 do is not decided here: trust.py checks the result against the pins in the
@@ -66,17 +68,13 @@ class Keyring:
         self.home = home
         self._gpg = gnupg.GPG(gnupghome=str(usable_home(home)))
 
-    async def verify_detached(self, data: bytes, signature: bytes) -> Verdict:
-        return await asyncio.to_thread(self._verify_detached, data, signature)
-
-    async def decrypt(self, data: bytes) -> Decrypted:
-        return await asyncio.to_thread(self._decrypt, data)
-
     async def encrypt(self, data: bytes, fingerprints: tuple[str, ...]) -> bytes:
         """ASCII-armoured ciphertext for the pinned keys (pinned in config, so trusted)."""
         return await asyncio.to_thread(self._encrypt, data, fingerprints)
 
-    def _verify_detached(self, data: bytes, signature: bytes) -> Verdict:
+    def verified(self, data: bytes, signature: bytes) -> Verdict:
+        """Blocking (a gpg process): call it from a worker thread. python-gnupg takes a
+        detached signature only as a file, the signed data on gpg's stdin."""
         with tempfile.NamedTemporaryFile(prefix="sig-", suffix=".asc") as handle:
             handle.write(signature)
             handle.flush()
@@ -90,7 +88,8 @@ class Keyring:
             result.sig_timestamp,
         )
 
-    def _decrypt(self, data: bytes) -> Decrypted:
+    def decrypted(self, data: bytes) -> Decrypted:
+        """Blocking (a gpg process): call it from a worker thread."""
         result = self._gpg.decrypt(data)
         return Decrypted(bool(result.ok), bytes(result.data) if result.ok else b"")
 

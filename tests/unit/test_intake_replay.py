@@ -108,3 +108,45 @@ async def test_two_copies_at_once_cannot_both_pass_and_a_refused_mail_leaves_not
         assert await memory.claim(KEYS, NOW) is None
     finally:
         await memory.close()
+
+
+async def test_mails_remembered_at_once_are_each_on_disk_when_their_remember_returns(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "replay.db"
+    memory = ReplayMemory(path, WINDOW)
+    await memory.open()
+    mails = [(ReplayKey(KeyKind.MESSAGE_ID, f"{i:064x}"),) for i in range(20)]
+    try:
+        await asyncio.gather(*(memory.remember(k, f"m-{i}", NOW) for i, k in enumerate(mails)))
+        # Read through a second connection: what a restart right now would find.
+        again = ReplayMemory(path, WINDOW)
+        await again.open()
+        try:
+            for i, k in enumerate(mails):
+                assert await again.claim(k, NOW) == Seen(KeyKind.MESSAGE_ID, f"m-{i}", NOW)
+        finally:
+            await again.close()
+    finally:
+        await memory.close()
+
+
+async def test_a_failed_write_reaches_every_mail_in_its_commit(tmp_path: Path) -> None:
+    memory = ReplayMemory(tmp_path / "replay.db", WINDOW)
+    await memory.open()
+    try:
+        await memory.remember(KEYS, "m-1", NOW)
+        refuse = (
+            "CREATE TRIGGER refuse BEFORE INSERT ON accepted BEGIN SELECT RAISE(ABORT, 'full'); END"
+        )
+        await memory._run(lambda: memory._db().execute(refuse))  # as a full disk would
+        other = (ReplayKey(KeyKind.MESSAGE_ID, "c" * 64),)
+        outcomes = await asyncio.gather(
+            memory.remember(other, "m-2", NOW),
+            memory.remember((ReplayKey(KeyKind.MESSAGE_ID, "d" * 64),), "m-3", NOW),
+            return_exceptions=True,
+        )
+        assert all(isinstance(outcome, Exception) for outcome in outcomes)
+        assert await memory.claim(other, NOW) is None  # nothing half-written
+    finally:
+        await memory.close()
