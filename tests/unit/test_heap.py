@@ -1,4 +1,4 @@
-"""The adapters' processes fix glibc's mmap threshold, so a freed transfer buffer leaves the heap."""
+"""Adapter processes fix glibc's mmap threshold: a freed transfer buffer leaves the heap."""
 
 from __future__ import annotations
 
