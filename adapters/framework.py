@@ -46,7 +46,7 @@ from adapters.transports.mesh import MeshInbound, MeshOutbound
 from gateway.config.adapter_config import AdapterConfig
 from gateway.config.area_config import AreaConfig, ConfigError, load_config
 from gateway.core.errors import GatewayError
-from gateway.infra import hangup
+from gateway.infra import hangup, heap
 from gateway.services import health, metrics
 from gateway.services.edge import Edge, Handler
 from gateway.store import TrackingStore, opened_store
@@ -219,6 +219,7 @@ async def run_adapters(
     specs = [adapter_config(config, a) for a in agencies] or list(config.adapters)
     if not specs:
         raise ConfigError(f"{config.path}: adapters: no [[adapters]] table configured")
+    heap.return_large_buffers()  # files of any size pass through: keep the heap flat
     reloads = Reloads(config)
     leave = hangup.on_hangup(reloads.reload) if reload_on_sighup else None
     ledger = Ledger(ledger_path(config))

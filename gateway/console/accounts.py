@@ -16,6 +16,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 from pathlib import Path
 
 from argon2 import PasswordHasher
@@ -33,8 +34,14 @@ GENERATED_PASSWORD_BYTES = 18  # 24 URL-safe characters
 ONCE, USED = "yes", "used"  # a one-time account before and after its sign-in
 
 _HASHER = PasswordHasher()
-# Verified against when the name is unknown, so a wrong name costs what a wrong password does.
-_DECOY = _HASHER.hash(secrets.token_urlsafe(GENERATED_PASSWORD_BYTES))
+
+
+@cache
+def _decoy() -> str:
+    """Verified against when the name is unknown, so a wrong name costs what a wrong password
+    does. Made at the first sign-in, not on import: every mash-gateway process imports this
+    module, and an argon2id hash takes 64 MiB while it runs (the start-up peak of each)."""
+    return _HASHER.hash(secrets.token_urlsafe(GENERATED_PASSWORD_BYTES))
 
 
 class AccountError(GatewayError):
@@ -118,7 +125,7 @@ class Accounts:
             users = self._read()
             user = users.get(name)
             try:
-                _HASHER.verify(user["hash"] if user else _DECOY, password)
+                _HASHER.verify(user["hash"] if user else _decoy(), password)
             except (VerificationError, InvalidHashError):
                 return None
             if user is None or user.get("once") == USED:

@@ -5,13 +5,15 @@ Acknowledgements and notices carry the message id, type, case id and
 checks, never content of the original mail, so they are safe even where
 they travel on TLS alone. An information request carries the request
 document itself, so for a `pgp` agency it is only ever sent encrypted. The
-caller encrypts the inner entity; ``encrypted`` wraps the ciphertext as
-PGP/MIME (RFC 3156).
+files that travelled with a request or reminder are attachments of the same
+entity, under their own names and media types. The caller encrypts the
+inner entity; ``encrypted`` wraps the ciphertext as PGP/MIME (RFC 3156).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -30,6 +32,15 @@ class Heading:
     domain: str  # for the Message-ID
     reply_to: str | None = None
     auto_submitted: str = "auto-replied"  # RFC 3834: no auto-reply loops
+
+
+@dataclass(frozen=True)
+class MailedFile:
+    """A file to attach: its name and media type as the message's payload states them."""
+
+    name: str
+    media_type: str  # type/subtype (schemas/common.xsd MediaType)
+    data: bytes
 
 
 def acknowledgement(
@@ -82,11 +93,18 @@ def text_entity(body: str) -> bytes:
     return message.as_bytes()
 
 
-def text_with_xml(body: str, xml: bytes, filename: str) -> bytes:
-    """A multipart/mixed entity: the text, and the document as an XML attachment."""
+def text_with_xml(body: str, xml: bytes, filename: str, files: Sequence[MailedFile] = ()) -> bytes:
+    """A multipart/mixed entity: the text, the document as an XML attachment, then ``files``."""
+    return text_with_files(body, (MailedFile(filename, "application/xml", xml), *files))
+
+
+def text_with_files(body: str, files: Sequence[MailedFile]) -> bytes:
+    """The text, then each file as a base64 attachment (a text/plain entity when none)."""
     message = EmailMessage(policy=SMTP)
     message.set_content(body)
-    message.add_attachment(xml, maintype="application", subtype="xml", filename=filename)
+    for file in files:
+        maintype, _, subtype = file.media_type.partition("/")
+        message.add_attachment(file.data, maintype=maintype, subtype=subtype, filename=file.name)
     return message.as_bytes()
 
 

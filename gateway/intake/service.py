@@ -105,7 +105,7 @@ async def running_intake(
 
         acceptance = Acceptance(settings, keyring, submit, replays, dkim)
         mailer = (
-            Mailer(settings.relay, settings.hostname, keyring)
+            Mailer(settings.relay, settings.hostname, keyring, settings.max_message_bytes)
             if settings.relay is not None
             else None
         )
@@ -114,7 +114,8 @@ async def running_intake(
             if rule.inbox and mailer is not None:
                 contacts = config.registry.agency(rule.agency).contacts
                 inbox = await stack.enter_async_context(Edge(config, rule.agency, store))
-                await inbox.consume(NoticeInbox(rule, contacts, acceptance, mailer, reply_key))
+                notices = NoticeInbox(rule, contacts, acceptance, mailer, reply_key)
+                await inbox.consume(notices, takes_attachments=True)
         server = await serve(settings, acceptance, mailer, reply_key)
         try:
             yield RunningIntake(settings, server, acceptance, edges)

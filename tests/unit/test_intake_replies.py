@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default
 
 import pytest
 
@@ -11,7 +14,14 @@ from gateway.core.deadlines import EscalationContact
 from gateway.intake.bounces import Bounce, bounce_of
 from gateway.intake.forms import fill
 from gateway.intake.reminders import reminder_mail
-from gateway.intake.replies import Heading, plain, request_body, text_entity
+from gateway.intake.replies import (
+    Heading,
+    MailedFile,
+    plain,
+    request_body,
+    text_entity,
+    text_with_xml,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -73,3 +83,22 @@ def test_mails_are_crlf_and_say_they_are_automatic() -> None:
     data = plain(heading, text_entity("hello\n"))
     assert b"Auto-Submitted: auto-replied\r\n" in data
     assert b"\n" not in data.replace(b"\r\n", b"")
+
+
+def test_a_request_s_files_follow_its_xml_under_their_names_and_media_types() -> None:
+    files = (
+        MailedFile("lettre d'hôpital.pdf", "application/pdf", b"%PDF-1.7\x00\xff"),
+        MailedFile("notes.txt", "text/plain", b"line one\r\n"),
+    )
+    entity = text_with_xml("See attached.", b"<InformationRequest/>", "request.xml", files)
+    message = BytesParser(policy=default).parsebytes(entity)
+    assert isinstance(message, EmailMessage)
+    found = [
+        (part.get_filename(), part.get_content_type(), part.get_payload(decode=True))
+        for part in message.iter_attachments()
+    ]
+    assert found == [
+        ("request.xml", "application/xml", b"<InformationRequest/>"),
+        ("lettre d'hôpital.pdf", "application/pdf", b"%PDF-1.7\x00\xff"),
+        ("notes.txt", "text/plain", b"line one\r\n"),
+    ]
