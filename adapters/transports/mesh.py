@@ -81,9 +81,9 @@ edge's staged files and handed to mesh-client as a file, which sends it in
 ``max_chunk_size`` chunks; inbound the chunks are streamed to disk and each
 member extracted by streaming. Sizes and names are checked against
 ``[limits]`` and the safe-name rule from the ZIP's directory before a member
-is extracted. Memory: one MESH chunk when sending (mesh-client reads a chunk
-after the first whole, so it can retry it), a copy buffer when receiving;
-never a whole file. MESH's own limits: 100 MB a chunk, 20 GB a message.
+is extracted. Memory: one MESH chunk a send in flight (mesh-client reads a
+chunk after the first whole, so it can retry it; SENDERS at most), a copy
+buffer a download; never a whole file. MESH's own limits: 100 MB a chunk, 20 GB a message.
 
 The daily handshake MESH asks of every client runs at start (bad
 credentials fail there) and every 24 hours.
