@@ -14,6 +14,12 @@ one under error/ whichever comes first: the NonDelivery or the filing.
 Its own small SQLite file, not the tracking store: it holds input digests,
 keys and refusal reasons (checks and ids), which are adapter business, never
 payloads.
+
+Every write is committed (``synchronous=FULL``: on disk) before it returns.
+Writes that arrive while another commits wait for it and then share one
+transaction, so one fsync covers them all (a group commit): the adapters'
+transports record from several threads at once, and one commit at a time
+would make the ledger's fsync every message's turnstile.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sent (
@@ -61,6 +68,15 @@ class SentAs:
     source: str
 
 
+class _Write:
+    """One statement waiting for a commit, and what became of it."""
+
+    def __init__(self, sql: str, params: tuple[Any, ...]) -> None:
+        self.sql, self.params = sql, params
+        self.done = False
+        self.error: sqlite3.Error | None = None
+
+
 class Ledger:
     """A thread-safe handle on the ledger file; writes are committed before they return."""
 
@@ -70,7 +86,9 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the connection
+        self._queue_lock = threading.Lock()  # the writes waiting for a commit
+        self._queued: list[_Write] = []
 
     def close(self) -> None:
         self._db.close()
@@ -96,11 +114,10 @@ class Ledger:
         message_id: str,
         at: datetime,
     ) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (agency, key, index, digest, source, message_id, at.isoformat()),
-            )
+        self._write(
+            "INSERT OR IGNORE INTO sent VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (agency, key, index, digest, source, message_id, at.isoformat()),
+        )
 
     def sent_as(self, agency: str, message_id: str) -> SentAs | None:
         with self._lock:
@@ -112,11 +129,10 @@ class Ledger:
 
     def record_refusal(self, agency: str, message_id: str, reason: str, at: datetime) -> None:
         """The exchange refused ``message_id``; the first reason recorded is kept."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO refused VALUES (?, ?, ?, ?)",
-                (agency, message_id, reason, at.isoformat()),
-            )
+        self._write(
+            "INSERT OR IGNORE INTO refused VALUES (?, ?, ?, ?)",
+            (agency, message_id, reason, at.isoformat()),
+        )
 
     def refusals(self, agency: str, key: str) -> dict[str, str]:
         """The reason for each message sent under ``key`` that the exchange refused, in order."""
@@ -128,3 +144,34 @@ class Ledger:
                 (agency, key),
             ).fetchall()
         return {r[0]: r[1] for r in rows}
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Run ``sql`` in a committed transaction: the first writer to hold the connection
+        commits every write queued by then, its own and those of the threads waiting."""
+        write = _Write(sql, params)
+        with self._queue_lock:
+            self._queued.append(write)
+        with self._lock:
+            if not write.done:
+                with self._queue_lock:
+                    batch, self._queued = self._queued, []
+                self._commit(batch)
+        if write.error is not None:
+            raise sqlite3.DatabaseError(
+                f"ledger write not committed: {write.error}"
+            ) from write.error
+
+    def _commit(self, batch: list[_Write]) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            for write in batch:
+                self._db.execute(write.sql, write.params)
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            for write in batch:
+                write.error = exc
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        finally:
+            for write in batch:
+                write.done = True

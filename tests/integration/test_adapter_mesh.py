@@ -163,6 +163,39 @@ async def test_chunked_notification_reaches_the_hub_and_is_acknowledged(
     assert (root / "archive" / f"{mesh_id}.dat.sent").read_text().split() == [sent]
 
 
+async def test_more_messages_than_are_in_hand_each_reach_the_hub_once(
+    exchange: Exchange,
+    config: AreaConfig,
+    health_system: MeshClient,
+    mesh_sandbox: MeshSandbox,
+    tmp_path: Path,
+) -> None:
+    """Polls list again while messages are in hand: each message reaches the hub once, each is
+    acknowledged, and the trust gets each one's receipt."""
+    count = 2 * mesh.IN_HAND + 3
+    mesh_ids = {
+        health_system.send_message(ADAPTER_MAILBOX, NOTIFICATION, workflow_id="CPIS")
+        for _ in range(count)
+    }
+    async with running_adapter(config, "health", tmp_path / "ledger.db"):
+
+        async def all_referred() -> bool:
+            return len(referrals(exchange)) >= count
+
+        async def all_receipted() -> bool:
+            return len(await asyncio.to_thread(health_system.list_messages)) >= count
+
+        await eventually(all_referred, timeout=60)
+        await eventually(lambda: adapter_mailbox_empty(mesh_sandbox))
+        await eventually(all_receipted, timeout=60)
+    sent = {m.header.fields.message_id for m in exchange.inboxes["hub"].of_type("Referral")}
+    assert len(sent) == len(referrals(exchange)) == count
+    archive = config.base_dir / "systems" / "health" / "archive"
+    notes = {n.removesuffix(".dat.sent"): n for n in names(archive) if n.endswith(".sent")}
+    assert set(notes) == mesh_ids
+    assert {(archive / n).read_text().strip() for n in notes.values()} == sent
+
+
 async def test_a_request_is_accepted_by_mesh_then_receipted_once_the_trust_downloads_it(
     exchange: Exchange, config: AreaConfig, health_system: MeshClient, tmp_path: Path
 ) -> None:
