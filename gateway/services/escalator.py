@@ -187,7 +187,8 @@ class Escalator:
                 for start in range(0, len(outgoing), SEAL_CHUNK)
             )
         )
-        await asyncio.gather(*(self._announce(p, channels) for p in nobody))
+        for plan in nobody:
+            await self._announce(plan, channels)
         log.info(
             "deadline.escalated_batch",
             escalations=len(plans),
@@ -266,31 +267,27 @@ class Escalator:
         return await pool.seal([sealer_pool.job(f, payload, keys) for _, f, payload, keys in chunk])
 
     async def _send_chunk(self, chunk: list[Outgoing], channels: EscalatorChannels) -> None:
-        sealed = await self._seal(chunk)
-        await asyncio.gather(
-            *(
-                self._send(plan, fields, body, channels)
-                for (plan, fields, _, _), body in zip(chunk, sealed, strict=True)
-            )
-        )
+        """Every copy of the chunk's escalations, confirms awaited together; then their events.
 
-    async def _send(
-        self, plan: EscalationPlan, fields: HeaderFields, sealed: bytes, channels: EscalatorChannels
-    ) -> None:
+        One flat gather, not one per escalation: fewer tasks and futures per copy.
+        """
+        sealed = await self._seal(chunk)
         await asyncio.gather(
             *(
                 publish(
                     channels.deliver,
-                    sealed,
+                    body,
                     routing_key=agency,
                     message_id=fields.message_id,
                     correlation_id=fields.correlation_id,
                     message_type=fields.message_type,
                 )
+                for (_, fields, _, _), body in zip(chunk, sealed, strict=True)
                 for agency in fields.recipients
             )
         )
-        await self._announce(plan, channels)
+        for plan, _, _, _ in chunk:
+            await self._announce(plan, channels)
 
     async def _announce(self, plan: EscalationPlan, channels: EscalatorChannels) -> None:
         """A notification for dashboards and other listeners, not a record (the inbox
