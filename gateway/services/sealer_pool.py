@@ -53,7 +53,12 @@ class SealerPool:
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start,
-            initargs=(signer.agency, signer.key_id, signer.private_key.private_bytes_raw()),
+            initargs=(
+                os.getpid(),
+                signer.agency,
+                signer.key_id,
+                signer.private_key.private_bytes_raw(),
+            ),
         )
         self.broken = False
 
@@ -94,15 +99,16 @@ def _seal_one(signer: SigningIdentity, sealing: SealJob) -> bytes:
     return seal_bytes(fields, payload, signer, keys)
 
 
-def _start(agency: str, key_id: str, raw: bytes) -> None:
+def _start(parent: int, agency: str, key_id: str, raw: bytes) -> None:
+    """``parent`` is the router's id as the router gave it: one that died while this worker
+    was still starting is already gone by the time the worker could ask for its parent."""
     global _signer
     _signer = SigningIdentity(agency, key_id, Ed25519PrivateKey.from_private_bytes(raw))
-    parent = os.getppid()
     threading.Thread(target=_watch, args=(parent,), daemon=True).start()
 
 
 def _watch(parent: int) -> None:
-    """Exit once the router that started this worker is gone (re-parented: a new parent id)."""
+    """Exit once the router that started this worker is gone (re-parented: another parent id)."""
     while os.getppid() == parent:
         time.sleep(PARENT_WATCH_S)
     os._exit(0)

@@ -3,17 +3,22 @@ worker that dies fails its batch instead of losing or forging anything."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from gateway.core.envelope import open_bytes
 from gateway.services.sealer_pool import SealerFailed, SealerPool, job
+from tests.integration.exchange_harness import eventually
 from tests.unit.envelope_keys import NOW, WINDOW, fields, keys, registry
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -47,3 +52,40 @@ async def test_a_killed_worker_fails_the_batch_and_says_so(pool: SealerPool) -> 
     with pytest.raises(SealerFailed):
         await pool.seal([job(fields(), b"x", [keys("health").recipient()])])
     assert pool.broken
+
+
+ROUTER = """
+import asyncio, sys, time
+from gateway.services.sealer_pool import SealerPool
+from tests.unit.envelope_keys import keys
+
+async def main() -> None:
+    pool = SealerPool(keys("police").signer())
+    await pool.start()
+    print(*pool._pool._processes, flush=True)
+    time.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_router_leaves_no_worker_holding_its_key() -> None:
+    router = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", ROUTER, stdout=asyncio.subprocess.PIPE, cwd=ROOT
+    )
+    assert router.stdout is not None
+    worker = int(await router.stdout.readline())
+    router.kill()
+    await router.wait()
+
+    async def gone() -> bool:
+        return not Path(f"/proc/{worker}").exists() or "Z" in _state(worker)
+
+    await eventually(gone, timeout=30)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
