@@ -16,7 +16,11 @@ Batches: a burst is fired a batch (500) at a time, two batches in flight
 (``LANES``): each claims its deadlines, seals them, publishes every copy with
 the confirms awaited together, and is recorded in one transaction of a few
 multi-row statements; while one waits for the broker and the store, the
-other is sealed.
+other is sealed. Under ``run_escalator`` the sealing runs in a worker
+process (``sealer_pool``), a chunk (``SEAL_CHUNK``) at a time, so the event
+loop publishes one chunk while the next is sealed on the other core. A
+batch logs one line with its counts; each escalation's ids are logged at
+debug.
 
 Exactly once: the store records each (deadline, level) once (a unique
 index; a repeat changes nothing), and hands a due deadline to one batch at
@@ -32,6 +36,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -44,11 +49,18 @@ from gateway.config.area_config import AreaConfig
 from gateway.core import audit_chain, deadline_rules, notices
 from gateway.core.deadline_rules import Deadline, EscalationPlan
 from gateway.core.deadlines import DeadlinePolicy
-from gateway.core.envelope import HeaderFields, SigningIdentity, recipient_keys, seal_bytes
+from gateway.core.envelope import (
+    HeaderFields,
+    RecipientKey,
+    SigningIdentity,
+    recipient_keys,
+    seal_bytes,
+)
 from gateway.core.errors import GatewayError
 from gateway.core.records import Firing, record_of
 from gateway.infra.clock import utc_now
-from gateway.services import audit_log, metrics
+from gateway.services import audit_log, metrics, sealer_pool
+from gateway.services.sealer_pool import SealerPool
 from gateway.store import EscalatorStore
 
 log = structlog.get_logger("gateway.services.escalator")
@@ -58,9 +70,15 @@ DEFAULT_TICK_S = 1.0
 DEFAULT_BATCH = 500
 # Batches in flight at once: one is sealed while the other waits on the broker and the store.
 LANES = 2
+# Escalations sealed at once: a batch's first chunk is published while the next is sealed.
+SEAL_CHUNK = 100
 # The deadline gauges are a GROUP BY over every deadline: refreshed on a slower
 # beat than the tick, so 100,000 open deadlines cost nothing noticeable idle.
 COUNTS_EVERY_S = 30.0
+
+
+# One escalation to send: its plan, its header (addressable recipients only), payload and keys.
+Outgoing = tuple[EscalationPlan, HeaderFields, bytes, list[RecipientKey]]
 
 
 @dataclass
@@ -88,6 +106,7 @@ class Escalator:
         self._given_policy = policy
         self.policy = policy or config.deadlines
         self.batch = batch
+        self._pool: SealerPool | None = None  # sealing in this process until ``sealing_worker``
 
     def reload(self, config: AreaConfig, signer: SigningIdentity) -> None:
         """Take a re-read config: registry, signer and ``[deadlines]`` (contacts, grace, calendar).
@@ -96,6 +115,17 @@ class Escalator:
         """
         self.config, self.signer = config, signer
         self.policy = self._given_policy or config.deadlines
+
+    @contextlib.asynccontextmanager
+    async def sealing_worker(self) -> AsyncIterator[None]:
+        """Seal in a worker process (``sealer_pool``) while inside; in this process otherwise."""
+        self._pool = SealerPool(self.signer)
+        try:
+            await self._pool.start()
+            yield
+        finally:
+            self._pool.close()
+            self._pool = None
 
     async def tick(self, channels: EscalatorChannels) -> int:
         """Fire every deadline due now, a batch at a time, LANES batches at once; how many fired."""
@@ -148,11 +178,24 @@ class Escalator:
             # Before anything is sent, as the router audits: one flush for the batch.
             decisions = [_decision(p, h) for p, h in zip(plans, headers, strict=True)]
             await self.audit.write([(d, now) for d in decisions])
-        return list(
-            await asyncio.gather(
-                *(self._send(p, h, channels) for p, h in zip(plans, headers, strict=True))
+        outgoing, nobody = self._addressed(plans, headers, now)
+        # Sealed a chunk at a time (in the worker when there is one), each chunk
+        # published as soon as it is sealed, while the next is being sealed.
+        await asyncio.gather(
+            *(
+                self._send_chunk(outgoing[start : start + SEAL_CHUNK], channels)
+                for start in range(0, len(outgoing), SEAL_CHUNK)
             )
         )
+        for plan in nobody:
+            await self._announce(plan, channels)
+        log.info(
+            "deadline.escalated_batch",
+            escalations=len(plans),
+            copies=sum(len(f.recipients) for _, f, _, _ in outgoing),
+            unaddressed=len(nobody),
+        )
+        return [Firing(p, record_of(h)) for p, h in zip(plans, headers, strict=True)]
 
     def _header(self, plan: EscalationPlan) -> HeaderFields:
         deadline = plan.deadline
@@ -166,25 +209,91 @@ class Escalator:
             rag=deadline.rag,
         )
 
-    async def _send(
-        self, plan: EscalationPlan, fields: HeaderFields, channels: EscalatorChannels
-    ) -> Firing:
-        deadline = plan.deadline
-        payload = notices.escalation(
-            deadline.message_id,
-            deadline.correlation_id,
-            deadline.kind.value,
-            plan.level,
-            deadline.rag,
-            deadline.due_at,
-            plan.escalated_at,
-            deadline.debtor,
-            plan.contacts,
+    def _addressed(
+        self, plans: list[EscalationPlan], headers: list[HeaderFields], now: datetime
+    ) -> tuple[list[Outgoing], list[EscalationPlan]]:
+        """Each escalation with its payload and the keys of those recipients that have one;
+        and the escalations that reach nobody.
+
+        A recipient without a usable key is logged and left out, never blocks
+        the rest; an escalation that reaches nobody is still recorded as fired,
+        so the ladder moves on and `overdue` shows the breach. Keys are looked
+        up once per set of recipients in the batch.
+        """
+        keys_for: dict[tuple[str, ...], tuple[tuple[str, ...], list[RecipientKey]]] = {}
+        outgoing: list[Outgoing] = []
+        nobody = []
+        for plan, fields in zip(plans, headers, strict=True):
+            if fields.recipients not in keys_for:
+                keys_for[fields.recipients] = self._keys(fields, now)
+            addressable, keys = keys_for[fields.recipients]
+            if not addressable:
+                nobody.append(plan)
+                continue
+            if addressable != fields.recipients:
+                fields = replace(fields, recipients=addressable)
+            outgoing.append((plan, fields, _payload(plan), keys))
+        return outgoing, nobody
+
+    def _keys(
+        self, fields: HeaderFields, now: datetime
+    ) -> tuple[tuple[str, ...], list[RecipientKey]]:
+        try:
+            return fields.recipients, recipient_keys(self.config.registry, fields.recipients, now)
+        except GatewayError:
+            addressable = tuple(a for a in fields.recipients if self._addressable(a, fields, now))
+            return addressable, recipient_keys(self.config.registry, addressable, now)
+
+    def _addressable(self, agency: str, fields: HeaderFields, now: datetime) -> bool:
+        try:
+            recipient_keys(self.config.registry, [agency], now)
+        except GatewayError as exc:
+            log.error(
+                "escalation.unaddressable",
+                message_id=fields.message_id,  # the first of the batch's escalations to it
+                agency=agency,
+                reason=str(exc),
+            )
+            return False
+        return True
+
+    async def _seal(self, chunk: list[Outgoing]) -> list[bytes]:
+        pool = self._pool
+        if pool is None:
+            return [seal_bytes(f, payload, self.signer, keys) for _, f, payload, keys in chunk]
+        if pool.broken or pool.key_id != self.signer.key_id:  # a dead worker, or a new key
+            pool.close()
+            pool = self._pool = SealerPool(self.signer)
+        return await pool.seal([sealer_pool.job(f, payload, keys) for _, f, payload, keys in chunk])
+
+    async def _send_chunk(self, chunk: list[Outgoing], channels: EscalatorChannels) -> None:
+        """Every copy of the chunk's escalations, confirms awaited together; then their events.
+
+        One flat gather, not one per escalation: fewer tasks and futures per copy.
+        """
+        sealed = await self._seal(chunk)
+        await asyncio.gather(
+            *(
+                publish(
+                    channels.deliver,
+                    body,
+                    routing_key=agency,
+                    message_id=fields.message_id,
+                    correlation_id=fields.correlation_id,
+                    message_type=fields.message_type,
+                )
+                for (_, fields, _, _), body in zip(chunk, sealed, strict=True)
+                for agency in fields.recipients
+            )
         )
-        await self._deliver(fields, payload, channels)
-        # A notification for dashboards and other listeners, not a record (the
-        # inbox copies, the store and the audit are): published on a channel
-        # without confirms, so announcing never slows the ladder.
+        for plan, _, _, _ in chunk:
+            await self._announce(plan, channels)
+
+    async def _announce(self, plan: EscalationPlan, channels: EscalatorChannels) -> None:
+        """A notification for dashboards and other listeners, not a record (the inbox
+        copies, the store and the audit are): published on a channel without confirms,
+        so announcing never slows the ladder."""
+        deadline = plan.deadline
         await channels.events.publish(
             aio_pika.Message(
                 json.dumps(_event(plan), sort_keys=True).encode(),
@@ -198,7 +307,7 @@ class Escalator:
             mandatory=False,  # no listener is not an error
         )
         metrics.ESCALATIONS.labels(kind=deadline.kind.value, level=str(plan.level)).inc()
-        log.info(
+        log.debug(
             "deadline.escalated",
             message_id=plan.message_id,
             correlation_id=deadline.correlation_id,
@@ -209,48 +318,21 @@ class Escalator:
             silent_agency=deadline.debtor,
             recipients=list(plan.recipients),
         )
-        return Firing(plan, record_of(fields))
 
-    def _addressable(self, agency: str, fields: HeaderFields, now: datetime) -> bool:
-        try:
-            recipient_keys(self.config.registry, [agency], now)
-        except GatewayError as exc:
-            log.error("escalation.unaddressable", message_id=fields.message_id, reason=str(exc))
-            return False
-        return True
 
-    async def _deliver(
-        self, fields: HeaderFields, payload: bytes, channels: EscalatorChannels
-    ) -> None:
-        """Seal to every recipient with a usable key; one without is logged, never blocks the rest.
-
-        An escalation that reaches nobody is still recorded as fired, so the
-        ladder moves on and `overdue` shows the breach.
-        """
-        now = fields.created_at
-        try:
-            keys = recipient_keys(self.config.registry, fields.recipients, now)
-            addressable = list(fields.recipients)
-        except GatewayError:
-            addressable = [a for a in fields.recipients if self._addressable(a, fields, now)]
-            if not addressable:
-                return
-            fields = replace(fields, recipients=tuple(addressable))
-            keys = recipient_keys(self.config.registry, addressable, now)
-        sealed = seal_bytes(fields, payload, self.signer, keys)
-        await asyncio.gather(
-            *(
-                publish(
-                    channels.deliver,
-                    sealed,
-                    routing_key=agency,
-                    message_id=fields.message_id,
-                    correlation_id=fields.correlation_id,
-                    message_type=fields.message_type,
-                )
-                for agency in addressable
-            )
-        )
+def _payload(plan: EscalationPlan) -> bytes:
+    deadline = plan.deadline
+    return notices.escalation(
+        deadline.message_id,
+        deadline.correlation_id,
+        deadline.kind.value,
+        plan.level,
+        deadline.rag,
+        deadline.due_at,
+        plan.escalated_at,
+        deadline.debtor,
+        plan.contacts,
+    )
 
 
 def _decision(plan: EscalationPlan, fields: HeaderFields) -> audit_chain.Decision:
@@ -297,13 +379,14 @@ async def run_escalator(
 ) -> None:
     """Tick until ``stop``; a failed tick is logged and retried, never ends the service."""
     counted_at = -COUNTS_EVERY_S
-    while not stop.is_set():
-        try:
-            await escalator.tick(channels)
-            if time.monotonic() - counted_at >= COUNTS_EVERY_S:
-                await escalator.refresh_counts()
-                counted_at = time.monotonic()
-        except (TimeoutError, GatewayError, ConnectionError) as exc:
-            log.error("escalator.tick_failed", reason=str(exc))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), tick_s)
+    async with escalator.sealing_worker():
+        while not stop.is_set():
+            try:
+                await escalator.tick(channels)
+                if time.monotonic() - counted_at >= COUNTS_EVERY_S:
+                    await escalator.refresh_counts()
+                    counted_at = time.monotonic()
+            except (TimeoutError, GatewayError, ConnectionError) as exc:
+                log.error("escalator.tick_failed", reason=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), tick_s)
