@@ -44,7 +44,8 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractExchange, DeliveryMode
 
-from gateway.broker.publisher import publish
+from gateway.broker.inbox_room import InboxRoom
+from gateway.broker.publisher import PublishNacked, PublishRefused, publish
 from gateway.config.area_config import AreaConfig
 from gateway.core import audit_chain, deadline_rules, notices
 from gateway.core.deadline_rules import Deadline, EscalationPlan
@@ -72,6 +73,8 @@ DEFAULT_BATCH = 500
 LANES = 2
 # Escalations sealed at once: a batch's first chunk is published while the next is sealed.
 SEAL_CHUNK = 100
+# A chunk this large is a burst: worth a sealing worker on the other core.
+WORKER_FROM = 20
 # The deadline gauges are a GROUP BY over every deadline: refreshed on a slower
 # beat than the tick, so 100,000 open deadlines cost nothing noticeable idle.
 COUNTS_EVERY_S = 30.0
@@ -85,6 +88,7 @@ Outgoing = tuple[EscalationPlan, HeaderFields, bytes, list[RecipientKey]]
 class EscalatorChannels:
     deliver: AbstractExchange  # on a channel with publisher confirms
     events: AbstractExchange  # on a channel without: events are notifications
+    room: InboxRoom  # tells a full inbox's nack from a transient one
 
 
 class Escalator:
@@ -106,7 +110,8 @@ class Escalator:
         self._given_policy = policy
         self.policy = policy or config.deadlines
         self.batch = batch
-        self._pool: SealerPool | None = None  # sealing in this process until ``sealing_worker``
+        self._worker_allowed = False  # sealing in this process until ``sealing_worker``
+        self._pool: SealerPool | None = None
 
     def reload(self, config: AreaConfig, signer: SigningIdentity) -> None:
         """Take a re-read config: registry, signer and ``[deadlines]`` (contacts, grace, calendar).
@@ -118,14 +123,18 @@ class Escalator:
 
     @contextlib.asynccontextmanager
     async def sealing_worker(self) -> AsyncIterator[None]:
-        """Seal in a worker process (``sealer_pool``) while inside; in this process otherwise."""
-        self._pool = SealerPool(self.signer)
+        """Inside, a chunk of ``WORKER_FROM`` or more is sealed in a worker process
+        (``sealer_pool``), started at the first such chunk: a router whose deadlines
+        fall due a few at a time never starts one. Smaller chunks, and the chunk
+        that starts the worker, are sealed in this process."""
+        self._worker_allowed = True
         try:
-            await self._pool.start()
             yield
         finally:
-            self._pool.close()
-            self._pool = None
+            self._worker_allowed = False
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
 
     async def tick(self, channels: EscalatorChannels) -> int:
         """Fire every deadline due now, a batch at a time, LANES batches at once; how many fired."""
@@ -259,11 +268,13 @@ class Escalator:
 
     async def _seal(self, chunk: list[Outgoing]) -> list[bytes]:
         pool = self._pool
+        if pool is not None and (pool.broken or pool.key_id != self.signer.key_id):
+            pool.close()  # a dead or hung worker, or a new key
+            pool = self._pool = None
         if pool is None:
+            if self._worker_allowed and len(chunk) >= WORKER_FROM:
+                self._pool = SealerPool(self.signer)  # ready for the burst's next chunk
             return [seal_bytes(f, payload, self.signer, keys) for _, f, payload, keys in chunk]
-        if pool.broken or pool.key_id != self.signer.key_id:  # a dead worker, or a new key
-            pool.close()
-            pool = self._pool = SealerPool(self.signer)
         return await pool.seal([sealer_pool.job(f, payload, keys) for _, f, payload, keys in chunk])
 
     async def _send_chunk(self, chunk: list[Outgoing], channels: EscalatorChannels) -> None:
@@ -272,20 +283,21 @@ class Escalator:
         One flat gather, not one per escalation: fewer tasks and futures per copy.
         """
         sealed = await self._seal(chunk)
-        await asyncio.gather(
+        refused = await asyncio.gather(
             *(
-                publish(
-                    channels.deliver,
-                    body,
-                    routing_key=agency,
-                    message_id=fields.message_id,
-                    correlation_id=fields.correlation_id,
-                    message_type=fields.message_type,
-                )
+                _copy(channels, body, fields, agency)
                 for (_, fields, _, _), body in zip(chunk, sealed, strict=True)
                 for agency in fields.recipients
             )
         )
+        for fields, agency in (r for r in refused if r is not None):
+            metrics.ESCALATION_COPIES_REFUSED.labels(agency=agency).inc()
+            log.error(
+                "escalation.copy_refused",
+                message_id=fields.message_id,
+                agency=agency,
+                reason=f"the inbox of {agency} is missing or full",
+            )
         for plan, _, _, _ in chunk:
             await self._announce(plan, channels)
 
@@ -318,6 +330,38 @@ class Escalator:
             silent_agency=deadline.debtor,
             recipients=list(plan.recipients),
         )
+
+
+async def _copy(
+    channels: EscalatorChannels, body: bytes, fields: HeaderFields, agency: str
+) -> tuple[HeaderFields, str] | None:
+    """Publish one copy; ``(fields, agency)`` if the agency's inbox refused it as full or missing.
+
+    A refused copy does not hold the batch back: an agency whose inbox is full
+    is not reading it (its system has been down for a while, which is often why
+    the deadline passed), and retrying would put every other agency's
+    escalations in the same batches behind it, tick after tick. The
+    escalation still fires for its other recipients (the hub among them), the
+    breach stays in the store and ``overdue``, and the refusal is logged and
+    counted. A nack from an inbox with room is transient (a quorum queue
+    electing a leader) and raised: the batch is not recorded and fires again.
+    """
+    try:
+        await publish(
+            channels.deliver,
+            body,
+            routing_key=agency,
+            message_id=fields.message_id,
+            correlation_id=fields.correlation_id,
+            message_type=fields.message_type,
+        )
+    except PublishNacked:
+        if await channels.room.full(agency):
+            return fields, agency
+        raise
+    except PublishRefused:
+        return fields, agency
+    return None
 
 
 def _payload(plan: EscalationPlan) -> bytes:

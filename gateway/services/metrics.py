@@ -120,6 +120,11 @@ ESCALATIONS = _counter(
     "Escalations fired, by deadline kind and ladder level (1: reminder and notice, 2: contacts).",
     ["kind", "level"],
 )
+ESCALATION_COPIES_REFUSED = _counter(
+    "mash_gateway_escalation_copies_refused_total",
+    "Escalation copies an inbox refused as full or missing; the others of the escalation went.",
+    ["agency"],
+)
 QUEUE_POLL_ERRORS = _counter(
     "mash_gateway_queue_poll_errors_total",
     "Failed polls of the broker's queue depths (broker down, or a queue missing).",

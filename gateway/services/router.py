@@ -502,6 +502,7 @@ async def _consume(
                 EscalatorChannels(
                     deliver=await escalations.get_exchange(topology.DELIVER_EXCHANGE),
                     events=await announcements.get_exchange(topology.EVENTS_EXCHANGE),
+                    room=exchanges.room,
                 ),
                 stop,
                 tick_s,

@@ -36,6 +36,9 @@ from gateway.core.errors import GatewayError
 # One job: the header, the payload, and each recipient as (agency, key id, raw X25519 public key).
 SealJob = tuple[HeaderFields, bytes, tuple[tuple[str, str, bytes], ...]]
 PARENT_WATCH_S = 1.0
+# A chunk (SEAL_CHUNK escalations, tens of ms) far past this has a hung worker; its first
+# chunk waits for the worker's start-up (imports: about a second, several under load).
+SEAL_TIMEOUT_S = 60.0
 
 _signer: SigningIdentity | None = None  # the worker's, set once at its start
 
@@ -61,24 +64,34 @@ class SealerPool:
             ),
         )
         self.broken = False
+        self._started = self._pool.submit(_seal_all, [])  # spawns the worker now, in the background
 
     async def start(self) -> None:
-        """Start the worker now, so its start-up (imports) is not paid by the first burst."""
+        """Wait until the worker is up (its imports done)."""
         await self.seal([])
 
     async def seal(self, jobs: Sequence[SealJob]) -> list[bytes]:
         """Each job's sealed envelope, in order."""
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._pool, _seal_all, list(jobs)
+            return await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(self._pool, _seal_all, list(jobs)),
+                SEAL_TIMEOUT_S,
             )
         except BrokenProcessPool as exc:
             self.broken = True
             raise SealerFailed(f"the sealing worker stopped: {exc}") from exc
+        except TimeoutError as exc:
+            self.broken = True  # hung: replaced (and killed) before the next chunk
+            silent = f"the sealing worker did not answer in {SEAL_TIMEOUT_S:.0f} s"
+            raise SealerFailed(silent) from exc
 
     def close(self) -> None:
         """Stop the worker; a chunk it is sealing is abandoned (its batch is not recorded)."""
+        workers = list((self._pool._processes or {}).values())  # no public handle on them
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()  # a hung worker would otherwise keep the key and a core
 
 
 def job(fields: HeaderFields, payload: bytes, keys: Sequence[RecipientKey]) -> SealJob:
