@@ -54,7 +54,6 @@ from gateway.broker.publisher import (
     PublishRefused,
     Renew,
     fresh_exchanges,
-    publish,
     publish_until_confirmed,
 )
 from gateway.config.area_config import AreaConfig, load_config
@@ -283,7 +282,8 @@ class Router:
                 log.warning("transition.ignored", message_id=step.message_id, reason=str(result))
 
     async def _quarantine(self, effect: Quarantine, body: bytes, exchanges: RouterChannels) -> None:
-        await publish(
+        """Retried in place while unconfirmed, as an inbox publish is (``_to_inbox`` says why)."""
+        await publish_until_confirmed(
             exchanges.quarantine,
             body,
             routing_key="",

@@ -9,8 +9,14 @@ Why these settings:
 - ``synchronous=FULL``: the router acks a broker message only after its state
   change is durable. Under WAL, NORMAL may lose the last commits on power
   loss, which would forget a claim (re-opening a replay window) or a routed
-  state (making the later receipt illegal). FULL fsyncs each commit; the
-  router batches nothing, so that is one fsync per state change.
+  state (making the later receipt illegal). FULL fsyncs each commit.
+- Group commit: the units of work of concurrent callers (the router's
+  messages in flight, an edge's concurrent hand-overs) that arrive while one
+  commit is on its way to disk go into the next transaction together, each
+  under a savepoint of its own, so one commit (one fsync) serves them all.
+  Each unit still runs whole before the next (serial, as before), a unit
+  that fails rolls back to its savepoint alone, and every caller returns
+  only once the commit that holds its work is durable.
 - ``busy_timeout`` lets a second process (the CLI, a second router) wait for
   the write lock instead of failing at once; writes take it up front with
   ``BEGIN IMMEDIATE`` so a read-then-write never deadlocks.
@@ -25,11 +31,13 @@ Why these settings:
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 from gateway.core.records import Fire
 from gateway.store import StoreError
@@ -59,6 +67,16 @@ SQLITE = Dialect(
 )
 
 
+@dataclass
+class _Unit:
+    """A unit of work waiting for the next group commit, and the caller waiting on it."""
+
+    what: str
+    work: Work[Any]
+    done: asyncio.Future[Any]
+    outcome: tuple[bool, Any] = (False, None)  # (ran, its result or exception)
+
+
 class SqliteStore(SqlStore):
     """A TrackingStore in the SQLite file at ``path``."""
 
@@ -69,6 +87,8 @@ class SqliteStore(SqlStore):
         self._executor: ThreadPoolExecutor | None = None
         self._claimed: set[str] = set()  # deadlines a batch is firing now (``_fire``)
         self._claiming = asyncio.Lock()
+        self._pending: list[_Unit] = []  # units of work for the next group commit
+        self._committer: asyncio.Task[None] | None = None
 
     async def _connect(self) -> bool:
         if self._executor is not None:
@@ -78,6 +98,8 @@ class SqliteStore(SqlStore):
         return True
 
     async def close(self) -> None:
+        if self._committer is not None:  # what is queued is committed first
+            await asyncio.wait([self._committer])
         executor, self._executor = self._executor, None
         if executor is None:
             return
@@ -108,18 +130,43 @@ class SqliteStore(SqlStore):
             raise StoreError(f"cannot prepare tracking store {self.path}: {exc}") from exc
 
     async def _transaction(self, what: str, work: Work[T]) -> T:
-        def write(conn: sqlite3.Connection) -> T:
-            conn.execute("BEGIN IMMEDIATE")  # the write lock up front
-            try:
-                result = _drive(conn, work)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return result
+        """Run ``work`` in the next group commit; return once that commit is durable."""
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Unit(what, work, done))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_pending())
+        return await done
 
-        return await self._run(what, write)
+    async def _commit_pending(self) -> None:
+        """Commit what is queued, batch after batch; each caller learns its own outcome."""
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._run("committing", functools.partial(_commit_all, batch=batch))
+            except BaseException as exc:  # the commit failed: no unit of the batch is durable
+                cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error) else exc
+                for unit in batch:
+                    if not unit.done.done():
+                        unit.done.set_exception(self._failed(unit.what, cause))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for unit in batch:
+                ran, value = unit.outcome
+                if unit.done.done():
+                    continue
+                if ran:
+                    unit.done.set_result(value)
+                else:
+                    unit.done.set_exception(self._failed(unit.what, value))
+
+    def _failed(self, what: str, exc: BaseException) -> BaseException:
+        """A unit's own error, named as a transaction of its own would have named it."""
+        if not isinstance(exc, sqlite3.Error):
+            return exc
+        error = StoreError(f"tracking store {self.path}: {what} failed: {exc}")
+        error.__cause__ = exc
+        return error
 
     async def _query(self, what: str, work: Work[T]) -> T:
         return await self._run(what, lambda conn: _drive(conn, work))
@@ -158,6 +205,32 @@ class SqliteStore(SqlStore):
         if self._executor is None:
             raise StoreError(f"tracking store {self.path} is not open")
         return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
+
+def _commit_all(conn: sqlite3.Connection, batch: list[_Unit]) -> None:
+    """One write transaction for the batch, each unit under a savepoint of its own.
+
+    A unit that fails is rolled back alone and keeps its exception; if SQLite
+    rolled back the whole transaction (it does on some I/O errors), the batch
+    fails as one.
+    """
+    conn.execute("BEGIN IMMEDIATE")  # the write lock up front
+    try:
+        for unit in batch:
+            conn.execute("SAVEPOINT unit")
+            try:
+                unit.outcome = (True, _drive(conn, unit.work))
+            except Exception as exc:
+                if not conn.in_transaction:
+                    raise
+                conn.execute("ROLLBACK TO unit")
+                unit.outcome = (False, exc)
+            conn.execute("RELEASE unit")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _drive(conn: sqlite3.Connection, work: Work[T]) -> T:

@@ -216,6 +216,29 @@ async def test_a_rejection_without_a_reason_writes_nothing_of_the_whole_advance(
     assert [e.state for e in await store.timeline("m-1")] == [State.SUBMITTED]
 
 
+async def test_concurrent_writes_commit_each_alone_when_one_of_them_fails(
+    store: TrackingStore,
+) -> None:
+    """SQLite commits concurrent callers' writes together (group commit): one caller's
+    failure must undo its own work only, and every other caller's must stay."""
+    ids = [f"m-{n}" for n in range(10)]
+    await asyncio.gather(*(store.admit(record(i), "d", T0) for i in ids))
+
+    async def advance(message_id: str) -> object:
+        event = Event.REJECTED if message_id == "m-4" else Event.ROUTED  # m-4 has no reason
+        return await store.advance([Transition(message_id, event)], T0)
+
+    results = await asyncio.gather(*(advance(i) for i in ids), return_exceptions=True)
+    failed = results.pop(4)
+    assert isinstance(failed, StoreError) and "m-4: a rejected transition needs" in str(failed)
+    assert results == [[Outcome(State.ROUTED, changed=True)]] * 9
+    assert [e.state for e in await store.timeline("m-4")] == [State.SUBMITTED]
+    for i in ids[:4] + ids[5:]:
+        assert [e.state for e in await store.timeline(i)] == [State.SUBMITTED, State.ROUTED]
+    marked = await asyncio.gather(*(store.mark_handled("police", i) for i in ids + ids))
+    assert sorted(marked) == [False] * 10 + [True] * 10
+
+
 async def test_mark_handled_is_true_once_per_agency(store: TrackingStore) -> None:
     assert not await store.was_handled("health", "m-1")
     assert await store.mark_handled("health", "m-1")

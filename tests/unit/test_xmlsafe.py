@@ -59,6 +59,15 @@ def test_nesting_at_the_limit_parses_and_one_deeper_is_refused() -> None:
         parse(nested(MAX_DEPTH + 1), "deep.xml")
 
 
+def test_a_comment_or_instruction_one_level_too_deep_is_refused_and_names_its_line() -> None:
+    inner = b"<a>" * MAX_DEPTH
+    outer = b"</a>" * MAX_DEPTH
+    parse(b"<a>" * (MAX_DEPTH - 1) + b"<!-- at the limit -->" + b"</a>" * (MAX_DEPTH - 1))
+    for node in (b"<!-- one deeper -->", b"<?pi one deeper?>"):
+        with pytest.raises(UnsafeXmlError, match=r"^deep\.xml:2: element nesting deeper"):
+            parse(inner + b"\n" + node + outer, "deep.xml")
+
+
 def test_very_deep_nesting_is_refused_without_exhausting_the_stack() -> None:
     with pytest.raises(UnsafeXmlError, match=r"^deep\.xml:"):
         parse(nested(100_000), "deep.xml")
