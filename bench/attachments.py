@@ -13,7 +13,9 @@ from one run:
   (router) and ``mash-gateway inbox`` (receiving edge), each its own process,
   from the start of send until ``<message id>.xml`` appears in the inbox
   folder (written after the file, the handler's last step). Throughput is the
-  file's size over that time; each process's peak RSS comes from wait4.
+  file's size over that time; each process's peak RSS comes from wait4. When
+  the sender exits (sealed, every piece confirmed on ingress) is printed
+  too: what follows is the relay's backlog, the edge's staging and opening.
 - ``--pieces-sweep`` runs only the raw ceiling at 256 KiB, 1 MiB and 4 MiB
   pieces: the measurements behind DEFAULT_PIECE_SIZE (pieces.py).
 
@@ -183,6 +185,7 @@ async def gateway_run(size: int, work: Path) -> dict[str, float]:
             stdout=subprocess.PIPE,
         )
         sender_rss = await asyncio.to_thread(wait_rss, sender)
+        sent = time.monotonic() - started  # sealed, and every piece confirmed on ingress
         assert sender.returncode == 0, "send failed"
         assert sender.stdout is not None
         message_id = sender.stdout.read().split()[2].decode()
@@ -201,6 +204,7 @@ async def gateway_run(size: int, work: Path) -> dict[str, float]:
         return {
             "mb_s": size / elapsed / 1e6,
             "seconds": elapsed,
+            "sent_s": sent,
             "sender_rss": sender_rss,
             "router_rss": router_rss,
             "edge_rss": edge_rss,
@@ -223,7 +227,8 @@ async def run(args: argparse.Namespace) -> None:
         result = await gateway_run(size, Path(tmp))
     print(
         f"gateway, {args.size} MiB send -> handler: {result['mb_s']:.0f} MB/s "
-        f"({result['seconds']:.1f} s), {result['mb_s'] / raw:.0%} of raw"
+        f"({result['seconds']:.1f} s, the sender done after {result['sent_s']:.1f} s), "
+        f"{result['mb_s'] / raw:.0%} of raw"
     )
     print(
         f"peak RSS: sender {result['sender_rss']:.0f} MiB, router {result['router_rss']:.0f} MiB, "
