@@ -67,6 +67,22 @@ def test_a_transfer_staged_in_any_order_opens_whole(tmp_path: Path) -> None:
     assert not (tmp_path / message_id).exists()
 
 
+def test_a_transfer_is_complete_only_with_every_piece_whichever_came_last(
+    tmp_path: Path,
+) -> None:
+    message_id, envelope, pieces = transfer(os.urandom(4 * SIZE))
+    staging = Staging(tmp_path)
+    staging.stage_envelope(message_id, envelope)
+    *first, (last, last_body) = pieces
+    for piece, body in first[1:]:
+        staging.stage_piece(piece, body)
+        assert not staging.complete(message_id)
+    staging.stage_piece(last, last_body)
+    assert not staging.complete(message_id)  # the last is there, the first is not
+    staging.stage_piece(*first[0])
+    assert staging.complete(message_id)
+
+
 def test_a_piece_with_other_bytes_or_another_plan_is_refused(tmp_path: Path) -> None:
     _, _, pieces = transfer(os.urandom(2 * SIZE))
     staging = Staging(tmp_path)
