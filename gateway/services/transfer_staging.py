@@ -26,6 +26,7 @@ pieces, and the folder is removed.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import os
@@ -189,8 +190,8 @@ class Staging:
             handles.append(handle)
             return handle
 
-        readers: list[BinaryIO] = [io.BytesIO(envelope)]
-        readers += [pieces[i].open("rb") for i in sorted(pieces)]
+        staged = _PieceFiles([pieces[i] for i in sorted(pieces)])
+        readers = [io.BytesIO(envelope), cast(BinaryIO, staged)]
         payload = io.BytesIO()
         try:
             opened = open(
@@ -207,8 +208,7 @@ class Staging:
                 handle.flush()
                 os.fsync(handle.fileno())
         finally:
-            for reader in readers:
-                reader.close()
+            staged.close()
             for handle in handles:
                 handle.close()
         return opened, payload.getvalue(), outputs
@@ -242,6 +242,32 @@ class Staging:
             # Complete but still here: refused or abandoned mid-hand-over; removed quietly.
             found.append(Stale(folder.name, header, envelope, missing))
         return found
+
+
+class _PieceFiles:
+    """The staged pieces read as one stream, each opened when reached and closed once read:
+    a 5 GiB transfer is 5,120 pieces, more files than a process may hold open by default
+    (1,024), and each open reader keeps its buffer."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self._paths = collections.deque(paths)
+        self._current: BinaryIO | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        while True:
+            if self._current is None:
+                if not self._paths:
+                    return b""
+                self._current = self._paths.popleft().open("rb")
+            data = self._current.read(size)
+            if data or size == 0:
+                return data
+            self.close()
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
 
 
 def write_attachments(target: Path, files: Sequence[ReceivedAttachment]) -> Path:
