@@ -13,7 +13,10 @@ from one run:
   (router) and ``mash-gateway inbox`` (receiving edge), each its own process,
   from the start of send until ``<message id>.xml`` appears in the inbox
   folder (written after the file, the handler's last step). Throughput is the
-  file's size over that time; each process's peak RSS comes from wait4.
+  file's size over that time; each process's peak RSS comes from wait4. When
+  the sender exits (sealed, every piece confirmed on ingress) is printed
+  too: what follows is the relay's backlog, the edge's staging and opening.
+  Each process's CPU seconds (wait4) say what it costs whatever the load.
 - ``--pieces-sweep`` runs only the raw ceiling at 256 KiB, 1 MiB and 4 MiB
   pieces: the measurements behind DEFAULT_PIECE_SIZE (pieces.py).
 
@@ -64,9 +67,15 @@ async def drop_vhost(vhost: str) -> None:
 
 def wait_rss(process: subprocess.Popen[bytes]) -> float:
     """Wait for a child; its own peak RSS in MiB (ru_maxrss is KiB on Linux)."""
+    return wait_usage(process)[0]
+
+
+def wait_usage(process: subprocess.Popen[bytes]) -> tuple[float, float]:
+    """Wait for a child; its peak RSS in MiB and the CPU seconds it used (user and system),
+    which a loaded machine does not inflate as it does the wall clock."""
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss / 1024
+    return usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 # --- raw ceiling --------------------------------------------------------------------------
@@ -182,7 +191,8 @@ async def gateway_run(size: int, work: Path) -> dict[str, float]:
             [*gateway, *send],
             stdout=subprocess.PIPE,
         )
-        sender_rss = await asyncio.to_thread(wait_rss, sender)
+        sender_rss, sender_cpu = await asyncio.to_thread(wait_usage, sender)
+        sent = time.monotonic() - started  # sealed, and every piece confirmed on ingress
         assert sender.returncode == 0, "send failed"
         assert sender.stdout is not None
         message_id = sender.stdout.read().split()[2].decode()
@@ -192,18 +202,22 @@ async def gateway_run(size: int, work: Path) -> dict[str, float]:
         # `inbox --follow` does not stop on SIGINT (it hangs in shutdown, on main too);
         # its peak RSS stays in ru_maxrss whatever ends it.
         inbox.kill()
-        edge_rss = await asyncio.to_thread(wait_rss, inbox)
+        edge_rss, edge_cpu = await asyncio.to_thread(wait_usage, inbox)
         router.send_signal(signal.SIGTERM)
-        router_rss = await asyncio.to_thread(wait_rss, router)
+        router_rss, router_cpu = await asyncio.to_thread(wait_usage, router)
         log.close()
         received = out / f"{message_id}.attachments" / "video.mp4"
         assert received.stat().st_size == size, "the file arrived cut"
         return {
             "mb_s": size / elapsed / 1e6,
             "seconds": elapsed,
+            "sent_s": sent,
             "sender_rss": sender_rss,
             "router_rss": router_rss,
             "edge_rss": edge_rss,
+            "sender_cpu": sender_cpu,
+            "router_cpu": router_cpu,
+            "edge_cpu": edge_cpu,
         }
     finally:
         await drop_vhost(vhost)
@@ -223,11 +237,16 @@ async def run(args: argparse.Namespace) -> None:
         result = await gateway_run(size, Path(tmp))
     print(
         f"gateway, {args.size} MiB send -> handler: {result['mb_s']:.0f} MB/s "
-        f"({result['seconds']:.1f} s), {result['mb_s'] / raw:.0%} of raw"
+        f"({result['seconds']:.1f} s, the sender done after {result['sent_s']:.1f} s), "
+        f"{result['mb_s'] / raw:.0%} of raw"
     )
     print(
         f"peak RSS: sender {result['sender_rss']:.0f} MiB, router {result['router_rss']:.0f} MiB, "
         f"receiving edge {result['edge_rss']:.0f} MiB"
+    )
+    print(
+        f"CPU: sender {result['sender_cpu']:.1f} s, router {result['router_cpu']:.1f} s, "
+        f"receiving edge {result['edge_cpu']:.1f} s (each process's whole life)"
     )
 
 

@@ -10,6 +10,16 @@ ingress queue and go to the same inboxes. For each piece the relay:
    bytes are the sender's, for this message, at this place;
 3. publishes it with confirms to each recipient's inbox, then acks.
 
+Pieces go out on a confirmed channel of the relay's own (``PieceRelay.open``), so
+a small message's publish does not wait on the router's channel behind megabytes
+of pieces. A publish whose outcome is unknown (the channel closed while the
+broker restarts) is retried in place, holding the piece, as the router does for
+an envelope (router._to_inbox): requeued at once, it would come straight back on
+the ingress channel, which may be restored first, and fail again until the
+queue's delivery limit dead-lettered it. A nack from an inbox with room (a
+quorum queue electing a leader) is retried on new channels within the
+publisher's budget; from a full one, the piece is requeued.
+
 Stateless apart from that cache, so a router killed mid-transfer resumes
 with the next unacked piece: a piece relayed twice is kept once by the
 receiving edge. A piece that fails its check is quarantined and the sender
@@ -30,10 +40,23 @@ from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
 import structlog
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    FieldValue,
+)
 
-from gateway.broker import piece_headers
-from gateway.broker.publisher import publish
+from gateway.broker import piece_headers, topology
+from gateway.broker.connection import confirmed_channel
+from gateway.broker.inbox_room import InboxRoom
+from gateway.broker.publisher import (
+    PublishNacked,
+    Renew,
+    fresh_exchanges,
+    publish_until_confirmed,
+)
 from gateway.config.area_config import AreaConfig
 from gateway.core import routing_plan
 from gateway.core.envelope import EnvelopeError
@@ -51,15 +74,22 @@ log = structlog.get_logger("gateway.services.piece_relay")
 KNOWN_TRANSFERS = 256  # records kept; a transfer's pieces arrive together
 # Pieces being published at once. Each costs about three times its size while its frames
 # are built and sent; the channel's prefetch already keeps the sender's window busy.
-RELAYING_AT_ONCE = 4
+RELAYING_AT_ONCE = 8
 RELAYED_STATES = frozenset({State.ROUTED, State.DELIVERED, State.ANSWERED})
 
 
 class Exchanges(Protocol):
-    """The router's exchanges (router.RouterChannels): pieces go out on ``deliver``."""
+    """The router's exchanges (router.RouterChannels): refusals go out through the router;
+    pieces go out on ``deliver`` unless the relay has a channel of its own (``open``)."""
 
     @property
     def deliver(self) -> AbstractExchange: ...
+
+    @property
+    def room(self) -> InboxRoom: ...
+
+    @property
+    def connection(self) -> AbstractRobustConnection: ...
 
 
 E = TypeVar("E", bound=Exchanges)
@@ -88,6 +118,28 @@ class RouterShell(Protocol[E_contra]):
     ) -> bool: ...
 
 
+async def _to_inbox(
+    deliver: AbstractExchange,
+    agency: str,
+    record: MessageRecord,
+    headers: dict[str, FieldValue],
+    body: bytes,
+    renew: Renew | None = None,
+) -> None:
+    """Publish until confirmed; with ``renew``, nacks too, each retry on a new channel."""
+    await publish_until_confirmed(
+        deliver,
+        body,
+        routing_key=agency,
+        message_id=record.message_id,
+        correlation_id=record.correlation_id,
+        message_type=piece_headers.PIECE_TYPE,
+        headers=headers,
+        retry_nacked=renew is not None,
+        renew=renew,
+    )
+
+
 class TransferUnknown(Exception):
     """The piece's transfer is not routed yet: the caller requeues the piece."""
 
@@ -97,6 +149,14 @@ class PieceRelay(Generic[E]):
         self.router = router
         self._known: OrderedDict[str, MessageRecord] = OrderedDict()
         self._relaying = asyncio.Semaphore(RELAYING_AT_ONCE)
+        self._channel: AbstractRobustChannel | None = None
+        self._deliver: AbstractExchange | None = None
+
+    async def open(self, connection: AbstractRobustConnection) -> None:
+        """Publish pieces on a confirmed channel of their own (held here: a robust
+        connection keeps its channels only weakly, and restores only those alive)."""
+        self._channel = await confirmed_channel(connection)
+        self._deliver = await self._channel.get_exchange(topology.DELIVER_EXCHANGE)
 
     async def handle(self, message: AbstractIncomingMessage, exchanges: E) -> None:
         """Check and relay one piece; raises TransferUnknown to have it requeued."""
@@ -139,16 +199,18 @@ class PieceRelay(Generic[E]):
     async def _relay(
         self, record: MessageRecord, piece: Piece, key_id: str, body: bytes, exchanges: E
     ) -> None:
+        deliver = self._deliver or exchanges.deliver
+        headers = piece_headers.encode(piece, key_id)
         for agency in record.recipients:
-            await publish(
-                exchanges.deliver,
-                body,
-                routing_key=agency,
-                message_id=record.message_id,
-                correlation_id=record.correlation_id,
-                message_type=piece_headers.PIECE_TYPE,
-                headers=piece_headers.encode(piece, key_id),
-            )
+            try:
+                await _to_inbox(deliver, agency, record, headers, body)
+            except PublishNacked:
+                if await exchanges.room.full(agency):
+                    raise  # requeued: the inbox may drain before the delivery limit
+                log.warning("piece.nack_retried", agency=agency, message_id=record.message_id)
+                connection = exchanges.connection
+                async with fresh_exchanges(connection, topology.DELIVER_EXCHANGE) as renew:
+                    await _to_inbox(await renew(), agency, record, headers, body, renew)
 
     async def _record(self, message_id: str, correlation_id: str | None) -> MessageRecord | None:
         known = self._known.get(message_id)

@@ -494,6 +494,7 @@ async def _consume(
             connection=connection,
         )
         relay = PieceRelay(router)
+        await relay.open(connection)
         escalations = await confirmed_channel(connection)
         announcements = await connection.channel(publisher_confirms=False)
         escalating = asyncio.create_task(

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import io
 import os
+import resource
 import time
 import uuid
 from pathlib import Path
@@ -65,6 +66,41 @@ def test_a_transfer_staged_in_any_order_opens_whole(tmp_path: Path) -> None:
     assert opened.attachments[0].plaintext_sha256 == hashlib.sha256(content).hexdigest()
     staging.remove(message_id)
     assert not (tmp_path / message_id).exists()
+
+
+def test_a_transfer_is_complete_only_with_every_piece_whichever_came_last(
+    tmp_path: Path,
+) -> None:
+    message_id, envelope, pieces = transfer(os.urandom(4 * SIZE))
+    staging = Staging(tmp_path)
+    staging.stage_envelope(message_id, envelope)
+    *first, (last, last_body) = pieces
+    for piece, body in first[1:]:
+        staging.stage_piece(piece, body)
+        assert not staging.complete(message_id)
+    staging.stage_piece(last, last_body)
+    assert not staging.complete(message_id)  # the last is there, the first is not
+    staging.stage_piece(*first[0])
+    assert staging.complete(message_id)
+
+
+def test_a_transfer_of_more_pieces_than_the_process_may_open_files_opens(
+    tmp_path: Path,
+) -> None:
+    content = os.urandom(300 * SIZE)
+    message_id, envelope, pieces = transfer(content)
+    staging = Staging(tmp_path)
+    staging.stage_envelope(message_id, envelope)
+    for piece, body in pieces:
+        staging.stage_piece(piece, body)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 32, hard))  # fewer than the pieces
+    try:
+        _, _, files = staging.open_transfer(message_id, registry(), keys("health").identity(), NOW)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert [f.read_bytes() for f in files] == [content]
 
 
 def test_a_piece_with_other_bytes_or_another_plan_is_refused(tmp_path: Path) -> None:
