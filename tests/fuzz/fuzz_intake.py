@@ -108,10 +108,10 @@ assert CONFIG is not None
 class Keyring:
     """gpg's stand-in: the armoured part is its own plaintext; a non-empty signature is good."""
 
-    async def decrypt(self, data: bytes) -> Decrypted:
+    def decrypted(self, data: bytes) -> Decrypted:
         return Decrypted(bool(data.strip()), data)
 
-    async def verify_detached(self, data: bytes, signature: bytes) -> Verdict:
+    def verified(self, data: bytes, signature: bytes) -> Verdict:
         if not signature.strip():
             return Verdict(SignatureStatus.BAD, None)
         return Verdict(SignatureStatus.GOOD, FINGERPRINT)
