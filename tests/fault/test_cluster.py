@@ -58,6 +58,7 @@ TOTAL = 5000
 IN_FLIGHT = 25
 FIRST_KILL_AT, SECOND_KILL_AT = 1000, 2500  # requests police has received
 WAIT_S = 600.0
+CONSUMERS_SETTLE_S = 30  # how long a closed connection's consumer may stay listed
 
 
 @dataclass
@@ -119,6 +120,19 @@ async def submit_all(hub: Edge, cases: list[str], sent: dict[str, str]) -> None:
 def consumers(node: Node, vhost: str) -> dict[str, int]:
     listed = ctl(node, "-q", "list_queues", "-p", vhost, "name", "consumers", "--no-table-headers")
     return {n: int(c) for n, c in (line.split() for line in listed.splitlines()) if int(c)}
+
+
+async def settled_consumers(node: Node, vhost: str) -> dict[str, int]:
+    """The consumers once the cluster has settled: a stream consumer of a connection that a
+    node loss closed can stay listed for a few seconds after its client has subscribed anew
+    (seen once in CI as 5 on gateway.directory against 3). A duplicate that lasts fails."""
+    listed = await asyncio.to_thread(consumers, node, vhost)
+    for _ in range(CONSUMERS_SETTLE_S):
+        if listed == EXPECTED_CONSUMERS:
+            break
+        await asyncio.sleep(1)
+        listed = await asyncio.to_thread(consumers, node, vhost)
+    return listed
 
 
 @pytest.mark.timeout(1500)
@@ -187,5 +201,5 @@ async def test_two_node_losses_in_turn_lose_and_double_nothing(cluster_area: Clu
     assert area.router_states("InformationRequest") == {State.DELIVERED.value: TOTAL}
     receipts = hub_inbox.of_type("DeliveryReceipt")
     assert {m.header.fields.in_reply_to for m in receipts} == set(handed_over)
-    assert await asyncio.to_thread(consumers, cluster.nodes[0], vhost) == EXPECTED_CONSUMERS
+    assert await settled_consumers(cluster.nodes[0], vhost) == EXPECTED_CONSUMERS
     print(f"killed {[n.name for n in killed]}; {progress()}")  # for the README's account
