@@ -64,7 +64,7 @@ class SealerPool:
             ),
         )
         self.broken = False
-        self._started = self._pool.submit(_seal_all, [])  # spawns the worker now, in the background
+        self._pool.submit(_seal_all, [])  # spawns the worker now, in the background
 
     async def start(self) -> None:
         """Wait until the worker is up (its imports done)."""
